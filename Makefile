@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create/refresh .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.oneid-installed
+
+.PHONY: demo test test-fast bench lint format install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/ensure-java.sh
+	@bash scripts/ensure-java.sh
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "OneID needs Python >= 3.10")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/oneid demo
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "unit"
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check lib tests jobs bench
+	$(BIN)/ruff format --check lib tests jobs bench
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix lib tests jobs bench
+	$(BIN)/ruff format lib tests jobs bench
+
+clean:
+	rm -rf warehouse demo_data .pytest_cache

@@ -1,0 +1,177 @@
+"""The ``oneid`` console script: one sub-command per job, plus ``generate`` and ``demo``.
+
+The CLI only parses arguments, configures logging, builds the session once and calls library
+code. Errors a user can act on (:class:`OneIdError`) print as one line and exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from oneid.conf import OneIdConfig, load_config
+from oneid.errors import OneIdError
+from oneid.stages import Stage, StageResult, registered_stages
+
+logger = logging.getLogger("oneid")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``oneid`` and of every ``jobs/<job>.py``."""
+    parser = _parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    _configure_logging(args.verbose - args.quiet)
+    try:
+        cfg = load_config(args.env, args.conf_dir, args.set)
+        return int(args.handler(cfg, args) or 0)
+    except OneIdError as exc:
+        print(f"oneid: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--env", default="local", help="environment: conf/<env>.yaml or a path")
+    common.add_argument("--conf-dir", default=None, help="folder of conf files (default ./conf)")
+    common.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a conf key, e.g. --set spark.shuffle_partitions=4 (repeatable)",
+    )
+    common.add_argument("-v", "--verbose", action="count", default=0)
+    common.add_argument("-q", "--quiet", action="count", default=0)
+
+    parser = argparse.ArgumentParser(prog="oneid", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    gen = sub.add_parser("generate", parents=[common], help="write generated demo source data")
+    gen.add_argument("--people", type=int, default=None, help="people (default: demo.people)")
+    gen.add_argument("--seed", type=int, default=None, help="seed (default: demo.seed)")
+    gen.add_argument("--out", default=None, help="output folder (default: demo.data_dir)")
+    gen.set_defaults(handler=_cmd_generate)
+
+    demo = sub.add_parser("demo", parents=[common], help="generate data and run every stage")
+    demo.add_argument("--people", type=int, default=None, help="people (default: demo.people)")
+    demo.add_argument("--regenerate", action="store_true", help="rewrite the demo data")
+    demo.set_defaults(handler=_cmd_demo)
+
+    for stage in registered_stages():
+        stage_parser = sub.add_parser(stage.name, parents=[common], help=stage.help)
+        stage.add_arguments(stage_parser)
+        stage_parser.set_defaults(handler=_stage_handler(stage))
+    return parser
+
+
+def _configure_logging(level_shift: int) -> None:
+    level = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO}.get(
+        max(min(level_shift, 1), -2), logging.DEBUG
+    )
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def _stage_handler(stage: Stage):
+    def handler(cfg: OneIdConfig, args: argparse.Namespace) -> int:
+        from oneid.session import build_session
+
+        spark = build_session(cfg, app_name=f"oneid-{stage.name}")
+        result = stage.run(spark, cfg, args)
+        _print_result(stage.name, result)
+        return 0
+
+    return handler
+
+
+def _print_result(name: str, result: StageResult) -> None:
+    for table, rows in result.tables.items():
+        print(f"{name}: {table}: {rows} rows")
+    for note in result.notes:
+        print(f"{name}: {note}")
+
+
+def _cmd_generate(cfg: OneIdConfig, args: argparse.Namespace) -> int:
+    from oneid.generate import generate_demo
+
+    demo = cfg.pipeline.demo
+    out = Path(args.out or demo.data_dir)
+    manifest = generate_demo(out, people=args.people or demo.people, seed=args.seed or demo.seed)
+    print(json.dumps(manifest["rows"], ensure_ascii=False, indent=2))
+    return 0
+
+
+def _cmd_demo(cfg: OneIdConfig, args: argparse.Namespace) -> int:
+    from oneid.generate import generate_demo
+    from oneid.session import build_session
+
+    demo = cfg.pipeline.demo
+    people = args.people or demo.people
+    data_dir = Path(demo.data_dir)
+    timings: list[tuple[str, float]] = []
+    tables: dict[str, int] = {}
+
+    started = time.perf_counter()
+    manifest_path = data_dir / "manifest.json"
+    if args.regenerate or not _same_demo_data(manifest_path, people, demo.seed):
+        generate_demo(data_dir, people=people, seed=demo.seed)
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    for source, rows in manifest["rows"].items():
+        tables[f"demo_data/{source}"] = rows
+    timings.append(("generate", time.perf_counter() - started))
+
+    started = time.perf_counter()
+    spark = build_session(cfg, app_name="oneid-demo")
+    timings.append(("spark session", time.perf_counter() - started))
+
+    notes: list[str] = []
+    for stage in registered_stages():
+        for argv in stage.demo_argv(cfg):
+            stage_parser = argparse.ArgumentParser(prog=f"oneid {stage.name}")
+            stage.add_arguments(stage_parser)
+            stage_args = stage_parser.parse_args(argv)
+            started = time.perf_counter()
+            result = stage.run(spark, cfg, stage_args)
+            label = " ".join([stage.name, *argv])
+            timings.append((label, time.perf_counter() - started))
+            tables.update(result.tables)
+            notes.extend(f"{stage.name}: {note}" for note in result.notes)
+
+    print(_summary(people, cfg, timings, tables, notes))
+    return 0
+
+
+def _same_demo_data(manifest_path: Path, people: int, seed: int) -> bool:
+    if not manifest_path.is_file():
+        return False
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    return manifest.get("people") == people and manifest.get("seed") == seed
+
+
+def _summary(
+    people: int,
+    cfg: OneIdConfig,
+    timings: list[tuple[str, float]],
+    tables: dict[str, int],
+    notes: list[str],
+) -> str:
+    width = max(len(name) for name in [*tables, *(t for t, _ in timings), "stage"]) + 2
+    lines = [
+        "",
+        f"OneID demo: {people} people, warehouse {cfg.env.warehouse}",
+        "",
+        f"{'stage':<{width}}seconds",
+    ]
+    lines += [f"{name:<{width}}{seconds:7.1f}" for name, seconds in timings]
+    lines += ["", f"{'table':<{width}}rows"]
+    lines += [f"{name:<{width}}{rows:>7}" for name, rows in tables.items()]
+    if notes:
+        lines += ["", *notes]
+    return "\n".join(lines)

@@ -1,0 +1,157 @@
+"""Load, merge and validate configuration files into :class:`OneIdConfig`.
+
+An environment file names its pipeline file (``pipeline: pipeline.yaml``, relative to the
+environment file). ``--set key=value`` overrides apply after both are read; the first part of
+the key says which file it belongs to (``spark.shuffle_partitions=4`` → environment,
+``identity.components.engine=native`` → pipeline). Values are parsed as YAML scalars.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from oneid.conf.models import EnvConf, OneIdConfig
+from oneid.conf.pipeline import PipelineConf
+from oneid.errors import ConfigError
+
+DEFAULT_CONF_DIR = Path("conf")
+ENV_ONLY_KEYS = {"pipeline"}
+
+
+def load_config(
+    env: str | Path = "local",
+    conf_dir: str | Path | None = None,
+    overrides: Sequence[str] = (),
+) -> OneIdConfig:
+    """Read ``<conf_dir>/<env>.yaml`` (or the path ``env``) and its pipeline file, apply overrides.
+
+    Raises :class:`ConfigError` naming the file, the key and what was expected.
+    """
+    env_path = _env_path(env, conf_dir)
+    env_raw = _read_yaml(env_path)
+    pipeline_name = env_raw.pop("pipeline", "pipeline.yaml")
+    if not isinstance(pipeline_name, str):
+        raise ConfigError(f"{env_path}: pipeline: expected a file name, got {pipeline_name!r}")
+    pipeline_path = (env_path.parent / pipeline_name).resolve()
+    pipeline_raw = _read_yaml(pipeline_path)
+
+    origins: dict[str, str] = {}
+    for key, value in _parse_overrides(overrides):
+        target, label = _override_target(key, env_raw, pipeline_raw)
+        _set_dotted(target, key, value)
+        origins[f"{label}.{key}"] = f"--set {key}"
+
+    env_conf = _validate(EnvConf, env_raw, str(env_path), "env", origins)
+    pipeline_conf = _validate(PipelineConf, pipeline_raw, str(pipeline_path), "pipeline", origins)
+    return OneIdConfig(
+        env_name=env_path.stem,
+        env=env_conf,
+        pipeline=pipeline_conf,
+        files=(str(env_path), str(pipeline_path)),
+    )
+
+
+def _env_path(env: str | Path, conf_dir: str | Path | None) -> Path:
+    candidate = Path(env)
+    if candidate.suffix in {".yaml", ".yml"}:
+        path = candidate
+    else:
+        path = Path(conf_dir or DEFAULT_CONF_DIR) / f"{env}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"{path}: environment file not found (expected conf/<env>.yaml, e.g. conf/local.yaml; "
+            "pass --conf-dir or --env)"
+        )
+    return path.resolve()
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:
+    parsed = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                f"--set {item!r}: expected key=value, e.g. spark.shuffle_partitions=4"
+            )
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        parsed.append((key.strip(), value))
+    return parsed
+
+
+def _override_target(
+    key: str, env_raw: dict[str, Any], pipeline_raw: dict[str, Any]
+) -> tuple[dict[str, Any], str]:
+    head = key.split(".", 1)[0]
+    if head in EnvConf.model_fields:
+        return env_raw, "env"
+    if head in PipelineConf.model_fields:
+        return pipeline_raw, "pipeline"
+    known = sorted(set(EnvConf.model_fields) | set(PipelineConf.model_fields))
+    raise ConfigError(f"--set {key}: unknown section {head!r}; expected one of {', '.join(known)}")
+
+
+def _set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = target
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = {}
+            node[part] = child
+        elif not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {part!r} is not a mapping")
+        node = child
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def _validate(
+    model: type[BaseModel], raw: dict[str, Any], path: str, label: str, origins: dict[str, str]
+) -> Any:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            where = _origin(origins, label, key) or path
+            if err["type"] == "extra_forbidden":
+                lines.append(f"{where}: {key}: unknown key (check spelling; see README conf keys)")
+            else:
+                got = err.get("input")
+                lines.append(f"{where}: {key}: {err['msg']} (got {got!r})")
+        raise ConfigError("invalid configuration\n  " + "\n  ".join(lines)) from None
+
+
+def _origin(origins: dict[str, str], label: str, key: str) -> str | None:
+    parts = key.split(".")
+    for i in range(len(parts), 0, -1):
+        found = origins.get(f"{label}." + ".".join(parts[:i]))
+        if found:
+            return found
+    return None

@@ -1,0 +1,87 @@
+"""Typed, frozen configuration objects (environment part).
+
+An environment file (``conf/local.yaml``, ``conf/cluster.yaml``) says *where* and *how* the
+pipeline runs; the pipeline file it names (``conf/pipeline.yaml``) says *what* it does. Both are
+validated here; unknown keys are errors, never silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+
+from oneid.conf.pipeline import PipelineConf
+from oneid.jars import DELTA_JARS, GRAPHFRAMES_JARS, MAVEN_CENTRAL, parse_coordinate
+
+
+class StrictModel(BaseModel):
+    """Base for every conf object: frozen, and unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SparkConf(StrictModel):
+    """Spark settings the session factory applies.
+
+    ``master`` and ``driver_memory`` are only used in local mode; on a cluster they come from
+    spark-submit and the library never sets them.
+    """
+
+    master: str = "local[*]"
+    app_name: str = "oneid"
+    shuffle_partitions: PositiveInt = 8
+    driver_memory: str = "4g"
+    ui: bool = False
+    extra: dict[str, str] = Field(default_factory=dict)
+
+
+class JarsConf(StrictModel):
+    """Where the pinned JVM jars come from.
+
+    Resolution order per jar: each folder in ``folders`` (offline installs), then the cache,
+    then each Maven repository in ``repositories`` (a corporate mirror goes first here).
+    """
+
+    repositories: tuple[str, ...] = (MAVEN_CENTRAL,)
+    folders: tuple[str, ...] = ()
+    cache_dir: str = "~/.cache/oneid/jars"
+    offline: bool = False
+    timeout_seconds: float = 60.0
+    delta: tuple[str, ...] = DELTA_JARS
+    graphframes: tuple[str, ...] = GRAPHFRAMES_JARS
+
+    @field_validator("delta", "graphframes")
+    @classmethod
+    def _coordinates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            parse_coordinate(item)
+        return value
+
+
+class SecretsConf(StrictModel):
+    """Secrets are *named* here and read from the environment, never stored in files."""
+
+    hmac_key_env: str = "ONEID_HMAC_KEY"
+    hmac_key_version: PositiveInt = 1
+    allow_demo_key: bool = False
+
+
+class EnvConf(StrictModel):
+    """One environment: local development or a cluster."""
+
+    mode: Literal["local", "cluster"]
+    warehouse: str
+    checkpoint_root: str | None = None
+    spark: SparkConf = Field(default_factory=SparkConf)
+    jars: JarsConf = Field(default_factory=JarsConf)
+    secrets: SecretsConf = Field(default_factory=SecretsConf)
+
+
+class OneIdConfig(StrictModel):
+    """Everything a job needs: the environment, the pipeline, and where they were read from."""
+
+    env_name: str
+    env: EnvConf
+    pipeline: PipelineConf
+    files: tuple[str, ...]

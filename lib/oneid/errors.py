@@ -1,0 +1,29 @@
+"""Errors a user can act on. Each message says what went wrong and which knob to turn."""
+
+
+class OneIdError(Exception):
+    """Base class: the CLI prints these as one clear line, without a stack trace."""
+
+
+class ConfigError(OneIdError):
+    """Configuration is missing, malformed or invalid (names file, key and expectation)."""
+
+
+class JarResolutionError(OneIdError):
+    """A pinned JVM jar could not be found in the jar folders, the cache or the repositories."""
+
+
+class JavaNotFoundError(OneIdError):
+    """No usable Java runtime for the pinned Spark version."""
+
+
+class SecretMissingError(OneIdError):
+    """A secret named in conf is not set in the environment."""
+
+
+class DataContractError(OneIdError):
+    """Input data breaks the contract (e.g. rows read != accepted + quarantined)."""
+
+
+class GateFailedError(OneIdError):
+    """A quality gate failed; nothing downstream was published."""

@@ -1,0 +1,165 @@
+"""The one SparkSession factory: Delta Lake always, GraphFrames when its jars resolve.
+
+Local mode sets master, driver memory and the jar list; cluster mode leaves master, resources
+and jars to spark-submit (``deploy/submit.sh``) and only checks the jars are there.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from oneid.conf import OneIdConfig
+from oneid.errors import JarResolutionError, OneIdError
+from oneid.jars import resolve_jars
+from oneid.java import find_java
+
+logger = logging.getLogger(__name__)
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+GRAPHFRAMES_CLASS = "org.graphframes.GraphFrame"
+LOG4J_CONF = Path(__file__).with_name("log4j2.properties")
+GRAPHFRAMES_FLAG = "spark.oneid.graphframes.available"
+CHECKPOINT_FLAG = "spark.oneid.checkpoint.dir"
+
+
+def warehouse_root(cfg: OneIdConfig) -> str:
+    """Absolute warehouse root (local paths are resolved against the working directory)."""
+    return _absolute(cfg.env.warehouse)
+
+
+def build_session(
+    cfg: OneIdConfig, *, app_name: str | None = None, run_id: str | None = None
+) -> SparkSession:
+    """Build (or return the running) SparkSession for ``cfg``, with a per-run checkpoint dir."""
+    spark_conf = cfg.env.spark
+    builder = SparkSession.builder.appName(app_name or spark_conf.app_name)
+    settings: dict[str, str] = {
+        "spark.sql.extensions": DELTA_EXTENSION,
+        "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(spark_conf.shuffle_partitions),
+        "spark.sql.warehouse.dir": _join(warehouse_root(cfg), "_spark_catalog"),
+        # Delta tables written by jobs are managed by OneID; keep the retention check on.
+        "spark.databricks.delta.retentionDurationCheck.enabled": "true",
+    }
+    graphframes = False
+    if cfg.env.mode == "local":
+        find_java()
+        jars, graphframes = _local_jars(cfg)
+        settings.update(
+            {
+                "spark.master": spark_conf.master,
+                "spark.driver.memory": spark_conf.driver_memory,
+                "spark.ui.enabled": str(spark_conf.ui).lower(),
+                "spark.jars": ",".join(str(p) for p in jars),
+                "spark.pyspark.python": sys.executable,
+                "spark.pyspark.driver.python": sys.executable,
+                "spark.driver.host": "127.0.0.1",
+                "spark.driver.bindAddress": "127.0.0.1",
+                "spark.ui.showConsoleProgress": "false",
+                "spark.driver.extraJavaOptions": (
+                    f"-Dlog4j2.configurationFile={LOG4J_CONF} "
+                    f"-Dderby.system.home={tempfile.gettempdir()}"
+                ),
+                # Delta's default of 50 partitions for log replay is a cluster setting.
+                "spark.databricks.delta.snapshotPartitions": str(spark_conf.shuffle_partitions),
+            }
+        )
+    settings.update(spark_conf.extra)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+
+    _require_class(spark, DELTA_EXTENSION, "jars.delta")
+    if cfg.env.mode == "cluster":
+        graphframes = _has_class(spark, GRAPHFRAMES_CLASS)
+    spark.conf.set(GRAPHFRAMES_FLAG, str(graphframes).lower())
+
+    checkpoint_dir = _join(
+        _absolute(cfg.env.checkpoint_root or _join(warehouse_root(cfg), "_checkpoints")),
+        run_id or uuid.uuid4().hex,
+    )
+    spark.sparkContext.setCheckpointDir(checkpoint_dir)
+    spark.conf.set(CHECKPOINT_FLAG, checkpoint_dir)
+    logger.info(
+        "spark %s session ready (mode=%s, graphframes=%s)", spark.version, cfg.env.mode, graphframes
+    )
+    return spark
+
+
+def graphframes_available(spark: SparkSession) -> bool:
+    """Whether the session has the GraphFrames jars on its classpath."""
+    return spark.conf.get(GRAPHFRAMES_FLAG, "false") == "true"
+
+
+def remove_checkpoint_dir(spark: SparkSession) -> None:
+    """Delete this run's checkpoint directory (any Hadoop file system)."""
+    path = spark.conf.get(CHECKPOINT_FLAG, None)
+    if not path:
+        return
+    jvm = spark.sparkContext._jvm
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    fs.delete(hadoop_path, True)
+
+
+def _local_jars(cfg: OneIdConfig) -> tuple[list[Path], bool]:
+    jars_conf = cfg.env.jars
+    options = {
+        "repositories": jars_conf.repositories,
+        "folders": jars_conf.folders,
+        "cache_dir": jars_conf.cache_dir,
+        "offline": jars_conf.offline,
+        "timeout": jars_conf.timeout_seconds,
+    }
+    jars = resolve_jars(jars_conf.delta, conf_key="jars.delta", **options)
+    engine = cfg.pipeline.identity.components.engine
+    if engine == "native":
+        return jars, False
+    try:
+        jars += resolve_jars(jars_conf.graphframes, conf_key="jars.graphframes", **options)
+    except JarResolutionError as exc:
+        if engine == "graphframes":
+            raise
+        logger.warning(
+            "GraphFrames jars unavailable; connected components use the native engine "
+            "(identity.components.engine=auto). %s",
+            exc,
+        )
+        return jars, False
+    return jars, True
+
+
+def _require_class(spark: SparkSession, name: str, conf_key: str) -> None:
+    if not _has_class(spark, name):
+        raise OneIdError(
+            f"class {name} is not on the Spark classpath: pass the {conf_key} jars to "
+            "spark-submit (deploy/submit.sh does) or check conf key " + conf_key
+        )
+
+
+def _has_class(spark: SparkSession, name: str) -> bool:
+    jvm = spark.sparkContext._jvm
+    try:
+        jvm.org.apache.spark.util.Utils.classForName(name, True, False)
+    except Exception:  # py4j wraps ClassNotFoundException
+        return False
+    return True
+
+
+def _absolute(path: str) -> str:
+    if "://" in path:
+        return path
+    return str(Path(path).expanduser().resolve())
+
+
+def _join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts])
