@@ -24,3 +24,23 @@ def small_config(warehouse: Path, *extra: str) -> OneIdConfig:
             *extra,
         ],
     )
+
+
+def config_for(folder: Path, pipeline: dict, *extra: str) -> OneIdConfig:
+    """A local conf with its own warehouse under ``folder`` and the given pipeline section."""
+    import yaml
+
+    conf_dir = folder / "conf"
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    (conf_dir / "pipeline.yaml").write_text(
+        yaml.safe_dump(pipeline, allow_unicode=True), encoding="utf-8"
+    )
+    env = {
+        "mode": "local",
+        "pipeline": "pipeline.yaml",
+        "warehouse": str(folder / "warehouse"),
+        "spark": {"master": "local[2]", "shuffle_partitions": 2, "driver_memory": "2g"},
+        "secrets": {"allow_demo_key": True},
+    }
+    (conf_dir / "local.yaml").write_text(yaml.safe_dump(env), encoding="utf-8")
+    return load_config("local", conf_dir, list(extra))

@@ -48,6 +48,8 @@ def build_session(
         "spark.sql.warehouse.dir": _join(warehouse_root(cfg), "_spark_catalog"),
         # Delta tables written by jobs are managed by OneID; keep the retention check on.
         "spark.databricks.delta.retentionDurationCheck.enabled": "true",
+        # Chinese exports come as GBK / GB18030 CSV; Spark 4 only allows them behind this flag.
+        "spark.sql.legacy.javaCharsets": "true",
     }
     graphframes = False
     if cfg.env.mode == "local":

@@ -37,4 +37,54 @@ class Stage:
 
 def registered_stages() -> list[Stage]:
     """All stages that exist, in data-flow order."""
-    return []
+    return [_ingest_stage(), _standardize_stage()]
+
+
+def _ingest_stage() -> Stage:
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--batch-id", required=True, help="batch id, e.g. 2025-06-30 or b42")
+        parser.add_argument(
+            "--source", action="append", default=[], help="only this source (repeatable)"
+        )
+
+    def run(spark: SparkSession, cfg: OneIdConfig, args: argparse.Namespace) -> StageResult:
+        from oneid.ingest.job import ingest
+
+        reports = ingest(spark, cfg, args.batch_id, args.source)
+        tables: dict[str, int] = {}
+        notes = []
+        for r in reports:
+            tables[f"bronze.{r.source}"] = r.accepted
+            tables[f"quarantine.{r.source}"] = r.quarantined
+            status = f" ({r.skipped})" if r.skipped else ""
+            reasons = ", ".join(f"{k}={v}" for k, v in sorted(r.reasons.items()))
+            notes.append(
+                f"{r.source}: read {r.rows_read} = accepted {r.accepted} + quarantined "
+                f"{r.quarantined}{status}{'; ' + reasons if reasons else ''}"
+            )
+        return StageResult(tables, tuple(notes))
+
+    return Stage(
+        name="ingest",
+        help="land declared sources in bronze (bad rows in quarantine)",
+        add_arguments=add_arguments,
+        run=run,
+        demo_argv=lambda cfg: [["--batch-id", "demo-1"]],
+    )
+
+
+def _standardize_stage() -> Stage:
+    def run(spark: SparkSession, cfg: OneIdConfig, args: argparse.Namespace) -> StageResult:
+        from oneid.standardize.job import standardize
+
+        report = standardize(spark, cfg)
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(report.identifiers_by_reason.items()))
+        return StageResult(report.tables, (f"identifiers: {reasons}",))
+
+    return Stage(
+        name="standardize",
+        help="bronze -> silver: normalised, keyed-hashed identifiers and typed facts",
+        add_arguments=lambda parser: None,
+        run=run,
+        demo_argv=lambda cfg: [[]],
+    )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 
 class _Strict(BaseModel):
@@ -20,6 +20,101 @@ class DemoConf(_Strict):
     people: PositiveInt = 5000
     seed: int = 42
     data_dir: str = "./demo_data"
+
+
+FieldType = Literal["string", "decimal", "integer", "timestamp", "date", "enum"]
+IdentifierType = Literal[
+    "phone",
+    "email",
+    "member_id",
+    "wx_openid",
+    "wx_unionid",
+    "douyin_openid",
+    "device",
+    "wecom_external_userid",
+]
+
+
+class ColumnConf(_Strict):
+    """How one raw column maps onto a canonical field, and how it must parse.
+
+    A value that is present but does not parse (``abc`` for a decimal) quarantines the row with
+    reason ``bad_<type>``; it never becomes a silent NULL.
+    """
+
+    field: str
+    type: FieldType = "string"
+    required: bool = False
+    values: tuple[str, ...] = ()
+    """Allowed values of an ``enum`` column."""
+    format: str | None = None
+    """Spark datetime pattern for timestamp/date columns; ISO 8601 (with offset) if unset."""
+    pii: bool = False
+    """Personal data that is not an identifier (name, birthday, free text): bronze only."""
+
+
+class IdentifierConf(_Strict):
+    """A canonical field that holds an identifier of a person.
+
+    ``scope_field`` namespaces it (the WeChat appid of an openid), ``kind_field`` gives a device
+    id's kind (idfa, oaid, imei, android_id); ``kind`` fixes it for the whole source.
+    """
+
+    field: str
+    type: IdentifierType
+    scope_field: str | None = None
+    scope: str | None = None
+    kind_field: str | None = None
+    kind: str | None = None
+
+
+class SourceConf(_Strict):
+    """One source a brand brings: where it is, how to read it, which column is what."""
+
+    format: Literal["csv", "json", "parquet", "delta", "jdbc"]
+    path: str | None = None
+    table: str | None = None
+    encoding: str = "utf-8"
+    options: dict[str, str] = Field(default_factory=dict)
+    columns: dict[str, ColumnConf]
+    record_key: tuple[str, ...]
+    timestamp: str | None = None
+    time_zone: str = "Asia/Shanghai"
+    identifiers: tuple[IdentifierConf, ...] = ()
+    facts: Literal["contacts", "orders", "events"] = "contacts"
+    on_new_columns: Literal["keep", "quarantine", "fail"] = "keep"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SourceConf:
+        fields = [column.field for column in self.columns.values()]
+        duplicates = sorted({f for f in fields if fields.count(f) > 1})
+        if duplicates:
+            raise ValueError(f"canonical field(s) mapped twice: {duplicates}")
+        known = set(fields)
+        refs = [*self.record_key, *([self.timestamp] if self.timestamp else [])]
+        for ident in self.identifiers:
+            refs += [f for f in (ident.field, ident.scope_field, ident.kind_field) if f]
+        unknown = sorted({ref for ref in refs if ref not in known})
+        if unknown:
+            raise ValueError(f"field(s) {unknown} are not produced by any column mapping")
+        if self.format == "jdbc" and not self.table:
+            raise ValueError("jdbc sources need `table` (and options url/user/password env)")
+        if self.format != "jdbc" and not (self.path or self.table):
+            raise ValueError(f"{self.format} sources need `path` (or `table` for delta)")
+        for column in self.columns.values():
+            if column.type == "enum" and not column.values:
+                raise ValueError(f"enum field {column.field!r} needs `values`")
+        return self
+
+
+class StandardizeConf(_Strict):
+    """Identifier normalisation: extra junk values (normalised form) per identifier type.
+
+    They extend the normaliser's built-in list (13800138000, all-zero device ids, ...); an
+    identifier that matches is dropped from silver and counted with reason ``blocklisted``.
+    """
+
+    junk_values: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
 
 class ComponentsConf(_Strict):
@@ -47,4 +142,6 @@ class PipelineConf(_Strict):
     """The whole pipeline definition."""
 
     demo: DemoConf = Field(default_factory=DemoConf)
+    sources: dict[str, SourceConf] = Field(default_factory=dict)
+    standardize: StandardizeConf = Field(default_factory=StandardizeConf)
     identity: IdentityConf = Field(default_factory=IdentityConf)

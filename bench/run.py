@@ -1,0 +1,57 @@
+"""``make bench``: run the benchmarks in bench/bench_*.py and rewrite BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from harness import RESULTS_DIR, render_markdown, run_benchmark, save_result  # noqa: E402
+
+
+def _modules() -> dict[str, object]:
+    found = {}
+    for path in sorted(HERE.glob("bench_*.py")):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        found[module.BENCHMARK.name] = module.BENCHMARK
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", action="append", help="benchmark name (repeatable)")
+    parser.add_argument("--runs", type=int, default=None, help="timed runs per case")
+    parser.add_argument("--work-dir", default=str(HERE.parent / "bench_data"))
+    parser.add_argument("--render-only", action="store_true", help="rebuild BENCHMARKS.md only")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    benches = _modules()
+    if not args.render_only:
+        for name, bench in benches.items():
+            if args.only and name not in args.only:
+                continue
+            work = Path(args.work_dir) / name
+            result = run_benchmark(bench, work, args.runs)
+            print(f"{name}: saved {save_result(result)}")
+            shutil.rmtree(work, ignore_errors=True)
+    results = [
+        json.loads(path.read_text(encoding="utf-8")) for path in sorted(RESULTS_DIR.glob("*.json"))
+    ]
+    order = list(benches)
+    results.sort(key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
+    (HERE.parent / "BENCHMARKS.md").write_text(render_markdown(results), encoding="utf-8")
+    print("wrote BENCHMARKS.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

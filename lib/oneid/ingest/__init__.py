@@ -1,0 +1,1 @@
+"""Ingest: every declared source into ``bronze.<source>``; bad rows into ``quarantine.<source>``."""

@@ -1,0 +1,277 @@
+"""``oneid ingest --batch-id B``: land every declared source in bronze, bad rows in quarantine.
+
+Per source and batch: rows read = rows accepted + rows quarantined, checked against what was
+actually committed, or the job fails. Re-running a finished batch writes nothing; a batch that
+died half-way is replaced atomically (``replaceWhere _batch_id = B``). A file is ingested by
+one batch only, so a new batch takes only the files that arrived since.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from oneid.conf import OneIdConfig
+from oneid.conf.pipeline import SourceConf
+from oneid.errors import ConfigError, DataContractError
+from oneid.ingest.fields import field_problem, present
+from oneid.ingest.readers import list_files, read_source, source_types
+from oneid.tables import append, read_table_or_none, replace_where
+
+logger = logging.getLogger(__name__)
+
+BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+RUNS = "ops.ingest_runs"
+FILES = "ops.ingest_files"
+SCHEMAS = "ops.source_schemas"
+
+
+@dataclass(frozen=True)
+class SourceReport:
+    """The accounting of one source in one batch."""
+
+    source: str
+    batch_id: str
+    rows_read: int
+    accepted: int
+    quarantined: int
+    reasons: dict[str, int] = field(default_factory=dict)
+    skipped: str | None = None
+
+
+def ingest(
+    spark: SparkSession, cfg: OneIdConfig, batch_id: str, only: Sequence[str] = ()
+) -> list[SourceReport]:
+    """Ingest the declared sources (or ``only`` those) as batch ``batch_id``."""
+    if not BATCH_ID.match(batch_id):
+        raise ConfigError(f"--batch-id {batch_id!r}: use letters, digits and _.:- (max 64)")
+    sources = cfg.pipeline.sources
+    unknown = sorted(set(only) - set(sources))
+    if unknown:
+        raise ConfigError(f"--source {unknown}: not declared under sources: {sorted(sources)}")
+    if not sources:
+        raise ConfigError(f"{cfg.files[1]}: sources: no source declared")
+    return [
+        ingest_source(spark, cfg, name, sources[name], batch_id)
+        for name in sources
+        if not only or name in only
+    ]
+
+
+def ingest_source(
+    spark: SparkSession, cfg: OneIdConfig, name: str, source: SourceConf, batch_id: str
+) -> SourceReport:
+    """Ingest one source as one batch (see module docstring for the guarantees)."""
+    done = _finished_run(spark, cfg, name, batch_id)
+    if done is not None:
+        logger.info("%s batch %s already ingested; nothing to do", name, batch_id)
+        return SourceReport(name, batch_id, *done, skipped="already ingested")
+
+    files = _new_files(spark, cfg, name, source, batch_id)
+    if source.format in {"csv", "json", "parquet"} and not files:
+        logger.info("%s batch %s: no new files", name, batch_id)
+        return SourceReport(name, batch_id, 0, 0, 0, skipped="no new files")
+
+    known_types = _known_types(spark, cfg, name)
+    raw = read_source(spark, name, source, files, known_types)
+    checked = raw.withColumn("_reason", quarantine_reason(source)).transform(
+        lambda df: with_lineage(df, name, batch_id, source)
+    )
+    checked = checked.persist()
+    try:
+        if source.on_new_columns == "fail":
+            _fail_on_new_columns(checked, name)
+        reasons = {
+            row["_reason"]: row["count"] for row in checked.groupBy("_reason").count().collect()
+        }
+        rows_read = sum(reasons.values())
+        quarantined = sum(n for reason, n in reasons.items() if reason is not None)
+        accepted = reasons.get(None, 0)
+        condition = f"_batch_id = '{batch_id}'"
+        bronze_cols = [c for c in checked.columns if c not in {"_reason", "_raw", "_malformed"}]
+        replace_where(
+            checked.where(F.col("_reason").isNull()).select(*bronze_cols),
+            cfg,
+            f"bronze.{name}",
+            condition,
+            partition_by=("_batch_id",),
+        )
+        quarantine_cols = [c for c in checked.columns if c != "_malformed"]
+        replace_where(
+            checked.where(F.col("_reason").isNotNull()).select(*quarantine_cols),
+            cfg,
+            f"quarantine.{name}",
+            condition,
+            partition_by=("_batch_id",),
+        )
+    finally:
+        checked.unpersist()
+
+    _check_accounting(spark, cfg, name, batch_id, rows_read)
+    reason_counts = {k: v for k, v in reasons.items() if k is not None}
+    _record_run(spark, cfg, name, batch_id, files, rows_read, accepted, quarantined, reason_counts)
+    if source.format in {"parquet", "delta", "jdbc"} and not known_types:
+        _record_types(spark, cfg, name, source, raw_types=_types_of(spark, source, files))
+    logger.info(
+        "%s batch %s: read %d = accepted %d + quarantined %d %s",
+        name,
+        batch_id,
+        rows_read,
+        accepted,
+        quarantined,
+        reason_counts,
+    )
+    return SourceReport(name, batch_id, rows_read, accepted, quarantined, reason_counts)
+
+
+def quarantine_reason(source: SourceConf) -> Column:
+    """The first reason a raw row cannot be accepted, or NULL. Order: structure, drift, fields."""
+    reason = F.when(F.col("_malformed"), F.lit("malformed_row"))
+    reason = reason.when(F.col("_type_changed").isNotNull(), F.col("_type_changed"))
+    if source.on_new_columns == "quarantine":
+        reason = reason.when(
+            F.size(F.col("_extra")) > 0,
+            F.concat(F.lit("new_column:"), F.array_join(F.sort_array(F.map_keys("_extra")), ",")),
+        )
+    for key in source.record_key:
+        reason = reason.when(~present(F.col(key)), F.lit(f"missing_record_key:{key}"))
+    problems = [
+        field_problem(F.col(column.field), column, source.time_zone)
+        for column in source.columns.values()
+    ]
+    return F.coalesce(reason, *problems) if problems else reason
+
+
+def with_lineage(df: DataFrame, name: str, batch_id: str, source: SourceConf) -> DataFrame:
+    """Add ``_source``, ``_batch_id``, ``_record_key``, ``_ingested_at`` and ``_row_hash``."""
+    fields = [column.field for column in source.columns.values()]
+    key = F.concat_ws("|", *[F.coalesce(F.trim(F.col(k)), F.lit("")) for k in source.record_key])
+    return df.select(
+        F.lit(name).alias("_source"),
+        F.lit(batch_id).alias("_batch_id"),
+        key.alias("_record_key"),
+        *fields,
+        "_extra",
+        "_file",
+        F.current_timestamp().alias("_ingested_at"),
+        F.sha2(F.to_json(F.struct(*fields, "_extra")), 256).alias("_row_hash"),
+        "_raw",
+        "_malformed",
+        "_reason",
+    )
+
+
+def _fail_on_new_columns(df: DataFrame, name: str) -> None:
+    keys = df.select(F.explode(F.map_keys("_extra")).alias("k")).distinct().limit(20).collect()
+    if keys:
+        cols = sorted(row["k"] for row in keys)
+        raise DataContractError(
+            f"sources.{name}: new column(s) {cols} and on_new_columns=fail; map them in "
+            "conf or set on_new_columns to keep / quarantine"
+        )
+
+
+def _finished_run(
+    spark: SparkSession, cfg: OneIdConfig, name: str, batch_id: str
+) -> tuple[int, int, int] | None:
+    runs = read_table_or_none(spark, cfg, RUNS)
+    if runs is None:
+        return None
+    row = (
+        runs.where((F.col("source") == name) & (F.col("batch_id") == batch_id))
+        .select("rows_read", "accepted", "quarantined")
+        .first()
+    )
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def _new_files(
+    spark: SparkSession, cfg: OneIdConfig, name: str, source: SourceConf, batch_id: str
+) -> list[str]:
+    if source.format not in {"csv", "json", "parquet"}:
+        return []
+    files = list_files(spark, source.path or "")
+    seen = read_table_or_none(spark, cfg, FILES)
+    if seen is None:
+        return files
+    taken = {
+        row["file"]
+        for row in seen.where((F.col("source") == name) & (F.col("batch_id") != batch_id))
+        .select("file")
+        .collect()
+    }
+    return [f for f in files if f not in taken]
+
+
+def _known_types(spark: SparkSession, cfg: OneIdConfig, name: str) -> dict[str, str]:
+    schemas = read_table_or_none(spark, cfg, SCHEMAS)
+    if schemas is None:
+        return {}
+    rows = schemas.where(F.col("source") == name).select("column", "type").collect()
+    return {row["column"]: row["type"] for row in rows}
+
+
+def _types_of(spark: SparkSession, source: SourceConf, files: list[str]) -> dict[str, str]:
+    if source.format == "parquet":
+        frame = spark.read.parquet(*files)
+    elif source.format == "delta":
+        frame = spark.read.format("delta").load(source.path or "")
+    else:
+        frame = spark.read.format("jdbc").options(dbtable=source.table, **source.options).load()
+    return source_types(frame, source)
+
+
+def _record_types(
+    spark: SparkSession, cfg: OneIdConfig, name: str, source: SourceConf, raw_types: dict[str, str]
+) -> None:
+    rows = [(name, column, kind) for column, kind in sorted(raw_types.items())]
+    if rows:
+        append(
+            spark.createDataFrame(rows, "source string, column string, type string"), cfg, SCHEMAS
+        )
+
+
+def _check_accounting(
+    spark: SparkSession, cfg: OneIdConfig, name: str, batch_id: str, rows_read: int
+) -> None:
+    def committed(table: str) -> int:
+        frame = read_table_or_none(spark, cfg, table)
+        return 0 if frame is None else frame.where(F.col("_batch_id") == batch_id).count()
+
+    accepted, quarantined = committed(f"bronze.{name}"), committed(f"quarantine.{name}")
+    if accepted + quarantined != rows_read:
+        raise DataContractError(
+            f"{name} batch {batch_id}: rows read {rows_read} != accepted {accepted} + "
+            f"quarantined {quarantined}; the batch is not recorded as done, re-run it"
+        )
+
+
+def _record_run(
+    spark: SparkSession,
+    cfg: OneIdConfig,
+    name: str,
+    batch_id: str,
+    files: list[str],
+    rows_read: int,
+    accepted: int,
+    quarantined: int,
+    reasons: dict[str, int],
+) -> None:
+    if files:
+        file_rows = [(name, batch_id, path) for path in files]
+        append(
+            spark.createDataFrame(file_rows, "source string, batch_id string, file string"),
+            cfg,
+            FILES,
+        )
+    run = spark.createDataFrame(
+        [(name, batch_id, rows_read, accepted, quarantined, reasons, len(files))],
+        "source string, batch_id string, rows_read long, accepted long, quarantined long, "
+        "reasons map<string,long>, files int",
+    ).withColumn("finished_at", F.current_timestamp())
+    append(run, cfg, RUNS)

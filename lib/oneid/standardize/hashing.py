@@ -1,0 +1,95 @@
+"""Keyed hashing of normalised identifiers: HMAC-SHA256 with a versioned key.
+
+The key is read from the environment variable that conf names and is only ever captured in the
+closure of the pandas UDF below: it is not a literal in any query plan, not a Spark conf value
+and never logged. Plain SHA-256 of a mobile number is reversible by brute force; it is produced
+only at export time, in each ad platform's format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+from pyspark.sql.functions import pandas_udf
+
+from oneid.conf.models import SecretsConf
+from oneid.errors import SecretMissingError
+from oneid.standardize.normalize import BLOCKLISTED, mask, normalizer_for
+
+logger = logging.getLogger(__name__)
+
+DEMO_KEY = b"oneid-demo-key--not-a-secret--do-not-use-in-production"
+RESULT_TYPE = "value_hash string, masked string, reason string"
+
+
+@dataclass(frozen=True)
+class HashKey:
+    """The HMAC key and its version. ``repr`` never shows the key."""
+
+    secret: bytes
+    version: int
+
+    def __repr__(self) -> str:
+        return f"HashKey(version={self.version}, secret=<{len(self.secret)} bytes hidden>)"
+
+
+def load_key(secrets: SecretsConf) -> HashKey:
+    """Read the key from ``secrets.hmac_key_env``; the demo key only where conf allows it."""
+    value = os.environ.get(secrets.hmac_key_env, "")
+    if value:
+        if len(value) < 16:
+            raise SecretMissingError(
+                f"environment variable {secrets.hmac_key_env} is shorter than 16 characters"
+            )
+        return HashKey(value.encode("utf-8"), secrets.hmac_key_version)
+    if secrets.allow_demo_key:
+        logger.warning(
+            "%s is unset: using the published demo key (secrets.allow_demo_key=true); "
+            "never do this with real data",
+            secrets.hmac_key_env,
+        )
+        return HashKey(DEMO_KEY, 0)
+    raise SecretMissingError(
+        f"environment variable {secrets.hmac_key_env} (conf secrets.hmac_key_env) is not set; "
+        "it holds the HMAC key for identifiers"
+    )
+
+
+def keyed_hash(key: HashKey, value: str) -> str:
+    """HMAC-SHA256 hex digest of a normalised value."""
+    return hmac.new(key.secret, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def normalize_and_hash(key: HashKey, junk_values: Mapping[str, frozenset[str]]):
+    """A pandas UDF ``(id_type, raw) -> struct<value_hash, masked, reason>``.
+
+    ``reason`` is set (and the hash NULL) for rejected and blocklisted values.
+    """
+
+    def one(id_type: str, raw: str | None) -> tuple[str | None, str | None, str | None]:
+        try:
+            normalizer = normalizer_for(id_type)
+        except ValueError:
+            return None, None, "unknown_identifier_type"
+        result = normalizer(raw)
+        if result.value is None:
+            return None, None, result.reason
+        base = id_type.split(":", 1)[0]
+        if result.value in junk_values.get(id_type, ()) or result.value in junk_values.get(
+            base, ()
+        ):
+            return None, None, BLOCKLISTED
+        return keyed_hash(key, result.value), mask(id_type, result.value), None
+
+    @pandas_udf(RESULT_TYPE)
+    def oneid_normalize_and_hash(id_types: pd.Series, raws: pd.Series) -> pd.DataFrame:
+        rows = [one(t, r) for t, r in zip(id_types, raws, strict=True)]
+        return pd.DataFrame(rows, columns=["value_hash", "masked", "reason"])
+
+    return oneid_normalize_and_hash
