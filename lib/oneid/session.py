@@ -7,6 +7,7 @@ and jars to spark-submit (``deploy/submit.sh``) and only checks the jars are the
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import tempfile
 import uuid
@@ -55,6 +56,9 @@ def build_session(
     if cfg.env.mode == "local":
         find_java()
         jars, graphframes = _local_jars(cfg)
+        # Local Python workers must be this interpreter (it has oneid, pandas, pyarrow);
+        # PySpark reads the variable, not spark.pyspark.python, when it starts workers.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         settings.update(
             {
                 "spark.master": spark_conf.master,

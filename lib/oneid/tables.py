@@ -52,8 +52,12 @@ def replace_where(
     name: str,
     condition: str,
     partition_by: tuple[str, ...] = (),
+    user_metadata: str | None = None,
 ) -> None:
-    """Atomically replace the rows matching ``condition`` (e.g. one batch or one ``dt``)."""
+    """Atomically replace the rows matching ``condition`` (e.g. one batch or one ``dt``).
+
+    ``user_metadata`` tags the commit so a caller can find it in the table history.
+    """
     path = table_path(cfg, name)
     writer = (
         df.write.format("delta")
@@ -61,6 +65,8 @@ def replace_where(
         .option("replaceWhere", condition)
         .option("mergeSchema", "true")
     )
+    if user_metadata:
+        writer = writer.option("userMetadata", user_metadata)
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     with_retries(lambda: writer.save(path), f"write {name} where {condition}")

@@ -107,6 +107,13 @@ class SourceConf(_Strict):
         return self
 
 
+class IngestConf(_Strict):
+    """Ingest settings."""
+
+    parallel_sources: PositiveInt = 3
+    """Sources ingested at the same time (each is its own Delta table)."""
+
+
 class StandardizeConf(_Strict):
     """Identifier normalisation: extra junk values (normalised form) per identifier type.
 
@@ -143,5 +150,6 @@ class PipelineConf(_Strict):
 
     demo: DemoConf = Field(default_factory=DemoConf)
     sources: dict[str, SourceConf] = Field(default_factory=dict)
+    ingest: IngestConf = Field(default_factory=IngestConf)
     standardize: StandardizeConf = Field(default_factory=StandardizeConf)
     identity: IdentityConf = Field(default_factory=IdentityConf)

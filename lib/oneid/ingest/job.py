@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -21,13 +23,12 @@ from oneid.conf.pipeline import SourceConf
 from oneid.errors import ConfigError, DataContractError
 from oneid.ingest.fields import field_problem, present
 from oneid.ingest.readers import list_files, read_source, source_types
-from oneid.tables import append, read_table_or_none, replace_where
+from oneid.tables import append, read_table_or_none, replace_where, table_path
 
 logger = logging.getLogger(__name__)
 
 BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 RUNS = "ops.ingest_runs"
-FILES = "ops.ingest_files"
 SCHEMAS = "ops.source_schemas"
 
 
@@ -56,28 +57,67 @@ def ingest(
         raise ConfigError(f"--source {unknown}: not declared under sources: {sorted(sources)}")
     if not sources:
         raise ConfigError(f"{cfg.files[1]}: sources: no source declared")
-    return [
-        ingest_source(spark, cfg, name, sources[name], batch_id)
-        for name in sources
-        if not only or name in only
-    ]
+    names = [name for name in sources if not only or name in only]
+    state = IngestState.load(spark, cfg)
+    workers = max(1, min(cfg.pipeline.ingest.parallel_sources, len(names)))
+    # Sources are independent tables: ingesting a few at once hides Delta's per-commit latency.
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
+        futures = [
+            pool.submit(ingest_source, spark, cfg, name, sources[name], batch_id, state)
+            for name in names
+        ]
+        return [future.result() for future in futures]
+
+
+@dataclass(frozen=True)
+class IngestState:
+    """What earlier batches recorded: finished runs, files taken, source column types."""
+
+    runs: dict[tuple[str, str], tuple[int, int, int]]
+    files: dict[str, dict[str, str]]
+    """source -> file -> batch that took it"""
+    types: dict[str, dict[str, str]]
+
+    @classmethod
+    def load(cls, spark: SparkSession, cfg: OneIdConfig) -> IngestState:
+        runs: dict[tuple[str, str], tuple[int, int, int]] = {}
+        files: dict[str, dict[str, str]] = {}
+        frame = read_table_or_none(spark, cfg, RUNS)
+        if frame is not None:
+            for row in frame.select(
+                "source", "batch_id", "rows_read", "accepted", "quarantined", "files"
+            ).collect():
+                runs[(row.source, row.batch_id)] = (row.rows_read, row.accepted, row.quarantined)
+                for path in row.files or []:
+                    files.setdefault(row.source, {})[path] = row.batch_id
+        types: dict[str, dict[str, str]] = {}
+        frame = read_table_or_none(spark, cfg, SCHEMAS)
+        if frame is not None:
+            for row in frame.select("source", "column", "type").collect():
+                types.setdefault(row.source, {})[row.column] = row.type
+        return cls(runs, files, types)
 
 
 def ingest_source(
-    spark: SparkSession, cfg: OneIdConfig, name: str, source: SourceConf, batch_id: str
+    spark: SparkSession,
+    cfg: OneIdConfig,
+    name: str,
+    source: SourceConf,
+    batch_id: str,
+    state: IngestState,
 ) -> SourceReport:
     """Ingest one source as one batch (see module docstring for the guarantees)."""
-    done = _finished_run(spark, cfg, name, batch_id)
+    done = state.runs.get((name, batch_id))
     if done is not None:
         logger.info("%s batch %s already ingested; nothing to do", name, batch_id)
         return SourceReport(name, batch_id, *done, skipped="already ingested")
 
-    files = _new_files(spark, cfg, name, source, batch_id)
+    files = _new_files(spark, name, source, batch_id, state)
     if source.format in {"csv", "json", "parquet"} and not files:
         logger.info("%s batch %s: no new files", name, batch_id)
         return SourceReport(name, batch_id, 0, 0, 0, skipped="no new files")
 
-    known_types = _known_types(spark, cfg, name)
+    known_types = state.types.get(name, {})
     raw = read_source(spark, name, source, files, known_types)
     checked = raw.withColumn("_reason", quarantine_reason(source)).transform(
         lambda df: with_lineage(df, name, batch_id, source)
@@ -93,6 +133,7 @@ def ingest_source(
         quarantined = sum(n for reason, n in reasons.items() if reason is not None)
         accepted = reasons.get(None, 0)
         condition = f"_batch_id = '{batch_id}'"
+        tag = f"oneid ingest {name} {batch_id} {uuid.uuid4().hex}"
         bronze_cols = [c for c in checked.columns if c not in {"_reason", "_raw", "_malformed"}]
         replace_where(
             checked.where(F.col("_reason").isNull()).select(*bronze_cols),
@@ -100,6 +141,7 @@ def ingest_source(
             f"bronze.{name}",
             condition,
             partition_by=("_batch_id",),
+            user_metadata=tag,
         )
         quarantine_cols = [c for c in checked.columns if c != "_malformed"]
         replace_where(
@@ -108,11 +150,12 @@ def ingest_source(
             f"quarantine.{name}",
             condition,
             partition_by=("_batch_id",),
+            user_metadata=tag,
         )
     finally:
         checked.unpersist()
 
-    _check_accounting(spark, cfg, name, batch_id, rows_read)
+    _check_accounting(spark, cfg, name, batch_id, rows_read, accepted, quarantined, tag)
     reason_counts = {k: v for k, v in reasons.items() if k is not None}
     _record_run(spark, cfg, name, batch_id, files, rows_read, accepted, quarantined, reason_counts)
     if source.format in {"parquet", "delta", "jdbc"} and not known_types:
@@ -176,44 +219,18 @@ def _fail_on_new_columns(df: DataFrame, name: str) -> None:
         )
 
 
-def _finished_run(
-    spark: SparkSession, cfg: OneIdConfig, name: str, batch_id: str
-) -> tuple[int, int, int] | None:
-    runs = read_table_or_none(spark, cfg, RUNS)
-    if runs is None:
-        return None
-    row = (
-        runs.where((F.col("source") == name) & (F.col("batch_id") == batch_id))
-        .select("rows_read", "accepted", "quarantined")
-        .first()
-    )
-    return None if row is None else (row[0], row[1], row[2])
-
-
 def _new_files(
-    spark: SparkSession, cfg: OneIdConfig, name: str, source: SourceConf, batch_id: str
+    spark: SparkSession, name: str, source: SourceConf, batch_id: str, state: IngestState
 ) -> list[str]:
+    """Files under the source path that no other batch has taken."""
     if source.format not in {"csv", "json", "parquet"}:
         return []
-    files = list_files(spark, source.path or "")
-    seen = read_table_or_none(spark, cfg, FILES)
-    if seen is None:
-        return files
-    taken = {
-        row["file"]
-        for row in seen.where((F.col("source") == name) & (F.col("batch_id") != batch_id))
-        .select("file")
-        .collect()
-    }
-    return [f for f in files if f not in taken]
-
-
-def _known_types(spark: SparkSession, cfg: OneIdConfig, name: str) -> dict[str, str]:
-    schemas = read_table_or_none(spark, cfg, SCHEMAS)
-    if schemas is None:
-        return {}
-    rows = schemas.where(F.col("source") == name).select("column", "type").collect()
-    return {row["column"]: row["type"] for row in rows}
+    taken = state.files.get(name, {})
+    return [
+        path
+        for path in list_files(spark, source.path or "")
+        if taken.get(path, batch_id) == batch_id
+    ]
 
 
 def _types_of(spark: SparkSession, source: SourceConf, files: list[str]) -> dict[str, str]:
@@ -237,17 +254,36 @@ def _record_types(
 
 
 def _check_accounting(
-    spark: SparkSession, cfg: OneIdConfig, name: str, batch_id: str, rows_read: int
+    spark: SparkSession,
+    cfg: OneIdConfig,
+    name: str,
+    batch_id: str,
+    rows_read: int,
+    accepted: int,
+    quarantined: int,
+    tag: str,
 ) -> None:
-    def committed(table: str) -> int:
-        frame = read_table_or_none(spark, cfg, table)
-        return 0 if frame is None else frame.where(F.col("_batch_id") == batch_id).count()
+    """Compare what Delta says this run's commits wrote with what was read.
 
-    accepted, quarantined = committed(f"bronze.{name}"), committed(f"quarantine.{name}")
-    if accepted + quarantined != rows_read:
+    Delta makes no commit for an empty write, so a missing commit means zero rows written.
+    """
+    from delta.tables import DeltaTable
+
+    def written(table: str) -> int:
+        if not DeltaTable.isDeltaTable(spark, table_path(cfg, table)):
+            return 0
+        last = DeltaTable.forPath(spark, table_path(cfg, table)).history(1).first()
+        if last.userMetadata != tag:
+            return 0
+        return int((last.operationMetrics or {}).get("numOutputRows", "0"))
+
+    got_accepted, got_quarantined = written(f"bronze.{name}"), written(f"quarantine.{name}")
+    if (got_accepted, got_quarantined) != (accepted, quarantined) or (
+        got_accepted + got_quarantined != rows_read
+    ):
         raise DataContractError(
-            f"{name} batch {batch_id}: rows read {rows_read} != accepted {accepted} + "
-            f"quarantined {quarantined}; the batch is not recorded as done, re-run it"
+            f"{name} batch {batch_id}: rows read {rows_read} != accepted {got_accepted} + "
+            f"quarantined {got_quarantined} committed; the batch is not recorded as done, re-run it"
         )
 
 
@@ -262,16 +298,10 @@ def _record_run(
     quarantined: int,
     reasons: dict[str, int],
 ) -> None:
-    if files:
-        file_rows = [(name, batch_id, path) for path in files]
-        append(
-            spark.createDataFrame(file_rows, "source string, batch_id string, file string"),
-            cfg,
-            FILES,
-        )
+    """One row per finished (source, batch): the commit marker that makes a re-run a no-op."""
     run = spark.createDataFrame(
-        [(name, batch_id, rows_read, accepted, quarantined, reasons, len(files))],
+        [(name, batch_id, rows_read, accepted, quarantined, reasons, files)],
         "source string, batch_id string, rows_read long, accepted long, quarantined long, "
-        "reasons map<string,long>, files int",
+        "reasons map<string,long>, files array<string>",
     ).withColumn("finished_at", F.current_timestamp())
     append(run, cfg, RUNS)

@@ -8,6 +8,7 @@ line or record, for quarantine), ``_malformed`` (the line did not even split int
 
 from __future__ import annotations
 
+import csv
 import logging
 from collections import defaultdict
 
@@ -103,8 +104,7 @@ def _read_csv(spark: SparkSession, source: SourceConf, files: list[str]) -> Data
     }
     groups: dict[tuple[str, ...], list[str]] = defaultdict(list)
     for path in files:
-        header = tuple(c.lstrip("\ufeff") for c in spark.read.options(**options).csv(path).columns)
-        groups[header].append(path)
+        groups[_csv_header(spark, path, source)].append(path)
     frames = []
     for header, paths in sorted(groups.items()):
         schema = T.StructType([T.StructField(c, T.StringType()) for c in [*header, CORRUPT]])
@@ -133,6 +133,25 @@ def _read_csv(spark: SparkSession, source: SourceConf, files: list[str]) -> Data
             )
         )
     return _union(frames)
+
+
+def _csv_header(spark: SparkSession, path: str, source: SourceConf) -> tuple[str, ...]:
+    """Column names from a file's first line, read on the driver (no Spark job per file)."""
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    stream = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).open(hpath)
+    try:
+        bounded = jvm.org.apache.commons.io.input.BoundedInputStream(stream, 65536)
+        head = bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(bounded))
+    finally:
+        stream.close()
+    encoding = source.encoding.lower()
+    text = head.decode("utf-8-sig" if encoding in {"utf-8", "utf8"} else encoding, "replace")
+    line = text.splitlines()[0] if text else ""
+    separator = source.options.get("sep", source.options.get("delimiter", ","))
+    quote = source.options.get("quote", '"')
+    row = next(csv.reader([line], delimiter=separator, quotechar=quote), [])
+    return tuple(name.strip().lstrip("\ufeff") for name in row)
 
 
 def _read_json_lines(spark: SparkSession, source: SourceConf, files: list[str]) -> DataFrame:

@@ -142,20 +142,34 @@ def latest_records(bronze: DataFrame) -> DataFrame:
 
 
 def identifier_rows(frame: DataFrame, source: SourceConf) -> DataFrame:
-    """(source, record_key, id_type, raw_value, event_time, batch_id) per identifier present."""
-    event_time = _event_time(source)
-    parts = [
+    """(source, record_key, id_type, raw_value, event_time, batch_id) per identifier present.
+
+    One explode per source (not one branch per identifier) keeps the plan small.
+    """
+    pairs = F.array(
+        *[
+            F.struct(_id_type(ident).alias("id_type"), F.col(ident.field).alias("raw_value"))
+            for ident in source.identifiers
+        ]
+    )
+    return (
         frame.select(
             F.col("_source").alias("source"),
             F.col("_record_key").alias("record_key"),
-            _id_type(ident).alias("id_type"),
-            F.col(ident.field).alias("raw_value"),
-            event_time.alias("event_time"),
+            F.explode(pairs).alias("_id"),
+            _event_time(source).alias("event_time"),
             F.col("_batch_id").alias("batch_id"),
-        ).where(F.col("raw_value").isNotNull() & (F.length(F.trim("raw_value")) > 0))
-        for ident in source.identifiers
-    ]
-    return _union(parts)
+        )
+        .select(
+            "source",
+            "record_key",
+            "_id.id_type",
+            "_id.raw_value",
+            "event_time",
+            "batch_id",
+        )
+        .where(F.col("raw_value").isNotNull() & (F.length(F.trim("raw_value")) > 0))
+    )
 
 
 def fact_rows(frame: DataFrame, name: str, source: SourceConf) -> DataFrame:

@@ -1,0 +1,204 @@
+"""Standardise: normalised, keyed-hashed identifiers; typed facts; no raw PII past bronze."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import pytest
+from pyspark.sql import functions as F
+
+from oneid.ingest.job import ingest
+from oneid.standardize.hashing import load_key, normalize_and_hash
+from oneid.standardize.job import junk_values, standardize
+from oneid.tables import read_table
+from tests.support import config_for
+
+pytestmark = pytest.mark.unit
+
+KEY = "test-key-0123456789-abcdef"
+PHONE = "+8613812345678"
+
+
+def _expected_hash(value: str) -> str:
+    return hmac.new(KEY.encode(), value.encode(), hashlib.sha256).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def standardized(spark, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("standardize")
+    crm = tmp_path / "crm"
+    crm.mkdir()
+    (crm / "a.csv").write_text(
+        "member_id,phone,email,name,joined\n"
+        "M1,+86 138-1234-5678, Zhang.Wei@QQ.com ,张伟,2024-05-01 10:00:00\n"
+        "M2,13800138000,bad-email,李娜,2024-05-01 11:00:00\n"
+        "M3,12345,,王芳,2024-05-02 09:00:00\n",
+        encoding="utf-8",
+    )
+    (crm / "b.csv").write_text(  # M1 again: an exact duplicate row
+        "member_id,phone,email,name,joined\n"
+        "M1,+86 138-1234-5678, Zhang.Wei@QQ.com ,张伟,2024-05-01 10:00:00\n",
+        encoding="utf-8",
+    )
+    wechat = tmp_path / "wechat"
+    wechat.mkdir()
+    (wechat / "a.csv").write_text(
+        "appid,openid,phone\nwx_a,oX1,１３８１２３４５６７８\nwx_b,oX1,\n", encoding="utf-8"
+    )
+    pipeline = {
+        "sources": {
+            "crm": {
+                "format": "csv",
+                "path": str(crm),
+                "record_key": ["member_id"],
+                "timestamp": "joined",
+                "columns": {
+                    "member_id": {"field": "member_id", "required": True},
+                    "phone": {"field": "phone"},
+                    "email": {"field": "email"},
+                    "name": {"field": "name", "pii": True},
+                    "joined": {
+                        "field": "joined",
+                        "type": "timestamp",
+                        "format": "yyyy-MM-dd HH:mm:ss",
+                    },
+                },
+                "identifiers": [
+                    {"field": "member_id", "type": "member_id"},
+                    {"field": "phone", "type": "phone"},
+                    {"field": "email", "type": "email"},
+                ],
+            },
+            "wechat": {
+                "format": "csv",
+                "path": str(wechat),
+                "record_key": ["appid", "openid"],
+                "columns": {
+                    "appid": {"field": "appid"},
+                    "openid": {"field": "openid"},
+                    "phone": {"field": "phone"},
+                },
+                "identifiers": [
+                    {"field": "openid", "type": "wx_openid", "scope_field": "appid"},
+                    {"field": "phone", "type": "phone"},
+                ],
+            },
+        },
+        "standardize": {"junk_values": {"email": ["test@example.com"]}},
+    }
+    cfg = config_for(tmp_path, pipeline)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ONEID_HMAC_KEY", KEY)
+        ingest(spark, cfg, "b1")
+        report = standardize(spark, cfg)
+        yield cfg, report
+
+
+def test_identifiers_are_normalised_hashed_and_masked(spark, standardized):
+    cfg, _ = standardized
+    rows = read_table(spark, cfg, "silver.identifiers").select(
+        "source", "record_key", "id_type", "value_hash", "masked", "key_version"
+    )
+    got = {(r.source, r.record_key, r.id_type): (r.value_hash, r.masked) for r in rows.collect()}
+    assert got == {
+        ("crm", "M1", "member_id"): (
+            _expected_hash("M1"),
+            "***",
+        ),
+        ("crm", "M1", "phone"): (_expected_hash(PHONE), "138****5678"),
+        ("crm", "M1", "email"): (_expected_hash("zhang.wei@qq.com"), "z***@qq.com"),
+        ("crm", "M2", "member_id"): (_expected_hash("M2"), "***"),
+        ("crm", "M3", "member_id"): (_expected_hash("M3"), "***"),
+        ("wechat", "wx_a|oX1", "wx_openid:wx_a"): (
+            _expected_hash("oX1"),
+            "***",
+        ),
+        ("wechat", "wx_a|oX1", "phone"): (_expected_hash(PHONE), "138****5678"),
+        ("wechat", "wx_b|oX1", "wx_openid:wx_b"): (
+            _expected_hash("oX1"),
+            "***",
+        ),
+    }
+    assert {r.key_version for r in rows.collect()} == {1}
+
+
+def test_rejected_identifiers_are_quarantined_with_reasons(spark, standardized):
+    cfg, report = standardized
+    rejected = read_table(spark, cfg, "quarantine.identifiers").select(
+        "record_key", "id_type", "raw_value", "reason"
+    )
+    assert {tuple(r) for r in rejected.collect()} == {
+        ("M2", "phone", "13800138000", "blocklisted"),
+        ("M2", "email", "bad-email", "invalid_email"),
+        ("M3", "phone", "12345", "invalid_phone"),
+    }
+    assert report.identifiers_by_reason == {
+        "kept": 8,
+        "blocklisted": 1,
+        "invalid_email": 1,
+        "invalid_phone": 1,
+    }
+
+
+def test_facts_are_typed_deduplicated_and_free_of_pii(spark, standardized):
+    cfg, _ = standardized
+    contacts = read_table(spark, cfg, "silver.contacts")
+    assert "name" not in contacts.columns and "phone" not in contacts.columns
+    crm = contacts.where("source = 'crm'").orderBy("record_key").select("record_key", "event_time")
+    assert [(r.record_key, r.event_time.isoformat()) for r in crm.collect()] == [
+        ("M1", "2024-05-01T02:00:00"),  # 10:00 Asia/Shanghai = 02:00 UTC
+        ("M2", "2024-05-01T03:00:00"),
+        ("M3", "2024-05-02T01:00:00"),
+    ]
+
+
+def test_no_raw_pii_in_silver_tables_or_their_delta_stats(spark, standardized):
+    cfg, _ = standardized
+    raw_values = ["13812345678", "138-1234-5678", "zhang.wei", "Zhang.Wei", "张伟", "李娜", "王芳"]
+    from pathlib import Path
+
+    from oneid.tables import table_path
+
+    for table in ("silver.identifiers", "silver.contacts"):
+        frame = read_table(spark, cfg, table)
+        text = " ".join(
+            str(v) for row in frame.collect() for v in row.asDict().values() if v is not None
+        )
+        log_text = " ".join(
+            p.read_text(encoding="utf-8")
+            for p in Path(table_path(cfg, table), "_delta_log").glob("*.json")
+        )
+        for raw in raw_values:
+            assert raw not in text, (table, raw)
+            assert raw not in log_text, (table, raw)
+
+
+def test_hmac_key_is_not_in_the_plan_or_conf(spark, cfg, monkeypatch):
+    monkeypatch.setenv("ONEID_HMAC_KEY", KEY)
+    udf = normalize_and_hash(load_key(cfg.env.secrets), junk_values(cfg))
+    frame = spark.createDataFrame([("phone", "13812345678")], "id_type string, raw string")
+    hashed = frame.select(udf(F.col("id_type"), F.col("raw")).alias("h"))
+    plan = hashed._jdf.queryExecution().toString()
+    assert KEY not in plan and "oneid_normalize_and_hash" in plan
+    assert all(KEY not in str(v) for _, v in spark.sparkContext.getConf().getAll())
+    assert hashed.first().h.value_hash == _expected_hash(PHONE)
+    assert KEY not in repr(load_key(cfg.env.secrets))
+
+
+def test_missing_key_outside_demo_is_a_clear_error(cfg, monkeypatch):
+    from oneid.conf.models import SecretsConf
+    from oneid.errors import SecretMissingError
+
+    monkeypatch.delenv("ONEID_HMAC_KEY", raising=False)
+    with pytest.raises(SecretMissingError, match=r"ONEID_HMAC_KEY .* is not set"):
+        load_key(SecretsConf(allow_demo_key=False))
+
+
+def test_rerun_gives_identical_rows(spark, standardized, monkeypatch):
+    cfg, _ = standardized
+    monkeypatch.setenv("ONEID_HMAC_KEY", KEY)
+    before = sorted(tuple(r) for r in read_table(spark, cfg, "silver.identifiers").collect())
+    standardize(spark, cfg)
+    after = sorted(tuple(r) for r in read_table(spark, cfg, "silver.identifiers").collect())
+    assert before == after
