@@ -110,12 +110,12 @@ def test_identifiers_are_normalised_hashed_and_masked(spark, standardized):
         ("crm", "M1", "email"): (_expected_hash("zhang.wei@qq.com"), "z***@qq.com"),
         ("crm", "M2", "member_id"): (_expected_hash("M2"), "***"),
         ("crm", "M3", "member_id"): (_expected_hash("M3"), "***"),
-        ("wechat", "wx_a|oX1", "wx_openid:wx_a"): (
+        ("wechat", "wx_a:oX1", "wx_openid:wx_a"): (
             _expected_hash("oX1"),
             "***",
         ),
-        ("wechat", "wx_a|oX1", "phone"): (_expected_hash(PHONE), "138****5678"),
-        ("wechat", "wx_b|oX1", "wx_openid:wx_b"): (
+        ("wechat", "wx_a:oX1", "phone"): (_expected_hash(PHONE), "138****5678"),
+        ("wechat", "wx_b:oX1", "wx_openid:wx_b"): (
             _expected_hash("oX1"),
             "***",
         ),

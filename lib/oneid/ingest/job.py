@@ -193,7 +193,7 @@ def quarantine_reason(source: SourceConf) -> Column:
 def with_lineage(df: DataFrame, name: str, batch_id: str, source: SourceConf) -> DataFrame:
     """Add ``_source``, ``_batch_id``, ``_record_key``, ``_ingested_at`` and ``_row_hash``."""
     fields = [column.field for column in source.columns.values()]
-    key = F.concat_ws("|", *[F.coalesce(F.trim(F.col(k)), F.lit("")) for k in source.record_key])
+    key = F.concat_ws(":", *[F.coalesce(F.trim(F.col(k)), F.lit("")) for k in source.record_key])
     return df.select(
         F.lit(name).alias("_source"),
         F.lit(batch_id).alias("_batch_id"),
