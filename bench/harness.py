@@ -109,6 +109,9 @@ def run_benchmark(bench: Benchmark, work_dir: Path, runs: int | None = None) -> 
     rows = []
     for case in cases:
         times = samples[case.name]
+        extra = dict(extras[case.name])
+        if isinstance(extra.get("source_rows"), int):
+            extra["rows_per_s"] = round(extra["source_rows"] / statistics.median(times))
         rows.append(
             {
                 "case": case.name,
@@ -119,7 +122,7 @@ def run_benchmark(bench: Benchmark, work_dir: Path, runs: int | None = None) -> 
                 "max_s": max(times),
                 "runs": len(times),
                 "peak_rss_mb": round(peaks[case.name] / 2**20),
-                "extra": extras[case.name],
+                "extra": extra,
             }
         )
     return {

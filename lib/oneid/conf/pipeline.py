@@ -133,9 +133,11 @@ class ComponentsConf(_Strict):
     """
 
     engine: Literal["auto", "graphframes", "native"] = "auto"
-    algorithm: Literal["graphframes", "graphx"] = "graphframes"
+    algorithm: Literal["two_phase", "randomized_contraction", "graphx"] = "two_phase"
+    """GraphFrames algorithm (engine graphframes only)."""
     checkpoint_interval: PositiveInt = 2
-    broadcast_threshold: int = 1_000_000
+    broadcast_threshold: int = -1
+    """-1 leaves skewed joins to AQE: GraphFrames' recommended fast path (its default is 1e6)."""
     max_iterations: PositiveInt = 100
 
 

@@ -1,0 +1,1 @@
+"""Identity: identifier graph, hub guard, connected components, stable OneIDs."""
