@@ -37,7 +37,7 @@ class Stage:
 
 def registered_stages() -> list[Stage]:
     """All stages that exist, in data-flow order."""
-    return [_ingest_stage(), _standardize_stage()]
+    return [_ingest_stage(), _standardize_stage(), _identity_stage()]
 
 
 def _ingest_stage() -> Stage:
@@ -87,4 +87,34 @@ def _standardize_stage() -> Stage:
         add_arguments=lambda parser: None,
         run=run,
         demo_argv=lambda cfg: [[]],
+    )
+
+
+def _identity_stage() -> Stage:
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--run-id", required=True, help="id of this identity run")
+        parser.add_argument(
+            "--full", action="store_true", help="recompute every component, not only touched ones"
+        )
+
+    def run(spark: SparkSession, cfg: OneIdConfig, args: argparse.Namespace) -> StageResult:
+        from oneid.identity.job import resolve_identities
+
+        report = resolve_identities(spark, cfg, args.run_id, args.full)
+        stats = report.stats
+        notes = (
+            f"run {report.run_id} ({'full' if report.full else 'incremental'}): "
+            f"{stats['identifiers']} identifiers -> {stats['oneids']} OneIDs, largest "
+            f"{stats['largest_component']}, hubs {stats['hubs']}, changes {report.changes}",
+            f"component sizes: {stats['histogram']}",
+        )
+        tables = {"identity.oneid_map": stats["identifiers"], "identity.profiles": stats["oneids"]}
+        return StageResult(tables, notes)
+
+    return Stage(
+        name="identity",
+        help="resolve identifiers into stable OneIDs (hub guard, components, lineage, gates)",
+        add_arguments=add_arguments,
+        run=run,
+        demo_argv=lambda cfg: [["--run-id", "demo-1"]],
     )

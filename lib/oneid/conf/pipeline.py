@@ -66,6 +66,9 @@ class IdentifierConf(_Strict):
     scope: str | None = None
     kind_field: str | None = None
     kind: str | None = None
+    strength: Literal["strong", "weak"] | None = None
+    """Edges between two strong identifiers of a record join first and are never cut by the
+    per-type limits. Default: ``identity.strong_types``."""
 
 
 class SourceConf(_Strict):
@@ -141,10 +144,61 @@ class ComponentsConf(_Strict):
     max_iterations: PositiveInt = 100
 
 
+class HubRulesConf(_Strict):
+    """Frequency rules: an identifier over a threshold is a hub and links nothing.
+
+    ``max_records`` maps an identifier type (base type, e.g. ``phone``, ``device``) or
+    ``default`` to the most records one identifier may appear in; ``max_member_ids`` is the
+    most distinct member ids whose records an identifier (other than a member id) may share.
+    """
+
+    max_records: dict[str, PositiveInt] = Field(
+        default_factory=lambda: {"default": 200, "phone": 20, "email": 20, "device": 150}
+    )
+    max_member_ids: PositiveInt = 1
+
+
+class GatesConf(_Strict):
+    """Checks before the new mapping is published; a failed gate fails the run."""
+
+    max_component_identifiers: PositiveInt = 500
+    max_changed_share: float = Field(default=0.2, ge=0, le=1)
+    """Share of previously mapped identifiers whose OneID changed (first run exempt)."""
+    max_multi_member_components: int = Field(default=0, ge=0)
+    """Components holding more than one member id."""
+
+
 class IdentityConf(_Strict):
     """Identity resolution settings (graph, hub guard, components, gates)."""
 
+    strong_types: tuple[str, ...] = (
+        "member_id",
+        "wx_unionid",
+        "wx_openid",
+        "douyin_openid",
+        "wecom_external_userid",
+    )
+    blocklist: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    """Normalised values per identifier type that never link (test accounts, placeholders)."""
+    hubs: HubRulesConf = Field(default_factory=HubRulesConf)
+    limits: dict[str, PositiveInt] = Field(
+        default_factory=lambda: {"member_id": 1, "device": 5, "phone": 3, "email": 3}
+    )
+    """Most identifiers of a (base) type one OneID may hold; weak edges that would exceed a
+    limit are not used."""
+    priority: tuple[str, ...] = (
+        "member_id",
+        "wx_unionid",
+        "wecom_external_userid",
+        "wx_openid",
+        "phone",
+        "email",
+        "device",
+    )
+    """Order in which weak edges are considered, by the type of their endpoints."""
+    max_weak_rounds: PositiveInt = 20
     components: ComponentsConf = Field(default_factory=ComponentsConf)
+    gates: GatesConf = Field(default_factory=GatesConf)
 
 
 class PipelineConf(_Strict):

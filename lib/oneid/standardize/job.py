@@ -52,8 +52,9 @@ def standardize(spark: SparkSession, cfg: OneIdConfig) -> StandardizeReport:
     sources = cfg.pipeline.sources
 
     tables: dict[str, int] = {}
+    strong = cfg.pipeline.identity.strong_types
     extracted = [
-        identifier_rows(frame, sources[name])
+        identifier_rows(frame, sources[name], strong)
         for name, frame in latest.items()
         if sources[name].identifiers
     ]
@@ -67,6 +68,7 @@ def standardize(spark: SparkSession, cfg: OneIdConfig) -> StandardizeReport:
             .groupBy("source", "record_key", "id_type", F.col("_h.value_hash").alias("value_hash"))
             .agg(
                 F.first("_h.masked").alias("masked"),
+                F.min("strength").alias("strength"),
                 F.min("event_time").alias("event_time"),
                 F.max("batch_id").alias("batch_id"),
             )
@@ -77,6 +79,7 @@ def standardize(spark: SparkSession, cfg: OneIdConfig) -> StandardizeReport:
                 "value_hash",
                 F.lit(key_version).alias("key_version"),
                 "masked",
+                "strength",
                 F.lit(NORMALIZER_VERSION).alias("normalizer_version"),
                 "event_time",
                 "batch_id",
@@ -141,14 +144,22 @@ def latest_records(bronze: DataFrame) -> DataFrame:
     return bronze.withColumn("_rank", F.row_number().over(order)).where("_rank = 1").drop("_rank")
 
 
-def identifier_rows(frame: DataFrame, source: SourceConf) -> DataFrame:
-    """(source, record_key, id_type, raw_value, event_time, batch_id) per identifier present.
+def identifier_rows(
+    frame: DataFrame, source: SourceConf, strong_types: tuple[str, ...] = ()
+) -> DataFrame:
+    """(source, record_key, id_type, raw_value, strength, event_time, batch_id) per identifier.
 
     One explode per source (not one branch per identifier) keeps the plan small.
     """
     pairs = F.array(
         *[
-            F.struct(_id_type(ident).alias("id_type"), F.col(ident.field).alias("raw_value"))
+            F.struct(
+                _id_type(ident).alias("id_type"),
+                F.col(ident.field).alias("raw_value"),
+                F.lit(ident.strength or ("strong" if ident.type in strong_types else "weak")).alias(
+                    "strength"
+                ),
+            )
             for ident in source.identifiers
         ]
     )
@@ -165,6 +176,7 @@ def identifier_rows(frame: DataFrame, source: SourceConf) -> DataFrame:
             "record_key",
             "_id.id_type",
             "_id.raw_value",
+            "_id.strength",
             "event_time",
             "batch_id",
         )
