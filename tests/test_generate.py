@@ -18,6 +18,7 @@ from oneid.generate.app_events import ZERO_DEVICE
 from oneid.generate.layout import SOURCE_BY_NAME, SOURCES, SourceSpec
 from oneid.generate.phones import MOBILE_PREFIXES, PLACEHOLDER_PHONE
 from oneid.generate.records import DEFECT_LABELS
+from oneid.standardize.normalize import normalize_phone
 
 pytestmark = pytest.mark.unit
 
@@ -91,6 +92,100 @@ def _rows(out: Path, spec: SourceSpec, path: str) -> list[dict | None]:
 
 def _truth(out: Path) -> list[dict]:
     return pq.read_table(out / "truth/records.parquet").to_pylist()
+
+
+UNPARSEABLE = frozenset({"malformed_row", "bad_amount", "bad_timestamp"})
+LINK_COLUMNS = {  # (identifier type, column) the identity pipeline links on, per source
+    "crm_members": (("member", "会员编号"), ("phone", "手机号")),
+    "orders": (("member", "member_id"), ("phone", "phone")),
+    "app_events": (("member", "user_id"), ("device", "device_id")),
+    "wechat_users": (("unionid", "unionid"), ("phone", "phone")),
+    "douyin_leads": (("phone", "phone"),),
+    "xhs_leads": (("phone", "手机号"),),
+    "wecom_contacts": (("unionid", "unionid"),),
+}
+
+
+def _identifier(kind: str, raw: str | None) -> str | None:
+    """The normalised value of an identifier cell, None for empty and junk values."""
+    if not raw:
+        return None
+    if kind == "phone":
+        value = normalize_phone(raw).value
+        return None if value in (None, f"+86{PLACEHOLDER_PHONE}") else value
+    if kind == "device":
+        value = raw.strip().upper()
+        return None if value == ZERO_DEVICE else value
+    return raw.strip()
+
+
+def linkage_ceiling(out: Path, manifest: dict) -> dict[str, float]:
+    """Per-person connectivity of the parseable records of real persons, read from the files.
+
+    Records of a person connect when they share a normalised identifier value (directly or
+    through others); values seen with several persons (store phones, family devices) do not
+    count. Returns the pairwise-recall ceiling (same-person pairs inside one cluster / all
+    same-person pairs), the share of records whose truth `linkable` says whether they are in
+    the person's largest cluster of records holding an identifier (either answer counts when
+    two clusters tie), and the orphan share (records not linkable).
+    """
+    truth = {(t["file"], t["line_no"]): t for t in _truth(out)}
+    people = pq.read_table(out / "truth/people.parquet").to_pylist()
+    real = {p["person_id"] for p in people if p["kind"] == "person"}
+    records: list[tuple[str, bool, list[tuple[str, str]]]] = []  # (person, linkable, ids)
+    for entry in manifest["files"]:
+        spec = SOURCE_BY_NAME[entry["source"]]
+        for line_no, row in enumerate(_rows(out, spec, entry["path"]), start=1):
+            t = truth[(entry["path"], line_no)]
+            if t["person_id"] not in real:
+                continue
+            if row is None or t["defect"] in UNPARSEABLE:
+                assert not t["linkable"], (entry["path"], line_no)
+                continue
+            values = [(kind, _identifier(kind, row[col])) for kind, col in LINK_COLUMNS[spec.name]]
+            records.append((t["person_id"], t["linkable"], [v for v in values if v[1]]))
+    persons_of: dict[tuple[str, str], set[str]] = {}
+    for person, _, values in records:
+        for value in values:
+            persons_of.setdefault(value, set()).add(person)
+    parent = list(range(len(records)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first_with: dict[tuple[str, str, str], int] = {}
+    for i, (person, _, values) in enumerate(records):
+        for value in values:
+            if len(persons_of[value]) == 1:
+                j = first_with.setdefault((person, *value), i)
+                parent[find(i)] = find(j)
+    size = Counter(find(i) for i in range(len(records)))
+    records_of, largest, tied = Counter(), Counter(), Counter()
+    for root, n in size.items():
+        person = records[root][0]
+        records_of[person] += n
+        if not records[root][2]:  # a record without any identifier value
+            continue
+        if n > largest[person]:
+            largest[person], tied[person] = n, 1
+        elif n == largest[person]:
+            tied[person] += 1
+    agree = orphans = 0
+    for i, (person, linkable, values) in enumerate(records):
+        in_largest = bool(values) and size[find(i)] == largest[person]
+        agree += linkable == in_largest or (in_largest and tied[person] > 1)
+        orphans += not linkable
+    pairs = sum(n * (n - 1) // 2 for n in records_of.values())
+    linked_pairs = sum(n * (n - 1) // 2 for n in size.values())
+    return {
+        "recall_ceiling": linked_pairs / pairs,
+        "linkable_agreement": agree / len(records),
+        "orphan_share": orphans / len(records),
+        "records": len(records),
+    }
 
 
 def test_same_seed_gives_identical_bytes(small, tmp_path: Path) -> None:
@@ -259,6 +354,14 @@ def test_most_records_link_and_test_accounts_are_marked(default_like) -> None:
     assert test_names and all("测试" in name for name in test_names)
 
 
+def test_every_record_links_except_a_few_orphans(default_like) -> None:
+    out, manifest = default_like
+    ceiling = linkage_ceiling(out, manifest)
+    assert ceiling["recall_ceiling"] >= 0.97, ceiling
+    assert ceiling["linkable_agreement"] >= 0.995, ceiling
+    assert 0.005 <= ceiling["orphan_share"] <= 0.03, ceiling
+
+
 def test_junk_identifiers_and_family_devices(default_like) -> None:
     out, manifest = default_like
     truth = {(t["file"], t["line_no"]): t for t in _truth(out)}
@@ -267,6 +370,9 @@ def test_junk_identifiers_and_family_devices(default_like) -> None:
         for p in pq.read_table(out / "truth/people.parquet").to_pylist()
     }
     users_of_device: dict[str, set[str]] = {}
+    logins_on_device: dict[str, set[tuple[str, str]]] = {}  # (person, user_id) logged in
+    events_on_device: Counter[str] = Counter()
+    anonymous_on_device: Counter[str] = Counter()
     buyers_of_store_phone: dict[int, set[str]] = {}
     for entry in manifest["files"]:
         spec = SOURCE_BY_NAME[entry["source"]]
@@ -281,13 +387,25 @@ def test_junk_identifiers_and_family_devices(default_like) -> None:
                 assert (row["device_id"] == ZERO_DEVICE) == placeholder
                 if not placeholder:
                     users_of_device.setdefault(row["device_id"], set()).add(t["person_id"])
+                    logins = logins_on_device.setdefault(row["device_id"], set())
+                    events_on_device[row["device_id"]] += 1
+                    if row["user_id"]:
+                        logins.add((t["person_id"], row["user_id"]))
+                    else:
+                        anonymous_on_device[row["device_id"]] += 1
             elif t["defect"] == "store_phone":
                 assert row["member_id"] is None and row["channel"] == "门店" and row["store_id"]
                 phone = phonenumbers.parse(row["phone"], "CN").national_number
                 buyers_of_store_phone.setdefault(phone, set()).add(t["person_id"])
-    shared = [who for who in users_of_device.values() if len(who) > 1]
-    assert shared and all(2 <= len(who) <= 4 for who in shared)
-    assert all(len({household[p] for p in who}) == 1 for who in shared)
+    shared = {device: who for device, who in users_of_device.items() if len(who) > 1}
+    assert shared and all(2 <= len(who) <= 4 for who in shared.values())
+    assert all(len({household[p] for p in who}) == 1 for who in shared.values())
+    for device, who in shared.items():  # each user logs in there with a member id of theirs
+        logins = logins_on_device[device]
+        assert {person for person, _ in logins} == who, device
+        assert len({user for _, user in logins}) == len(who), device
+    anonymous = sum(anonymous_on_device[device] for device in shared)
+    assert anonymous < 0.1 * sum(events_on_device[device] for device in shared)
     assert 1 <= len(buyers_of_store_phone) <= 3
     assert max(len(who) for who in buyers_of_store_phone.values()) > 5
 

@@ -151,8 +151,14 @@ def _cmd_demo(cfg: OneIdConfig, args: argparse.Namespace) -> int:
 def _same_demo_data(manifest_path: Path, people: int, seed: int) -> bool:
     if not manifest_path.is_file():
         return False
+    from oneid.generate import GENERATOR_VERSION
+
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    return manifest.get("people") == people and manifest.get("seed") == seed
+    return (manifest.get("people"), manifest.get("seed"), manifest.get("version")) == (
+        people,
+        seed,
+        GENERATOR_VERSION,
+    )
 
 
 def _summary(

@@ -8,11 +8,16 @@ Pure Python (numpy + pyarrow, no Spark). `generate_demo(out_dir)` writes
 - ``truth/people.parquet`` and ``manifest.json``.
 
 Sizes, shares and defect rates are named constants in rates.py. A truth row is `linkable`
-when it shares an identifier (member id, real phone, device, unionid) with another readable
-row of the same person; junk values (placeholder / invalid / store phones, all-zero devices)
-and malformed rows never link. Late rows are orders / events of the window's last
-LATE_WINDOW_DAYS that are written at the end of the next part file (an extra part after the
-last chunk); their timestamps stay inside the window.
+when it is connected to the largest cluster of its person's readable rows through shared
+identifier values (member id, real phone, own device, unionid); junk values (placeholder /
+invalid / store phones, all-zero and shared family devices) never link, and unreadable rows
+(malformed_row, bad_amount, bad_timestamp) are never linkable. Apart from rows cut off by
+junk values, the unlinkable rows are explicit orphans (rates.ORPHAN_RATES): all together
+about 1.5 % of the rows.
+
+Late rows are orders / events of the window's last LATE_WINDOW_DAYS that are written at the
+end of the next part file (an extra part after the last chunk); their timestamps stay inside
+the window.
 """
 
 from oneid.generate.demo import generate_demo

@@ -1,5 +1,12 @@
 """App behaviour events (app_events): JSON lines keyed by device, with the member id when the
-user is logged in. Household members also send events from one shared family device."""
+user is logged in.
+
+Only members use the app, and every device a member uses sees at least one of their logged-in
+events, so anonymous events link through the device. Household members who are members also
+send events from one shared family device (logging in there too); the pipeline cuts such a
+device as a hub, so it is no identifier here. An orphan event comes from an anonymous device
+seen once.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,18 @@ import pyarrow as pa
 
 from oneid.generate import ids, rates, text, timeline, vocab
 from oneid.generate.linkage import Ident, Identifier
-from oneid.generate.population import Context, Population, member_numbers, ordinals, probs
-from oneid.generate.records import Defect, Draft
+from oneid.generate.population import (
+    FAMILY_DEVICE_SLOT,
+    ORPHAN_DEVICE_SLOT,
+    Context,
+    Population,
+    first_of_groups,
+    member_numbers,
+    ordinals,
+    orphan_rows,
+    probs,
+)
+from oneid.generate.records import Defect, Draft, readable
 
 SOURCE = "app_events"
 ZERO_DEVICE = "00000000-0000-0000-0000-000000000000"  # all-zero IDFA / OAID (tracking limited)
@@ -34,12 +51,19 @@ def draw(ctx: Context, rng: np.random.Generator, pop: Population) -> Draft:
     n = len(person)
     owner = person.copy()
     slot = _device_slots(rng, pop.n_devices[person])
-    leader = pop.leader[person]
-    shared = (leader != person) & (rng.random(n) < rates.SHARED_DEVICE_EVENT_SHARE)
-    owner[shared] = leader[shared]  # the family device is the household leader's first device
-    slot[shared] = 0
+    shared = pop.family[person] & (rng.random(n) < rates.SHARED_DEVICE_EVENT_SHARE)
+    owner[shared] = pop.leader[person[shared]]  # the family device sits on the first person
+    slot[shared] = FAMILY_DEVICE_SLOT
     time = timeline.sample_times(rng, pop.first_seen[person], timeline.END)
-    logged_in = pop.member[person] & (rng.random(n) < pop.login_share[person])
+    login_share = np.where(shared, rates.SHARED_DEVICE_LOGIN_SHARE, pop.login_share[person])
+    logged_in = rng.random(n) < login_share
+    device = pop.gidx[owner] * 8 + slot
+    forced = first_of_groups(rng, (device << 32) | person, np.ones(n, dtype=bool))
+    logged_in |= forced  # every (user, device) pair has a logged-in event
+    orphan = orphan_rows(rng, pop, person, ~forced, SOURCE)
+    owner[orphan] = person[orphan]
+    slot[orphan] = ORPHAN_DEVICE_SLOT
+    logged_in &= pop.member[person] & ~orphan
     member_no = np.where(logged_in, member_numbers(rng, pop, person), -1)
     event = rng.choice(len(vocab.EVENTS), size=n, p=probs([e[1] for e in vocab.EVENTS]))
     page = event * 2 + rng.integers(0, 2, size=n)
@@ -49,6 +73,7 @@ def draw(ctx: Context, rng: np.random.Generator, pop: Population) -> Draft:
         person,
         time,
         pop.is_test,
+        orphan=orphan,
         owner=owner,
         slot=slot,
         member_no=member_no,
@@ -59,16 +84,26 @@ def draw(ctx: Context, rng: np.random.Generator, pop: Population) -> Draft:
 
 
 def identifiers(draft: Draft, pop: Population) -> list[Identifier]:
+    """Member ids, and devices that are not all-zero nor used by several people."""
     member_no = draft.facts["member_no"]
+    device = device_numbers(draft, pop)
+    usable = (draft.defect != Defect.PLACEHOLDER_DEVICE) & readable(draft.defect)
     return [
-        (draft.defect != Defect.PLACEHOLDER_DEVICE, Ident.DEVICE, device_numbers(draft, pop)),
+        (usable & ~np.isin(device, shared_devices(draft, pop, usable)), Ident.DEVICE, device),
         (member_no >= 0, Ident.MEMBER, member_no),
     ]
 
 
 def device_numbers(draft: Draft, pop: Population) -> np.ndarray:
-    """A number per (owner, device) pair: the identity of the device of each row."""
-    return pop.gidx[draft.facts["owner"]] * 4 + draft.facts["slot"]
+    """A number per (owner, device slot) pair: the identity of the device of each row."""
+    return pop.gidx[draft.facts["owner"]] * 8 + draft.facts["slot"]
+
+
+def shared_devices(draft: Draft, pop: Population, usable: np.ndarray) -> np.ndarray:
+    """Devices seen with more than one person in the usable rows (family devices)."""
+    pairs = np.unique((device_numbers(draft, pop)[usable] << 32) | draft.person[usable])
+    devices, counts = np.unique(pairs >> 32, return_counts=True)
+    return devices[counts > 1]
 
 
 def render(

@@ -13,7 +13,7 @@ from oneid.generate import phones, rates, text, timeline, vocab
 from oneid.generate.layout import SourceSpec
 from oneid.generate.phones import PhoneKind
 from oneid.generate.population import Context, Population
-from oneid.generate.records import Defect, Draft, Part
+from oneid.generate.records import Defect, Draft, Part, readable
 
 BAD_LOCAL_TIMES = ("2024-13-45 25:61:00", "0000-00-00 00:00:00")
 BAD_ISO_TIMES = ("2024-13-45T25:61:00+08:00", "0000-00-00T00:00:00+08:00")
@@ -66,22 +66,31 @@ def apply_row_defects(rng: np.random.Generator, drafts: dict[str, Draft]) -> Non
 def assign_phone_numbers(
     rng: np.random.Generator, drafts: dict[str, Draft], pop: Population
 ) -> None:
-    """Fill the phone cell of every phone-bearing row (after the defect passes)."""
-    chosen = {}
+    """Fill the phone cell of every phone-bearing row (after the defect passes): junk numbers
+    for junk kinds, the person's spare number for orphans, else one of the phones the person
+    uses (phones.assign_slots; test accounts use their one phone)."""
+    chosen, anchor, parsed = {}, [], []
     for source, draft in drafts.items():
         real = draft.phone_kind == PhoneKind.REAL
-        ranked = real & (draft.defect != Defect.TEST_ACCOUNT)
-        ranked &= draft.defect != Defect.MALFORMED_ROW
-        chosen[source] = np.flatnonzero(ranked)
         draft.phone[real] = pop.phones[draft.person[real], 0]
+        spare = real & draft.orphan
+        draft.phone[spare] = pop.phones[draft.person[spare], phones.ORPHAN_PHONE_SLOT]
         placeholder = draft.phone_kind == PhoneKind.PLACEHOLDER
         draft.phone[placeholder] = phones.PLACEHOLDER_PHONE
         invalid = np.flatnonzero(draft.phone_kind == PhoneKind.INVALID)
         draft.phone[invalid] = phones.invalid_phones(rng, pop.phones[draft.person[invalid], 0])
+        rows = np.flatnonzero(real & ~draft.orphan & (draft.defect != Defect.TEST_ACCOUNT))
+        chosen[source] = rows
+        ok = readable(draft.defect[rows])
+        member_no = draft.facts.get("member_no")
+        parsed.append(ok)
+        anchor.append(ok & (member_no[rows] >= 0) if member_no is not None else ok & False)
     person = np.concatenate([drafts[s].person[rows] for s, rows in chosen.items()])
     slots = phones.assign_slots(
         rng,
         person,
+        np.concatenate(anchor),
+        np.concatenate(parsed),
         pop.wanted_phones,
         rates.SECOND_PHONE_MIN_RECORDS,
         rates.THIRD_PHONE_MIN_RECORDS,

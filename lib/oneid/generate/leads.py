@@ -1,5 +1,6 @@
 """Lead forms from ads: Douyin (douyin_leads, UTF-8) and Xiaohongshu (xhs_leads, GBK with
-Chinese headers). A lead is a phone, a nickname and the campaign that collected it."""
+Chinese headers). A lead is a phone, a nickname and the campaign that collected it; an orphan
+lead holds an old phone of the person that appears nowhere else."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from oneid.generate.population import (
     draw_nicknames,
     nicknames,
     ordinals,
+    orphan_rows,
 )
 from oneid.generate.records import Draft
 
@@ -32,6 +34,7 @@ def _draw(rng: np.random.Generator, pop: Population, source: str, counts: np.nda
         time,
         pop.is_test,
         has_phone=True,
+        orphan=orphan_rows(rng, pop, person, np.ones(n, dtype=bool), source),
         lead_no=pop.gidx[person] * MAX_LEADS_PER_PERSON + ordinal,
         campaign=rng.integers(0, len(_CAMPAIGNS[source]), size=n),
         nickname=draw_nicknames(rng, n),

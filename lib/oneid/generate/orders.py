@@ -7,7 +7,14 @@ import pyarrow as pa
 
 from oneid.generate import ids, phones, rates, text, timeline, vocab
 from oneid.generate.linkage import Ident, Identifier, phone_identifier
-from oneid.generate.population import Context, Population, member_numbers, ordinals, probs
+from oneid.generate.population import (
+    Context,
+    Population,
+    member_numbers,
+    ordinals,
+    orphan_rows,
+    probs,
+)
 from oneid.generate.records import Draft
 
 SOURCE = "orders"
@@ -19,13 +26,15 @@ _CATEGORY_SETS = tuple(
 
 
 def draw(ctx: Context, rng: np.random.Generator, pop: Population) -> Draft:
-    """1-8 orders per buyer (test accounts: dozens of 0.01 orders)."""
+    """1-8 orders per buyer (test accounts: dozens of 0.01 orders); an orphan is a guest order
+    typed with an old phone of the buyer that appears nowhere else."""
     person, ordinal = ordinals(pop.n_orders)
     n = len(person)
     test = pop.is_test[person]
     member_order = pop.member[person] & ((rng.random(n) < rates.MEMBER_ORDER_SHARE) | test)
     member_no = np.where(member_order, member_numbers(rng, pop, person), -1)
     has_phone = ~member_order | (rng.random(n) < rates.MEMBER_ORDER_PHONE_SHARE) | test
+    orphan = orphan_rows(rng, pop, person, ~member_order, SOURCE)
     lo = pop.first_seen[person]
     time = timeline.with_promotions(rng, timeline.sample_times(rng, lo, timeline.END), lo)
     channel = rng.choice(len(vocab.ORDER_CHANNELS), size=n, p=probs(vocab.ORDER_CHANNEL_WEIGHTS))
@@ -50,6 +59,7 @@ def draw(ctx: Context, rng: np.random.Generator, pop: Population) -> Draft:
         time,
         pop.is_test,
         has_phone=has_phone,
+        orphan=orphan,
         member_no=member_no,
         guest=~member_order,
         channel=channel,

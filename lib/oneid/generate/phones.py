@@ -19,6 +19,9 @@ MOBILE_PREFIXES = np.array(
     dtype=np.int64,
 )  # fmt: skip
 PLACEHOLDER_PHONE = 13800138000  # the number everybody types when a phone is mandatory
+JUNK_PHONES = (PLACEHOLDER_PHONE, 13888888888)  # never a person's number (pipeline junk list)
+PERSON_PHONES = 4  # numbers per person: up to 3 in use, the 4th only in orphan rows
+ORPHAN_PHONE_SLOT = 3
 TEST_PHONE_BASE = 13900000000  # test accounts use 13900000000, 13900000001, ...
 STORE_PHONE_PREFIXES = (135, 186, 159)
 CLASH_PREFIX = 187  # person phones that would equal a reserved number move to this prefix
@@ -63,8 +66,8 @@ def special_phones(seed: int, stores: int, n_store_phones: int, n_test: int) -> 
 def person_phones(
     rng: np.random.Generator, gidx: np.ndarray, seed: int, reserved: np.ndarray
 ) -> np.ndarray:
-    """Three distinct numbers per person, (n, 3); unique across all people of the dataset."""
-    slots = gidx[:, None] * 3 + np.arange(3, dtype=np.int64)
+    """PERSON_PHONES distinct numbers per person; unique across all people of the dataset."""
+    slots = gidx[:, None] * PERSON_PHONES + np.arange(PERSON_PHONES, dtype=np.int64)
     suffix = ids.scramble(slots, SUFFIX, seed, ids.SALT_PHONE)
     prefix = MOBILE_PREFIXES[rng.integers(0, len(MOBILE_PREFIXES), size=slots.shape)]
     phones = prefix * SUFFIX + suffix
@@ -127,35 +130,54 @@ def format_phones(numbers: np.ndarray, kind: np.ndarray, fmt: np.ndarray) -> pa.
     return pa.concat_arrays(pieces).take(pa.array(inverse))
 
 
+def _ranks(sorted_key: np.ndarray) -> np.ndarray:
+    """0, 1, 2, ... within each run of equal values of a sorted array."""
+    m = len(sorted_key)
+    starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
+    return np.arange(m) - np.repeat(starts, np.diff(np.r_[starts, m]))
+
+
 def assign_slots(
     rng: np.random.Generator,
     person: np.ndarray,
+    anchor: np.ndarray,
+    readable: np.ndarray,
     wanted: np.ndarray,
     second_min: int,
     third_min: int,
 ) -> np.ndarray:
     """Which of its phones (0, 1, 2) each phone-bearing row of a person shows.
 
-    person: chunk-local person per row; wanted: phones per person (1..3). Rows are ranked at
-    random within their person; ranks 2-3 take the 2nd phone when the person has at least
-    second_min rows, ranks 4-5 the 3rd when it has third_min, so every used phone sits in at
-    least two rows (and the first phone keeps at least two as well).
+    person: chunk-local person per row; anchor: the row is readable and carries the member id;
+    readable: the row can be parsed; wanted: phones per person (1..3). A person uses its 2nd
+    phone when it wants one, has at least second_min readable phone rows and two anchor rows
+    (the 3rd: third_min rows, three anchors). Anchor k (in random order) shows phone k, so every
+    phone in use sits next to the member id; of the other rows (in random order) the first
+    shows phone 1 and the second phone 2 when in use, so each extra phone sits in two rows.
     """
     m = len(person)
     slots = np.zeros(m, dtype=np.int8)
     if m == 0:
         return slots
-    order = np.lexsort((rng.random(m), person))
-    sorted_person = person[order]
-    starts = np.flatnonzero(np.r_[True, sorted_person[1:] != sorted_person[:-1]])
-    counts = np.diff(np.r_[starts, m])
-    rank = np.arange(m) - np.repeat(starts, counts)
-    count = np.repeat(counts, counts)
-    want = wanted[sorted_person]
-    sorted_slots = np.zeros(m, dtype=np.int8)
-    sorted_slots[(want >= 2) & (count >= second_min) & ((rank == 2) | (rank == 3))] = 1
-    sorted_slots[(want >= 3) & (count >= third_min) & ((rank == 4) | (rank == 5))] = 2
-    slots[order] = sorted_slots
+    n_anchor = np.bincount(person[anchor], minlength=len(wanted))
+    n_readable = np.bincount(person[readable], minlength=len(wanted))
+    used = (
+        1
+        + ((wanted >= 2) & (n_readable >= second_min) & (n_anchor >= 2))
+        + ((wanted >= 3) & (n_readable >= third_min) & (n_anchor >= 3))
+    )
+    order = np.lexsort((rng.random(m), ~anchor, person))
+    rank = _ranks(person[order])
+    head = rank < used[person[order]]  # anchors only, as used <= n_anchor
+    slots[order[head]] = rank[head]
+    rest = np.ones(m, dtype=bool)
+    rest[order[head]] = False
+    rows = np.flatnonzero(rest)
+    order = rows[np.lexsort((rng.random(len(rows)), person[rows]))]
+    rank = _ranks(person[order])
+    use = used[person[order]]
+    slots[order[(rank == 0) & (use >= 2)]] = 1
+    slots[order[(rank == 1) & (use >= 3)]] = 2
     return slots
 
 

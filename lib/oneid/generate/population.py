@@ -9,6 +9,13 @@ import pyarrow as pa
 
 from oneid.generate import ids, phones, rates, text, timeline, vocab
 
+# Device slots of a person: 0-2 own devices, 3 the household's family device (on the
+# household's first person), 4 the anonymous device of an orphan event.
+OWN_DEVICES = 3
+FAMILY_DEVICE_SLOT = 3
+ORPHAN_DEVICE_SLOT = 4
+DEVICE_SLOTS = 5
+
 
 def probs(weights: tuple[float, ...] | list[float]) -> np.ndarray:
     """Weights scaled to probabilities (for Generator.choice)."""
@@ -36,7 +43,7 @@ class Context:
         n_test = min(rates.TEST_ACCOUNTS_MAX, max(1, people // rates.PEOPLE_PER_TEST_ACCOUNT))
         special = phones.special_phones(seed, len(vocab.STORES), rates.STORE_PHONES, n_test)
         reserved = np.concatenate(
-            [[phones.PLACEHOLDER_PHONE], special["store_phones"], special["test_phones"]]
+            [phones.JUNK_PHONES, special["store_phones"], special["test_phones"]]
         )
         return cls(
             seed=seed,
@@ -60,7 +67,7 @@ class Population:
     surname: np.ndarray
     given: np.ndarray  # (n, 2) indexes into the gender's given-name list, -1 = none
     birthday: np.ndarray  # days since 1970, -1 = not given
-    phones: np.ndarray  # (n, 3) the person's own numbers
+    phones: np.ndarray  # (n, 4) the person's own numbers (the 4th only in orphan rows)
     wanted_phones: np.ndarray  # 1..3
     member: np.ndarray
     member_no: np.ndarray  # -1 unless member
@@ -69,8 +76,8 @@ class Population:
     n_orders: np.ndarray
     n_events: np.ndarray
     n_devices: np.ndarray  # own devices (app users: 1..3)
-    device_hex: np.ndarray  # (n, 3, 32) hex bytes of the own devices
-    device_ios: np.ndarray  # (n, 3) device reports an IDFA (else an OAID)
+    device_hex: np.ndarray  # (n, DEVICE_SLOTS, 32) hex bytes of the devices
+    device_ios: np.ndarray  # (n, DEVICE_SLOTS) device reports an IDFA (else an OAID)
     login_share: np.ndarray
     wechat: np.ndarray
     n_appids: np.ndarray
@@ -83,6 +90,7 @@ class Population:
     email_case: np.ndarray  # 0 lower, 1 Title.Case, 2 upper-case domain
     email_padded: np.ndarray
     nickname: np.ndarray  # (n, 3) head, core, tail indexes
+    n_records: np.ndarray  # records of all sources (before duplicates)
 
     def __len__(self) -> int:
         return len(self.gidx)
@@ -124,20 +132,19 @@ def draw_population(ctx: Context, rng: np.random.Generator, start: int, n: int) 
     buyer = rng.random(n) < np.where(member, rates.BUYER_SHARE_MEMBER, rates.BUYER_SHARE_GUEST)
     n_orders = np.where(buyer, rng.choice(8, size=n, p=probs(rates.ORDER_COUNT_WEIGHTS)) + 1, 0)
     leader, family = _households(rng, n, is_test)
-    app = (rng.random(n) < np.where(member, rates.APP_SHARE_MEMBER, rates.APP_SHARE_GUEST)) | family
+    app = member & ((rng.random(n) < rates.APP_SHARE_MEMBER) | family)
     lo_events, hi_events = rates.EVENT_COUNT_RANGE
     n_events = np.where(app, rng.integers(lo_events, hi_events + 1, size=n), 0)
     n_devices = np.where(app, rng.choice(3, size=n, p=probs(rates.DEVICE_COUNT_WEIGHTS)) + 1, 0)
     n_devices = np.where(family, np.minimum(n_devices, 2), n_devices)
-    device_hex = text.random_text(rng, n * 3, 32, text.HEX).reshape(n, 3, 32)
-    device_ios = rng.random((n, 3)) < rates.IOS_SHARE
+    device_hex = text.random_text(rng, n * DEVICE_SLOTS, 32, text.HEX).reshape(n, DEVICE_SLOTS, 32)
+    device_ios = rng.random((n, DEVICE_SLOTS)) < rates.IOS_SHARE
     login_share = rng.uniform(*rates.LOGIN_SHARE_RANGE, size=n)
 
     wechat = rng.random(n) < rates.WECHAT_SHARE
     n_appids = np.where(wechat, 1 + (rng.random(n) < rates.SECOND_APPID_SHARE), 0)
     unionid = text.random_text(rng, n, 27, text.TOKEN)
-    wecom_share = np.where(wechat, rates.WECOM_SHARE_WECHAT, rates.WECOM_SHARE_OTHER)
-    wecom = rng.random(n) < wecom_share
+    wecom = wechat & (rng.random(n) < rates.WECOM_SHARE_WECHAT)
     douyin = rng.random(n) < rates.DOUYIN_SHARE
     n_douyin = np.where(douyin, 1 + (rng.random(n) < rates.SECOND_DOUYIN_LEAD_SHARE), 0)
     n_xhs = (rng.random(n) < rates.XHS_SHARE).astype(np.int64)
@@ -205,6 +212,16 @@ def draw_population(ctx: Context, rng: np.random.Generator, start: int, n: int) 
         email_case=email_case,
         email_padded=email_padded,
         nickname=nickname,
+        n_records=(
+            np.where(member & ~is_test, 1, 0)
+            + np.where(is_test, rates.TEST_MEMBER_IDS, 0)
+            + n_orders
+            + n_events
+            + n_appids
+            + wecom
+            + n_douyin
+            + n_xhs
+        ),
     )
 
 
@@ -287,6 +304,38 @@ def member_numbers(rng: np.random.Generator, pop: Population, person: np.ndarray
     pick = rng.integers(0, pop.test_member_nos.shape[1] or 1, size=len(test))
     number[test] = pop.test_member_nos[person[test], pick]
     return number
+
+
+def orphan_rows(
+    rng: np.random.Generator,
+    pop: Population,
+    person: np.ndarray,
+    candidate: np.ndarray,
+    source: str,
+    extra_records: np.ndarray | int = 0,
+) -> np.ndarray:
+    """Rows chosen as orphans: candidates at the source's ORPHAN_RATES, at most one per person,
+    only of (non-test) persons with more than ORPHAN_MIN_RECORDS records.
+
+    extra_records: records a source adds beyond pop.n_records (per row).
+    """
+    n_records = pop.n_records[person] + extra_records
+    eligible = candidate & ~pop.is_test[person] & (n_records > rates.ORPHAN_MIN_RECORDS)
+    hit = np.flatnonzero(eligible & (rng.random(len(person)) < rates.ORPHAN_RATES[source]))
+    _, first = np.unique(person[hit], return_index=True)
+    orphan = np.zeros(len(person), dtype=bool)
+    orphan[hit[first]] = True
+    return orphan
+
+
+def first_of_groups(rng: np.random.Generator, key: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """One random row per distinct key among the rows where `among` holds (a mask)."""
+    rows = np.flatnonzero(among)
+    rows = rows[rng.permutation(len(rows))]
+    _, first = np.unique(key[rows], return_index=True)
+    chosen = np.zeros(len(key), dtype=bool)
+    chosen[rows[first]] = True
+    return chosen
 
 
 def ordinals(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,11 +3,16 @@
 Shares marked "per person" are drawn once per person; all others are per record (row). The
 defect rates are deliberately small: the data should look like a real brand's export, where
 most rows are fine and each kind of mess is rare but present.
+
+The records of a person are globally linkable, as those of engaged customers are: every record
+shares a member id, real phone, unionid or own device (directly or through other records) with
+the person's other records, except the explicit orphans of ORPHAN_RATES and the rows that junk
+values or unreadable defects cut off.
 """
 
 from __future__ import annotations
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"
 
 # --- time ---------------------------------------------------------------------------------
 TIMEZONE = "Asia/Shanghai"
@@ -25,7 +30,9 @@ PROMO_ORDER_SHARE = 0.15  # orders placed on a promotion day (when the buyer alr
 
 # --- people (per person) ------------------------------------------------------------------
 PHONE_COUNT_WEIGHTS = (0.70, 0.22, 0.08)  # 1, 2 or 3 phones
-SECOND_PHONE_MIN_RECORDS = 4  # a 2nd phone is used only if the person has >= 4 phone records
+# Only members use more than one phone, and each extra phone is first typed in a readable row
+# that also carries the member id (a CRM row or a logged-in order), so it links.
+SECOND_PHONE_MIN_RECORDS = 4  # a 2nd phone is used only if the member has >= 4 phone records
 THIRD_PHONE_MIN_RECORDS = 6  # ... and a 3rd one if >= 6 (each extra phone then sits in 2 rows)
 GENDER_WEIGHTS = (0.30, 0.65, 0.05)  # 男, 女, 未知 (a beauty brand: mostly women)
 BIRTHDAY_SHARE = 0.90
@@ -47,29 +54,48 @@ BUYER_SHARE_GUEST = 0.32
 ORDER_COUNT_WEIGHTS = (30, 20, 14, 10, 8, 7, 6, 5)  # 1..8 orders per buyer
 MEMBER_ORDER_SHARE = 0.75  # a member's orders placed while logged in (carry member_id)
 MEMBER_ORDER_PHONE_SHARE = 0.90  # member orders that also carry a phone (guest orders always do)
-APP_SHARE_MEMBER = 0.62  # together ~50 % of people use the app
-APP_SHARE_GUEST = 0.22
+APP_SHARE_MEMBER = 0.70  # ~50 % of people use the app: members only (logging in is joining)
 EVENT_COUNT_RANGE = (5, 40)  # inclusive
 DEVICE_COUNT_WEIGHTS = (0.75, 0.20, 0.05)  # 1..3 own devices of an app user
 DEVICE_SLOT_WEIGHTS = (0.70, 0.20, 0.10)  # how often each own device is used
 IOS_SHARE = 0.35  # devices reporting an IDFA; the rest report an OAID
 LOGIN_SHARE_RANGE = (0.40, 0.95)  # per member: share of their events sent while logged in
+# (every device a member uses sees at least one logged-in event of theirs)
 HOUSEHOLD_PEOPLE_SHARE = 0.05  # people living in a 2-4 person household sharing one device
 HOUSEHOLD_SIZE_WEIGHTS = (0.50, 0.30, 0.20)  # 2, 3, 4 people
 SHARED_DEVICE_EVENT_SHARE = 0.30  # events a household member sends from the family device
+SHARED_DEVICE_LOGIN_SHARE = 0.95  # of those, sent logged in (only members use the family device)
 WECHAT_SHARE = 0.60
 SECOND_APPID_SHARE = 0.65  # WeChat users seen in two appids
 APPID_WEIGHTS = (0.60, 0.28, 0.12)  # wx_mini_01, wx_oa_01, wx_mini_02
-UNIONID_SHARE = 0.92  # wechat rows carrying the unionid
-WECHAT_PHONE_SHARE = 0.65  # mini-program rows with an authorised phone (official accounts: none)
-WECOM_SHARE_WECHAT = 0.45  # together ~30 % of people are WeCom contacts
-WECOM_SHARE_OTHER = 0.08
-WECOM_UNIONID_SHARE_WECHAT = 0.85
-WECOM_UNIONID_SHARE_OTHER = 0.50
+# A WeChat user with records elsewhere always has a mini-program row (one is added to a lone
+# official-account follower) and authorised a phone in one mini-program row, which also holds
+# the unionid; official-account rows always hold it; other mini-program rows lacking it hold a
+# phone instead.
+UNIONID_SHARE = 0.92  # other mini-program rows carrying the unionid
+WECHAT_PHONE_SHARE = 0.65  # other mini-program rows with an authorised phone (accounts: none)
+WECOM_SHARE_WECHAT = 0.50  # ~30 % of people are WeCom contacts, all of them WeChat users
+# A contact always holds the unionid (orphans excepted); a phone in the remark is not an
+# identifier the pipeline reads.
 WECOM_REMARK_WEIGHTS = (0.40, 0.38, 0.22)  # remark holds a phone, a name only, nothing
 DOUYIN_SHARE = 0.15
 SECOND_DOUYIN_LEAD_SHARE = 0.10
 XHS_SHARE = 0.10
+
+# --- orphans (per record) -----------------------------------------------------------------
+# Records that share nothing with the rest of their person: a guest order or lead typed with an
+# old phone seen nowhere else, an anonymous device seen once, a WeChat row without unionid and
+# phone, a WeCom contact without unionid. At most one per person and source, and only for
+# persons with more than ORPHAN_MIN_RECORDS records, so the rest stays the largest cluster.
+ORPHAN_RATES = {
+    "orders": 0.050,  # of guest orders
+    "app_events": 0.0025,
+    "wechat_users": 0.120,  # of rows that are not the phone-authorising one
+    "douyin_leads": 0.200,
+    "xhs_leads": 0.200,
+    "wecom_contacts": 0.120,
+}
+ORPHAN_MIN_RECORDS = 4
 
 # --- test accounts --------------------------------------------------------------------------
 TEST_ACCOUNTS_MAX = 5

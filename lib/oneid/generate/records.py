@@ -33,6 +33,13 @@ class Defect(IntEnum):
 
 
 DEFECT_LABELS: tuple[str | None, ...] = (None, *(d.label for d in list(Defect)[1:]))
+# Rows a reader cannot parse into a record: they never link nor help another row link.
+UNREADABLE = (Defect.MALFORMED_ROW, Defect.BAD_AMOUNT, Defect.BAD_TIMESTAMP)
+
+
+def readable(defect: np.ndarray) -> np.ndarray:
+    """Rows a reader parses into a record (see UNREADABLE)."""
+    return ~np.isin(defect, UNREADABLE)
 
 
 @dataclass
@@ -44,6 +51,7 @@ class Draft:
     defect: np.ndarray  # Defect code
     phone_kind: np.ndarray  # PhoneKind code
     phone: np.ndarray  # number written in the phone cell (filled by the phone pass)
+    orphan: np.ndarray  # chosen to share no identifier with the person's other records
     facts: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
@@ -53,6 +61,7 @@ class Draft:
         time: np.ndarray,
         is_test: np.ndarray,
         has_phone: np.ndarray | bool = False,
+        orphan: np.ndarray | bool = False,
         **facts: np.ndarray,
     ) -> Draft:
         n = len(person)
@@ -63,6 +72,7 @@ class Draft:
             defect=np.where(is_test[person], Defect.TEST_ACCOUNT, Defect.NONE).astype(np.int8),
             phone_kind=np.where(has_phone, PhoneKind.REAL, PhoneKind.NONE).astype(np.int8),
             phone=np.zeros(n, dtype=np.int64),
+            orphan=np.broadcast_to(np.asarray(orphan, dtype=bool), (n,)).copy(),
             facts=facts,
         )
 

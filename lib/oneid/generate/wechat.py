@@ -1,7 +1,10 @@
 """WeChat followers / mini-program users (wechat_users): one row per (appid, openid).
 
 The same person has a different openid in every appid; the unionid (mostly present) is the
-same across appids; mini programs sometimes hold the phone the user authorised.
+same across appids; mini programs hold the phone the user authorised. Every user authorised a
+phone in one mini-program row that also holds the unionid, so the user's rows link to each
+other and to the person's phone records; a lone official-account follower with records
+elsewhere also shows up in a mini program.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import pyarrow as pa
 
 from oneid.generate import phones, rates, text, timeline, vocab
 from oneid.generate.linkage import Ident, Identifier, phone_identifier
-from oneid.generate.population import Context, Population, nicknames
+from oneid.generate.population import Context, Population, first_of_groups, nicknames, orphan_rows
 from oneid.generate.records import Draft
 
 SOURCE = "wechat_users"
@@ -22,21 +25,36 @@ _OPENID_LENGTH = 28
 
 
 def draw(ctx: Context, rng: np.random.Generator, pop: Population) -> Draft:
-    """1-2 appids per WeChat user, drawn without replacement by appid popularity."""
+    """1-2 appids per WeChat user, drawn without replacement by appid popularity (a lone
+    official-account follower with records elsewhere also gets the next mini program)."""
     users = np.flatnonzero(pop.wechat)
     weights = np.asarray(rates.APPID_WEIGHTS)
     priority = rng.random((len(users), len(_APPIDS))) ** (1 / weights)
     ranked = np.argsort(-priority, axis=1)
-    chosen = np.arange(len(_APPIDS)) < pop.n_appids[users][:, None]
-    person = np.repeat(users, chosen.sum(axis=1))
+    n_appids = pop.n_appids[users]
+    elsewhere = pop.n_records[users] > n_appids + pop.wecom[users]
+    n_appids = n_appids + (elsewhere & (n_appids == 1) & ~_MINI[ranked[:, 0]])
+    chosen = np.arange(len(_APPIDS)) < n_appids[:, None]
+    added = np.repeat(n_appids - pop.n_appids[users], n_appids)
+    person = np.repeat(users, n_appids)
     appid = ranked[chosen]
     n = len(person)
     test = pop.is_test[person]
-    has_unionid = (rng.random(n) < rates.UNIONID_SHARE) | test
-    has_phone = _MINI[appid] & ((rng.random(n) < rates.WECHAT_PHONE_SHARE) | test)
+    mini = _MINI[appid]
+    authorising = first_of_groups(rng, person, mini)
+    has_unionid = (rng.random(n) < rates.UNIONID_SHARE) | ~mini | authorising | test
+    phone_share = np.where(has_unionid, rates.WECHAT_PHONE_SHARE, 1.0)
+    has_phone = mini & ((rng.random(n) < phone_share) | authorising | test)
+    orphan = orphan_rows(rng, pop, person, ~authorising, SOURCE, added)
     time = timeline.sample_times(rng, pop.first_seen[person], timeline.END)
     return Draft.create(
-        person, time, pop.is_test, has_phone=has_phone, appid=appid, has_unionid=has_unionid
+        person,
+        time,
+        pop.is_test,
+        has_phone=has_phone & ~orphan,
+        orphan=orphan,
+        appid=appid,
+        has_unionid=has_unionid & ~orphan,
     )
 
 

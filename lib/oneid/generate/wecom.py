@@ -1,7 +1,8 @@
 """WeCom (企业微信) external contacts of the store staff (wecom_contacts): JSON lines.
 
-The unionid links a contact to WeChat; staff sometimes type the customer's phone into the
-remark, in whatever format comes to mind.
+Every contact is a WeChat user of the brand's appids; the unionid links the contact to them
+(an orphan contact lacks it). Staff sometimes type the customer's phone into the remark, in
+whatever format comes to mind; the pipeline does not read identifiers from remarks.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 
 from oneid.generate import phones, rates, text, timeline, vocab
-from oneid.generate.linkage import Ident, Identifier, phone_identifier
-from oneid.generate.population import Context, Population, probs
+from oneid.generate.linkage import Ident, Identifier
+from oneid.generate.population import Context, Population, orphan_rows, probs
 from oneid.generate.records import Draft
 from oneid.generate.wechat import unionids
 
@@ -29,10 +30,7 @@ def draw(ctx: Context, rng: np.random.Generator, pop: Population) -> Draft:
     person = np.flatnonzero(pop.wecom)
     n = len(person)
     test = pop.is_test[person]
-    share = np.where(
-        pop.wechat[person], rates.WECOM_UNIONID_SHARE_WECHAT, rates.WECOM_UNIONID_SHARE_OTHER
-    )
-    has_unionid = (rng.random(n) < share) | test
+    orphan = orphan_rows(rng, pop, person, np.ones(n, dtype=bool), SOURCE)
     remark = rng.choice(3, size=n, p=probs(rates.WECOM_REMARK_WEIGHTS))
     remark[test] = REMARK_PHONE
     time = timeline.sample_times(rng, pop.first_seen[person], timeline.END)
@@ -41,17 +39,15 @@ def draw(ctx: Context, rng: np.random.Generator, pop: Population) -> Draft:
         time,
         pop.is_test,
         has_phone=remark == REMARK_PHONE,
-        has_unionid=has_unionid,
+        orphan=orphan,
+        has_unionid=~orphan,
         remark=remark,
         staff=rng.integers(0, len(_STAFF), size=n),
     )
 
 
 def identifiers(draft: Draft, pop: Population) -> list[Identifier]:
-    return [
-        (draft.facts["has_unionid"], Ident.UNIONID, pop.gidx[draft.person]),
-        phone_identifier(draft),
-    ]
+    return [(draft.facts["has_unionid"], Ident.UNIONID, pop.gidx[draft.person])]
 
 
 def render(

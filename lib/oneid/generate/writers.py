@@ -25,7 +25,7 @@ TRUTH_SCHEMA = pa.schema(
         ("line_no", pa.int64()),  # 1-based data row (CSV header not counted)
         ("person_id", pa.string()),  # the real person (the buyer, for store_phone rows)
         ("defect", pa.string()),  # null or a records.Defect label
-        ("linkable", pa.bool_()),  # shares a usable identifier with another row of the person
+        ("linkable", pa.bool_()),  # connected to the person's largest cluster (linkage.py)
     ]
 )
 PEOPLE_SCHEMA = pa.schema(
