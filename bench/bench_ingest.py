@@ -87,6 +87,6 @@ BENCHMARK = Benchmark(
         "quarantine or Delta bookkeeping."
     ),
     cases=cases,
-    runs=3,
+    runs=2,
     warmup=1,
 )

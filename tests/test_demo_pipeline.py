@@ -105,7 +105,9 @@ def test_no_raw_pii_in_silver_or_logs(spark, demo, caplog):
     }
     assert len(raw_phones) > 500 and len(raw_emails) > 100
     digits = re.compile(r"\d{11}")
-    for table in ("silver.identifiers", "silver.contacts", "silver.orders", "silver.events"):
+    tables = ("silver.identifiers", "silver.contacts", "silver.orders", "silver.events")
+    tables += ("identity.nodes", "identity.oneid_map", "identity.profiles", "identity.hub_audit")
+    for table in tables:
         frame = read_table(spark, cfg, table)
         strings = [c for c, kind in frame.dtypes if kind == "string"]
         for row in frame.select(*strings).collect():

@@ -242,3 +242,60 @@ def test_two_sources_ingested_concurrently_both_land(spark, tmp_path):
     assert sorted(tuple(r) for r in runs.collect()) == [("shop_a", 2, 5), ("shop_b", 2, 5)]
     for name in sources:
         assert read_table(spark, cfg, f"bronze.{name}").count() == 2
+
+
+def test_jdbc_and_delta_sources(spark, tmp_path, monkeypatch):
+    """A real JDBC database (embedded Derby, shipped with Spark) and a Delta table as sources."""
+    url = "jdbc:derby:memory:oneid_ingest;create=true"
+    driver = "org.apache.derby.iapi.jdbc.AutoloadedDriver"
+    pos = spark.createDataFrame(
+        [("R1", "13812345678", Decimal("10.50")), ("R2", "", Decimal("3.00"))],
+        "RECEIPT string, PHONE string, AMOUNT decimal(10,2)",
+    )
+    pos.write.jdbc(url, "APP.POS", mode="overwrite", properties={"driver": driver})
+    delta_path = str(tmp_path / "crm_delta")
+    spark.createDataFrame([("M1", "a@b.cn")], "member_id string, email string").write.format(
+        "delta"
+    ).save(delta_path)
+    monkeypatch.setenv("POS_DB_USER", "app")
+    cfg = config_for(
+        tmp_path,
+        {
+            "sources": {
+                "pos": {
+                    "format": "jdbc",
+                    "table": "APP.POS",
+                    "options": {"url": url, "driver": driver, "user": "env:POS_DB_USER"},
+                    "record_key": ["receipt"],
+                    "columns": {
+                        "RECEIPT": {"field": "receipt", "required": True},
+                        "PHONE": {"field": "phone"},
+                        "AMOUNT": {"field": "amount", "type": "decimal"},
+                    },
+                },
+                "crm": {
+                    "format": "delta",
+                    "path": delta_path,
+                    "record_key": ["member_id"],
+                    "columns": {
+                        "member_id": {"field": "member_id"},
+                        "email": {"field": "email"},
+                    },
+                },
+            }
+        },
+    )
+    reports = {r.source: r for r in ingest(spark, cfg, "b1")}
+    assert (reports["pos"].accepted, reports["crm"].accepted) == (2, 1)
+    rows = read_table(spark, cfg, "bronze.pos").orderBy("receipt").collect()
+    assert [(r.receipt, r.phone, r.amount) for r in rows] == [
+        ("R1", "13812345678", "10.50"),
+        ("R2", "", "3.00"),
+    ]
+    types = read_table(spark, cfg, "ops.source_schemas").where("source = 'pos'").collect()
+    assert {r.column: r.type for r in types}["AMOUNT"] == "decimal(10,2)"
+    monkeypatch.delenv("POS_DB_USER")
+    from oneid.errors import SecretMissingError
+
+    with pytest.raises(SecretMissingError, match="POS_DB_USER is not set"):
+        ingest(spark, cfg, "b2", ["pos"])

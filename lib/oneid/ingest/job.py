@@ -22,7 +22,7 @@ from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import SourceConf
 from oneid.errors import ConfigError, DataContractError
 from oneid.ingest.fields import field_problem, present
-from oneid.ingest.readers import list_files, read_source, source_types
+from oneid.ingest.readers import list_files, read_source, resolve_secret_options, source_types
 from oneid.tables import append, read_table_or_none, replace_where, table_path
 
 logger = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ def ingest_source(
     reason_counts = {k: v for k, v in reasons.items() if k is not None}
     _record_run(spark, cfg, name, batch_id, files, rows_read, accepted, quarantined, reason_counts)
     if source.format in {"parquet", "delta", "jdbc"} and not known_types:
-        _record_types(spark, cfg, name, source, raw_types=_types_of(spark, source, files))
+        _record_types(spark, cfg, name, source, raw_types=_types_of(spark, name, source, files))
     logger.info(
         "%s batch %s: read %d = accepted %d + quarantined %d %s",
         name,
@@ -233,13 +233,16 @@ def _new_files(
     ]
 
 
-def _types_of(spark: SparkSession, source: SourceConf, files: list[str]) -> dict[str, str]:
+def _types_of(
+    spark: SparkSession, name: str, source: SourceConf, files: list[str]
+) -> dict[str, str]:
     if source.format == "parquet":
         frame = spark.read.parquet(*files)
     elif source.format == "delta":
         frame = spark.read.format("delta").load(source.path or "")
     else:
-        frame = spark.read.format("jdbc").options(dbtable=source.table, **source.options).load()
+        options = resolve_secret_options(name, source.options)
+        frame = spark.read.format("jdbc").options(dbtable=source.table, **options).load()
     return source_types(frame, source)
 
 

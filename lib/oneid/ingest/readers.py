@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from collections import defaultdict
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -17,7 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from oneid.conf.pipeline import SourceConf
-from oneid.errors import ConfigError
+from oneid.errors import ConfigError, SecretMissingError
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +64,26 @@ def read_source(
         frame = spark.read.format("delta").options(**source.options).load(source.path or "")
         return _from_typed(frame, source, known_types or {}, F.lit(source.path))
     if source.format == "jdbc":
-        frame = spark.read.format("jdbc").options(dbtable=source.table, **source.options).load()
+        options = resolve_secret_options(name, source.options)
+        frame = spark.read.format("jdbc").options(dbtable=source.table, **options).load()
         return _from_typed(frame, source, known_types or {}, F.lit(f"jdbc:{source.table}"))
     raise ConfigError(f"sources.{name}.format: unsupported {source.format!r}")
+
+
+def resolve_secret_options(name: str, options: dict[str, str]) -> dict[str, str]:
+    """Reader options whose value is ``env:VAR`` take it from the environment (passwords)."""
+    resolved = {}
+    for key, value in options.items():
+        if value.startswith("env:"):
+            variable = value[4:]
+            if variable not in os.environ:
+                raise SecretMissingError(
+                    f"sources.{name}.options.{key}: environment variable {variable} is not set"
+                )
+            resolved[key] = os.environ[variable]
+        else:
+            resolved[key] = value
+    return resolved
 
 
 def source_types(frame: DataFrame, source: SourceConf) -> dict[str, str]:

@@ -1,0 +1,45 @@
+"""Shared setup for the identity benchmarks: demo data -> ingest -> standardize, once."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from oneid.conf import OneIdConfig, load_config
+from oneid.generate import generate_demo
+from oneid.ingest.job import ingest
+from oneid.standardize.job import standardize
+from oneid.tables import table_path
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+ROWS_PER_PERSON = 15.8  # generator 1.1 default mix
+
+
+def config(warehouse: Path, data: Path, *extra: str) -> OneIdConfig:
+    cfg = load_config("local", CONF_DIR, [f"warehouse={warehouse}", *extra])
+    sources = {
+        name: src.model_copy(update={"path": src.path.replace("./demo_data", str(data))})
+        for name, src in cfg.pipeline.sources.items()
+    }
+    return cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"sources": sources})})
+
+
+def prepared_silver(spark, work: Path, records: int) -> tuple[Path, int]:
+    """Warehouse holding silver.* for ~``records`` source rows; returns (data dir, rows)."""
+    data = work / "demo_data"
+    people = max(100, round(records / ROWS_PER_PERSON))
+    manifest = generate_demo(data, people=people, seed=42)
+    cfg = config(work / "silver", data)
+    ingest(spark, cfg, "bench-1")
+    standardize(spark, cfg)
+    return data, sum(manifest["rows"].values())
+
+
+def fresh_warehouse(source: Path, target: Path, tables: tuple[str, ...]) -> None:
+    """Copy the given zone folders (e.g. silver) into an empty warehouse."""
+    shutil.rmtree(target, ignore_errors=True)
+    for zone in tables:
+        shutil.copytree(source / zone, target / zone)
+
+
+__all__ = ["config", "fresh_warehouse", "prepared_silver", "table_path"]
