@@ -92,6 +92,12 @@ def test_hub_guard_cuts_a_shared_store_phone_and_audits_it(spark, tmp_path):
     assert [(r.rule, r.id_type, r.records, r.threshold) for r in audit] == [
         ("max_records", "phone", 5, 3)
     ]
+    profile = (
+        read_table(spark, cfg, "identity.profiles").where(F.col("oneid") == ids["crm:M1"]).first()
+    )
+    assert profile.identifier_counts == {"member_id": 1, "phone": 1, "wx_openid": 1}
+    assert profile.best_phone == "+8**" and profile.sources == ["crm", "orders", "wx"]
+    assert profile.records == 3
 
 
 def test_member_id_rule_and_blocklist(spark, tmp_path):
@@ -130,14 +136,9 @@ def test_weak_edge_over_a_limit_is_not_used(spark, tmp_path):
     assert rules == {"limit:member_id"}
 
 
-def _run_chain(spark, cfg, steps, full: bool):
-    maps = []
-    for n, records in enumerate(steps, start=1):
-        _silver(spark, cfg, records)
-        resolve_identities(spark, cfg, f"r{n}", full=full)
-        rows = read_table(spark, cfg, "identity.oneid_map").select("id_type", "value_hash", "oneid")
-        maps.append(sorted(tuple(r) for r in rows.collect()))
-    return maps
+def _map(spark, cfg):
+    rows = read_table(spark, cfg, "identity.oneid_map").select("id_type", "value_hash", "oneid")
+    return sorted(tuple(r) for r in rows.collect())
 
 
 # person A's phone typed on an order from person B's device: a weak bridge, not a hub
@@ -146,47 +147,58 @@ LENIENT = {
     "limits": {"device": 5},  # no member_id limit: the bridge may merge two members
     "gates": {"max_multi_member_components": 5, "max_changed_share": 1.0},
 }
+LEAD = {"lead:L1": [("phone", "+8613800000009", "weak")]}
 STEPS = [
-    {**PERSON_A, **PERSON_B, "lead:L1": [("phone", "+8613800000009", "weak")]},
-    {**PERSON_A, **PERSON_B, "lead:L1": [("phone", "+8613800000009", "weak")], **BRIDGE},
-    {**PERSON_A, **PERSON_B, "lead:L1": [("phone", "+8613800000009", "weak")]},
+    {**PERSON_A, **PERSON_B, **LEAD},
+    {**PERSON_A, **PERSON_B, **LEAD, **BRIDGE},  # the bridge merges A and B
+    {**PERSON_A, **PERSON_B, **LEAD},  # the bridging record is gone again: split
 ]
 
 
-def test_merge_then_split_keep_stable_ids_with_lineage(spark, tmp_path):
-    cfg = _cfg(tmp_path, **LENIENT)
-    _silver(spark, cfg, STEPS[0])
-    resolve_identities(spark, cfg, "r1")
-    first = _oneid_of(spark, cfg)
-    a, b, lead = first["crm:M1"], first["crm:M2"], first["lead:L1"]
+@pytest.fixture(scope="module")
+def chains(spark, tmp_path_factory):
+    """The same three batches resolved incrementally in one warehouse and --full in another."""
+    results = {}
+    for mode in ("incremental", "full"):
+        cfg = _cfg(tmp_path_factory.mktemp(mode), **LENIENT)
+        steps = []
+        for n, records in enumerate(STEPS, start=1):
+            _silver(spark, cfg, records)
+            resolve_identities(spark, cfg, f"r{n}", full=(mode == "full"))
+            steps.append(
+                {
+                    "ids": _oneid_of(spark, cfg),
+                    "map": _map(spark, cfg),
+                    "changes": _changes(spark, cfg, f"r{n}"),
+                }
+            )
+        results[mode] = steps
+    return results
+
+
+def test_merge_then_split_keep_stable_ids_with_lineage(chains):
+    first, merged, split = chains["incremental"]
+    a, b, lead = first["ids"]["crm:M1"], first["ids"]["crm:M2"], first["ids"]["lead:L1"]
     assert len({a, b, lead}) == 3
-    assert _changes(spark, cfg, "r1") == sorted(
-        [("new", None, a), ("new", None, b), ("new", None, lead)]
-    )
+    assert first["changes"] == sorted([("new", None, a), ("new", None, b), ("new", None, lead)])
 
-    _silver(spark, cfg, STEPS[1])
-    resolve_identities(spark, cfg, "r2")
-    merged = _oneid_of(spark, cfg)
     oldest, younger = min(a, b), max(a, b)
-    assert merged["crm:M1"] == merged["crm:M2"] == merged["orders:BR"] == oldest
-    assert merged["lead:L1"] == lead  # untouched person keeps its id
-    assert _changes(spark, cfg, "r2") == [("merge", younger, oldest)]
+    ids = merged["ids"]
+    assert ids["crm:M1"] == ids["crm:M2"] == ids["orders:BR"] == oldest
+    assert ids["lead:L1"] == lead  # an untouched person keeps its id
+    assert merged["changes"] == [("merge", younger, oldest)]
 
-    _silver(spark, cfg, STEPS[2])
-    resolve_identities(spark, cfg, "r3")
-    split = _oneid_of(spark, cfg)
-    assert split["crm:M1"] != split["crm:M2"]
-    kept = oldest
-    minted = max(a, b, lead) + 1  # ids are never reused: the split part gets a new one
-    assert {split["crm:M1"], split["crm:M2"]} == {kept, minted}
-    assert _changes(spark, cfg, "r3") == [("split", oldest, minted)]
+    ids = split["ids"]
+    minted = max(a, b, lead) + 1  # ids are never reused: the part that loses gets a new one
+    assert {ids["crm:M1"], ids["crm:M2"]} == {oldest, minted}
+    assert split["changes"] == [("split", oldest, minted)]
 
 
-def test_incremental_chain_equals_full_rebuilds(spark, tmp_path):
-    incremental = _run_chain(spark, _cfg(tmp_path / "inc", **LENIENT), STEPS, full=False)
-    full = _run_chain(spark, _cfg(tmp_path / "full", **LENIENT), STEPS, full=True)
+def test_incremental_chain_equals_full_rebuilds(chains):
+    incremental = [step["map"] for step in chains["incremental"]]
+    full = [step["map"] for step in chains["full"]]
     assert incremental == full
-    assert incremental[0] != incremental[1]  # the chain really changed something
+    assert incremental[0] != incremental[1] != incremental[2]  # the chain really changed
 
 
 def test_failed_gate_publishes_nothing(spark, tmp_path):
@@ -199,16 +211,3 @@ def test_failed_gate_publishes_nothing(spark, tmp_path):
     assert not table_exists(spark, cfg, "identity.oneid_map")
     stats = read_table(spark, cfg, "identity.run_stats").first()
     assert stats.passed is False and stats.gates["max_component_identifiers"].startswith("FAIL")
-
-
-def test_profiles_have_counts_and_masked_best_values(spark, tmp_path):
-    cfg = _cfg(tmp_path)
-    _silver(spark, cfg, {**PERSON_A, **PERSON_B})
-    resolve_identities(spark, cfg, "r1")
-    ids = _oneid_of(spark, cfg)
-    profile = (
-        read_table(spark, cfg, "identity.profiles").where(F.col("oneid") == ids["crm:M1"]).first()
-    )
-    assert profile.identifier_counts == {"member_id": 1, "phone": 1, "wx_openid": 1}
-    assert profile.best_phone == "+8**" and profile.sources == ["crm", "wx"]
-    assert profile.records == 2

@@ -121,6 +121,7 @@ def _run(spark, cfg, identifiers, run_id, full, conf) -> IdentityReport:
         components.rounds,
         components.engine,
         first_run,
+        minted,
     )
     gates = _gates(stats, conf.gates, first_run)
     passed = all(ok for ok, _ in gates.values())
@@ -216,10 +217,13 @@ def _affected(spark, cfg, incidence, hubs, graph_edges, previous_map, usable) ->
 
 
 def _minted_so_far(spark, cfg) -> int:
-    changes = read_table_or_none(spark, cfg, "identity.oneid_changes")
-    if changes is None:
+    """The largest OneID ever minted (kept in run_stats, so ids are never reused)."""
+    stats = read_table_or_none(spark, cfg, "identity.run_stats")
+    if stats is None:
         return 0
-    row = changes.agg(F.max(F.greatest("from_oneid", "to_oneid"))).first()[0]
+    row = stats.where(F.col("passed")).agg(
+        F.max(F.col("metrics")["max_oneid"].cast("long"))
+    ).first()[0]
     return int(row or 0)
 
 
@@ -248,6 +252,7 @@ def _stats(
     cc_rounds,
     engine,
     first_run,
+    minted,
 ) -> dict:
     sizes = (
         mapping.groupBy("oneid")
@@ -260,6 +265,7 @@ def _stats(
     agg = sizes.agg(
         F.count(F.lit(1)).alias("oneids"),
         F.max("n").alias("largest"),
+        F.max("oneid").alias("max_oneid"),
         F.sum((F.col("members") > 1).cast("int")).alias("multi"),
     ).first()
     buckets = (
@@ -297,6 +303,7 @@ def _stats(
         "components_engine": engine,
         "components_rounds": cc_rounds,
         "weak_merge_rounds": weak_rounds,
+        "max_oneid": max(int(agg["max_oneid"] or 0), minted),
         "histogram": histogram,
     }
 
