@@ -221,9 +221,11 @@ def _minted_so_far(spark, cfg) -> int:
     stats = read_table_or_none(spark, cfg, "identity.run_stats")
     if stats is None:
         return 0
-    row = stats.where(F.col("passed")).agg(
-        F.max(F.col("metrics")["max_oneid"].cast("long"))
-    ).first()[0]
+    row = (
+        stats.where(F.col("passed"))
+        .agg(F.max(F.col("metrics")["max_oneid"].cast("long")))
+        .first()[0]
+    )
     return int(row or 0)
 
 
