@@ -31,6 +31,14 @@ def table_path(cfg: OneIdConfig, name: str) -> str:
     return f"{warehouse_root(cfg)}/{zone}/{table}"
 
 
+def union_all(frames: list[DataFrame]) -> DataFrame:
+    """Union by column name; columns missing on one side become NULL."""
+    result = frames[0]
+    for frame in frames[1:]:
+        result = result.unionByName(frame, allowMissingColumns=True)
+    return result
+
+
 def table_exists(spark: SparkSession, cfg: OneIdConfig, name: str) -> bool:
     from delta.tables import DeltaTable
 

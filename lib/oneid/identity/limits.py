@@ -112,17 +112,24 @@ def _component_pairs(
 def _fits(
     pairs: DataFrame, counts: DataFrame, limited: list[str], limits: dict[str, int]
 ) -> DataFrame:
-    c1 = counts.select(
-        F.col("component").alias("c1"), *[F.col(f"n_{t}").alias(f"a_{t}") for t in limited]
-    )
-    c2 = counts.select(
-        F.col("component").alias("c2"), *[F.col(f"n_{t}").alias(f"b_{t}") for t in limited]
-    )
-    joined = pairs.join(c1, "c1").join(c2, "c2")
+    joined = _with_counts(pairs, counts, limited, ("c1", "c2"))
     ok = F.lit(True)
     for t in limited:
         ok = ok & ((F.col(f"a_{t}") + F.col(f"b_{t}")) <= limits[t])
     return joined.where(ok).select("c1", "c2", "rank")
+
+
+def _with_counts(
+    pairs: DataFrame, counts: DataFrame, limited: list[str], ends: tuple[str, str]
+) -> DataFrame:
+    """Attach each end's per-type counts as ``a_<type>`` and ``b_<type>``."""
+    for end, prefix in zip(ends, ("a", "b"), strict=True):
+        side = counts.select(
+            F.col("component").alias(end),
+            *[F.col(f"n_{t}").alias(f"{prefix}_{t}") for t in limited],
+        )
+        pairs = pairs.join(side, end)
+    return pairs
 
 
 def _best_partner(fits: DataFrame) -> DataFrame:
@@ -136,13 +143,7 @@ def _best_partner(fits: DataFrame) -> DataFrame:
 def _reasons(
     leftover: DataFrame, counts: DataFrame, limited: list[str], limits: dict[str, int]
 ) -> DataFrame:
-    ca = counts.select(
-        F.col("component").alias("ca"), *[F.col(f"n_{t}").alias(f"a_{t}") for t in limited]
-    )
-    cb = counts.select(
-        F.col("component").alias("cb"), *[F.col(f"n_{t}").alias(f"b_{t}") for t in limited]
-    )
-    joined = leftover.join(ca, "ca").join(cb, "cb")
+    joined = _with_counts(leftover, counts, limited, ("ca", "cb"))
     reason = F.lit(None).cast("string")
     for t in reversed(limited):
         over = (F.col(f"a_{t}") + F.col(f"b_{t}")) > limits[t]

@@ -19,6 +19,7 @@ from pyspark.sql import types as T
 
 from oneid.conf.pipeline import SourceConf
 from oneid.errors import ConfigError, SecretMissingError
+from oneid.tables import union_all
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def _read_csv(spark: SparkSession, source: SourceConf, files: list[str]) -> Data
                 F.lit(None).cast("string").alias("_type_changed"),
             )
         )
-    return _union(frames)
+    return union_all(frames)
 
 
 def _csv_header(spark: SparkSession, path: str, source: SourceConf) -> tuple[str, ...]:
@@ -244,10 +245,3 @@ def _from_typed(
         F.lit(False).alias("_malformed"),
         type_changed.cast("string").alias("_type_changed"),
     )
-
-
-def _union(frames: list[DataFrame]) -> DataFrame:
-    result = frames[0]
-    for frame in frames[1:]:
-        result = result.unionByName(frame)
-    return result

@@ -23,10 +23,11 @@ from pyspark.sql import functions as F
 
 from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import IdentifierConf, SourceConf
+from oneid.errors import DataContractError
 from oneid.ingest.fields import parse_field
 from oneid.standardize.hashing import load_key, normalize_and_hash
 from oneid.standardize.normalize import DEFAULT_JUNK_VALUES, NORMALIZER_VERSION
-from oneid.tables import overwrite, read_table_or_none
+from oneid.tables import overwrite, read_table_or_none, union_all
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def standardize(spark: SparkSession, cfg: OneIdConfig) -> StandardizeReport:
         if (frame := read_table_or_none(spark, cfg, f"bronze.{name}")) is not None
     }
     if not bronze:
-        raise_no_bronze(cfg)
+        raise DataContractError("no bronze table found: run `oneid ingest --batch-id B` first")
     latest = {name: latest_records(frame) for name, frame in bronze.items()}
     sources = cfg.pipeline.sources
 
@@ -58,11 +59,11 @@ def standardize(spark: SparkSession, cfg: OneIdConfig) -> StandardizeReport:
         for name, frame in latest.items()
         if sources[name].identifiers
     ]
-    udf = normalize_and_hash(load_key(cfg.env.secrets), junk_values(cfg))
-    checked = _union(extracted).withColumn("_h", udf(F.col("id_type"), F.col("raw_value")))
+    key = load_key(cfg.env.secrets)
+    udf = normalize_and_hash(key, junk_values(cfg))
+    checked = union_all(extracted).withColumn("_h", udf(F.col("id_type"), F.col("raw_value")))
     checked = checked.persist()
     try:
-        key_version = load_key(cfg.env.secrets).version
         good = (
             checked.where(F.col("_h.reason").isNull())
             .groupBy("source", "record_key", "id_type", F.col("_h.value_hash").alias("value_hash"))
@@ -77,7 +78,7 @@ def standardize(spark: SparkSession, cfg: OneIdConfig) -> StandardizeReport:
                 "record_key",
                 "id_type",
                 "value_hash",
-                F.lit(key_version).alias("key_version"),
+                F.lit(key.version).alias("key_version"),
                 "masked",
                 "strength",
                 F.lit(NORMALIZER_VERSION).alias("normalizer_version"),
@@ -116,16 +117,10 @@ def standardize(spark: SparkSession, cfg: OneIdConfig) -> StandardizeReport:
         ]
         if not frames:
             continue
-        result = _union(frames)
+        result = union_all(frames)
         overwrite(result, cfg, table)
         tables[table] = read_table_or_none(spark, cfg, table).count()
     return StandardizeReport(tables, by_reason)
-
-
-def raise_no_bronze(cfg: OneIdConfig) -> None:
-    from oneid.errors import DataContractError
-
-    raise DataContractError("no bronze table found: run `oneid ingest --batch-id B` first")
 
 
 def junk_values(cfg: OneIdConfig) -> dict[str, frozenset[str]]:
@@ -218,10 +213,3 @@ def _id_type(ident: IdentifierConf) -> Column:
     if ident.scope_field:
         return F.concat(F.lit(f"{ident.type}:"), F.trim(F.col(ident.scope_field)))
     return F.lit(ident.type)
-
-
-def _union(frames: list[DataFrame]) -> DataFrame:
-    result = frames[0]
-    for frame in frames[1:]:
-        result = result.unionByName(frame, allowMissingColumns=True)
-    return result
