@@ -1,0 +1,1 @@
+"""Publish stage: audience exports in the exact formats each destination expects."""
