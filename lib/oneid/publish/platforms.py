@@ -192,7 +192,8 @@ _TENCENT_TYPES = (
 _TENCENT_IDS = "https://datanexus.qq.com/doc/develop/guider/interface/user_id"
 _OCEAN_DMP = (
     "Ocean Engine Marketing API, DMP 数据源文件 protobuf (package toutiao.dmp, DmpData/IdItem); "
-    "reproduced in github.com/bububa/oceanengine marketing-api/model/dmp/datasource/dmp.proto"
+    "reproduced in github.com/bububa/oceanengine marketing-api/model/dmp/datasource/dmp.proto "
+    "and github.com/MrNullPoint/OceanEngineApi pb/toutiao_dmp_validate.py"
 )
 _META_CA = (
     "https://developers.facebook.com/docs/marketing-api/audiences/guides/custom-audiences "
