@@ -6,12 +6,8 @@ tag registry's column types and the event properties and turns every rule into S
 prints the standalone SQL of one audience. The language: ``docs/audiences.md``.
 """
 
-from oneid.audiences.compiler import (
-    CompiledAudience,
-    CompiledAudiences,
-    audience_column,
-    compile_audiences,
-)
+from oneid.audiences.compiled import CompiledAudience, CompiledAudiences, audience_column
+from oneid.audiences.compiler import compile_audiences
 from oneid.audiences.evaluate import MEMBERSHIP_SCHEMA, audience_input, evaluate_audiences
 from oneid.audiences.rules import AudienceConf, AudiencesConf, load_audiences, parse_audiences
 from oneid.audiences.validate import dependency_order, validate_audiences

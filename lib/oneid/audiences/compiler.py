@@ -1,20 +1,18 @@
-"""Compile audience rules to Spark SQL over one wide per-OneID table, ``audience_input``.
+"""Compile audience rules to SQL over ``audience_input`` (see :mod:`oneid.audiences.compiled`).
 
-``audience_input`` has one row per OneID: ``oneid``, the tag columns the rules use, one column
-per event aggregate (``__count_1``, ``__sum_2``; 0 when the OneID has no such events) and, added
-in dependency order, one boolean column per audience (``__audience_<id>``) that later audiences
-refer to. Every compiled condition is NULL-free: a tag condition on a NULL tag is false
-(``is_null`` aside), so ``not`` of it is true. See ``docs/audiences.md``.
+Every condition becomes a NULL-free boolean expression: a tag condition on a NULL tag is false
+(``is_null`` aside), so ``not`` of it is true; an event condition compares a per-OneID
+aggregate, shared by every audience that needs the same one; a reference to another audience
+reads that audience's column.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from oneid.audiences.column_types import ColumnType, parse_column_type
-from oneid.audiences.holdout import holdout_sql
+from oneid.audiences.compiled import CompiledAudience, CompiledAudiences, audience_column
 from oneid.audiences.literals import quote_name, sql_literal
 from oneid.audiences.rules import (
     AllOf,
@@ -26,142 +24,11 @@ from oneid.audiences.rules import (
     Not,
     TagCondition,
 )
-from oneid.audiences.validate import dependency_order, did_you_mean, validate_audiences
-from oneid.audiences.windows import EventAggregate, events_filter, window_end
-from oneid.errors import ConfigError
+from oneid.audiences.sql_text import parenthesised
+from oneid.audiences.validate import dependency_order, validate_audiences
+from oneid.audiences.windows import EventAggregate
 
-EXCLUDED_COLUMN = "__excluded"
 _COMPARISONS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-
-
-def audience_column(audience_id: str) -> str:
-    """Name of the boolean column holding an audience's rule in ``audience_input``."""
-    return f"__audience_{audience_id}"
-
-
-@dataclass(frozen=True)
-class CompiledAudience:
-    """One audience as SQL: ``condition`` is a boolean expression over ``audience_input``."""
-
-    audience_id: str
-    version: int
-    description: str
-    holdout: float
-    on_new_version: str
-    condition: str
-    column: str
-    depends_on: tuple[str, ...]
-    """Audiences the rule refers to directly."""
-    tags: tuple[str, ...]
-    aggregates: tuple[str, ...]
-    """Names of the event aggregates the rule uses directly."""
-
-
-@dataclass(frozen=True)
-class CompiledAudiences:
-    """Every audience in dependency order, the event aggregates they need and the exclusions."""
-
-    audiences: tuple[CompiledAudience, ...]
-    aggregates: tuple[EventAggregate, ...]
-    exclusion: str | None
-    """Boolean SQL over ``audience_input``: true removes the OneID from every audience."""
-    exclusion_tags: tuple[str, ...] = ()
-    exclusion_aggregates: tuple[str, ...] = ()
-
-    def audience(self, audience_id: str) -> CompiledAudience:
-        for audience in self.audiences:
-            if audience.audience_id == audience_id:
-                return audience
-        ids = [a.audience_id for a in self.audiences]
-        raise ConfigError(f"unknown audience {audience_id!r}{did_you_mean(audience_id, ids)}")
-
-    @property
-    def tag_columns(self) -> tuple[str, ...]:
-        """Every tag column some rule or exclusion uses."""
-        return _unique([*(t for a in self.audiences for t in a.tags), *self.exclusion_tags])
-
-    @property
-    def event_columns(self) -> tuple[str, ...]:
-        """Every event property some aggregate filters on or sums."""
-        return _unique(p for a in self.aggregates for p in a.properties)
-
-    def aggregate_expressions(self, as_of: dt.date) -> dict[str, str]:
-        """Aggregate column name → SQL aggregate over the events frame, for ``as_of``."""
-        return {a.name: a.expression(as_of) for a in self.aggregates}
-
-    def levels(self) -> tuple[tuple[CompiledAudience, ...], ...]:
-        """Audiences grouped so each group refers only to audiences of earlier groups."""
-        depth: dict[str, int] = {}
-        for a in self.audiences:
-            depth[a.audience_id] = 1 + max((depth[d] for d in a.depends_on), default=-1)
-        count = max(depth.values(), default=-1) + 1
-        return tuple(
-            tuple(a for a in self.audiences if depth[a.audience_id] == level)
-            for level in range(count)
-        )
-
-    def explain(
-        self,
-        audience_id: str,
-        as_of: dt.date,
-        *,
-        tags_view: str = "tags",
-        events_view: str = "events",
-    ) -> str:
-        """Standalone Spark SQL giving the audience's ``(oneid, holdout)`` rows on ``as_of``.
-
-        It reads ``tags_view`` (``oneid`` + tag columns) and ``events_view`` (``oneid``,
-        ``event_time``, ``event`` and the properties), applies the global exclusions, and
-        returns the same rows as :func:`evaluate_audiences` does for this audience.
-        """
-        target = self.audience(audience_id)
-        chain = [a for a in self.audiences if a.audience_id in self._closure(audience_id)]
-        tags = _unique([*(t for a in chain for t in a.tags), *self.exclusion_tags])
-        used = {n for a in chain for n in a.aggregates} | set(self.exclusion_aggregates)
-        aggregates = [a for a in self.aggregates if a.name in used]
-        description = " ".join(target.description.split())
-        header = [f"-- audience {audience_id}, version {target.version}, as of {as_of}"]
-        if description:
-            header.append(f"-- {description}")
-        ctes = []
-        if aggregates:
-            header.append(
-                f"-- event windows: whole UTC days, ending before {window_end(as_of):%Y-%m-%d} "
-                "00:00 UTC"
-            )
-            ctes.append(_aggregates_cte(aggregates, as_of, events_view))
-            columns = [
-                "t.oneid",
-                *(f"t.{quote_name(t)}" for t in tags),
-                *(
-                    f"coalesce(e.{quote_name(a.name)}, 0) AS {quote_name(a.name)}"
-                    for a in aggregates
-                ),
-            ]
-            source = f"{tags_view} AS t\n  LEFT JOIN event_aggregates AS e ON e.oneid = t.oneid"
-        else:
-            columns = ["oneid", *(quote_name(t) for t in tags)]
-            source = tags_view
-        ctes.append(_cte("audience_input", columns, source))
-        source = "audience_input"
-        for dep in chain[:-1]:
-            flag = f"{_indent(dep.condition, '    ')} AS {quote_name(dep.column)}"
-            ctes.append(_cte(f"with_{dep.audience_id}", ["*", flag], source))
-            source = f"with_{dep.audience_id}"
-        where = _parenthesised(target.condition)
-        if self.exclusion:
-            where += f"\n  AND NOT {_indent(_parenthesised(self.exclusion), '  ')}"
-        query = (
-            f"SELECT oneid, {holdout_sql(audience_id, target.holdout)} AS holdout\n"
-            f"FROM {source}\nWHERE {where}"
-        )
-        return "\n".join([*header, "WITH " + ",\n".join(ctes), query])
-
-    def _closure(self, audience_id: str) -> set[str]:
-        found = {audience_id}
-        for dep in self.audience(audience_id).depends_on:
-            found |= self._closure(dep)
-        return found
 
 
 def compile_audiences(
@@ -231,7 +98,7 @@ class _Compiler:
             column = quote_name(audience_column(cond.audience))
             return column if cond.include else f"NOT {column}"
         if isinstance(cond, Not):
-            return f"NOT {_parenthesised(self.sql(cond.negated, indent, used))}"
+            return f"NOT {parenthesised(self.sql(cond.negated, indent, used))}"
         operator, children = (
             ("AND", cond.all_of) if isinstance(cond, AllOf) else ("OR", cond.any_of)
         )
@@ -294,30 +161,6 @@ class _Compiler:
                 properties=_unique([*sorted(cond.where), *([cond.sum] if cond.sum else [])]),
             )
         return self.aggregates[key]
-
-
-def _aggregates_cte(aggregates: list[EventAggregate], as_of: dt.date, events_view: str) -> str:
-    columns = ["oneid", *(f"{a.expression(as_of)} AS {quote_name(a.name)}" for a in aggregates)]
-    body = ",\n    ".join(columns)
-    where = events_filter(aggregates, as_of, "\n    AND ")
-    return (
-        f"event_aggregates AS (\n  SELECT\n    {body}\n  FROM {events_view}\n"
-        f"  WHERE {where}\n  GROUP BY oneid\n)"
-    )
-
-
-def _cte(name: str, columns: list[str], source: str) -> str:
-    body = ",\n    ".join(columns)
-    return f"{name} AS (\n  SELECT\n    {body}\n  FROM {source}\n)"
-
-
-def _parenthesised(sql: str) -> str:
-    return sql if sql.startswith("(") else f"({sql})"
-
-
-def _indent(sql: str, prefix: str) -> str:
-    """Shift continuation lines; safe because literals never hold a raw newline."""
-    return sql.replace("\n", "\n" + prefix)
 
 
 def _as_list(value: object) -> list[object]:

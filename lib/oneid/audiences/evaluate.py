@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from oneid.audiences.compiler import EXCLUDED_COLUMN, CompiledAudiences
+from oneid.audiences.compiler import CompiledAudiences
 from oneid.audiences.holdout import holdout_flag, holdout_threshold
 from oneid.audiences.literals import quote_name
 from oneid.audiences.windows import EVENT_COLUMN, TIME_COLUMN, events_filter
@@ -70,7 +70,7 @@ def evaluate_audiences(
     for level in compiled.levels():
         wide = wide.select("*", *(F.expr(a.condition).alias(a.column) for a in level))
     if compiled.exclusion:
-        wide = wide.where(~F.expr(compiled.exclusion).alias(EXCLUDED_COLUMN))
+        wide = wide.where(~F.expr(compiled.exclusion))
     entries = F.array(
         *(
             F.struct(
