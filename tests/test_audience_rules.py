@@ -565,20 +565,24 @@ def test_explain_runs_on_views_and_gives_the_evaluated_members(spark):
         (3, dt.datetime(2025, 6, 1, tzinfo=UTC), "view_item", "护肤", None, None),
         (4, dt.datetime(2025, 7, 2, tzinfo=UTC), "add_to_cart", None, None, None),
     )
+    evaluated = evaluate_audiences(tags, events, compiled, AS_OF).collect()
     tags.createOrReplaceTempView("audience_rules_tags")
     events.createOrReplaceTempView("audience_rules_events")
-    evaluated = evaluate_audiences(tags, events, compiled, AS_OF).collect()
-    for audience in compiled.audiences:
-        sql = compiled.explain(
-            audience.audience_id,
-            AS_OF,
-            tags_view="audience_rules_tags",
-            events_view="audience_rules_events",
-        )
-        expected = [
-            (r.oneid, r.holdout) for r in evaluated if r.audience_id == audience.audience_id
-        ]
-        assert sorted(tuple(r) for r in spark.sql(sql).collect()) == sorted(expected)
+    try:
+        for audience in compiled.audiences:
+            sql = compiled.explain(
+                audience.audience_id,
+                AS_OF,
+                tags_view="audience_rules_tags",
+                events_view="audience_rules_events",
+            )
+            expected = [
+                (r.oneid, r.holdout) for r in evaluated if r.audience_id == audience.audience_id
+            ]
+            assert sorted(tuple(r) for r in spark.sql(sql).collect()) == sorted(expected)
+    finally:
+        spark.catalog.dropTempView("audience_rules_tags")
+        spark.catalog.dropTempView("audience_rules_events")
 
     members = sorted(r.oneid for r in evaluated if r.audience_id == "at_risk")
     assert members == [1, *range(3, 22)]

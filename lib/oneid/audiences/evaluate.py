@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from oneid.audiences.compiler import CompiledAudiences
+from oneid.audiences.compiled import CompiledAudiences
 from oneid.audiences.holdout import holdout_flag, holdout_threshold
 from oneid.audiences.literals import quote_name
 from oneid.audiences.windows import EVENT_COLUMN, TIME_COLUMN, events_filter
