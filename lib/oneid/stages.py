@@ -37,7 +37,7 @@ class Stage:
 
 def registered_stages() -> list[Stage]:
     """All stages that exist, in data-flow order."""
-    return [_ingest_stage(), _standardize_stage(), _identity_stage()]
+    return [_ingest_stage(), _standardize_stage(), _identity_stage(), _tags_stage()]
 
 
 def _ingest_stage() -> Stage:
@@ -118,3 +118,54 @@ def _identity_stage() -> Stage:
         run=run,
         demo_argv=lambda cfg: [["--run-id", "demo-1"]],
     )
+
+
+def _tags_stage() -> Stage:
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--as-of", type=_date, help="business date YYYY-MM-DD")
+        parser.add_argument("--from", dest="date_from", type=_date, help="backfill start date")
+        parser.add_argument("--to", dest="date_to", type=_date, help="backfill end (inclusive)")
+
+    def run(spark: SparkSession, cfg: OneIdConfig, args: argparse.Namespace) -> StageResult:
+        from oneid.tags.job import run_tags
+
+        dates = _dates(args)
+        report = run_tags(spark, cfg, dates)
+        notes = []
+        for day, rows in sorted(report.summary.items()):
+            by_metric: dict[str, list[str]] = {}
+            for metric, key, count, share in rows:
+                shown = f"{count}" if key == "" and share in (None, 1.0) else f"{share:.3f}"
+                by_metric.setdefault(metric, []).append(f"{key}={count}" if key else shown)
+            notes += [f"{day} {metric}: {', '.join(v)}" for metric, v in by_metric.items()]
+        return StageResult(report.tables, tuple(notes))
+
+    return Stage(
+        name="tags",
+        help="tag tables (RFM, value, preference, behaviour) for --as-of D or --from/--to",
+        add_arguments=add_arguments,
+        run=run,
+        demo_argv=lambda cfg: [
+            ["--from", str(cfg.pipeline.demo.as_of[0]), "--to", str(cfg.pipeline.demo.as_of[-1])]
+        ],
+    )
+
+
+def _date(text: str):
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _dates(args: argparse.Namespace) -> list:
+    from oneid.errors import OneIdError
+    from oneid.tags.job import date_range
+
+    if args.as_of and not (args.date_from or args.date_to):
+        return [args.as_of]
+    if args.date_from and args.date_to and not args.as_of:
+        return date_range(args.date_from, args.date_to)
+    raise OneIdError("give --as-of D, or --from D1 --to D2 (a backfill), not both")

@@ -1,9 +1,12 @@
 """Load, merge and validate configuration files into :class:`OneIdConfig`.
 
 An environment file names its pipeline file (``pipeline: pipeline.yaml``, relative to the
-environment file). ``--set key=value`` overrides apply after both are read; the first part of
-the key says which file it belongs to (``spark.shuffle_partitions=4`` → environment,
-``identity.components.engine=native`` → pipeline). Values are parsed as YAML scalars.
+environment file). The pipeline file may split its sections over other files with
+``include: [tags.yaml, audiences.yaml]`` (relative to it); a section defined twice is an error
+and errors in an included section name the included file. ``--set key=value`` overrides apply
+after all are read; the first part of the key says which file it belongs to
+(``spark.shuffle_partitions=4`` → environment, ``identity.components.engine=native`` →
+pipeline). Values are parsed as YAML scalars.
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ def load_config(
         raise ConfigError(f"{env_path}: pipeline: expected a file name, got {pipeline_name!r}")
     pipeline_path = (env_path.parent / pipeline_name).resolve()
     pipeline_raw = _read_yaml(pipeline_path)
-
     origins: dict[str, str] = {}
+    included = _merge_includes(pipeline_raw, pipeline_path, origins)
+
     for key, value in _parse_overrides(overrides):
         target, label = _override_target(key, env_raw, pipeline_raw)
         _set_dotted(target, key, value)
@@ -53,7 +57,7 @@ def load_config(
         env_name=env_path.stem,
         env=env_conf,
         pipeline=pipeline_conf,
-        files=(str(env_path), str(pipeline_path)),
+        files=(str(env_path), str(pipeline_path), *(str(p) for p in included)),
     )
 
 
@@ -86,6 +90,28 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def _merge_includes(
+    pipeline_raw: dict[str, Any], pipeline_path: Path, origins: dict[str, str]
+) -> list[Path]:
+    """Merge the sections of ``include:`` files into ``pipeline_raw``; remember their files."""
+    names = pipeline_raw.pop("include", None) or []
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"{pipeline_path}: include: expected a list of file names, got {names!r}")
+    paths = []
+    for name in names:
+        path = (pipeline_path.parent / name).resolve()
+        for key, value in _read_yaml(path).items():
+            if key in pipeline_raw:
+                first = origins.get(f"pipeline.{key}", str(pipeline_path))
+                raise ConfigError(f"{path}: {key}: section already defined in {first}")
+            pipeline_raw[key] = value
+            origins[f"pipeline.{key}"] = str(path)
+        paths.append(path)
+    return paths
 
 
 def _parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:

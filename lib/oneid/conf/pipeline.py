@@ -5,9 +5,12 @@ Each stage owns one section; later stages add theirs here. Unknown keys are erro
 
 from __future__ import annotations
 
+import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+from oneid.conf.tags import TagsConf
 
 
 class _Strict(BaseModel):
@@ -20,6 +23,8 @@ class DemoConf(_Strict):
     people: PositiveInt = 5000
     seed: int = 42
     data_dir: str = "./demo_data"
+    as_of: tuple[datetime.date, ...] = (datetime.date(2025, 6, 29), datetime.date(2025, 6, 30))
+    """Consecutive business dates the demo computes tags and audiences for."""
 
 
 FieldType = Literal["string", "decimal", "integer", "timestamp", "date", "enum"]
@@ -209,3 +214,4 @@ class PipelineConf(_Strict):
     ingest: IngestConf = Field(default_factory=IngestConf)
     standardize: StandardizeConf = Field(default_factory=StandardizeConf)
     identity: IdentityConf = Field(default_factory=IdentityConf)
+    tags: TagsConf = Field(default_factory=TagsConf)

@@ -1,0 +1,47 @@
+"""Silver facts attributed to OneIDs, with their business-day date, read once per run.
+
+A fact belongs to the OneID of its record (``identity.record_oneid``); facts of records without
+a OneID (all their identifiers were hubs or rejected) are kept with a NULL ``oneid`` so the
+summary can count them. ``event_date`` is the fact's date in the business time zone; facts
+without an event time cannot be placed in time and never count.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.utils import AnalysisException
+
+from oneid.conf.tags import TagsConf
+from oneid.errors import ConfigError
+
+FACT_TABLES = ("orders", "events", "contacts")
+
+
+def business_date(event_time: Column, time_zone: str) -> Column:
+    """The date of a UTC instant in the business time zone."""
+    return F.to_date(F.from_utc_timestamp(event_time, time_zone))
+
+
+def attribute_facts(
+    facts: DataFrame, record_oneid: DataFrame, registry: TagsConf, name: str, until: dt.date
+) -> DataFrame:
+    """``facts`` up to the end of ``until`` with ``oneid``, ``event_date`` and derived columns."""
+    owners = record_oneid.select("source", "record_key", "oneid")
+    frame = (
+        facts.where(F.col("event_time").isNotNull())
+        .withColumn("event_date", business_date(F.col("event_time"), registry.time_zone))
+        .where(F.col("event_date") <= F.lit(until))
+        .join(owners, ["source", "record_key"], "left")
+    )
+    for column, sql in registry.derived_columns.get(name, {}).items():  # type: ignore[call-overload]
+        try:
+            frame = frame.withColumn(column, F.expr(sql))
+        except AnalysisException as exc:
+            raise ConfigError(
+                f"tags.derived_columns.{name}.{column}: {sql!r} does not fit silver.{name}: "
+                f"{str(exc).splitlines()[0]}"
+            ) from None
+    return frame

@@ -1,0 +1,165 @@
+"""``oneid tags --as-of D`` (or ``--from D1 --to D2``): the tag tables, one ``dt`` partition a day.
+
+Facts are read once per run (one Delta read per fact table, cached) and attributed to OneIDs
+through the published ``identity.record_oneid``; every tag of every OneID in
+``identity.profiles`` is computed per date and written with ``replaceWhere dt = D`` into
+``gold.tags_<group>``, so re-running a date gives identical rows and a backfill gives the
+partitions day-by-day runs give. ``gold.tags_summary`` holds the day's population figures.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from oneid.conf import OneIdConfig
+from oneid.conf.tags import TagsConf
+from oneid.errors import DataContractError
+from oneid.tables import read_table_or_none, replace_where
+from oneid.tags.compute import compute_tags, needed_fact_tables
+from oneid.tags.facts import attribute_facts
+
+logger = logging.getLogger(__name__)
+SUMMARY_TABLE = "gold.tags_summary"
+
+
+@dataclass
+class TagsReport:
+    dates: list[dt.date]
+    tables: dict[str, int] = field(default_factory=dict)
+    """Rows written per table for the last date."""
+    summary: dict[dt.date, list[tuple[str, str, int, float]]] = field(default_factory=dict)
+    """(metric, key, count, share) per date."""
+
+
+def tag_tables(registry: TagsConf) -> dict[str, list[str]]:
+    """``gold.tags_<group>`` → its tag columns, in declaration order."""
+    tables: dict[str, list[str]] = {}
+    for tag in registry.definitions:
+        tables.setdefault(f"gold.tags_{tag.group}", []).append(tag.name)
+    return tables
+
+
+def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
+    if end < start:
+        raise DataContractError(f"--to {end} is before --from {start}")
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def run_tags(spark: SparkSession, cfg: OneIdConfig, dates: list[dt.date]) -> TagsReport:
+    """Compute and write the tag tables for each date (facts read once for all of them)."""
+    registry = cfg.pipeline.tags
+    if not registry.definitions:
+        raise DataContractError("no tags declared: add tags.definitions (conf/tags.yaml)")
+    record_oneid = read_table_or_none(spark, cfg, "identity.record_oneid")
+    profiles = read_table_or_none(spark, cfg, "identity.profiles")
+    if record_oneid is None or profiles is None:
+        raise DataContractError("identity tables are missing: run `oneid identity` first")
+    facts = load_facts(spark, cfg, registry, max(dates), record_oneid)
+    oneids = profiles.select("oneid").persist(StorageLevel.MEMORY_AND_DISK)
+    report = TagsReport(dates)
+    try:
+        for day in sorted(dates):
+            _write_day(cfg, registry, oneids, facts, day, report)
+    finally:
+        for frame in (*facts.values(), oneids):
+            frame.unpersist()
+    return report
+
+
+def load_facts(
+    spark: SparkSession,
+    cfg: OneIdConfig,
+    registry: TagsConf,
+    until: dt.date,
+    record_oneid: DataFrame,
+) -> dict[str, DataFrame]:
+    """Each fact table the registry needs, read once, attributed and cached."""
+    facts = {}
+    for name in needed_fact_tables(registry):
+        table = f"silver.{name}"
+        frame = read_table_or_none(spark, cfg, table)
+        if frame is None:
+            continue  # compute_tags names the tags that need it
+        attributed = attribute_facts(frame, record_oneid, registry, name, until)
+        facts[name] = attributed.persist(StorageLevel.MEMORY_AND_DISK)
+    return facts
+
+
+def _write_day(
+    cfg: OneIdConfig,
+    registry: TagsConf,
+    oneids: DataFrame,
+    facts: dict[str, DataFrame],
+    day: dt.date,
+    report: TagsReport,
+) -> None:
+    wide = compute_tags(oneids, facts, registry, day).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        condition = f"dt = DATE'{day.isoformat()}'"
+        population = wide.count()
+        for table, columns in tag_tables(registry).items():
+            frame = wide.select("oneid", *columns).withColumn("dt", F.lit(day))
+            replace_where(frame, cfg, table, condition, ("dt",), f"oneid tags {day}")
+            report.tables[table] = population
+        summary = summary_rows(wide, population, facts, registry, day).collect()
+        frame = wide.sparkSession.createDataFrame(summary, SUMMARY_SCHEMA)
+        replace_where(frame, cfg, SUMMARY_TABLE, condition, ("dt",), f"oneid tags {day}")
+        report.summary[day] = [(r["metric"], r["key"], r["count"], r["share"]) for r in summary]
+        report.tables[SUMMARY_TABLE] = len(summary)
+        logger.info("tags for %s written (%d OneIDs)", day, population)
+    finally:
+        wide.unpersist()
+
+
+SUMMARY_SCHEMA = "metric string, key string, count bigint, share double, dt date"
+
+
+def summary_rows(
+    wide: DataFrame,
+    population: int,
+    facts: dict[str, DataFrame],
+    registry: TagsConf,
+    day: dt.date,
+) -> DataFrame:
+    """(metric, key, count, share, dt): OneIDs, value counts, shares, unattributed facts.
+
+    Small by construction (one row per value of each ``counts_by`` tag), so it is collected.
+    """
+    frames = [
+        wide.agg(F.count(F.lit(1)).alias("count")).select(
+            F.lit("oneids").alias("metric"), F.lit("").alias("key"), "count", F.lit(1.0)
+        )
+    ]
+    for tag in registry.summary.counts_by:
+        key = F.coalesce(F.col(tag).cast("string"), F.lit("(none)")).alias("key")
+        frames.append(
+            wide.groupBy(key)
+            .agg(F.count(F.lit(1)).alias("count"))
+            .select(F.lit(tag), "key", "count", F.col("count") / F.lit(max(population, 1)))
+        )
+    for name, share in registry.summary.shares.items():
+        frames.append(
+            wide.where(F.expr(share.of))
+            .agg(
+                F.count(F.when(F.expr(share.where), 1)).alias("count"),
+                F.count(F.lit(1)).alias("_of"),
+            )
+            .select(F.lit(name), F.lit(""), "count", F.col("count") / F.nullif("_of", F.lit(0)))
+        )
+    for name, frame in facts.items():
+        unattributed = frame.where(F.col("oneid").isNull() & (F.col("event_date") <= F.lit(day)))
+        frames.append(
+            unattributed.agg(F.count(F.lit(1)).alias("count")).select(
+                F.lit(f"unattributed_{name}"), F.lit(""), "count", F.lit(None).cast("double")
+            )
+        )
+    result = frames[0].toDF("metric", "key", "count", "share")
+    for frame in frames[1:]:
+        result = result.union(frame.toDF("metric", "key", "count", "share"))
+    return result.withColumn("dt", F.lit(day)).orderBy("metric", "key")
