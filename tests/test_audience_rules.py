@@ -264,6 +264,24 @@ def test_event_window_boundaries(spark):
     }
 
 
+def test_event_windows_follow_the_business_time_zone(spark):
+    """Asia/Shanghai is UTC+8: day 2025-07-01 there is [06-30 16:00, 07-01 16:00) UTC."""
+    events = _events(
+        spark,
+        (1, dt.datetime(2025, 7, 1, 15, 59, 59, tzinfo=UTC), "visit", None, None, None),
+        (2, dt.datetime(2025, 7, 1, 16, 0, 0, tzinfo=UTC), "visit", None, None, None),
+        (3, dt.datetime(2025, 6, 30, 16, 0, 0, tzinfo=UTC), "visit", None, None, None),
+        (4, dt.datetime(2025, 6, 30, 15, 59, 59, tzinfo=UTC), "visit", None, None, None),
+    )
+    raw = {"audiences": {"today": {"rule": {"event": "visit", "in_last_days": 1, "min": 1}}}}
+    compiled = compile_audiences(
+        parse_audiences(raw), TAG_TYPES, EVENT_PROPERTIES, time_zone="Asia/Shanghai"
+    )
+    tags = _tags(spark, *(_tag_row(i) for i in range(1, 5)))
+    assert _members(spark, compiled, tags, events) == {"today": [1, 3]}
+    assert "ending before 2025-07-02 00:00 Asia/Shanghai" in compiled.explain("today", AS_OF)
+
+
 def test_event_counts_with_filters_and_sums(spark):
     def at(day: int, event: str, category=None, page=None, amount=None):
         return (dt.datetime(2025, 6, day, 10, tzinfo=UTC), event, category, page, amount)
@@ -592,7 +610,7 @@ def test_explain_runs_on_views_and_gives_the_evaluated_members(spark):
     assert sql.splitlines()[:3] == [
         "-- audience at_risk, version 2, as of 2025-07-01",
         "-- 高价值但近期未复购 line two",
-        "-- event windows: whole UTC days, ending before 2025-07-02 00:00 UTC",
+        "-- event windows: whole days in UTC, ending before 2025-07-02 00:00 UTC",
     ]
     assert "FROM events\n" in sql and "FROM tags AS t\n" in sql
     with pytest.raises(

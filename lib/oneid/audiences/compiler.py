@@ -32,14 +32,19 @@ _COMPARISONS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte"
 
 
 def compile_audiences(
-    conf: AudiencesConf, tag_types: Mapping[str, str], event_properties: Mapping[str, str]
+    conf: AudiencesConf,
+    tag_types: Mapping[str, str],
+    event_properties: Mapping[str, str],
+    time_zone: str = "UTC",
 ) -> CompiledAudiences:
     """Validate ``conf`` against the tags and event properties and compile it to SQL.
+
+    ``time_zone`` is the business zone whose days bound the event windows.
 
     Raises :class:`ConfigError` listing every problem, each with its audience and rule path.
     """
     validate_audiences(conf, tag_types, event_properties)
-    compiler = _Compiler(tag_types, event_properties)
+    compiler = _Compiler(tag_types, event_properties, time_zone)
     audiences = []
     for audience_id in dependency_order(conf):
         audience = conf.audiences[audience_id]
@@ -82,7 +87,10 @@ class _Usage:
 class _Compiler:
     """Renders validated conditions; owns the deduplicated event aggregates."""
 
-    def __init__(self, tag_types: Mapping[str, str], event_properties: Mapping[str, str]):
+    def __init__(
+        self, tag_types: Mapping[str, str], event_properties: Mapping[str, str], time_zone: str
+    ):
+        self.time_zone = time_zone
         self.tags = {name: parse_column_type(text) for name, text in tag_types.items()}
         self.props = {name: parse_column_type(text) for name, text in event_properties.items()}
         self.aggregates: dict[tuple[object, ...], EventAggregate] = {}
@@ -159,6 +167,7 @@ class _Compiler:
                 sum_of=cond.sum,
                 days=cond.in_last_days,
                 properties=_unique([*sorted(cond.where), *([cond.sum] if cond.sum else [])]),
+                time_zone=self.time_zone,
             )
         return self.aggregates[key]
 

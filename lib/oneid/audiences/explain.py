@@ -43,8 +43,9 @@ def explain_sql(
         header.append(f"-- {description}")
     ctes = []
     if aggregates:
-        end = f"{window_end(as_of):%Y-%m-%d} 00:00 UTC"
-        header.append(f"-- event windows: whole UTC days, ending before {end}")
+        zone = aggregates[0].time_zone
+        end = f"{window_end(as_of, zone):%Y-%m-%d} 00:00 {zone}"
+        header.append(f"-- event windows: whole days in {zone}, ending before {end}")
         ctes.append(_aggregates_cte(aggregates, as_of, events_view))
         names = [quote_name(a.name) for a in aggregates]
         columns = [
