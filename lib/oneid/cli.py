@@ -83,6 +83,10 @@ def _stage_handler(stage: Stage):
     def handler(cfg: OneIdConfig, args: argparse.Namespace) -> int:
         from oneid.session import build_session
 
+        text = stage.explain(cfg, args)
+        if text is not None:
+            print(text)
+            return 0
         spark = build_session(cfg, app_name=f"oneid-{stage.name}")
         result = stage.run(spark, cfg, args)
         _print_result(stage.name, result)

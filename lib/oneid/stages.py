@@ -33,11 +33,19 @@ class Stage:
     run: Callable[[SparkSession, OneIdConfig, argparse.Namespace], StageResult]
     demo_argv: Callable[[OneIdConfig], list[list[str]]]
     """Argument lists ``oneid demo`` runs this stage with (one run per list)."""
+    explain: Callable[[OneIdConfig, argparse.Namespace], str | None] = lambda cfg, args: None
+    """Text to print instead of running (no Spark session), e.g. ``--explain``; None: run."""
 
 
 def registered_stages() -> list[Stage]:
     """All stages that exist, in data-flow order."""
-    return [_ingest_stage(), _standardize_stage(), _identity_stage(), _tags_stage()]
+    return [
+        _ingest_stage(),
+        _standardize_stage(),
+        _identity_stage(),
+        _tags_stage(),
+        _audiences_stage(),
+    ]
 
 
 def _ingest_stage() -> Stage:
@@ -149,6 +157,45 @@ def _tags_stage() -> Stage:
             ["--from", str(cfg.pipeline.demo.as_of[0]), "--to", str(cfg.pipeline.demo.as_of[-1])]
         ],
     )
+
+
+def _audiences_stage() -> Stage:
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--as-of", type=_date, required=True, help="business date YYYY-MM-DD")
+        parser.add_argument(
+            "--explain", metavar="AUDIENCE", help="print the audience's SQL and compute nothing"
+        )
+
+    def run(spark: SparkSession, cfg: OneIdConfig, args: argparse.Namespace) -> StageResult:
+        from oneid.audiences.job import run_audiences
+
+        report = run_audiences(spark, cfg, args.as_of)
+        notes = [
+            f"{args.as_of} {audience}: "
+            + ", ".join(f"{k} {v}" for k, v in figures.items() if k != "baseline" or v)
+            for audience, figures in report.sizes.items()
+        ]
+        overlaps = ", ".join(f"{a}&{b}={n}" for (a, b), n in sorted(report.overlaps.items()))
+        if overlaps:
+            notes.append(f"{args.as_of} overlaps: {overlaps}")
+        return StageResult(report.tables, tuple(notes))
+
+    return Stage(
+        name="audiences",
+        help="audience snapshots for --as-of D, entered/exited diffs, stats (--explain ID: SQL)",
+        add_arguments=add_arguments,
+        run=run,
+        demo_argv=lambda cfg: [["--as-of", str(day)] for day in cfg.pipeline.demo.as_of],
+        explain=lambda cfg, args: _explain(cfg, args),
+    )
+
+
+def _explain(cfg: OneIdConfig, args: argparse.Namespace) -> str | None:
+    if not args.explain:
+        return None
+    from oneid.audiences.job import explain
+
+    return explain(cfg, args.explain, args.as_of)
 
 
 def _date(text: str):

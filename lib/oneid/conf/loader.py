@@ -19,6 +19,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from oneid.audiences.compiler import compile_audiences
+from oneid.audiences.rules import AudiencesConf, load_audiences
 from oneid.conf.models import EnvConf, OneIdConfig
 from oneid.conf.pipeline import PipelineConf
 from oneid.errors import ConfigError
@@ -53,12 +55,49 @@ def load_config(
 
     env_conf = _validate(EnvConf, env_raw, str(env_path), "env", origins)
     pipeline_conf = _validate(PipelineConf, pipeline_raw, str(pipeline_path), "pipeline", origins)
+    files = [env_path, pipeline_path, *included]
+    audiences = AudiencesConf()
+    if pipeline_conf.audiences.rules:
+        rules_path = (pipeline_path.parent / pipeline_conf.audiences.rules).resolve()
+        audiences = load_audiences(rules_path)
+        files.append(rules_path)
+    _check_references(pipeline_conf, audiences, origins, str(pipeline_path))
     return OneIdConfig(
         env_name=env_path.stem,
         env=env_conf,
         pipeline=pipeline_conf,
-        files=(str(env_path), str(pipeline_path), *(str(p) for p in included)),
+        audiences=audiences,
+        files=tuple(str(p) for p in files),
     )
+
+
+def _check_references(
+    pipeline: PipelineConf, audiences: AudiencesConf, origins: dict[str, str], default: str
+) -> None:
+    """Names that one section takes from another: tags, audiences, destinations."""
+    tags = {tag.name for tag in pipeline.tags.definitions}
+    problems = []
+    for tag in pipeline.audiences.stats_by:
+        if tag not in tags:
+            problems.append(("audiences.stats_by", f"unknown tag {tag!r}"))
+    for name, destination in pipeline.publish.destinations.items():
+        key = f"publish.destinations.{name}"
+        for audience in destination.audiences:
+            if audience not in audiences.audiences:
+                problems.append((f"{key}.audiences", f"unknown audience {audience!r}"))
+        for tag in destination.tags:
+            if tag not in tags:
+                problems.append((f"{key}.tags", f"unknown tag {tag!r}"))
+    if problems:
+        lines = [f"{_origin(origins, 'pipeline', k) or default}: {k}: {p}" for k, p in problems]
+        raise ConfigError("invalid configuration\n  " + "\n  ".join(lines))
+    if audiences.audiences:  # rules against the tags' and events' column types
+        compile_audiences(
+            audiences,
+            pipeline.tags.tag_types(),
+            pipeline.fact_columns("events"),
+            pipeline.tags.time_zone,
+        )
 
 
 def _env_path(env: str | Path, conf_dir: str | Path | None) -> Path:

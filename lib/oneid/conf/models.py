@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
+from oneid.audiences.rules import AudiencesConf
 from oneid.conf.pipeline import PipelineConf
 from oneid.jars import DELTA_JARS, GRAPHFRAMES_JARS, MAVEN_CENTRAL, parse_coordinate
 
@@ -84,4 +85,6 @@ class OneIdConfig(StrictModel):
     env_name: str
     env: EnvConf
     pipeline: PipelineConf
+    audiences: AudiencesConf = Field(default_factory=AudiencesConf)
+    """The audience rules (``pipeline.audiences.rules``), validated against the tag registry."""
     files: tuple[str, ...]

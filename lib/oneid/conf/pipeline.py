@@ -206,6 +206,34 @@ class IdentityConf(_Strict):
     gates: GatesConf = Field(default_factory=GatesConf)
 
 
+class AudienceSettings(_Strict):
+    """Where the audience rules are and what the daily audience stats count."""
+
+    rules: str | None = None
+    """YAML file of rules (``docs/audiences.md``), relative to the pipeline file."""
+    stats_by: tuple[str, ...] = ()
+    """Tags whose values are counted per audience in ``audience.stats`` (e.g. rfm_segment)."""
+
+
+class DestinationConf(_Strict):
+    """One place the day's audience changes go (``oneid publish --destination NAME``)."""
+
+    kind: Literal["marketing_automation", "tencent_ads", "ocean_engine", "meta"]
+    audiences: tuple[str, ...]
+    tags: tuple[str, ...] = ()
+    """marketing_automation: tags each JSON line carries (masked contact data is always in)."""
+    id_types: tuple[str, ...] = ()
+    """Ad platforms: identifier types to send (default: every type the platform matches on)."""
+
+
+class PublishConf(_Strict):
+    """Exports: files under ``exports_dir/<destination>/dt=<D>/`` with a manifest each."""
+
+    exports_dir: str | None = None
+    """Default: ``<warehouse>/_exports``."""
+    destinations: dict[str, DestinationConf] = Field(default_factory=dict)
+
+
 class PipelineConf(_Strict):
     """The whole pipeline definition."""
 
@@ -215,3 +243,23 @@ class PipelineConf(_Strict):
     standardize: StandardizeConf = Field(default_factory=StandardizeConf)
     identity: IdentityConf = Field(default_factory=IdentityConf)
     tags: TagsConf = Field(default_factory=TagsConf)
+    audiences: AudienceSettings = Field(default_factory=AudienceSettings)
+    publish: PublishConf = Field(default_factory=PublishConf)
+
+    def fact_columns(self, facts: str) -> dict[str, str]:
+        """Typed columns of ``silver.<facts>`` that rules may use: field → Spark SQL type.
+
+        Identifier and ``pii`` fields never reach silver, so they are not here.
+        """
+        types = {"decimal": "decimal(18,2)", "integer": "bigint", "timestamp": "timestamp"}
+        columns: dict[str, str] = {}
+        for source in self.sources.values():
+            if source.facts != facts:
+                continue
+            identifying = {ident.field for ident in source.identifiers}
+            for column in source.columns.values():
+                if not column.pii and column.field not in identifying:
+                    columns[column.field] = types.get(
+                        column.type, column.type.replace("enum", "string")
+                    )
+        return columns

@@ -105,6 +105,10 @@ class TagsConf(_Strict):
     definitions: tuple[TagConf, ...] = ()
     summary: SummaryConf = Field(default_factory=SummaryConf)
 
+    def tag_types(self) -> dict[str, str]:
+        """Tag name → Spark SQL type of its column."""
+        return {tag.name: tag.type for tag in self.definitions}
+
     @model_validator(mode="after")
     def _consistent(self) -> TagsConf:
         names = [tag.name for tag in self.definitions]
