@@ -45,6 +45,7 @@ def registered_stages() -> list[Stage]:
         _identity_stage(),
         _tags_stage(),
         _audiences_stage(),
+        _publish_stage(),
     ]
 
 
@@ -187,6 +188,38 @@ def _audiences_stage() -> Stage:
         run=run,
         demo_argv=lambda cfg: [["--as-of", str(day)] for day in cfg.pipeline.demo.as_of],
         explain=lambda cfg, args: _explain(cfg, args),
+    )
+
+
+def _publish_stage() -> Stage:
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--as-of", type=_date, required=True, help="business date YYYY-MM-DD")
+        parser.add_argument(
+            "--destination",
+            action="append",
+            default=[],
+            help="destination from publish.destinations (repeatable; default: all)",
+        )
+        parser.add_argument(
+            "--replace", action="store_true", help="replace a day published with other content"
+        )
+
+    def run(spark: SparkSession, cfg: OneIdConfig, args: argparse.Namespace) -> StageResult:
+        from oneid.publish.job import run_publish
+
+        reports = run_publish(spark, cfg, args.as_of, args.destination, args.replace)
+        notes = []
+        for r in reports:
+            shown = ", ".join(f"{k}={v}" for k, v in sorted(r.counts.items()))
+            notes.append(f"{r.as_of} {r.destination}: {r.status} ({r.checksum[:12]}) {shown}")
+        return StageResult({}, tuple(notes))
+
+    return Stage(
+        name="publish",
+        help="export the day's audience changes to destinations (idempotent, with manifests)",
+        add_arguments=add_arguments,
+        run=run,
+        demo_argv=lambda cfg: [["--as-of", str(day)] for day in cfg.pipeline.demo.as_of],
     )
 
 

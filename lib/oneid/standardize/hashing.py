@@ -73,19 +73,10 @@ def normalize_and_hash(key: HashKey, junk_values: Mapping[str, frozenset[str]]):
     """
 
     def one(id_type: str, raw: str | None) -> tuple[str | None, str | None, str | None]:
-        try:
-            normalizer = normalizer_for(id_type)
-        except ValueError:
-            return None, None, "unknown_identifier_type"
-        result = normalizer(raw)
-        if result.value is None:
-            return None, None, result.reason
-        base = id_type.split(":", 1)[0]
-        if result.value in junk_values.get(id_type, ()) or result.value in junk_values.get(
-            base, ()
-        ):
-            return None, None, BLOCKLISTED
-        return keyed_hash(key, result.value), mask(id_type, result.value), None
+        value, reason = _normalized(id_type, raw, junk_values)
+        if value is None:
+            return None, None, reason
+        return keyed_hash(key, value), mask(id_type, value), None
 
     @pandas_udf(RESULT_TYPE)
     def oneid_normalize_and_hash(id_types: pd.Series, raws: pd.Series) -> pd.DataFrame:
@@ -93,3 +84,39 @@ def normalize_and_hash(key: HashKey, junk_values: Mapping[str, frozenset[str]]):
         return pd.DataFrame(rows, columns=["value_hash", "masked", "reason"])
 
     return oneid_normalize_and_hash
+
+
+def normalize_for_export(key: HashKey, junk_values: Mapping[str, frozenset[str]]):
+    """A pandas UDF ``(id_type, raw) -> struct<value, value_hash>`` for exports only.
+
+    ``value`` is the normalised identifier: it exists in memory while an export turns it into
+    a platform's match key and is never written. Rejected values give NULLs.
+    """
+
+    def one(id_type: str, raw: str | None) -> tuple[str | None, str | None]:
+        value, _ = _normalized(id_type, raw, junk_values)
+        return (value, keyed_hash(key, value)) if value is not None else (None, None)
+
+    @pandas_udf("value string, value_hash string")
+    def oneid_normalize_for_export(id_types: pd.Series, raws: pd.Series) -> pd.DataFrame:
+        rows = [one(t, r) for t, r in zip(id_types, raws, strict=True)]
+        return pd.DataFrame(rows, columns=["value", "value_hash"])
+
+    return oneid_normalize_for_export
+
+
+def _normalized(
+    id_type: str, raw: str | None, junk_values: Mapping[str, frozenset[str]]
+) -> tuple[str | None, str | None]:
+    """(normalised value, None) or (None, rejection reason)."""
+    try:
+        normalizer = normalizer_for(id_type)
+    except ValueError:
+        return None, "unknown_identifier_type"
+    result = normalizer(raw)
+    if result.value is None:
+        return None, result.reason
+    base = id_type.split(":", 1)[0]
+    if result.value in junk_values.get(id_type, ()) or result.value in junk_values.get(base, ()):
+        return None, BLOCKLISTED
+    return result.value, None

@@ -1,0 +1,286 @@
+"""``oneid publish --as-of D --destination X``: the day's audience changes, as files, once.
+
+Per destination and day, files go to ``<exports>/<destination>/dt=<D>/`` with a
+``manifest.json`` (rows and SHA-256 per file, one checksum over all). An export is built in a
+scratch folder first; if the day was already published with the same checksum nothing is
+written, with a different one the run fails unless ``--replace``. Holdout members are never
+exported. ``audience.publish_log`` gets one row per (destination, dt) published.
+
+- ``marketing_automation``: ``<audience>.jsonl``, one line per entered / exited / remapped
+  OneID with the configured tags and masked contact data (never raw PII).
+- ``tencent_ads`` / ``ocean_engine`` / ``meta``: ``<audience>/<add|remove>/<COLUMN>.txt``, one
+  match key per line in the platform's format (``oneid.publish.platforms``). Entered and
+  remapped OneIDs are added, exited ones removed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from oneid.audiences.job import CHANGES, day_tags
+from oneid.conf import OneIdConfig
+from oneid.conf.pipeline import DestinationConf
+from oneid.errors import DataContractError
+from oneid.publish.match_keys import exportable_types, match_keys
+from oneid.session import warehouse_root
+from oneid.tables import read_table, read_table_or_none, with_retries
+
+logger = logging.getLogger(__name__)
+PUBLISH_LOG = "audience.publish_log"
+
+
+@dataclass
+class PublishReport:
+    destination: str
+    as_of: dt.date
+    status: str
+    """``published``, ``unchanged`` (same checksum already there) or ``replaced``."""
+    folder: str
+    checksum: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def exports_root(cfg: OneIdConfig) -> Path:
+    configured = cfg.pipeline.publish.exports_dir
+    return (
+        Path(configured).expanduser().resolve()
+        if configured
+        else Path(warehouse_root(cfg), "_exports")
+    )
+
+
+def run_publish(
+    spark: SparkSession,
+    cfg: OneIdConfig,
+    as_of: dt.date,
+    destinations: list[str],
+    replace: bool = False,
+) -> list[PublishReport]:
+    """Publish the day's changes to each destination (all configured ones when empty)."""
+    configured = cfg.pipeline.publish.destinations
+    names = destinations or list(configured)
+    unknown = sorted(set(names) - set(configured))
+    if unknown:
+        raise DataContractError(
+            f"unknown destination(s) {unknown}; configured: {sorted(configured)} "
+            "(publish.destinations)"
+        )
+    changes = read_table_or_none(spark, cfg, CHANGES)
+    if changes is None or changes.where(F.col("dt") == F.lit(as_of)).limit(1).count() == 0:
+        raise DataContractError(f"no audience changes for {as_of}: run `oneid audiences --as-of`")
+    day = changes.where(F.col("dt") == F.lit(as_of))
+    return [_publish_one(spark, cfg, name, configured[name], day, as_of, replace) for name in names]
+
+
+def _publish_one(
+    spark: SparkSession,
+    cfg: OneIdConfig,
+    name: str,
+    destination: DestinationConf,
+    day: DataFrame,
+    as_of: dt.date,
+    replace: bool,
+) -> PublishReport:
+    root = exports_root(cfg) / name
+    final = root / f"dt={as_of.isoformat()}"
+    scratch = root / f"_building-{uuid.uuid4().hex}"
+    chosen = day.where(F.col("audience_id").isin(list(destination.audiences)))
+    counts = {"holdout_skipped": chosen.where(F.col("holdout")).count()}
+    sent = chosen.where(~F.col("holdout"))
+    try:
+        if destination.kind == "marketing_automation":
+            _write_marketing(spark, cfg, destination, sent, as_of, scratch, counts)
+        else:
+            _write_platform(spark, cfg, destination, sent, scratch, counts)
+        manifest = _manifest(scratch, name, destination, as_of, counts)
+        status = _install(scratch, final, manifest["checksum"], replace)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if status != "unchanged":
+        _log(spark, cfg, name, as_of, manifest)
+    logger.info("publish %s %s: %s (%s)", name, as_of, status, manifest["checksum"][:12])
+    return PublishReport(name, as_of, status, str(final), manifest["checksum"], counts)
+
+
+def _write_marketing(
+    spark: SparkSession,
+    cfg: OneIdConfig,
+    destination: DestinationConf,
+    sent: DataFrame,
+    as_of: dt.date,
+    scratch: Path,
+    counts: dict[str, int],
+) -> None:
+    tags = day_tags(spark, cfg, as_of, list(destination.tags)) if destination.tags else None
+    contact = read_table(spark, cfg, "identity.profiles").select(
+        "oneid", F.struct("best_phone", "best_email").alias("contact")
+    )
+    rows = sent.join(contact, "oneid", "left")
+    if tags is not None:
+        rows = rows.join(
+            tags.select("oneid", F.struct(*destination.tags).alias("tags")), "oneid", "left"
+        )
+    lines = rows.select(
+        "audience_id",
+        F.col("audience_id").alias("audience"),
+        F.col("version").alias("audience_version"),
+        F.lit(as_of.isoformat()).alias("dt"),
+        "oneid",
+        "change",
+        "from_oneid",
+        "contact",
+        *(["tags"] if tags is not None else []),
+    )
+    out = scratch / "_spark"
+    (
+        lines.repartition("audience_id")
+        .sortWithinPartitions("audience_id", "change", "oneid", "from_oneid")
+        .write.partitionBy("audience_id")
+        .option("ignoreNullFields", "false")
+        .json(str(out))
+    )
+    for audience in destination.audiences:
+        parts = sorted((out / f"audience_id={audience}").glob("part-*"))
+        target = scratch / f"{audience}.jsonl"
+        _concatenate(parts, target)
+    shutil.rmtree(out)
+    for row in sent.groupBy("audience_id", "change").count().collect():
+        counts[f"{row.audience_id}:{row.change}"] = row["count"]
+
+
+def _write_platform(
+    spark: SparkSession,
+    cfg: OneIdConfig,
+    destination: DestinationConf,
+    sent: DataFrame,
+    scratch: Path,
+    counts: dict[str, int],
+) -> None:
+    try:
+        id_types = exportable_types(destination.kind, destination.id_types)
+    except ValueError as exc:
+        raise DataContractError(f"publish.destinations: {exc}") from None
+    actions = sent.select(
+        "audience_id",
+        "oneid",
+        F.when(F.col("change") == "exited", "remove").otherwise("add").alias("action"),
+    )
+    keys = match_keys(spark, cfg, actions, destination.kind, id_types)
+    resolved = keys.select("oneid").distinct()
+    counts["oneids_without_keys"] = actions.join(resolved, "oneid", "left_anti").count()
+    rows = actions.join(keys, "oneid").select("audience_id", "action", "column", "match_key")
+    out = scratch / "_spark"
+    (
+        rows.distinct()
+        .repartition("audience_id", "action", "column")
+        .sortWithinPartitions("match_key")
+        .select("audience_id", "action", "column", "match_key")
+        .write.partitionBy("audience_id", "action", "column")
+        .text(str(out))
+    )
+    for folder in sorted(out.glob("audience_id=*/action=*/column=*")):
+        audience = folder.parent.parent.name.split("=", 1)[1]
+        action = folder.parent.name.split("=", 1)[1]
+        column = folder.name.split("=", 1)[1]
+        target = scratch / audience / action / f"{column}.txt"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _concatenate(sorted(folder.glob("part-*")), target)
+        counts[f"{audience}:{action}:{column}"] = _line_count(target)
+    shutil.rmtree(out)
+
+
+def _concatenate(parts: list[Path], target: Path) -> None:
+    """Join Spark's part files (each sorted, one per partition key here) into one file."""
+    with target.open("wb") as sink:
+        for part in parts:
+            with part.open("rb") as source:
+                shutil.copyfileobj(source, sink)
+
+
+def _line_count(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(1 for _ in handle)
+
+
+def _manifest(
+    scratch: Path, name: str, destination: DestinationConf, as_of: dt.date, counts: dict[str, int]
+) -> dict:
+    files = []
+    for path in sorted(p for p in scratch.rglob("*") if p.is_file()):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        files.append(
+            {"path": str(path.relative_to(scratch)), "rows": _line_count(path), "sha256": digest}
+        )
+    checksum = hashlib.sha256(
+        json.dumps([files, counts], sort_keys=True).encode("utf-8")
+    ).hexdigest()
+    manifest = {
+        "destination": name,
+        "kind": destination.kind,
+        "dt": as_of.isoformat(),
+        "audiences": list(destination.audiences),
+        "files": files,
+        "counts": dict(sorted(counts.items())),
+        "checksum": checksum,
+    }
+    (scratch / "manifest.json").write_text(
+        json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    return manifest
+
+
+def _install(scratch: Path, final: Path, checksum: str, replace: bool) -> str:
+    """Move the built export into place unless the same one is already there."""
+    existing = final / "manifest.json"
+    if existing.is_file():
+        previous = json.loads(existing.read_text(encoding="utf-8")).get("checksum")
+        if previous == checksum:
+            return "unchanged"
+        if not replace:
+            raise DataContractError(
+                f"{final} was published with different content (checksum {previous[:12]}, now "
+                f"{checksum[:12]}); destinations may have consumed it: re-run with --replace"
+            )
+        shutil.rmtree(final)
+        scratch.rename(final)
+        return "replaced"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    scratch.rename(final)
+    return "published"
+
+
+def _log(spark: SparkSession, cfg: OneIdConfig, name: str, as_of: dt.date, manifest: dict) -> None:
+    """Upsert the (destination, dt) row of ``audience.publish_log``."""
+    from delta.tables import DeltaTable
+
+    from oneid.tables import append, table_exists, table_path
+
+    counts = json.dumps(manifest["counts"])
+    row = spark.createDataFrame(
+        [(name, as_of, manifest["checksum"], len(manifest["files"]), counts)],
+        "destination string, dt date, checksum string, files int, counts string",
+    ).withColumn("published_at", F.current_timestamp())
+    if not table_exists(spark, cfg, PUBLISH_LOG):
+        append(row, cfg, PUBLISH_LOG)
+        return
+    table = DeltaTable.forPath(spark, table_path(cfg, PUBLISH_LOG))
+    with_retries(
+        lambda: (
+            table.alias("t")
+            .merge(row.alias("s"), "t.destination = s.destination AND t.dt = s.dt")
+            .whenMatchedUpdateAll()
+            .whenNotMatchedInsertAll()
+            .execute()
+        ),
+        f"merge into {PUBLISH_LOG}",
+    )
