@@ -50,7 +50,8 @@ def diff_members(
     :func:`follow_lineage`. ``entered``: a member no previous member became; ``exited``: a
     previous member none of whose successors is a member (reported under its old id);
     ``remapped``: a member that a different previous member became (``from_oneid`` = the old
-    id). With ``emit_all`` every current member is ``entered`` (first run of a new version).
+    id). With ``emit_all`` every current member is ``entered`` (first run of a new version);
+exits and remaps are reported as usual, so a destination can drop what it no longer needs.
     """
     carried = (
         previous.select(F.col("oneid").alias("old"))
@@ -59,12 +60,11 @@ def diff_members(
     )
     if emit_all:
         entered = current.select("oneid", F.lit("entered").alias("change"), "holdout")
-        remapped = carried.limit(0)
     else:
         entered = current.join(
             carried.select(F.col("new").alias("oneid")), "oneid", "left_anti"
         ).select("oneid", F.lit("entered").alias("change"), "holdout")
-        remapped = carried.where(F.col("old") != F.col("new"))
+    remapped = carried.where(F.col("old") != F.col("new"))
     exited = previous.join(
         carried.select(F.col("old").alias("oneid")), "oneid", "left_anti"
     ).select("oneid", F.lit("exited").alias("change"), "holdout")
