@@ -210,6 +210,33 @@ def test_daily_runner_refuses_a_chain_with_unknown_stages(tmp_path):
     assert "nothing was run" in result.stderr
 
 
+def test_daily_runner_stops_the_chain_at_the_first_failing_stage(tmp_path):
+    env = {
+        "mode": "local",
+        "pipeline": str(REPO / "conf" / "pipeline.yaml"),
+        "warehouse": str(tmp_path / "warehouse"),  # empty: standardize has no bronze to read
+        "spark": {"master": "local[1]", "shuffle_partitions": 1, "driver_memory": "1g"},
+        "secrets": {"allow_demo_key": True},
+    }
+    (tmp_path / "env.yaml").write_text(yaml.safe_dump(env), encoding="utf-8")
+    steps = tmp_path / "steps.yaml"
+    steps.write_text(
+        "steps:\n  - {stage: standardize}\n  - {stage: identity, args: [--run-id, x]}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(DEPLOY / "daily.py"), "--as-of", "2025-07-01", "--steps", str(steps),
+         "--", "--env", str(tmp_path / "env.yaml")],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "daily: as-of 2025-07-01: standardize -> identity" in result.stderr
+    assert "oneid: error: no bronze table found" in result.stderr
+    assert result.stderr.rstrip().endswith(
+        "daily: standardize failed (exit 2); later steps not run"
+    )
+    assert not (tmp_path / "warehouse" / "identity").exists()
+
+
 # --- Kubernetes manifests ----------------------------------------------------------------------
 
 
