@@ -56,7 +56,7 @@ def _daily_steps() -> list[tuple[str, list[str]]]:
 
 
 def _manifests() -> dict[str, dict]:
-    paths = [*sorted((K8S / "jobs").glob("*.yaml")), K8S / "daily.yaml"]
+    paths = [*sorted((K8S / "jobs").glob("*.yaml")), K8S / "scheduled-daily.yaml"]
     return {str(p.relative_to(K8S)): yaml.safe_load(p.read_text(encoding="utf-8")) for p in paths}
 
 

@@ -1,13 +1,14 @@
 """Render the spark-operator manifests from one template (versions come from the project's pins).
 
-    python deploy/k8s/render.py                  # rewrite deploy/k8s/jobs/*.yaml and daily.yaml
-    python deploy/k8s/render.py --check          # exit 1 if the committed files differ (tests)
+    python deploy/k8s/render.py              # rewrite the committed manifests
+    python deploy/k8s/render.py --check      # exit 1 if they differ from the template (tests)
     python deploy/k8s/render.py --as-of 2025-07-01 ingest | kubectl apply -f -
     python deploy/k8s/render.py --configmap | kubectl apply -f -     # conf/ -> ConfigMap
 
 ``jobs/<stage>.yaml``: one SparkApplication per step of ``deploy/daily.yaml``, with Airflow's
-``{{ ds }}`` as the as-of date (the DAG's SparkKubernetesOperator renders it). ``daily.yaml``:
-the ScheduledSparkApplication that runs the whole chain (``deploy/daily.py``) every night.
+``{{ ds }}`` as the as-of date (the DAG's SparkKubernetesOperator renders it).
+``scheduled-daily.yaml``: the ScheduledSparkApplication running the whole chain
+(``deploy/daily.py``) every night.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ def application_spec(main_file: str, arguments: list[str]) -> dict:
     jars = [f"local://{APP_DIR}/jars/{parse_coordinate(c).filename}" for c in DELTA_JARS]
     return {
         "type": "Python",
-        "pythonVersion": "3",
         "mode": "cluster",
         "sparkVersion": SPARK_VERSION,
         "image": IMAGE,
@@ -127,7 +127,7 @@ def rendered() -> dict[Path, str]:
         HERE / "jobs" / f"{stage}.yaml": header + _dump(job_manifest(stage, templates))
         for stage, templates in steps()
     }
-    files[HERE / "daily.yaml"] = header + _dump(daily_manifest())
+    files[HERE / "scheduled-daily.yaml"] = header + _dump(daily_manifest())
     return files
 
 
