@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.oneid-installed
 
-.PHONY: demo test test-fast bench lint format install clean
+.PHONY: demo test test-fast bench lint format install clean package
 
 install: $(STAMP)
 
@@ -27,13 +27,16 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
+package: $(STAMP)
+	$(BIN)/python deploy/package.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check lib tests jobs bench
-	$(BIN)/ruff format --check lib tests jobs bench
+	$(BIN)/ruff check lib tests jobs bench deploy
+	$(BIN)/ruff format --check lib tests jobs bench deploy
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix lib tests jobs bench
-	$(BIN)/ruff format lib tests jobs bench
+	$(BIN)/ruff check --fix lib tests jobs bench deploy
+	$(BIN)/ruff format lib tests jobs bench deploy
 
 clean:
 	rm -rf warehouse demo_data .pytest_cache

@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--regenerate", action="store_true", help="rewrite the demo data")
     demo.set_defaults(handler=_cmd_demo)
 
+    jars = sub.add_parser(
+        "jars", parents=[common], help="print the resolved jar files as a comma list (--jars)"
+    )
+    jars.set_defaults(handler=_cmd_jars)
+
     for stage in registered_stages():
         stage_parser = sub.add_parser(stage.name, parents=[common], help=stage.help)
         stage.add_arguments(stage_parser)
@@ -185,3 +190,11 @@ def _summary(
     if notes:
         lines += ["", *notes]
     return "\n".join(lines)
+
+
+def _cmd_jars(cfg: OneIdConfig, args: argparse.Namespace) -> int:
+    from oneid.session import session_jars
+
+    paths, _ = session_jars(cfg)
+    print(",".join(str(path) for path in paths))
+    return 0

@@ -55,7 +55,7 @@ def build_session(
     graphframes = False
     if cfg.env.mode == "local":
         find_java()
-        jars, graphframes = _local_jars(cfg)
+        jars, graphframes = session_jars(cfg)
         # Local Python workers must be this interpreter (it has oneid, pandas, pyarrow);
         # PySpark reads the variable, not spark.pyspark.python, when it starts workers.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -117,7 +117,12 @@ def remove_checkpoint_dir(spark: SparkSession) -> None:
     fs.delete(hadoop_path, True)
 
 
-def _local_jars(cfg: OneIdConfig) -> tuple[list[Path], bool]:
+def session_jars(cfg: OneIdConfig) -> tuple[list[Path], bool]:
+    """Local paths of the jars a session needs (``jars.*``), and whether GraphFrames is among them.
+
+    Local mode puts them in ``spark.jars``; for a cluster ``oneid jars`` prints them for
+    ``spark-submit --jars``.
+    """
     jars_conf = cfg.env.jars
     options = {
         "repositories": jars_conf.repositories,

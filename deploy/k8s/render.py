@@ -1,0 +1,193 @@
+"""Render the spark-operator manifests from one template (versions come from the project's pins).
+
+    python deploy/k8s/render.py              # rewrite the committed manifests
+    python deploy/k8s/render.py --check      # exit 1 if they differ from the template (tests)
+    python deploy/k8s/render.py --as-of 2025-07-01 ingest | kubectl apply -f -
+    python deploy/k8s/render.py --configmap | kubectl apply -f -     # conf/ -> ConfigMap
+
+``jobs/<stage>.yaml``: one SparkApplication per step of ``deploy/daily.yaml``, with Airflow's
+``{{ ds }}`` as the as-of date (the DAG's SparkKubernetesOperator renders it).
+``scheduled-daily.yaml``: the ScheduledSparkApplication running the whole chain
+(``deploy/daily.py``) every night.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+from oneid import __version__
+from oneid.jars import DELTA_JARS, SPARK_VERSION, parse_coordinate
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+NAMESPACE = "oneid"
+IMAGE = f"ghcr.io/oneid/oneid:{__version__}"  # built by deploy/Dockerfile
+APP_DIR = "/opt/oneid"  # where the image holds jobs/, conf/, jars/, deploy/
+CONF_MAP = "oneid-conf"  # conf/*.yaml (--configmap), mounted over APP_DIR/conf
+CONF_FILES = ("cluster.yaml", "pipeline.yaml")
+HMAC_SECRET = {"name": "oneid-hmac", "key": "hmac-key"}  # created by the operator of the platform
+SERVICE_ACCOUNT = "oneid-spark"
+ENV_ARGS = ["--env", "cluster", "--conf-dir", f"{APP_DIR}/conf"]
+AIRFLOW_DATE = "{{ ds }}"
+TIME_ZONE = "Asia/Shanghai"
+SCHEDULE = "30 18 * * *"  # 02:30 Asia/Shanghai, written in UTC (the operator's cron has no zone)
+
+
+def steps() -> list[tuple[str, list[str]]]:
+    """The daily chain: ``(stage, argument templates)`` from ``deploy/daily.yaml``."""
+    data = yaml.safe_load((ROOT / "deploy" / "daily.yaml").read_text(encoding="utf-8"))
+    return [(step["stage"], [str(arg) for arg in step.get("args", [])]) for step in data["steps"]]
+
+
+def application_spec(main_file: str, arguments: list[str]) -> dict:
+    """The SparkApplication spec every OneID job shares: image, jars, conf, secret, resources."""
+    jars = [f"local://{APP_DIR}/jars/{parse_coordinate(c).filename}" for c in DELTA_JARS]
+    return {
+        "type": "Python",
+        "mode": "cluster",
+        "sparkVersion": SPARK_VERSION,
+        "image": IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "mainApplicationFile": f"local://{APP_DIR}/{main_file}",
+        "arguments": arguments,
+        "deps": {"jars": jars},
+        "restartPolicy": {"type": "Never"},
+        "volumes": [{"name": "conf", "configMap": {"name": CONF_MAP}}],
+        "driver": {
+            "cores": 1,
+            "memory": "2g",
+            "serviceAccount": SERVICE_ACCOUNT,
+            "labels": {"app.kubernetes.io/name": "oneid"},
+            # only the driver reads the key; executors get it inside the hashing UDF's closure
+            "env": [{"name": "ONEID_HMAC_KEY", "valueFrom": {"secretKeyRef": dict(HMAC_SECRET)}}],
+            "volumeMounts": [{"name": "conf", "mountPath": f"{APP_DIR}/conf", "readOnly": True}],
+        },
+        "executor": {
+            "cores": 2,
+            "instances": 2,
+            "memory": "4g",
+            "labels": {"app.kubernetes.io/name": "oneid"},
+        },
+    }
+
+
+def job_manifest(stage: str, templates: list[str], as_of: str = AIRFLOW_DATE) -> dict:
+    """SparkApplication running ``jobs/<stage>.py`` for one as-of date."""
+    suffix = "" if as_of == AIRFLOW_DATE else "-" + as_of.replace("-", "")
+    return {
+        "apiVersion": "sparkoperator.k8s.io/v1beta2",
+        "kind": "SparkApplication",
+        "metadata": {
+            "name": f"oneid-{stage}{suffix}",
+            "namespace": NAMESPACE,
+            "labels": _labels(stage),
+        },
+        "spec": application_spec(
+            f"jobs/{stage}.py", [*ENV_ARGS, *(arg.format(as_of=as_of) for arg in templates)]
+        ),
+    }
+
+
+def daily_manifest() -> dict:
+    """ScheduledSparkApplication: the whole chain in one driver, every night."""
+    arguments = ["--time-zone", TIME_ZONE, "--", *ENV_ARGS]
+    return {
+        "apiVersion": "sparkoperator.k8s.io/v1beta2",
+        "kind": "ScheduledSparkApplication",
+        "metadata": {"name": "oneid-daily", "namespace": NAMESPACE, "labels": _labels("daily")},
+        "spec": {
+            "schedule": SCHEDULE,
+            "concurrencyPolicy": "Forbid",
+            "successfulRunHistoryLimit": 3,
+            "failedRunHistoryLimit": 5,
+            "template": application_spec("deploy/daily.py", arguments),
+        },
+    }
+
+
+def configmap(conf_dir: Path = ROOT / "conf") -> dict:
+    """ConfigMap ``oneid-conf`` from the conf files a cluster job reads (no secrets in them)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": CONF_MAP, "namespace": NAMESPACE, "labels": _labels("conf")},
+        "data": {name: (conf_dir / name).read_text(encoding="utf-8") for name in CONF_FILES},
+    }
+
+
+def rendered() -> dict[Path, str]:
+    """Every committed manifest and its text."""
+    header = "# Generated by deploy/k8s/render.py from deploy/daily.yaml; do not edit by hand.\n"
+    files = {
+        HERE / "jobs" / f"{stage}.yaml": header + _dump(job_manifest(stage, templates))
+        for stage, templates in steps()
+    }
+    files[HERE / "scheduled-daily.yaml"] = header + _dump(daily_manifest())
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", nargs="?", help="print this stage's manifest (with --as-of)")
+    parser.add_argument("--as-of", help="date for the printed manifest (YYYY-MM-DD)")
+    parser.add_argument("--check", action="store_true", help="compare, do not write")
+    parser.add_argument("--configmap", action="store_true", help="print the conf ConfigMap")
+    args = parser.parse_args(argv)
+    if args.configmap:
+        print(_dump(configmap()), end="")
+        return 0
+    if args.stage:
+        templates = dict(steps()).get(args.stage)
+        if templates is None or not args.as_of or not re.fullmatch(r"\d{4}-\d\d-\d\d", args.as_of):
+            parser.error("give a stage of deploy/daily.yaml and --as-of YYYY-MM-DD")
+        print(_dump(job_manifest(args.stage, templates, args.as_of)), end="")
+        return 0
+    stale = []
+    for path, text in rendered().items():
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            stale.append(path.relative_to(ROOT))
+            if not args.check:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+    for orphan in sorted(set((HERE / "jobs").glob("*.yaml")) - set(rendered())):
+        stale.append(orphan.relative_to(ROOT))  # a step no longer in deploy/daily.yaml
+        if not args.check:
+            orphan.unlink()
+    if args.check and stale:
+        names = ", ".join(map(str, stale))
+        print(f"stale manifests: {names}; run python deploy/k8s/render.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _labels(component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "oneid",
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/version": __version__,
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (conf files in the ConfigMap) as literal blocks."""
+
+
+_Dumper.add_representer(
+    str,
+    lambda dumper, text: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None
+    ),
+)
+
+
+def _dump(manifest: dict) -> str:
+    return yaml.dump(manifest, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,343 @@
+"""The whole batch pipeline on a real Spark standalone cluster gives the tables of local mode.
+
+One master and two one-core workers from the pyspark distribution on loopback; every registered
+stage runs with its ``demo_argv`` through ``deploy/submit.sh``, then again as local-mode jobs on
+the same data into a second warehouse. Wall times land in ``cluster_vs_local.json`` in the
+test's folder (and in ``$ONEID_BENCH_RESULTS``, e.g. ``bench/results``, when that is set).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyspark
+import pytest
+import yaml
+from deltalake import DeltaTable
+
+from oneid.conf import load_config
+from oneid.generate import generate_demo
+from oneid.stages import registered_stages
+from tests.support import REPO
+
+pytestmark = pytest.mark.cluster
+
+PEOPLE = 300
+SPARK_HOME = Path(pyspark.__file__).resolve().parent
+COMPARED_ZONES = ("bronze", "quarantine", "silver", "identity", "gold", "audience")
+# legitimately different between two runs: commit times, run end times, file paths
+RUN_SPECIFIC_COLUMNS = frozenset({"_ingested_at", "_file", "finished_at"})
+SUBMIT_OPTIONS = (
+    "--driver-memory", "1g",
+    "--executor-memory", "1g",
+    "--conf", "spark.ui.enabled=false",
+    "--conf", "spark.driver.host=127.0.0.1",
+    "--conf", "spark.driver.bindAddress=127.0.0.1",
+    # Delta replays its log in 50 partitions by default; local mode uses shuffle_partitions
+    "--conf", "spark.databricks.delta.snapshotPartitions=2",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    warehouse: Path
+    seconds: float
+    steps: list[tuple[str, float]]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PipelineRun]:
+    root = tmp_path_factory.mktemp("cluster")
+    subprocess.run(["make", "-s", "package"], cwd=REPO, check=True, capture_output=True)
+    generate_demo(root / "demo_data", people=PEOPLE, seed=42)
+    cluster_env = _env_file(root, "cluster", {"spark": {"shuffle_partitions": 2}})
+    local_env = _env_file(
+        root,
+        "local",
+        {"spark": {"master": "local[2]", "shuffle_partitions": 2, "driver_memory": "2g"}},
+    )
+    steps = _steps(cluster_env)
+    with standalone_cluster(root / "spark", workers=2) as master:
+        cluster = _run_pipeline(
+            root,
+            "cluster",
+            steps,
+            lambda stage, argv: [
+                str(REPO / "deploy" / "submit.sh"), stage, "--master", master,
+                "--env", str(cluster_env), *SUBMIT_OPTIONS, "--", *argv,
+            ],
+        )  # fmt: skip
+    local = _run_pipeline(
+        root,
+        "local",
+        steps,
+        lambda stage, argv: [
+            sys.executable, str(REPO / "jobs" / f"{stage}.py"), "--env", str(local_env), *argv
+        ],
+    )  # fmt: skip
+    _record_timings(root, steps, cluster, local)
+    return {"cluster": cluster, "local": local}
+
+
+def test_every_registered_stage_ran_in_both_modes(runs):
+    names = [stage.name for stage in registered_stages()]
+    for run in runs.values():
+        assert sorted({label.split()[0] for label, _ in run.steps}, key=names.index) == names
+
+
+def test_cluster_tables_equal_local_tables(runs):
+    cluster, local = runs["cluster"].warehouse, runs["local"].warehouse
+    tables = _tables(cluster)
+    assert tables == _tables(local)
+    zones = {table.split("/")[0] for table in tables}
+    assert {"bronze", "quarantine", "silver", "identity"} <= zones
+    differences = {}
+    for table in tables:
+        cluster_rows, local_rows = _rows(cluster / table), _rows(local / table)
+        if cluster_rows != local_rows:
+            only_cluster = sorted(set(cluster_rows) - set(local_rows))[:3]
+            only_local = sorted(set(local_rows) - set(cluster_rows))[:3]
+            differences[table] = (len(cluster_rows), len(local_rows), only_cluster, only_local)
+    assert differences == {}
+
+
+def test_identity_is_not_empty(runs):
+    rows = _rows(runs["cluster"].warehouse / "identity" / "oneid_map")
+    assert len(rows) > PEOPLE  # every person has several identifiers
+
+
+@contextmanager
+def standalone_cluster(work: Path, workers: int) -> Iterator[str]:
+    """A master and ``workers`` one-core workers on loopback; stopped (process groups) on exit."""
+    work.mkdir(parents=True)
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(SPARK_HOME),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_DAEMON_MEMORY": "512m",
+        "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",
+    }
+    daemons: list[tuple[subprocess.Popen, Path]] = []
+    try:
+        port, ui_port = _free_port(), _free_port()
+        master = f"spark://127.0.0.1:{port}"
+        loopback = ("--host", "127.0.0.1")
+        daemons.append(
+            _daemon(work / "master.log", env, "master.Master", *loopback,
+                    "--port", str(port), "--webui-port", str(ui_port))
+        )  # fmt: skip
+        for i in range(workers):
+            daemons.append(
+                _daemon(work / f"worker{i}.log", env, "worker.Worker", master, *loopback,
+                        "--cores", "1", "--memory", "2g", "--work-dir", str(work / f"worker{i}"),
+                        "--webui-port", str(_free_port()))
+            )  # fmt: skip
+        _wait_for_workers(ui_port, workers, daemons)
+        yield master
+    finally:
+        for process, _ in reversed(daemons):
+            _stop(process)
+
+
+def _daemon(
+    log: Path, env: dict[str, str], daemon: str, *args: str
+) -> tuple[subprocess.Popen, Path]:
+    """``spark-class org.apache.spark.deploy.<daemon> args`` in its own process group."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(SPARK_HOME / "bin" / "spark-class"), f"org.apache.spark.deploy.{daemon}", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # own process group: executors die with their worker
+        )
+    return process, log
+
+
+def _wait_for_workers(
+    ui_port: int, workers: int, daemons: list[tuple[subprocess.Popen, Path]]
+) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        for process, log in daemons:
+            if process.poll() is not None:
+                raise AssertionError(f"{log.name} exited:\n{_tail(log)}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/json/", timeout=5) as page:
+                if json.load(page).get("aliveworkers", 0) >= workers:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"workers did not register:\n{_tail(daemons[0][1])}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait)
+            os.killpg(process.pid, signal.SIGKILL)  # leftovers of the group (executors)
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        return
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _env_file(root: Path, mode: str, extra: dict) -> Path:
+    """An env conf of ``mode`` with its own warehouse; the repo's pipeline.yaml."""
+    path = root / f"{mode}-test.yaml"
+    env = {
+        "mode": mode,
+        "pipeline": str(REPO / "conf" / "pipeline.yaml"),
+        "warehouse": str(root / f"warehouse-{mode}"),
+        "secrets": {"allow_demo_key": True},
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(env), encoding="utf-8")
+    return path
+
+
+def _steps(env_file: Path) -> list[tuple[str, list[str]]]:
+    cfg = load_config(env_file)
+    return [(stage.name, argv) for stage in registered_stages() for argv in stage.demo_argv(cfg)]
+
+
+def _run_pipeline(root: Path, mode: str, steps, command) -> PipelineRun:
+    """Run every step as its own process (cwd: the demo data's parent); time the whole chain."""
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+    env.pop("ONEID_HMAC_KEY", None)  # both runs use the demo key (allow_demo_key)
+    timings = []
+    started = time.perf_counter()
+    for i, (stage, argv) in enumerate(steps):
+        log = root / "logs" / f"{mode}-{i}-{stage}.log"
+        log.parent.mkdir(exist_ok=True)
+        step_started = time.perf_counter()
+        with log.open("wb") as out:
+            result = subprocess.run(
+                command(stage, argv), cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        if result.returncode != 0:
+            raise AssertionError(f"{mode} {stage} {argv} exit {result.returncode}:\n{_tail(log)}")
+        timings.append((" ".join([stage, *argv]), time.perf_counter() - step_started))
+    return PipelineRun(root / f"warehouse-{mode}", time.perf_counter() - started, timings)
+
+
+def _tables(warehouse: Path) -> list[str]:
+    return sorted(
+        f"{path.parent.parent.name}/{path.parent.name}"
+        for zone in COMPARED_ZONES
+        for path in (warehouse / zone).glob("*/_delta_log")
+    )
+
+
+def _rows(path: Path) -> list[str]:
+    """The table's rows as canonical JSON (run-specific columns dropped), sorted."""
+    table = DeltaTable(str(path)).to_pyarrow_table()
+    keep = [name for name in table.column_names if name not in RUN_SPECIFIC_COLUMNS]
+    return sorted(
+        json.dumps(_canonical(row), sort_keys=True, ensure_ascii=False, default=str)
+        for row in table.select(keep).to_pylist()
+    )
+
+
+def _canonical(value):
+    """Maps (pyarrow gives lists of key-value tuples) compare as sets of entries: their order
+    is that of the rows that built them, which differs with partitioning. Arrays keep order."""
+    if isinstance(value, dict):
+        return {key: _canonical(item) for key, item in value.items()}
+    if isinstance(value, list):
+        items = [_canonical(item) for item in value]
+        if items and all(isinstance(item, tuple) for item in value):
+            return sorted(items, key=lambda entry: json.dumps(entry, default=str))
+        return items
+    if isinstance(value, tuple):
+        return tuple(_canonical(item) for item in value)
+    return value
+
+
+def _record_timings(root: Path, steps, cluster: PipelineRun, local: PipelineRun) -> None:
+    def case(name: str, run: PipelineRun, baseline: bool) -> dict:
+        return {
+            "case": name,
+            "group": "pipeline",
+            "baseline": baseline,
+            "median_s": run.seconds,
+            "min_s": run.seconds,
+            "max_s": run.seconds,
+            "runs": 1,
+            "peak_rss_mb": "n/a",
+            "extra": {label: round(seconds, 1) for label, seconds in run.steps},
+        }
+
+    result = {
+        "name": "cluster_vs_local",
+        "title": "Batch pipeline: two-worker standalone cluster vs local mode",
+        "description": (
+            f"Every stage ({' → '.join(label for label, _ in steps)}) on {PEOPLE} generated "
+            "people, one process per stage: `deploy/submit.sh` against a standalone master "
+            "with two 1-core workers (1g executors, 1g driver) vs the job files in local[2] "
+            "mode (2g driver). From `tests/test_cluster.py`; JVM start-up dominates at this size."
+        ),
+        "notes": [],
+        "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": _machine(),
+        "cases": [
+            case("local mode (local[2])", local, True),
+            case("standalone cluster (2 workers × 1 core)", cluster, False),
+        ],
+    }
+    text = json.dumps(result, indent=2, ensure_ascii=False) + "\n"
+    (root / "cluster_vs_local.json").write_text(text, encoding="utf-8")
+    results_dir = os.environ.get("ONEID_BENCH_RESULTS")
+    if results_dir:
+        (Path(results_dir) / "cluster_vs_local.json").write_text(text, encoding="utf-8")
+    print(f"\npipeline wall time: cluster {cluster.seconds:.1f} s, local {local.seconds:.1f} s")
+
+
+def _machine() -> dict[str, str]:
+    """The fields BENCHMARKS.md shows for a result (as bench/harness.py records them)."""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.machine(),
+    )
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False)
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory": f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "java": (java.stderr.splitlines() or ["?"])[0],
+        "spark": pyspark.__version__,
+    }
+
+
+def _tail(log: Path, lines: int = 40) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
