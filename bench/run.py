@@ -17,13 +17,20 @@ from harness import RESULTS_DIR, render_markdown, run_benchmark, save_result  # 
 
 
 def _modules() -> dict[str, object]:
+    """Every benchmark, by name; a module defines ``BENCHMARK`` or a list ``BENCHMARKS``."""
     found = {}
     for path in sorted(HERE.glob("bench_*.py")):
         spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        found[module.BENCHMARK.name] = module.BENCHMARK
+        for bench in getattr(module, "BENCHMARKS", [module.BENCHMARK]):
+            found[bench.name] = bench
     return found
+
+
+def _selected(name: str, only: list[str] | None) -> bool:
+    """``--only tags`` selects ``tags`` and its sizes ``tags_1m``, ``tags_10m``."""
+    return not only or any(name == o or name.startswith(f"{o}_") for o in only)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     benches = _modules()
     if not args.render_only:
         for name, bench in benches.items():
-            if args.only and name not in args.only:
+            if not _selected(name, args.only):
                 continue
             work = Path(args.work_dir) / name
             result = run_benchmark(bench, work, args.runs)

@@ -1,10 +1,11 @@
 """Compute every registered tag for every OneID as of one date, in one pass per fact table.
 
-Order of work: (1) per fact table, one ``groupBy(oneid)`` holds all its aggregate tags as
-conditional aggregates, and its fact builders (``top_value``, ``count_by``) run on the same
-cached frame; (2) tags declared with ``expr`` or a tag builder (``rfm_score``,
-``rfm_segment``) are added in declaration order over the joined per-OneID frame. Facts after
-the as-of date never count: every aggregate is bounded by ``event_date <= as_of``.
+Order of work: (1) :func:`fact_tags`: per fact table, one ``groupBy(oneid)`` holds all its
+aggregate tags as conditional aggregates, and its fact builders (``top_value``, ``count_by``)
+run on the same cached frame; (2) :func:`derive_tags`: tags declared with ``expr`` or a tag
+builder (``rfm_score``, ``rfm_segment``) are added in declaration order over the joined
+per-OneID frame. Facts after the as-of date never count: every aggregate is bounded by
+``event_date <= as_of``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,17 @@ def compute_tags(
     """One row per OneID of ``oneids`` with a column per tag, typed as declared.
 
     ``facts`` maps a fact table name to its attributed frame (:func:`attribute_facts`).
+    Same as :func:`derive_tags` over :func:`fact_tags`; a caller computing many tags over large
+    facts persists the :func:`fact_tags` frame in between (``run_tags`` does).
     """
+    return derive_tags(fact_tags(oneids, facts, registry, as_of), registry, as_of)
+
+
+def fact_tags(
+    oneids: DataFrame, facts: dict[str, DataFrame], registry: TagsConf, as_of: dt.date
+) -> DataFrame:
+    """One row per OneID of ``oneids`` with the tags read from facts: aggregates and fact
+    builders, one pass per fact table, NULL where a OneID has no matching fact."""
     wide = oneids.select("oneid").distinct()
     for name in needed_fact_tables(registry):
         if name not in facts:
@@ -42,7 +53,19 @@ def compute_tags(
         )
         for part in _fact_tags(frame, registry, name, as_of):
             wide = wide.join(part, "oneid", "left")
-    wide = wide.withColumn("as_of_date", F.lit(as_of))
+    return wide
+
+
+def derive_tags(per_oneid: DataFrame, registry: TagsConf, as_of: dt.date) -> DataFrame:
+    """The fact tags of :func:`fact_tags` filled and typed, then ``expr`` and builder tags in
+    declaration order.
+
+    Each ``rfm_score`` reads its input twice: once for the scores of the whole population,
+    once to join them back per OneID. Pass a persisted ``per_oneid`` unless it is small, or the
+    fact aggregations behind it run once more per score (``run_tags`` persists it; before it
+    did, the three RFM scores made ``oneid tags`` run the orders aggregation four times over).
+    """
+    wide = per_oneid.withColumn("as_of_date", F.lit(as_of))
     for tag in registry.definitions:
         if tag.aggregate is not None:
             wide = wide.withColumn(tag.name, _fill(tag).cast(tag.type))

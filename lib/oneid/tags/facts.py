@@ -28,8 +28,16 @@ def business_date(event_time: Column, time_zone: str) -> Column:
 def attribute_facts(
     facts: DataFrame, record_oneid: DataFrame, registry: TagsConf, name: str, until: dt.date
 ) -> DataFrame:
-    """``facts`` up to the end of ``until`` with ``oneid``, ``event_date`` and derived columns."""
-    owners = record_oneid.select("source", "record_key", "oneid")
+    """``facts`` up to the end of ``until`` with ``oneid``, ``event_date`` and derived columns.
+
+    Only the owners of records from this table's sources take part in the join (a broadcast
+    semi-join on the few source names): ``record_oneid`` holds the records of every fact table,
+    and the join would otherwise shuffle all of it once per fact table.
+    """
+    sources = F.broadcast(facts.select("source").distinct())
+    owners = record_oneid.join(sources, "source", "left_semi").select(
+        "source", "record_key", "oneid"
+    )
     frame = (
         facts.where(F.col("event_time").isNotNull())
         .withColumn("event_date", business_date(F.col("event_time"), registry.time_zone))
