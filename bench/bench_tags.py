@@ -247,7 +247,7 @@ def _benchmark(label: str, orders: int, runs: int) -> Benchmark:
             "tail; 1% of orders without a OneID), ~3 app events per order, one contact per "
             "OneID, as Delta tables for Spark and the same orders as Parquet for DuckDB. "
             "`oneid tags` is `run_tags` for one as-of date: the whole registry of "
-            "conf/tags.yaml (35 tags, 4 tag tables + summary written as Delta partitions). "
+            "conf/tags.yaml (33 tags, 4 tag tables + summary written as Delta partitions). "
             "The RFM cases compute the same 11 columns (first/last order date, paid orders and "
             "net amount in 30/90/365 days, recency, frequency, monetary) per OneID from the "
             "same Parquet files joined to record_oneid, written as Parquet: Spark through the "
@@ -261,15 +261,24 @@ def _benchmark(label: str, orders: int, runs: int) -> Benchmark:
         notes=[
             "Warm-up: one round of every case before timing; its outputs are the ones checked "
             "(agree_oneids: DuckDB = Spark RFM-only = gold.tags_* on every RFM column of every "
-            "OneID; agree_sample: a sample incl. the heaviest buyers and non-buyers read back "
-            "with DuckDB). A mismatch fails the benchmark.",
+            "OneID, for the library before and after this branch; agree_sample: a sample incl. "
+            "the heaviest buyers and non-buyers read back with DuckDB; same_tags_as_before: "
+            "every row of every gold.tags_* table equal between the two library versions, by "
+            "Delta time travel). A mismatch fails the benchmark.",
+            "Group rfm is like for like: same Parquet files, same 11 columns per OneID, Parquet "
+            "out. Group tags is `oneid tags` before and after branch `bench` changed "
+            "lib/oneid/tags (bench/tags_before.py keeps the old path): run_tags now persists "
+            "the per-OneID fact tags before the RFM scores (each score's population branch ran "
+            "the orders aggregation again: 4 runs of it instead of 1), and each fact table "
+            "joins only the record_oneid rows of its own sources (a broadcast semi-join on the "
+            "source names; before, all of record_oneid was shuffled once per fact table).",
             "Peak RSS: the Spark cases share one JVM whose heap grows and is not returned, so "
             "their figure is the JVM's high-water mark so far (driver Python + JVM), not what "
             "the smaller case alone needs. The DuckDB case runs in its own process and reports "
             "that process's peak RSS (VmHWM); its time includes starting Python and "
             "importing DuckDB (in_process_s is the query alone).",
-            "2-core machine shared with other engineers' runs: expect noise in seconds; the "
-            "ratios come from interleaved runs.",
+            "2-core machine shared with other engineers' Spark runs (load average 5-11 while "
+            "these were measured): seconds are noisy, ratios come from interleaved runs.",
         ],
     )
 
