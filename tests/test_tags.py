@@ -389,3 +389,10 @@ def test_adding_an_aggregate_tag_is_a_conf_change(spark, warehouse, tmp_path):
     run_tags(spark, cfg, [AS_OF])
     rows = read_table(spark, cfg, "gold.tags_value").where(F.col("dt") == F.lit(AS_OF))
     assert {r.oneid: r.store_orders_90d for r in rows.collect()} == {1: 2, 2: 0, 3: 0, 4: 0}
+
+
+def test_tag_dictionary_in_docs_is_current(registry):
+    from oneid.tags.dictionary import tag_dictionary
+
+    current = (CONF_DIR.parent / "docs" / "tags.md").read_text(encoding="utf-8")
+    assert current == tag_dictionary(registry), "run: oneid tag-dictionary --out docs/tags.md"
