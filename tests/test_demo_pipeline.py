@@ -15,7 +15,7 @@ from oneid.identity.job import resolve_identities
 from oneid.ingest.job import ingest
 from oneid.standardize.job import standardize
 from oneid.tables import read_table
-from tests.support import small_config
+from tests.support import demo_config, small_config
 
 pytestmark = pytest.mark.e2e
 
@@ -32,15 +32,7 @@ ROW_DEFECTS = {
 def demo(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     manifest = generate_demo(root / "demo_data", people=PEOPLE, seed=42)
-    cfg = small_config(root / "warehouse")
-    # the repo's own source declarations, pointed at this run's data folder
-    sources = {
-        name: source.model_copy(
-            update={"path": source.path.replace("./demo_data", str(root / "demo_data"))}
-        )
-        for name, source in cfg.pipeline.sources.items()
-    }
-    cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"sources": sources})})
+    cfg = demo_config(root)  # the repo's own source declarations, on this run's data folder
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("ONEID_HMAC_KEY", raising=False)  # local conf allows the demo key
         reports = {r.source: r for r in ingest(spark, cfg, "demo-1")}
