@@ -19,7 +19,7 @@ def small_config(warehouse: Path, *extra: str) -> OneIdConfig:
             f"warehouse={warehouse}",
             "spark.master=local[2]",
             "spark.shuffle_partitions=2",
-            "spark.driver_memory=2g",
+            "spark.driver_memory=3g",
             "spark.ui=false",
             *extra,
         ],
@@ -44,27 +44,3 @@ def config_for(folder: Path, pipeline: dict, *extra: str) -> OneIdConfig:
     }
     (conf_dir / "local.yaml").write_text(yaml.safe_dump(env), encoding="utf-8")
     return load_config("local", conf_dir, list(extra))
-
-
-def demo_config(root: Path, *extra: str) -> OneIdConfig:
-    """:func:`small_config` on ``root/warehouse``; the repo's sources read ``root/demo_data``."""
-    cfg = small_config(root / "warehouse", *extra)
-    data = str(root / "demo_data")
-    sources = {
-        name: source.model_copy(update={"path": source.path.replace("./demo_data", data)})
-        for name, source in cfg.pipeline.sources.items()
-    }
-    return cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"sources": sources})})
-
-
-def run_demo_stages(spark, cfg: OneIdConfig) -> None:
-    """Every registered stage with its ``demo_argv``, in this process (what ``oneid demo`` runs)."""
-    import argparse
-
-    from oneid.stages import registered_stages
-
-    for stage in registered_stages():
-        for argv in stage.demo_argv(cfg):
-            parser = argparse.ArgumentParser(prog=f"oneid {stage.name}")
-            stage.add_arguments(parser)
-            stage.run(spark, cfg, parser.parse_args(argv))

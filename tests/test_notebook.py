@@ -1,4 +1,4 @@
-"""The notebook runs top to bottom, in its own kernel, on a warehouse the demo pipeline wrote."""
+"""The notebook runs top to bottom, in its own kernel, on the shared demo warehouse (conftest)."""
 
 from __future__ import annotations
 
@@ -11,30 +11,17 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from oneid import explore
-from oneid.generate import generate_demo
 from oneid.tables import read_table
-from tests.support import REPO, demo_config, run_demo_stages
+from tests.support import REPO
 
 pytestmark = pytest.mark.e2e
 
 NOTEBOOK = REPO / "notebooks" / "explore_identity_graph.ipynb"
-PEOPLE = 300
 # the kernel starts its own Spark: keep it small; the native engine needs no GraphFrames jars
 KERNEL_SET = (
     "spark.master=local[2];spark.driver_memory=1g;spark.shuffle_partitions=2;"
     "identity.components.engine=native"
 )
-
-
-@pytest.fixture(scope="module")
-def demo(spark, tmp_path_factory):
-    root = tmp_path_factory.mktemp("notebook")
-    generate_demo(root / "demo_data", people=PEOPLE, seed=42)
-    cfg = demo_config(root)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("ONEID_HMAC_KEY", raising=False)  # local conf allows the demo key
-        run_demo_stages(spark, cfg)
-    return cfg
 
 
 def execute(nb: nbformat.NotebookNode, env: dict[str, str]) -> nbformat.NotebookNode:
@@ -67,7 +54,7 @@ def test_a_failing_cell_fails_the_run():
 
 
 def test_notebook_runs_on_the_demo_warehouse_and_shows_masked_values_only(spark, demo, monkeypatch):
-    cfg = demo
+    cfg = demo.cfg  # the whole pipeline on the default demo data, shared with other e2e tests
     nb = execute(
         nbformat.read(NOTEBOOK, as_version=4),
         {"ONEID_WAREHOUSE": cfg.env.warehouse, "ONEID_SET": KERNEL_SET},
