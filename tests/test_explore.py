@@ -293,7 +293,7 @@ def test_draw_component_colours_types_labels_masked_and_dashes_weak_edges(spark,
     assert edges["strong edges"].get_linestyle()[0][1] is None  # solid
     assert edges["weak edges"].get_linestyle()[0][1] is not None  # dashed
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["device", "email", "member_id", "phone", "- edge", "-- edge"]
+    assert legend == ["device", "email", "member_id", "phone", "strong edge", "weak edge"]
     assert ax.get_title() == "OneID 100: 4 identifiers"
 
 

@@ -242,7 +242,7 @@ def draw_component(graph: ComponentGraph, ax: Axes | None = None, seed: int = 7)
 
     if ax is None:
         size = min(4 + len(graph.nodes) / 4, 14)
-        ax = Figure(figsize=(size, size * 0.75)).add_subplot()
+        ax = Figure(figsize=(size * 1.3, size * 0.8), layout="constrained").add_subplot()
     g = nx.Graph()
     for row in graph.nodes.itertuples(index=False):
         g.add_node(int(row.node_id), kind=row.id_type.split(":", 1)[0], label=row.masked)
@@ -259,15 +259,20 @@ def draw_component(graph: ComponentGraph, ax: Axes | None = None, seed: int = 7)
             nx.draw_networkx_edges(
                 g, pos, edgelist=edges, ax=ax, style=style, label=f"{strength} edges"
             )
-    nx.draw_networkx_labels(g, pos, labels=nx.get_node_attributes(g, "label"), ax=ax, font_size=8)
+    below = {n: (x, y - 0.09) for n, (x, y) in pos.items()}  # labels under their nodes
+    nx.draw_networkx_labels(g, below, labels=nx.get_node_attributes(g, "label"), ax=ax, font_size=8)
     handles = [
         Line2D(
             [], [], marker="o", linestyle="", color=TYPE_COLOURS.get(kind, "#7f7f7f"), label=kind
         )
         for kind in sorted(set(kinds.values()))
     ]
-    handles += [Line2D([], [], color="k", linestyle=s, label=f"{s} edge") for s in ("-", "--")]
-    ax.legend(handles=handles, loc="best", fontsize=8)
+    handles += [
+        Line2D([], [], color="k", linestyle=style, label=f"{strength} edge")
+        for strength, style in (("strong", "-"), ("weak", "--"))
+    ]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    ax.margins(0.12)
     ax.set_title(f"OneID {graph.oneid}: {g.number_of_nodes()} identifiers")
     ax.set_axis_off()
     return ax.figure
