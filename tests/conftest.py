@@ -1,11 +1,19 @@
-"""One SparkSession for the whole test run, built by the project's own session factory."""
+"""One SparkSession for the whole test run, built by the project's own session factory; one
+demo warehouse (the whole pipeline on the default demo data) shared by the end-to-end tests."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
 import pytest
 
 from oneid.conf import OneIdConfig
+from oneid.stages import DemoRun
 from tests.support import small_config
+
+DEMO_PEOPLE = 5000  # the default demo: the identity accuracy targets are stated for it
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +28,39 @@ def spark(cfg: OneIdConfig):
     session = build_session(cfg, app_name="oneid-tests", run_id="tests")
     yield session
     session.stop()
+
+
+@dataclass(frozen=True)
+class DemoWarehouse:
+    """The default demo run through every stage, as `make demo` runs it."""
+
+    cfg: OneIdConfig
+    manifest: dict
+    truth: pd.DataFrame
+    root: Path
+    run: DemoRun
+
+
+@pytest.fixture(scope="session")
+def demo(spark, tmp_path_factory) -> DemoWarehouse:
+    import pyarrow.parquet as pq
+
+    from oneid.generate import generate_demo
+    from oneid.stages import run_demo_stages
+
+    root = tmp_path_factory.mktemp("demo")
+    manifest = generate_demo(root / "demo_data", people=DEMO_PEOPLE, seed=42)
+    cfg = small_config(root / "warehouse")
+    # the repo's own source declarations, pointed at this run's data folder
+    sources = {
+        name: source.model_copy(
+            update={"path": source.path.replace("./demo_data", str(root / "demo_data"))}
+        )
+        for name, source in cfg.pipeline.sources.items()
+    }
+    cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"sources": sources})})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("ONEID_HMAC_KEY", raising=False)  # local conf allows the demo key
+        run = run_demo_stages(spark, cfg)
+    truth = pq.read_table(root / "demo_data" / "truth" / "records.parquet").to_pandas()
+    return DemoWarehouse(cfg, manifest, truth, root, run)

@@ -19,7 +19,7 @@ def small_config(warehouse: Path, *extra: str) -> OneIdConfig:
             f"warehouse={warehouse}",
             "spark.master=local[2]",
             "spark.shuffle_partitions=2",
-            "spark.driver_memory=2g",
+            "spark.driver_memory=3g",
             "spark.ui=false",
             *extra,
         ],

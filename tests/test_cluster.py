@@ -1,9 +1,10 @@
 """The whole batch pipeline on a real Spark standalone cluster gives the tables of local mode.
 
-One master and two one-core workers from the pyspark distribution on loopback; every registered
-stage runs with its ``demo_argv`` through ``deploy/submit.sh``, then again as local-mode jobs on
-the same data into a second warehouse. Wall times land in ``cluster_vs_local.json`` in the
-test's folder (and in ``$ONEID_BENCH_RESULTS``, e.g. ``bench/results``, when that is set).
+One master and two one-core workers from the pyspark distribution on loopback; ``jobs/demo.py``
+(every registered stage with its ``demo_argv``, in one driver) runs through
+``deploy/submit.sh`` against it, then as a local-mode job on the same data into a second
+warehouse. Wall times land in ``cluster_vs_local.json`` in the test's folder (and in
+``$ONEID_BENCH_RESULTS``, e.g. ``bench/results``, when that is set).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import signal
 import socket
 import subprocess
@@ -35,10 +37,11 @@ from tests.support import REPO
 pytestmark = pytest.mark.cluster
 
 PEOPLE = 300
+ONE_DAY = "demo.as_of=[2025-06-30]"  # the demo runs two dates; every stage still runs with one
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 COMPARED_ZONES = ("bronze", "quarantine", "silver", "identity", "gold", "audience")
 # legitimately different between two runs: commit times, run end times, file paths
-RUN_SPECIFIC_COLUMNS = frozenset({"_ingested_at", "_file", "finished_at"})
+RUN_SPECIFIC_COLUMNS = frozenset({"_ingested_at", "_file", "finished_at", "published_at"})
 SUBMIT_OPTIONS = (
     "--driver-memory", "1g",
     "--executor-memory", "1g",
@@ -69,24 +72,21 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PipelineRun]:
         {"spark": {"master": "local[2]", "shuffle_partitions": 2, "driver_memory": "2g"}},
     )
     steps = _steps(cluster_env)
+    demo_args = ["--people", str(PEOPLE), "--set", ONE_DAY]
     with standalone_cluster(root / "spark", workers=2) as master:
         cluster = _run_pipeline(
             root,
             "cluster",
-            steps,
-            lambda stage, argv: [
-                str(REPO / "deploy" / "submit.sh"), stage, "--master", master,
-                "--env", str(cluster_env), *SUBMIT_OPTIONS, "--", *argv,
+            [
+                str(REPO / "deploy" / "submit.sh"), "demo", "--master", master,
+                "--env", str(cluster_env), *SUBMIT_OPTIONS, "--", *demo_args,
             ],
         )  # fmt: skip
     local = _run_pipeline(
         root,
         "local",
-        steps,
-        lambda stage, argv: [
-            sys.executable, str(REPO / "jobs" / f"{stage}.py"), "--env", str(local_env), *argv
-        ],
-    )  # fmt: skip
+        [sys.executable, str(REPO / "jobs" / "demo.py"), "--env", str(local_env), *demo_args],
+    )
     _record_timings(root, steps, cluster, local)
     return {"cluster": cluster, "local": local}
 
@@ -221,28 +221,34 @@ def _env_file(root: Path, mode: str, extra: dict) -> Path:
 
 
 def _steps(env_file: Path) -> list[tuple[str, list[str]]]:
-    cfg = load_config(env_file)
+    cfg = load_config(env_file, overrides=[ONE_DAY])
     return [(stage.name, argv) for stage in registered_stages() for argv in stage.demo_argv(cfg)]
 
 
-def _run_pipeline(root: Path, mode: str, steps, command) -> PipelineRun:
-    """Run every step as its own process (cwd: the demo data's parent); time the whole chain."""
+def _run_pipeline(root: Path, mode: str, command: list[str]) -> PipelineRun:
+    """Run the demo chain as one driver (cwd: the demo data's parent); time it and its stages."""
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
     env.pop("ONEID_HMAC_KEY", None)  # both runs use the demo key (allow_demo_key)
-    timings = []
+    log = root / "logs" / f"{mode}.log"
+    log.parent.mkdir(exist_ok=True)
     started = time.perf_counter()
-    for i, (stage, argv) in enumerate(steps):
-        log = root / "logs" / f"{mode}-{i}-{stage}.log"
-        log.parent.mkdir(exist_ok=True)
-        step_started = time.perf_counter()
-        with log.open("wb") as out:
-            result = subprocess.run(
-                command(stage, argv), cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-        if result.returncode != 0:
-            raise AssertionError(f"{mode} {stage} {argv} exit {result.returncode}:\n{_tail(log)}")
-        timings.append((" ".join([stage, *argv]), time.perf_counter() - step_started))
-    return PipelineRun(root / f"warehouse-{mode}", time.perf_counter() - started, timings)
+    with log.open("wb") as out:
+        result = subprocess.run(command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise AssertionError(f"{mode} demo exit {result.returncode}:\n{_tail(log)}")
+    return PipelineRun(root / f"warehouse-{mode}", seconds, _stage_seconds(log))
+
+
+def _stage_seconds(log: Path) -> list[tuple[str, float]]:
+    """(stage run, seconds) from the summary ``oneid demo`` prints."""
+    stages = {stage.name for stage in registered_stages()}
+    found = []
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        match = re.match(r"^(\S+(?: \S+)*?)\s{2,}(\d+\.\d)$", line)
+        if match and match.group(1).split()[0] in stages:
+            found.append((match.group(1), float(match.group(2))))
+    return found
 
 
 def _tables(warehouse: Path) -> list[str]:
@@ -297,9 +303,10 @@ def _record_timings(root: Path, steps, cluster: PipelineRun, local: PipelineRun)
         "title": "Batch pipeline: two-worker standalone cluster vs local mode",
         "description": (
             f"Every stage ({' → '.join(label for label, _ in steps)}) on {PEOPLE} generated "
-            "people, one process per stage: `deploy/submit.sh` against a standalone master "
-            "with two 1-core workers (1g executors, 1g driver) vs the job files in local[2] "
-            "mode (2g driver). From `tests/test_cluster.py`; JVM start-up dominates at this size."
+            "people, in one driver (`jobs/demo.py`): through `deploy/submit.sh` against a "
+            "standalone master with two 1-core workers (1g executors, 1g driver) vs local[2] "
+            "mode (2g driver). From `tests/test_cluster.py`; at this size start-up and "
+            "per-task scheduling dominate."
         ),
         "notes": [],
         "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

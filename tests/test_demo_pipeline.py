@@ -5,21 +5,15 @@ from __future__ import annotations
 import logging
 import re
 
-import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
 
-from oneid.generate import generate_demo
-from oneid.identity.accuracy import score
-from oneid.identity.job import resolve_identities
-from oneid.ingest.job import ingest
+from oneid.identity.accuracy import score, unguarded_record_components
 from oneid.standardize.job import standardize
 from oneid.tables import read_table
-from tests.support import small_config
 
 pytestmark = pytest.mark.e2e
 
-PEOPLE = 5000  # the default demo: the identity accuracy targets are stated for it
 # generator defect -> quarantine reason prefix (the defects ingest must catch)
 ROW_DEFECTS = {
     "malformed_row": "malformed_row",
@@ -28,39 +22,18 @@ ROW_DEFECTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def demo(spark, tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    manifest = generate_demo(root / "demo_data", people=PEOPLE, seed=42)
-    cfg = small_config(root / "warehouse")
-    # the repo's own source declarations, pointed at this run's data folder
-    sources = {
-        name: source.model_copy(
-            update={"path": source.path.replace("./demo_data", str(root / "demo_data"))}
-        )
-        for name, source in cfg.pipeline.sources.items()
-    }
-    cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"sources": sources})})
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("ONEID_HMAC_KEY", raising=False)  # local conf allows the demo key
-        reports = {r.source: r for r in ingest(spark, cfg, "demo-1")}
-        standardize(spark, cfg)
-        resolve_identities(spark, cfg, "demo-1")
-    truth = pq.read_table(root / "demo_data" / "truth" / "records.parquet").to_pandas()
-    return cfg, manifest, reports, truth, root
-
-
-def test_rows_in_equal_accepted_plus_quarantined_per_source(demo):
-    _, manifest, reports, _, _ = demo
-    assert set(reports) == set(manifest["rows"])
-    for source, rows in manifest["rows"].items():
+def test_rows_in_equal_accepted_plus_quarantined_per_source(spark, demo):
+    runs = read_table(spark, demo.cfg, "ops.ingest_runs").collect()
+    reports = {r.source: r for r in runs}
+    assert set(reports) == set(demo.manifest["rows"])
+    for source, rows in demo.manifest["rows"].items():
         report = reports[source]
         assert report.rows_read == rows, source
         assert report.accepted + report.quarantined == rows, source
 
 
 def test_quarantine_matches_the_generators_defects(spark, demo):
-    cfg, manifest, _, truth, _ = demo
+    cfg, manifest, truth = demo.cfg, demo.manifest, demo.truth
     for source in manifest["rows"]:
         expected = {
             reason: int((truth[(truth.source == source) & (truth.defect == defect)]).shape[0])
@@ -82,7 +55,7 @@ def test_quarantine_matches_the_generators_defects(spark, demo):
 
 
 def test_identifier_rejections_match_the_truth(spark, demo):
-    cfg, _, _, truth, _ = demo
+    cfg, truth = demo.cfg, demo.truth
     rejected = read_table(spark, cfg, "quarantine.identifiers")
     counts = {r.reason: r["count"] for r in rejected.groupBy("reason").count().collect()}
     placeholder_devices = int((truth.defect == "placeholder_device").sum())
@@ -92,7 +65,7 @@ def test_identifier_rejections_match_the_truth(spark, demo):
 
 
 def test_no_raw_pii_in_silver_or_logs(spark, demo, caplog):
-    cfg, _, _, _, _ = demo
+    cfg = demo.cfg
     raw_phones = {
         re.sub(r"\D", "", r.phone)[-11:]
         for r in read_table(spark, cfg, "bronze.crm_members").select("phone").collect()
@@ -139,13 +112,9 @@ def _truth_of_accepted_records(spark, cfg, root, persons_only: bool):
     return truth
 
 
-def test_identity_accuracy_targets_with_and_without_hub_guard(spark, demo, tmp_path):
+def test_identity_accuracy_targets_with_and_without_hub_guard(spark, demo):
     """Precision >= 0.99 and recall >= 0.95 (pairwise) on the default demo's real persons."""
-    import shutil
-
-    from oneid.tables import table_path
-
-    cfg, _, _, _, root = demo
+    cfg, root = demo.cfg, demo.root
     truth = _truth_of_accepted_records(spark, cfg, root, persons_only=True)
     guarded = score(read_table(spark, cfg, "identity.record_oneid"), truth)
     assert guarded.pairwise_precision >= 0.99, guarded
@@ -153,22 +122,12 @@ def test_identity_accuracy_targets_with_and_without_hub_guard(spark, demo, tmp_p
     assert guarded.bcubed_f1 >= 0.97, guarded
 
     # the same silver data without any hub guard or limit: shared phones and devices merge people
-    unguarded_cfg = small_config(
-        tmp_path / "warehouse",
-        "identity.hubs.max_records.default=100000000",
-        "identity.hubs.max_records.phone=100000000",
-        "identity.hubs.max_records.email=100000000",
-        "identity.hubs.max_records.device=100000000",
-        "identity.hubs.max_member_ids=100000",
-        "identity.blocklist={}",
-        "identity.limits={}",
-        "identity.gates.max_multi_member_components=100000",
-        "identity.gates.max_component_identifiers=100000000",
+    plain = unguarded_record_components(
+        spark,
+        read_table(spark, cfg, "silver.identifiers"),
+        read_table(spark, cfg, "identity.nodes"),
+        cfg.pipeline.identity.components,
     )
-    shutil.copytree(
-        table_path(cfg, "silver.identifiers"), table_path(unguarded_cfg, "silver.identifiers")
-    )
-    resolve_identities(spark, unguarded_cfg, "no-guard")
-    unguarded = score(read_table(spark, unguarded_cfg, "identity.record_oneid"), truth)
+    unguarded = score(plain, truth)
     assert unguarded.pairwise_precision < guarded.pairwise_precision - 0.05, unguarded
     print(f"\nwith hub guard: {guarded}\nwithout hub guard: {unguarded}")

@@ -138,8 +138,14 @@ def tags_as_of(silver, registry, as_of=AS_OF):
     return {row["oneid"]: row.asDict() for row in rows}
 
 
-def test_value_and_purchase_tags_exact(silver, registry):
-    tags = tags_as_of(silver, registry)
+@pytest.fixture(scope="module")
+def today(silver, registry):
+    """Tags of every OneID as of AS_OF (computed once for the module)."""
+    return tags_as_of(silver, registry)
+
+
+def test_value_and_purchase_tags_exact(today):
+    tags = today
     one = tags[1]
     assert one["first_order_date"] == dt.date(2024, 1, 1)
     assert one["last_order_date"] == dt.date(2025, 6, 30)  # o4 at 23:59:59 local counts
@@ -165,8 +171,8 @@ def test_value_and_purchase_tags_exact(silver, registry):
     assert two["repurchased"] is False and two["aov_365d"] is None
 
 
-def test_rfm_and_lifecycle_on_the_hand_case(silver, registry):
-    tags = tags_as_of(silver, registry)
+def test_rfm_and_lifecycle_on_the_hand_case(silver, registry, today):
+    tags = today
     one = tags[1]
     assert (one["recency_days"], one["frequency"], one["monetary"]) == (0, 3, d("330.00"))
     # OneID 1 is the only buyer: the best of a population of one scores 1 (nobody is worse)
@@ -184,8 +190,8 @@ def test_rfm_and_lifecycle_on_the_hand_case(silver, registry):
     )
 
 
-def test_preference_tags_and_tie_breaks(silver, registry):
-    tags = tags_as_of(silver, registry)
+def test_preference_tags_and_tie_breaks(silver, registry, today):
+    tags = today
     # 彩妆 in o2 and o3 (2 orders), 护肤 in o2 only in 365 days (o1 is older): 彩妆
     assert tags[1]["preferred_category"] == "彩妆"
     # 门店 2 orders (o2, o3) vs 天猫 1 (o4) in 365 days
@@ -194,8 +200,8 @@ def test_preference_tags_and_tie_breaks(silver, registry):
     assert tags[2]["preferred_category"] is None  # no paid order
 
 
-def test_behaviour_tags_windows_and_first_touch(silver, registry):
-    tags = tags_as_of(silver, registry)
+def test_behaviour_tags_windows_and_first_touch(silver, registry, today):
+    tags = today
     three = tags[3]
     assert three["active_days_7d"] == 2  # 06-24 and 06-30 (local); 06-23 is outside
     assert three["active_days_30d"] == 3
@@ -340,7 +346,7 @@ def test_job_writes_every_group_and_rerun_is_identical(spark, warehouse):
 
 def test_backfill_equals_day_by_day_and_reads_facts_once(spark, warehouse, monkeypatch):
     cfg = warehouse
-    days = date_range(dt.date(2025, 6, 28), AS_OF)
+    days = date_range(dt.date(2025, 6, 29), AS_OF)
     reads: list[str] = []
     real = tags_job.read_table_or_none
 
@@ -359,7 +365,7 @@ def test_backfill_equals_day_by_day_and_reads_facts_once(spark, warehouse, monke
     for day in days:
         run_tags(spark, cfg, [day])
         assert _partition(spark, cfg, "gold.tags_behaviour", day) == backfilled[day]
-    assert backfilled[dt.date(2025, 6, 28)] != backfilled[AS_OF]  # the windows did move
+    assert backfilled[dt.date(2025, 6, 29)] != backfilled[AS_OF]  # the windows did move
 
 
 def test_adding_an_aggregate_tag_is_a_conf_change(spark, warehouse, tmp_path):
@@ -389,3 +395,10 @@ def test_adding_an_aggregate_tag_is_a_conf_change(spark, warehouse, tmp_path):
     run_tags(spark, cfg, [AS_OF])
     rows = read_table(spark, cfg, "gold.tags_value").where(F.col("dt") == F.lit(AS_OF))
     assert {r.oneid: r.store_orders_90d for r in rows.collect()} == {1: 2, 2: 0, 3: 0, 4: 0}
+
+
+def test_tag_dictionary_in_docs_is_current(registry):
+    from oneid.tags.dictionary import tag_dictionary
+
+    current = (CONF_DIR.parent / "docs" / "tags.md").read_text(encoding="utf-8")
+    assert current == tag_dictionary(registry), "run: oneid tag-dictionary --out docs/tags.md"

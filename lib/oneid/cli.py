@@ -16,7 +16,7 @@ from pathlib import Path
 
 from oneid.conf import OneIdConfig, load_config
 from oneid.errors import OneIdError
-from oneid.stages import Stage, StageResult, registered_stages
+from oneid.stages import Stage, StageResult, registered_stages, run_demo_stages
 
 logger = logging.getLogger("oneid")
 
@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
         "jars", parents=[common], help="print the resolved jar files as a comma list (--jars)"
     )
     jars.set_defaults(handler=_cmd_jars)
+
+    dictionary = sub.add_parser(
+        "tag-dictionary", parents=[common], help="write the tag dictionary (Markdown) from conf"
+    )
+    dictionary.add_argument("--out", default=None, help="file to write (default: stdout)")
+    dictionary.set_defaults(handler=_cmd_tag_dictionary)
 
     for stage in registered_stages():
         stage_parser = sub.add_parser(stage.name, parents=[common], help=stage.help)
@@ -117,6 +123,17 @@ def _cmd_generate(cfg: OneIdConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tag_dictionary(cfg: OneIdConfig, args: argparse.Namespace) -> int:
+    from oneid.tags.dictionary import tag_dictionary
+
+    text = tag_dictionary(cfg.pipeline.tags)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        print(text, end="")
+    return 0
+
+
 def _cmd_demo(cfg: OneIdConfig, args: argparse.Namespace) -> int:
     from oneid.generate import generate_demo
     from oneid.session import build_session
@@ -140,20 +157,10 @@ def _cmd_demo(cfg: OneIdConfig, args: argparse.Namespace) -> int:
     spark = build_session(cfg, app_name="oneid-demo")
     timings.append(("spark session", time.perf_counter() - started))
 
-    notes: list[str] = []
-    for stage in registered_stages():
-        for argv in stage.demo_argv(cfg):
-            stage_parser = argparse.ArgumentParser(prog=f"oneid {stage.name}")
-            stage.add_arguments(stage_parser)
-            stage_args = stage_parser.parse_args(argv)
-            started = time.perf_counter()
-            result = stage.run(spark, cfg, stage_args)
-            label = " ".join([stage.name, *argv])
-            timings.append((label, time.perf_counter() - started))
-            tables.update(result.tables)
-            notes.extend(f"{stage.name}: {note}" for note in result.notes)
-
-    print(_summary(people, cfg, timings, tables, notes))
+    run = run_demo_stages(spark, cfg)
+    timings += run.timings
+    tables.update(run.tables)
+    print(_summary(people, cfg, timings, tables, run.notes))
     return 0
 
 

@@ -37,6 +37,32 @@ class Stage:
     """Text to print instead of running (no Spark session), e.g. ``--explain``; None: run."""
 
 
+@dataclass
+class DemoRun:
+    """What ``oneid demo`` ran: seconds per stage run, rows per table, the stages' notes."""
+
+    timings: list[tuple[str, float]] = field(default_factory=list)
+    tables: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def run_demo_stages(spark: SparkSession, cfg: OneIdConfig) -> DemoRun:
+    """Every registered stage with its ``demo_argv``, in data-flow order, in one session."""
+    import time
+
+    run = DemoRun()
+    for stage in registered_stages():
+        for argv in stage.demo_argv(cfg):
+            parser = argparse.ArgumentParser(prog=f"oneid {stage.name}")
+            stage.add_arguments(parser)
+            started = time.perf_counter()
+            result = stage.run(spark, cfg, parser.parse_args(argv))
+            run.timings.append((" ".join([stage.name, *argv]), time.perf_counter() - started))
+            run.tables.update(result.tables)
+            run.notes.extend(f"{stage.name}: {note}" for note in result.notes)
+    return run
+
+
 def registered_stages() -> list[Stage]:
     """All stages that exist, in data-flow order."""
     return [
@@ -176,6 +202,12 @@ def _audiences_stage() -> Stage:
             + ", ".join(f"{k} {v}" for k, v in figures.items() if k != "baseline" or v)
             for audience, figures in report.sizes.items()
         ]
+        for audience, by_tag in report.breakdowns.items():
+            for tag, counts in by_tag.items():
+                shown = ", ".join(
+                    f"{k}={v}" for k, v in sorted(counts.items(), key=lambda x: -x[1])
+                )
+                notes.append(f"{args.as_of} {audience} by {tag}: {shown}")
         overlaps = ", ".join(f"{a}&{b}={n}" for (a, b), n in sorted(report.overlaps.items()))
         if overlaps:
             notes.append(f"{args.as_of} overlaps: {overlaps}")

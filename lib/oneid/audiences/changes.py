@@ -46,12 +46,12 @@ def diff_members(
 ) -> DataFrame:
     """Rows ``(oneid, change, from_oneid, holdout)`` turning ``previous`` into ``current``.
 
-    ``previous`` / ``current``: ``(oneid, holdout)`` members; ``lineage``: ``(old, new)`` from
-    :func:`follow_lineage`. ``entered``: a member no previous member became; ``exited``: a
-    previous member none of whose successors is a member (reported under its old id);
-    ``remapped``: a member that a different previous member became (``from_oneid`` = the old
-    id). With ``emit_all`` every current member is ``entered`` (first run of a new version);
-exits and remaps are reported as usual, so a destination can drop what it no longer needs.
+        ``previous`` / ``current``: ``(oneid, holdout)`` members; ``lineage``: ``(old, new)`` from
+        :func:`follow_lineage`. ``entered``: a member no previous member became; ``exited``: a
+        previous member none of whose successors is a member (reported under its old id);
+        ``remapped``: a member that a different previous member became (``from_oneid`` = the old
+        id). With ``emit_all`` every current member is ``entered`` (first run of a new version);
+    exits and remaps are reported as usual, so a destination can drop what it no longer needs.
     """
     carried = (
         previous.select(F.col("oneid").alias("old"))

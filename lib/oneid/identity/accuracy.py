@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+
+from oneid.conf.pipeline import ComponentsConf
+from oneid.identity.components import connected_components
+from oneid.identity.graph import edges, record_nodes
 
 
 @dataclass(frozen=True)
@@ -77,3 +81,19 @@ def score(predicted: DataFrame, truth: DataFrame) -> Accuracy:
 
 def _f1(precision: float, recall: float) -> float:
     return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+def unguarded_record_components(
+    spark: SparkSession, identifiers: DataFrame, nodes: DataFrame, conf: ComponentsConf
+) -> DataFrame:
+    """(source, record_key, oneid) from plain connected components: no blocklist, hub rules or
+    per-type limits. What identity resolution would give without its guards (for comparison)."""
+    incidence = record_nodes(identifiers, nodes)
+    graph = edges(incidence, spark.createDataFrame([], "node_id long"))
+    vertices = incidence.select(F.col("node_id").alias("id")).distinct()
+    labels = connected_components(spark, vertices, graph, conf).components
+    return (
+        incidence.join(labels.select(F.col("id").alias("node_id"), "component"), "node_id")
+        .groupBy("source", "record_key")
+        .agg(F.min("component").alias("oneid"))
+    )

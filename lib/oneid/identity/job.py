@@ -385,7 +385,11 @@ def _profiles(incidence, mapping, nodes, records) -> DataFrame:
         per_node.groupBy("oneid", base_type().alias("t"))
         .count()
         .groupBy("oneid")
-        .agg(F.map_from_entries(F.collect_list(F.struct("t", "count"))).alias("identifier_counts"))
+        .agg(
+            F.map_from_entries(F.array_sort(F.collect_list(F.struct("t", "count")))).alias(
+                "identifier_counts"
+            )
+        )
     )
     sources = records.groupBy("oneid").agg(
         F.array_sort(F.collect_set("source")).alias("sources"),

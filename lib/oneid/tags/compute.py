@@ -72,7 +72,9 @@ def derive_tags(per_oneid: DataFrame, registry: TagsConf, as_of: dt.date) -> Dat
         elif tag.builder in FACT_BUILDERS:
             wide = wide.withColumn(tag.name, F.col(tag.name).cast(tag.type))
         elif tag.builder == "rfm_score":
-            wide = _with_rfm_score(wide, tag)
+            # the score ranks the whole population: materialise what came before once, so
+            # the facts are not aggregated again for the ranking and for the join back
+            wide = _with_rfm_score(wide.localCheckpoint(eager=True), tag)
         elif tag.builder == "rfm_segment":
             wide = wide.withColumn(tag.name, _rfm_segment(registry, tag).cast(tag.type))
         else:
