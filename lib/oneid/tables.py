@@ -92,13 +92,26 @@ def append(df: DataFrame, cfg: OneIdConfig, name: str, partition_by: tuple[str, 
 
 
 def overwrite(
-    df: DataFrame, cfg: OneIdConfig, name: str, partition_by: tuple[str, ...] = ()
+    df: DataFrame,
+    cfg: OneIdConfig,
+    name: str,
+    partition_by: tuple[str, ...] = (),
+    deletion_vectors: bool = False,
 ) -> None:
-    """Replace a whole table in one Delta commit (readers see the old or the new version)."""
+    """Replace a whole table in one Delta commit (readers see the old or the new version).
+
+    ``deletion_vectors``: the table will take :func:`merge_keys` (turned on once, at creation
+    or by one extra commit).
+    """
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    if deletion_vectors:
+        writer = writer.option(DELETION_VECTORS, "true")  # applies when the table is created
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    with_retries(lambda: writer.save(table_path(cfg, name)), f"overwrite {name}")
+    path = table_path(cfg, name)
+    with_retries(lambda: writer.save(path), f"overwrite {name}")
+    if deletion_vectors:
+        enable_deletion_vectors(df.sparkSession, path)
 
 
 def merge_keys(
@@ -108,13 +121,13 @@ def merge_keys(
 
     Keys of ``rows`` are inserted or, when a value differs, updated; keys of ``scope`` that
     ``rows`` lacks are deleted; rows outside ``scope`` are not touched. The table gets deletion
-    vectors first, so a MERGE writes the changed rows, not every file that holds one.
+    vectors (``overwrite(..., deletion_vectors=True)``), so a MERGE writes the changed rows,
+    not every file that holds one.
     """
     from delta.tables import DeltaTable
 
     spark = rows.sparkSession
     path = table_path(cfg, name)
-    enable_deletion_vectors(spark, path)
     columns = rows.columns
     source = (
         scope.select(*keys)
@@ -138,7 +151,9 @@ def merge_keys(
         .whenMatchedUpdate(f"NOT ({same or 'TRUE'})", values)
         .whenNotMatchedInsert("s._keep", values)
     )
+    started = time.perf_counter()
     with_retries(merge.execute, f"merge into {name}")
+    logger.info("merge into %s: %.1f s", name, time.perf_counter() - started)
 
 
 def _comparable(alias: str, column: str, kind: DataType) -> str:

@@ -17,14 +17,30 @@ from oneid.identity.graph import RECORD_KEY, row_hash
 from oneid.identity.keys import Keys
 
 
-def changed_records(silver: DataFrame, incidence: DataFrame) -> Keys:
-    """(source, record_key) of records added, removed or changed since ``incidence`` was written."""
-    now = silver.select(*RECORD_KEY, row_hash().alias("row_hash"), F.lit(True).alias("_now"))
-    before = incidence.select(*RECORD_KEY, "row_hash", F.lit(True).alias("_before"))
-    differ = now.join(before, [*RECORD_KEY, "row_hash"], "full_outer").where(
+def changed_records(silver: DataFrame, incidence: DataFrame) -> tuple[Keys, DataFrame]:
+    """Records added, removed or changed since ``incidence`` was written.
+
+    Returns their (source, record_key) and their silver rows. The comparison shuffles two longs
+    per row (record hash, row hash), not the key strings; a record-hash collision can only
+    add an unchanged record to the result, never hide a change.
+    """
+    record = F.xxhash64(*RECORD_KEY).alias("_record")
+    now = silver.select(record, row_hash().alias("row_hash"), F.lit(True).alias("_now"))
+    before = incidence.select(record, "row_hash", F.lit(True).alias("_before"))
+    differ = now.join(before, ["_record", "row_hash"], "full_outer").where(
         F.col("_now").isNull() | F.col("_before").isNull()
     )
-    return Keys.of(differ.select(*RECORD_KEY))
+    hashes = Keys.of(differ.select("_record"))
+    with_hash = F.xxhash64(*RECORD_KEY).alias("_record")
+    rows = (
+        silver.withColumn("_record", with_hash)
+        .join(hashes.hint(), "_record", "left_semi")
+        .drop("_record")
+        .localCheckpoint(eager=True)
+    )
+    gone = incidence.withColumn("_record", with_hash).join(hashes.hint(), "_record", "left_semi")
+    records = Keys.of(rows.select(*RECORD_KEY).unionByName(gone.select(*RECORD_KEY)))
+    return records, rows
 
 
 @dataclass(frozen=True)

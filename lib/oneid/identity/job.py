@@ -11,6 +11,7 @@ incremental run computes exactly what a full rebuild computes.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -51,36 +52,38 @@ def resolve_identities(
     identifiers = read_table_or_none(spark, cfg, "silver.identifiers")
     if identifiers is None:
         raise DataContractError("silver.identifiers is missing: run `oneid standardize` first")
-    done = read_table_or_none(spark, cfg, "identity.run_stats")
-    if done is not None and done.where((F.col("run_id") == run_id) & F.col("passed")).count():
+    history = _history(spark, cfg, run_id)
+    if history.published:
         raise DataContractError(f"identity run {run_id} already published; use a new --run-id")
     try:
-        return _run(spark, cfg, identifiers, run_id, full)
+        return _run(spark, cfg, identifiers, run_id, full, history)
     finally:
         remove_checkpoint_dir(spark)
 
 
-def _run(spark, cfg, identifiers, run_id, full) -> IdentityReport:
+def _run(spark, cfg, identifiers, run_id, full, history) -> IdentityReport:
     conf = cfg.pipeline.identity
-    last = _last_run(spark, cfg)
+    last = history.last
     previous_map = read_table_or_none(spark, cfg, "identity.oneid_map")
     first_run = previous_map is None
     incremental = not (full or first_run) and inc.state_is_current(spark, cfg, last, conf)
+    clock = _Clock(run_id)
 
     # the changed records and the node dictionary
     old_nodes = read_table_or_none(spark, cfg, "identity.nodes")
     silver = identifiers
     if incremental:
         old_incidence = read_table(spark, cfg, "identity.incidence")
-        changed = changed_records(identifiers, old_incidence)
-        silver = identifiers.join(changed.hint(), RECORD_KEY, "left_semi")
-        silver = hinted(silver.localCheckpoint(eager=True), 4 * changed.size)
+        changed, silver = changed_records(identifiers, old_incidence)
     added = new_nodes(silver, old_nodes, run_id).localCheckpoint(eager=True)
     if added.count():
         append(added, cfg, "identity.nodes")
     nodes = read_table(spark, cfg, "identity.nodes")
+    if incremental:
+        silver = hinted(silver, 4 * changed.size)
     rows = record_nodes(silver, nodes).localCheckpoint(eager=True)
     change = incremental_change(rows, old_incidence, changed) if incremental else full_change(rows)
+    clock("changed records and nodes")
     touched = change.touched.hint() if incremental else None
 
     # hubs and edges of the touched nodes (of all nodes in a full run)
@@ -92,6 +95,7 @@ def _run(spark, cfg, identifiers, run_id, full) -> IdentityReport:
         hubs = kept.unionByName(found).localCheckpoint(eager=True)
     hub_ids = Keys.of(hubs.select("node_id"))
     new_edges = edges(change.gathered, hub_ids.hint(), touched).localCheckpoint(eager=True)
+    clock("hubs and edges")
 
     # components and OneIDs of the affected nodes
     if incremental:
@@ -105,13 +109,16 @@ def _run(spark, cfg, identifiers, run_id, full) -> IdentityReport:
         usable = Keys.of(change.rows.select("node_id").join(hub_ids.hint(), "node_id", "left_anti"))
         inside, scoped_nodes = new_edges, nodes
         previous = None if first_run else previous_map.select("node_id", "oneid")
-    resolved = _resolve(spark, conf, usable, inside, scoped_nodes, previous, _minted(spark, cfg))
+    clock("affected nodes")
+    resolved = _resolve(spark, conf, usable, inside, scoped_nodes, previous, history.minted)
     recomputed = resolved.mapping
     mapping = (
         recomputed.join(scoped_nodes.select("node_id", "id_type", "value_hash"), "node_id")
         .select("node_id", "id_type", "value_hash", "oneid")
         .localCheckpoint(eager=True)
     )
+
+    clock("components and assignment")
 
     # published rows, figures and gates
     if incremental:
@@ -152,11 +159,12 @@ def _run(spark, cfg, identifiers, run_id, full) -> IdentityReport:
         "components_engine": resolved.engine,
         "components_rounds": resolved.cc_rounds,
         "weak_merge_rounds": resolved.weak_rounds,
-        "max_oneid": max(figures["max_oneid"], _minted(spark, cfg)),
+        "max_oneid": max(figures["max_oneid"], history.minted),
         **stats,
         "conf_hash": inc.conf_hash(conf),
         "histogram": figures["histogram"],
     }
+    clock("outputs and figures")
     checks = gates(stats, conf.gates, first_run)
     passed = all(ok for ok, _ in checks.values())
     append(_audit(run_id, hubs, nodes, resolved.rejected), cfg, "identity.hub_audit")
@@ -175,13 +183,17 @@ def _run(spark, cfg, identifiers, run_id, full) -> IdentityReport:
         append(changes.withColumn("run_id", F.lit(run_id)), cfg, "identity.oneid_changes")
         inc.publish_incidence(cfg, change)
     else:
-        overwrite(new_edges, cfg, "identity.edges")
-        overwrite(hubs, cfg, "identity.hubs")
-        overwrite(mapping, cfg, "identity.oneid_map")
-        overwrite(outputs.records, cfg, "identity.record_oneid")
-        overwrite(outputs.profiles, cfg, "identity.profiles")
+        for frame, name in (
+            (new_edges, "edges"),
+            (hubs, "hubs"),
+            (mapping, "oneid_map"),
+            (outputs.records, "record_oneid"),
+            (outputs.profiles, "profiles"),
+        ):
+            overwrite(frame, cfg, f"identity.{name}", deletion_vectors=True)
         append(changes.withColumn("run_id", F.lit(run_id)), cfg, "identity.oneid_changes")
-        overwrite(change.rows, cfg, "identity.incidence")
+        overwrite(change.rows, cfg, "identity.incidence", deletion_vectors=True)
+    clock("publish")
     stats["incidence_version"] = table_version(spark, cfg, "identity.incidence")
     append(
         _stats_row(spark, run_id, not incremental, True, stats, checks), cfg, "identity.run_stats"
@@ -189,6 +201,19 @@ def _run(spark, cfg, identifiers, run_id, full) -> IdentityReport:
     counts = {r.kind: r["count"] for r in changes.groupBy("kind").count().collect()}
     logger.info("identity run %s: %s; changes %s", run_id, stats, counts)
     return IdentityReport(run_id, not incremental, stats, counts)
+
+
+class _Clock:
+    """Logs how long each phase of a run took (the figures that say where time goes)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.last = time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        now = time.perf_counter()
+        logger.info("identity run %s: %s took %.1f s", self.run_id, phase, now - self.last)
+        self.last = now
 
 
 @dataclass(frozen=True)
@@ -236,26 +261,33 @@ def _resolve(
     )
 
 
-def _last_run(spark: SparkSession, cfg: OneIdConfig) -> dict | None:
+@dataclass(frozen=True)
+class _History:
+    """What the published runs so far say."""
+
+    last: dict | None
     """Metrics of the latest published run."""
-    stats = read_table_or_none(spark, cfg, "identity.run_stats")
-    if stats is None:
-        return None
-    row = stats.where(F.col("passed")).orderBy(F.col("finished_at").desc()).first()
-    return None if row is None else dict(row["metrics"])
+    minted: int
+    """The largest OneID ever minted (so ids are never reused)."""
+    published: bool
+    """Whether this run id was published already."""
 
 
-def _minted(spark: SparkSession, cfg: OneIdConfig) -> int:
-    """The largest OneID ever minted (kept in run_stats, so ids are never reused)."""
+def _history(spark: SparkSession, cfg: OneIdConfig, run_id: str) -> _History:
     stats = read_table_or_none(spark, cfg, "identity.run_stats")
     if stats is None:
-        return 0
+        return _History(None, 0, False)
     row = (
         stats.where(F.col("passed"))
-        .agg(F.max(F.col("metrics")["max_oneid"].cast("long")))
-        .first()[0]
+        .agg(
+            F.max_by("metrics", "finished_at").alias("last"),
+            F.max(F.col("metrics")["max_oneid"].cast("long")).alias("minted"),
+            F.max((F.col("run_id") == run_id).cast("int")).alias("published"),
+        )
+        .first()
     )
-    return int(row or 0)
+    last = None if row["last"] is None else dict(row["last"])
+    return _History(last, int(row["minted"] or 0), bool(row["published"]))
 
 
 def _stats_row(spark, run_id, full, passed, stats, checks) -> DataFrame:
