@@ -38,10 +38,11 @@ from tests.support import REPO
 pytestmark = pytest.mark.cluster
 
 PEOPLE = 300
+ONE_DAY = "demo.as_of=[2025-06-30]"  # the demo runs two dates; every stage still runs with one
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 COMPARED_ZONES = ("bronze", "quarantine", "silver", "identity", "gold", "audience")
 # legitimately different between two runs: commit times, run end times, file paths
-RUN_SPECIFIC_COLUMNS = frozenset({"_ingested_at", "_file", "finished_at"})
+RUN_SPECIFIC_COLUMNS = frozenset({"_ingested_at", "_file", "finished_at", "published_at"})
 SUBMIT_OPTIONS = (
     "--driver-memory", "1g",
     "--executor-memory", "1g",
@@ -72,7 +73,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PipelineRun]:
         {"spark": {"master": "local[2]", "shuffle_partitions": 2, "driver_memory": "2g"}},
     )
     steps = _steps(cluster_env)
-    demo_args = ["--people", str(PEOPLE)]
+    demo_args = ["--people", str(PEOPLE), "--set", ONE_DAY]
     with standalone_cluster(root / "spark", workers=2) as master:
         cluster = _run_pipeline(
             root,
@@ -221,7 +222,7 @@ def _env_file(root: Path, mode: str, extra: dict) -> Path:
 
 
 def _steps(env_file: Path) -> list[tuple[str, list[str]]]:
-    cfg = load_config(env_file)
+    cfg = load_config(env_file, overrides=[ONE_DAY])
     return [(stage.name, argv) for stage in registered_stages() for argv in stage.demo_argv(cfg)]
 
 

@@ -101,3 +101,64 @@ def test_config_is_frozen():
     cfg = load_config("local", CONF_DIR)
     with pytest.raises(Exception, match="frozen"):
         cfg.env.spark.master = "yarn"  # type: ignore[misc]
+
+
+def test_included_sections_merge_and_errors_name_the_included_file(tmp_path):
+    (tmp_path / "tags.yaml").write_text(
+        "tags:\n  definitions:\n    - {name: x, group: g, description: d, type: int}\n",
+        encoding="utf-8",
+    )
+    env = _write(tmp_path, "mode: local\nwarehouse: w\n", "include: [tags.yaml]\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(env)
+    assert f"{tmp_path / 'tags.yaml'}: tags.definitions.0: Value error" in str(err.value)
+    assert "exactly one of aggregate, expr, builder" in str(err.value)
+
+    _write(tmp_path, "mode: local\nwarehouse: w\n", "include: [tags.yaml]\ntags: {}\n")
+    with pytest.raises(ConfigError, match=r"tags\.yaml: tags: section already defined in"):
+        load_config(env)
+
+
+def test_repo_conf_files_are_all_read():
+    cfg = load_config("local", CONF_DIR)
+    assert [Path(f).name for f in cfg.files] == [
+        "local.yaml",
+        "pipeline.yaml",
+        "tags.yaml",
+        "audiences.yaml",
+    ]
+    assert "win_back" in cfg.audiences.audiences
+    assert cfg.pipeline.fact_columns("events")["event"] == "string"
+
+
+def test_names_across_files_are_checked(tmp_path):
+    (tmp_path / "audiences.yaml").write_text(
+        "audiences:\n  a: {rule: {tag: score, op: gt, value: 1}}\n", encoding="utf-8"
+    )
+    tags = (
+        "tags:\n  definitions:\n"
+        "    - {name: score, group: g, description: d, type: int, expr: '1'}\n"
+    )
+    publish = (
+        "publish:\n  destinations:\n    crm: {kind: marketing_automation, audiences: [a, b], "
+        "tags: [scor]}\n"
+    )
+    env = _write(
+        tmp_path,
+        "mode: local\nwarehouse: w\n",
+        tags + "audiences: {rules: audiences.yaml, stats_by: [segment]}\n" + publish,
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(env)
+    message = str(err.value)
+    pipeline = tmp_path / "pipeline.yaml"
+    assert f"{pipeline}: audiences.stats_by: unknown tag 'segment'" in message
+    assert f"{pipeline}: publish.destinations.crm.audiences: unknown audience 'b'" in message
+    assert f"{pipeline}: publish.destinations.crm.tags: unknown tag 'scor'" in message
+
+    (tmp_path / "audiences.yaml").write_text(
+        "audiences:\n  a: {rule: {tag: score, op: contains, value: x}}\n", encoding="utf-8"
+    )
+    _write(tmp_path, "mode: local\nwarehouse: w\n", tags + "audiences: {rules: audiences.yaml}\n")
+    with pytest.raises(ConfigError, match=r"audiences\.a\.rule: operator 'contains'"):
+        load_config(env)

@@ -20,7 +20,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -209,17 +208,10 @@ def parse_audiences(raw: Any, source: str | None = None) -> AudiencesConf:
 
 def load_audiences(path: str | Path) -> AudiencesConf:
     """Read and validate an audiences YAML file (e.g. ``conf/audiences.yaml``)."""
+    from oneid.conf.yaml_file import read_yaml
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
-    return parse_audiences(raw, str(path))
+    return parse_audiences(read_yaml(path), str(path))
 
 
 def iter_conditions(condition: Condition, path: str) -> Iterator[tuple[Condition, str]]:

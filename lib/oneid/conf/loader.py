@@ -23,6 +23,7 @@ from oneid.audiences.compiler import compile_audiences
 from oneid.audiences.rules import AudiencesConf, load_audiences
 from oneid.conf.models import EnvConf, OneIdConfig
 from oneid.conf.pipeline import PipelineConf
+from oneid.conf.yaml_file import read_yaml
 from oneid.errors import ConfigError
 
 DEFAULT_CONF_DIR = Path("conf")
@@ -39,12 +40,12 @@ def load_config(
     Raises :class:`ConfigError` naming the file, the key and what was expected.
     """
     env_path = _env_path(env, conf_dir)
-    env_raw = _read_yaml(env_path)
+    env_raw = read_yaml(env_path)
     pipeline_name = env_raw.pop("pipeline", "pipeline.yaml")
     if not isinstance(pipeline_name, str):
         raise ConfigError(f"{env_path}: pipeline: expected a file name, got {pipeline_name!r}")
     pipeline_path = (env_path.parent / pipeline_name).resolve()
-    pipeline_raw = _read_yaml(pipeline_path)
+    pipeline_raw = read_yaml(pipeline_path)
     origins: dict[str, str] = {}
     included = _merge_includes(pipeline_raw, pipeline_path, origins)
 
@@ -114,23 +115,6 @@ def _env_path(env: str | Path, conf_dir: str | Path | None) -> Path:
     return path.resolve()
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
-
-
 def _merge_includes(
     pipeline_raw: dict[str, Any], pipeline_path: Path, origins: dict[str, str]
 ) -> list[Path]:
@@ -143,7 +127,7 @@ def _merge_includes(
     paths = []
     for name in names:
         path = (pipeline_path.parent / name).resolve()
-        for key, value in _read_yaml(path).items():
+        for key, value in read_yaml(path).items():
             if key in pipeline_raw:
                 first = origins.get(f"pipeline.{key}", str(pipeline_path))
                 raise ConfigError(f"{path}: {key}: section already defined in {first}")

@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -31,7 +32,7 @@ from oneid.audiences.job import CHANGES, day_tags
 from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import DestinationConf
 from oneid.errors import DataContractError
-from oneid.publish.match_keys import exportable_types, match_keys
+from oneid.publish.match_keys import exportable_types, match_keys, normalised_identifiers
 from oneid.session import warehouse_root
 from oneid.tables import read_table, read_table_or_none, with_retries
 
@@ -79,7 +80,31 @@ def run_publish(
     if changes is None or changes.where(F.col("dt") == F.lit(as_of)).limit(1).count() == 0:
         raise DataContractError(f"no audience changes for {as_of}: run `oneid audiences --as-of`")
     day = changes.where(F.col("dt") == F.lit(as_of))
-    return [_publish_one(spark, cfg, name, configured[name], day, as_of, replace) for name in names]
+    identifiers = _platform_identifiers(spark, cfg, [configured[n] for n in names], day)
+    try:
+        return [
+            _publish_one(spark, cfg, name, configured[name], day, as_of, replace, identifiers)
+            for name in names
+        ]
+    finally:
+        if identifiers is not None:
+            identifiers.unpersist()
+
+
+def _platform_identifiers(
+    spark: SparkSession, cfg: OneIdConfig, destinations: list[DestinationConf], day: DataFrame
+) -> DataFrame | None:
+    """Normalised identifiers of every OneID an ad platform export needs, computed once."""
+    platforms = [d for d in destinations if d.kind != "marketing_automation"]
+    if not platforms:
+        return None
+    try:
+        types = sorted({t for d in platforms for t in exportable_types(d.kind, d.id_types)})
+    except ValueError as exc:
+        raise DataContractError(f"publish.destinations: {exc}") from None
+    audiences = sorted({a for d in platforms for a in d.audiences})
+    oneids = day.where(F.col("audience_id").isin(audiences) & ~F.col("holdout")).select("oneid")
+    return normalised_identifiers(spark, cfg, oneids, types).persist(StorageLevel.MEMORY_AND_DISK)
 
 
 def _publish_one(
@@ -90,6 +115,7 @@ def _publish_one(
     day: DataFrame,
     as_of: dt.date,
     replace: bool,
+    identifiers: DataFrame | None,
 ) -> PublishReport:
     root = exports_root(cfg) / name
     final = root / f"dt={as_of.isoformat()}"
@@ -101,7 +127,8 @@ def _publish_one(
         if destination.kind == "marketing_automation":
             _write_marketing(spark, cfg, destination, sent, as_of, scratch, counts)
         else:
-            _write_platform(spark, cfg, destination, sent, scratch, counts)
+            assert identifiers is not None
+            _write_platform(destination, sent, identifiers, scratch, counts)
         manifest = _manifest(scratch, name, destination, as_of, counts)
         status = _install(scratch, final, manifest["checksum"], replace)
     finally:
@@ -159,23 +186,21 @@ def _write_marketing(
 
 
 def _write_platform(
-    spark: SparkSession,
-    cfg: OneIdConfig,
     destination: DestinationConf,
     sent: DataFrame,
+    identifiers: DataFrame,
     scratch: Path,
     counts: dict[str, int],
 ) -> None:
-    try:
-        id_types = exportable_types(destination.kind, destination.id_types)
-    except ValueError as exc:
-        raise DataContractError(f"publish.destinations: {exc}") from None
+    id_types = exportable_types(destination.kind, destination.id_types)
     actions = sent.select(
         "audience_id",
         "oneid",
         F.when(F.col("change") == "exited", "remove").otherwise("add").alias("action"),
     )
-    keys = match_keys(spark, cfg, actions, destination.kind, id_types)
+    keys = match_keys(
+        identifiers.join(actions.select("oneid").distinct(), "oneid"), destination.kind, id_types
+    )
     resolved = keys.select("oneid").distinct()
     counts["oneids_without_keys"] = actions.join(resolved, "oneid", "left_anti").count()
     rows = actions.join(keys, "oneid").select("audience_id", "action", "column", "match_key")

@@ -35,10 +35,14 @@ def exportable_types(platform: str, wanted: tuple[str, ...] = ()) -> list[str]:
     return types
 
 
-def match_keys(
-    spark: SparkSession, cfg: OneIdConfig, oneids: DataFrame, platform: str, id_types: list[str]
+def normalised_identifiers(
+    spark: SparkSession, cfg: OneIdConfig, oneids: DataFrame, id_types: list[str]
 ) -> DataFrame:
-    """``(oneid, column, match_key)`` for the OneIDs in ``oneids`` (column ``oneid``)."""
+    """``(oneid, id_type, value)``: the normalised identifiers of ``oneids`` (column ``oneid``).
+
+    Computed once per publish run for every platform destination; the caller caches it in
+    memory and never writes it.
+    """
     mapping = (
         read_table(spark, cfg, "identity.oneid_map")
         .where(F.col("id_type").isin(id_types))
@@ -56,12 +60,14 @@ def match_keys(
     normalised = raw.withColumn("_n", udf(F.col("id_type"), F.col("raw_value"))).select(
         "id_type", F.col("_n.value").alias("value"), F.col("_n.value_hash").alias("value_hash")
     )
-    matched = normalised.join(mapping, ["id_type", "value_hash"]).select(
-        "oneid", "id_type", "value"
-    )
+    return normalised.join(mapping, ["id_type", "value_hash"]).select("oneid", "id_type", "value")
+
+
+def match_keys(identifiers: DataFrame, platform: str, id_types: list[str]) -> DataFrame:
+    """``(oneid, column, match_key)`` in ``platform``'s format, from normalised identifiers."""
     keyed = None
     for id_type in id_types:
-        part = matched.where(F.col("id_type") == id_type).select(
+        part = identifiers.where(F.col("id_type") == id_type).select(
             "oneid",
             F.lit(upload_column(platform, id_type)).alias("column"),
             match_key_column(platform, id_type, F.col("value")).alias("match_key"),

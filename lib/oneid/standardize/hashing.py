@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 DEMO_KEY = b"oneid-demo-key--not-a-secret--do-not-use-in-production"
 RESULT_TYPE = "value_hash string, masked string, reason string"
+_WARNED: set[str] = set()  # warn about the demo key once per process
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,13 @@ def load_key(secrets: SecretsConf) -> HashKey:
             )
         return HashKey(value.encode("utf-8"), secrets.hmac_key_version)
     if secrets.allow_demo_key:
-        logger.warning(
-            "%s is unset: using the published demo key (secrets.allow_demo_key=true); "
-            "never do this with real data",
-            secrets.hmac_key_env,
-        )
+        if secrets.hmac_key_env not in _WARNED:
+            _WARNED.add(secrets.hmac_key_env)
+            logger.warning(
+                "%s is unset: using the published demo key (secrets.allow_demo_key=true); "
+                "never do this with real data",
+                secrets.hmac_key_env,
+            )
         return HashKey(DEMO_KEY, 0)
     raise SecretMissingError(
         f"environment variable {secrets.hmac_key_env} (conf secrets.hmac_key_env) is not set; "
