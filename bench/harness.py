@@ -35,6 +35,8 @@ class Case:
     group: str = ""
     """Cases with the same group are compared against the group's baseline."""
     baseline: bool = False
+    setup: Callable[[], None] | None = None
+    """Untimed preparation before every run (e.g. copying a warehouse into place)."""
 
 
 @dataclass
@@ -100,9 +102,13 @@ def run_benchmark(bench: Benchmark, work_dir: Path, runs: int | None = None) -> 
     extras: dict[str, dict] = {case.name: {} for case in cases}
     for _ in range(bench.warmup):
         for case in cases:
+            if case.setup:
+                case.setup()
             case.run()
     for _ in range(runs):
         for case in cases:
+            if case.setup:
+                case.setup()
             with PeakMemory() as memory:
                 started = time.perf_counter()
                 extra = case.run() or {}

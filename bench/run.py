@@ -33,6 +33,14 @@ def _selected(name: str, only: list[str] | None) -> bool:
     return not only or any(name == o or name.startswith(f"{o}_") for o in only)
 
 
+def _family(name: str) -> tuple[str, float]:
+    """``identity_1m`` -> ("identity", 1e6): sizes of one benchmark sort together, small first."""
+    family, _, size = name.partition("_")
+    scale = {"k": 1e3, "m": 1e6}.get(size[-1:], 0)
+    number = size[:-1]
+    return family, float(number) * scale if scale and number.isdigit() else 0.0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", action="append", help="benchmark name (repeatable)")
@@ -53,8 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     results = [
         json.loads(path.read_text(encoding="utf-8")) for path in sorted(RESULTS_DIR.glob("*.json"))
     ]
-    order = list(benches)
-    results.sort(key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
+    families = [_family(name)[0] for name in benches]
+    results.sort(
+        key=lambda r: (
+            families.index(_family(r["name"])[0])
+            if _family(r["name"])[0] in families
+            else len(families),
+            _family(r["name"])[1],
+        )
+    )
     (HERE.parent / "BENCHMARKS.md").write_text(render_markdown(results), encoding="utf-8")
     print("wrote BENCHMARKS.md")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zlib
 
 import pytest
 from pyspark.sql import functions as F
@@ -22,8 +23,9 @@ T0 = dt.datetime(2025, 1, 1)
 def _silver(spark, cfg, records: dict[str, list[tuple[str, str, str]]]) -> None:
     """records: "source:key" -> [(id_type, normalised value, strength)] written as silver."""
     rows = []
-    for n, (record, identifiers) in enumerate(sorted(records.items())):
+    for record, identifiers in sorted(records.items()):
         source, key = record.split(":", 1)
+        n = zlib.crc32(record.encode()) % 1000  # a record's time does not depend on the others
         for id_type, value, strength in identifiers:
             rows.append(
                 (
@@ -155,25 +157,69 @@ STEPS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def chains(spark, tmp_path_factory):
-    """The same three batches resolved incrementally in one warehouse and --full in another."""
+SNAPSHOT_TABLES = ("oneid_map", "record_oneid", "profiles", "edges", "hubs", "incidence")
+SNAPSHOT_METRICS = (
+    "identifiers",
+    "oneids",
+    "largest_component",
+    "multi_member_components",
+    "hubs",
+    "records",
+    "records_without_oneid",
+    "changed_identifiers",
+    "max_oneid",
+)
+
+
+def _snapshot(spark, cfg, run_id, report) -> dict:
+    """Everything a run publishes, as sorted rows, plus how it ran."""
+    tables = {
+        name: sorted(
+            str(sorted(r.asDict().items()))
+            for r in read_table(spark, cfg, f"identity.{name}").collect()
+        )
+        for name in SNAPSHOT_TABLES
+    }
+    stats = read_table(spark, cfg, "identity.run_stats").where(F.col("run_id") == run_id).first()
+    return {
+        "ids": _oneid_of(spark, cfg),
+        "map": _map(spark, cfg),
+        "changes": _changes(spark, cfg, run_id),
+        "tables": tables,
+        "metrics": {k: stats.metrics[k] for k in SNAPSHOT_METRICS},
+        "histogram": stats.size_histogram,
+        "full": report.full,
+        "changed_records": report.stats["changed_records"],
+    }
+
+
+def _chains(spark, tmp_path_factory, steps, settings) -> dict[str, list[dict]]:
+    """The same batches resolved incrementally in one warehouse and --full in another."""
     results = {}
     for mode in ("incremental", "full"):
-        cfg = _cfg(tmp_path_factory.mktemp(mode), **LENIENT)
-        steps = []
-        for n, records in enumerate(STEPS, start=1):
+        cfg = _cfg(tmp_path_factory.mktemp(mode), **settings)
+        snapshots = []
+        for n, records in enumerate(steps, start=1):
             _silver(spark, cfg, records)
-            resolve_identities(spark, cfg, f"r{n}", full=(mode == "full"))
-            steps.append(
-                {
-                    "ids": _oneid_of(spark, cfg),
-                    "map": _map(spark, cfg),
-                    "changes": _changes(spark, cfg, f"r{n}"),
-                }
-            )
-        results[mode] = steps
+            report = resolve_identities(spark, cfg, f"r{n}", full=(mode == "full"))
+            snapshots.append(_snapshot(spark, cfg, f"r{n}", report))
+        results[mode] = snapshots
     return results
+
+
+def _assert_same_chains(chains) -> None:
+    incremental, full = chains["incremental"], chains["full"]
+    assert [step["full"] for step in incremental] == [True] + [False] * (len(incremental) - 1)
+    for n, (inc, ful) in enumerate(zip(incremental, full, strict=True), start=1):
+        for key in ("map", "changes", "metrics", "histogram"):
+            assert inc[key] == ful[key], (n, key)
+        for name in SNAPSHOT_TABLES:
+            assert inc["tables"][name] == ful["tables"][name], (n, name)
+
+
+@pytest.fixture(scope="module")
+def chains(spark, tmp_path_factory):
+    return _chains(spark, tmp_path_factory, STEPS, LENIENT)
 
 
 def test_merge_then_split_keep_stable_ids_with_lineage(chains):
@@ -199,6 +245,9 @@ def test_incremental_chain_equals_full_rebuilds(chains):
     full = [step["map"] for step in chains["full"]]
     assert incremental == full
     assert incremental[0] != incremental[1] != incremental[2]  # the chain really changed
+    _assert_same_chains(chains)  # every published table, lineage and figure too
+    # only the bridging record changed, in and out again
+    assert [step["changed_records"] for step in chains["incremental"][1:]] == [1, 1]
 
 
 def test_failed_gate_publishes_nothing(spark, tmp_path):
@@ -211,3 +260,84 @@ def test_failed_gate_publishes_nothing(spark, tmp_path):
     assert not table_exists(spark, cfg, "identity.oneid_map")
     stats = read_table(spark, cfg, "identity.run_stats").first()
     assert stats.passed is False and stats.gates["max_component_identifiers"].startswith("FAIL")
+
+
+STORE = "+8621000000000"
+GUESTS = {
+    f"orders:O{i}": [("phone", STORE, "weak"), ("email", f"g{i}@x.cn", "weak")] for i in (1, 2)
+}
+MORE_GUESTS = {
+    f"orders:O{i}": [("phone", STORE, "weak"), ("email", f"g{i}@x.cn", "weak")] for i in (3, 4)
+}
+MEMBER_3 = {"crm:M3": [("member_id", "M3", "strong"), ("email", "m3@x.cn", "weak")]}
+MEMBER_3_NEW_EMAIL = {"crm:M3": [("member_id", "M3", "strong"), ("email", "m3@y.cn", "weak")]}
+HUB_STEPS = [
+    {**PERSON_A, **GUESTS, **LEAD, **MEMBER_3},
+    # two more guest orders make the store phone a hub (4 records > 3); the lead is deleted;
+    # member 3 changes email
+    {**PERSON_A, **GUESTS, **MORE_GUESTS, **MEMBER_3_NEW_EMAIL},
+    # the two orders are gone again: the store phone is no hub any more
+    {**PERSON_A, **GUESTS, **MEMBER_3_NEW_EMAIL},
+]
+
+
+@pytest.fixture(scope="module")
+def hub_chains(spark, tmp_path_factory):
+    settings = {"hubs": {"max_records": {"phone": 3}}, "gates": {"max_changed_share": 1.0}}
+    return _chains(spark, tmp_path_factory, HUB_STEPS, settings)
+
+
+def test_hub_changes_removed_and_changed_records_equal_full_rebuilds(hub_chains):
+    _assert_same_chains(hub_chains)
+    first, hub, unhub = hub_chains["incremental"]
+    assert [step["changed_records"] for step in (hub, unhub)] == [4, 2]
+    guests = [f"orders:O{i}" for i in (1, 2)]
+    together = first["ids"]["orders:O1"]
+    assert first["ids"]["orders:O2"] == together  # linked by the store phone
+
+    # the store phone became a hub: four guests, four OneIDs; one guest keeps the shared id
+    assert len({hub["ids"][f"orders:O{i}"] for i in range(1, 5)}) == 4
+    assert [r for r in hub["tables"]["hubs"] if "max_records" in r] == hub["tables"]["hubs"]
+    assert len(hub["tables"]["hubs"]) == 1
+    kept = [g for g in guests if hub["ids"][g] == together]
+    assert len(kept) == 1
+    split_off = hub["ids"][guests[1 - guests.index(kept[0])]]
+    # the deleted lead's phone is in no record any more: it leaves the map, its OneID retires
+    lead, member = first["ids"]["lead:L1"], first["ids"]["crm:M3"]
+    assert ("retire", lead, None) in hub["changes"]
+    assert (("phone", keyed_hash(KEY, "+8613800000009"))) not in {m[:2] for m in hub["map"]}
+    # member 3 keeps its OneID; the old email left with the changed record
+    assert hub["ids"]["crm:M3"] == member
+    emails = {m[1]: m[2] for m in hub["map"] if m[0] == "email"}
+    assert keyed_hash(KEY, "m3@x.cn") not in emails
+    assert emails[keyed_hash(KEY, "m3@y.cn")] == member
+    assert ("split", together, split_off) in hub["changes"]
+
+    # no longer a hub: the two guests are one person again under the older id
+    assert unhub["ids"]["orders:O1"] == unhub["ids"]["orders:O2"] == together
+    assert unhub["tables"]["hubs"] == []
+    assert ("merge", split_off, together) in unhub["changes"]
+    retired = {r[1] for r in unhub["changes"] if r[0] == "retire"}
+    assert retired == {hub["ids"]["orders:O3"], hub["ids"]["orders:O4"]}
+
+
+def test_a_run_without_changes_recomputes_nothing(spark, tmp_path):
+    cfg = _cfg(tmp_path)
+    _silver(spark, cfg, {**PERSON_A, **PERSON_B})
+    resolve_identities(spark, cfg, "r1")
+    before = _map(spark, cfg)
+    report = resolve_identities(spark, cfg, "r2")
+    assert (report.full, report.stats["changed_records"]) == (False, 0)
+    assert report.stats["recomputed_identifiers"] == 0 and report.changes == {}
+    assert _map(spark, cfg) == before
+
+
+def test_changed_identity_settings_force_a_full_rebuild(spark, tmp_path):
+    lenient = {"gates": {"max_changed_share": 1.0}}
+    cfg = _cfg(tmp_path, **lenient)
+    _silver(spark, cfg, {**PERSON_A, **PERSON_B})
+    resolve_identities(spark, cfg, "r1")
+    stricter = _cfg(tmp_path, hubs={"max_records": {"phone": 1}}, **lenient)
+    report = resolve_identities(spark, stricter, "r2")
+    assert report.full is True
+    assert report.stats["hubs"] == 1  # the phone of person A's two records is now a hub

@@ -13,6 +13,8 @@ from typing import TypeVar
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import DataType, MapType
 
 from oneid.conf import OneIdConfig
 from oneid.session import warehouse_root
@@ -20,6 +22,7 @@ from oneid.session import warehouse_root
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+DELETION_VECTORS = "delta.enableDeletionVectors"
 ZONES = ("bronze", "quarantine", "silver", "identity", "gold", "audience", "ops")
 
 
@@ -89,13 +92,91 @@ def append(df: DataFrame, cfg: OneIdConfig, name: str, partition_by: tuple[str, 
 
 
 def overwrite(
-    df: DataFrame, cfg: OneIdConfig, name: str, partition_by: tuple[str, ...] = ()
+    df: DataFrame,
+    cfg: OneIdConfig,
+    name: str,
+    partition_by: tuple[str, ...] = (),
+    deletion_vectors: bool = False,
 ) -> None:
-    """Replace a whole table in one Delta commit (readers see the old or the new version)."""
+    """Replace a whole table in one Delta commit (readers see the old or the new version).
+
+    ``deletion_vectors``: the table will take :func:`merge_keys` (turned on once, at creation
+    or by one extra commit).
+    """
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    if deletion_vectors:
+        writer = writer.option(DELETION_VECTORS, "true")  # applies when the table is created
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    with_retries(lambda: writer.save(table_path(cfg, name)), f"overwrite {name}")
+    path = table_path(cfg, name)
+    with_retries(lambda: writer.save(path), f"overwrite {name}")
+    if deletion_vectors:
+        enable_deletion_vectors(df.sparkSession, path)
+
+
+def merge_keys(
+    rows: DataFrame, scope: DataFrame, cfg: OneIdConfig, name: str, keys: list[str]
+) -> None:
+    """Make the rows of ``name`` whose ``keys`` are in ``scope`` equal ``rows``, in one MERGE.
+
+    Keys of ``rows`` are inserted or, when a value differs, updated; keys of ``scope`` that
+    ``rows`` lacks are deleted; rows outside ``scope`` are not touched. The table gets deletion
+    vectors (``overwrite(..., deletion_vectors=True)``), so a MERGE writes the changed rows,
+    not every file that holds one.
+    """
+    from delta.tables import DeltaTable
+
+    spark = rows.sparkSession
+    path = table_path(cfg, name)
+    columns = rows.columns
+    source = (
+        scope.select(*keys)
+        .unionByName(rows.select(*keys))
+        .distinct()
+        .join(rows.withColumn("_keep", F.lit(True)), keys, "left")
+    )
+    on = " AND ".join(f"t.`{key}` = s.`{key}`" for key in keys)
+    kinds = {field.name: field.dataType for field in rows.schema.fields}
+    same = " AND ".join(
+        f"{_comparable('t', c, kinds[c])} <=> {_comparable('s', c, kinds[c])}"
+        for c in columns
+        if c not in keys
+    )
+    values = {c: f"s.`{c}`" for c in columns}
+    merge = (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(source.alias("s"), on)
+        .whenMatchedDelete("s._keep IS NULL")
+        .whenMatchedUpdate(f"NOT ({same or 'TRUE'})", values)
+        .whenNotMatchedInsert("s._keep", values)
+    )
+    started = time.perf_counter()
+    with_retries(merge.execute, f"merge into {name}")
+    logger.info("merge into %s: %.1f s", name, time.perf_counter() - started)
+
+
+def _comparable(alias: str, column: str, kind: DataType) -> str:
+    """SQL for a column that ``<=>`` can compare (maps as their sorted entries)."""
+    ref = f"{alias}.`{column}`"
+    return f"array_sort(map_entries({ref}))" if isinstance(kind, MapType) else ref
+
+
+def enable_deletion_vectors(spark: SparkSession, path: str) -> None:
+    """Turn on Delta deletion vectors for a table (once; readers need Delta reader version 3)."""
+    from delta.tables import DeltaTable
+
+    properties = DeltaTable.forPath(spark, path).detail().select("properties").first()[0]
+    if (properties or {}).get(DELETION_VECTORS) != "true":
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{DELETION_VECTORS}' = 'true')")
+
+
+def table_version(spark: SparkSession, cfg: OneIdConfig, name: str) -> int:
+    """The latest commit version of a Delta table."""
+    from delta.tables import DeltaTable
+
+    history = DeltaTable.forPath(spark, table_path(cfg, name)).history(1)
+    return int(history.select("version").first()[0])
 
 
 def with_retries(action: Callable[[], T], what: str, attempts: int = 4) -> T:

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 NODE_KEY = ["id_type", "value_hash"]
+RECORD_KEY = ["source", "record_key"]
+INCIDENCE_COLUMNS = (
+    "source",
+    "record_key",
+    "node_id",
+    "id_type",
+    "strength",
+    "event_time",
+    "row_hash",
+)
 
 
 def base_type(id_type_col: str = "id_type"):
     """``wx_openid:app`` -> ``wx_openid``; ``device:idfa`` -> ``device``."""
     return F.split(F.col(id_type_col), ":").getItem(0)
+
+
+def row_hash() -> Column:
+    """Hash of what identity reads from one silver.identifiers row (its change detector)."""
+    return F.xxhash64("id_type", "value_hash", "strength", "event_time")
 
 
 def new_nodes(identifiers: DataFrame, nodes: DataFrame | None, run_id: str) -> DataFrame:
@@ -37,16 +52,18 @@ def new_nodes(identifiers: DataFrame, nodes: DataFrame | None, run_id: str) -> D
 
 
 def record_nodes(identifiers: DataFrame, nodes: DataFrame) -> DataFrame:
-    """(source, record_key, node_id, id_type, strength, event_time): which record holds what."""
+    """Which record holds what: the ``identity.incidence`` columns, one row per silver row."""
     return identifiers.join(nodes.select("node_id", *NODE_KEY), NODE_KEY).select(
-        "source", "record_key", "node_id", "id_type", "strength", "event_time"
+        *INCIDENCE_COLUMNS[:-1], row_hash().alias("row_hash")
     )
 
 
-def edges(incidence: DataFrame, hubs: DataFrame) -> DataFrame:
+def edges(incidence: DataFrame, hubs: DataFrame, scope: DataFrame | None = None) -> DataFrame:
     """Pairs of non-hub identifiers seen in one record (src < dst), with strength and lineage.
 
-    An edge is strong when both ends are strong identifiers in at least one record.
+    An edge is strong when both ends are strong identifiers in at least one record. With
+    ``scope`` (distinct node_id), only pairs with an end in it; ``incidence`` must then hold
+    every record of the scope's nodes.
     """
     usable = incidence.join(hubs.select("node_id"), "node_id", "left_anti")
     left = usable.alias("a")
@@ -58,10 +75,21 @@ def edges(incidence: DataFrame, hubs: DataFrame) -> DataFrame:
         & (F.col("a.node_id") < F.col("b.node_id")),
     )
     strong = (F.col("a.strength") == "strong") & (F.col("b.strength") == "strong")
-    return pairs.groupBy(F.col("a.node_id").alias("src"), F.col("b.node_id").alias("dst")).agg(
+    result = pairs.groupBy(F.col("a.node_id").alias("src"), F.col("b.node_id").alias("dst")).agg(
         F.when(F.max(strong.cast("int")) == 1, "strong").otherwise("weak").alias("strength"),
         F.array_sort(F.collect_set("a.source")).alias("sources"),
         F.min(F.least("a.event_time", "b.event_time")).alias("first_seen"),
         F.max(F.greatest("a.event_time", "b.event_time")).alias("last_seen"),
         F.count(F.lit(1)).alias("records"),
     )
+    if scope is None:
+        return result
+    return touching(result, scope)
+
+
+def touching(graph_edges: DataFrame, ids: DataFrame) -> DataFrame:
+    """Edges with at least one end in ``ids`` (distinct node_id), each once."""
+    as_src = ids.withColumnRenamed("node_id", "src")
+    by_src = graph_edges.join(as_src, "src", "left_semi")
+    by_dst = graph_edges.join(ids.withColumnRenamed("node_id", "dst"), "dst", "left_semi")
+    return by_src.unionByName(by_dst.join(as_src, "src", "left_anti"))

@@ -19,17 +19,28 @@ HUB_COLUMNS = "node_id long, rule string, records long, member_ids long, thresho
 
 
 def find_hubs(
-    spark: SparkSession, incidence: DataFrame, nodes: DataFrame, conf: IdentityConf, key: HashKey
+    spark: SparkSession,
+    incidence: DataFrame,
+    nodes: DataFrame,
+    conf: IdentityConf,
+    key: HashKey,
+    scope: DataFrame | None = None,
 ) -> DataFrame:
-    """(node_id, rule, records, member_ids, threshold): one row per hub, first rule that fired."""
-    per_node = incidence.groupBy("node_id", "id_type").agg(
+    """(node_id, rule, records, member_ids, threshold): one row per hub, first rule that fired.
+
+    With ``scope`` (distinct node_id), only the hubs among those nodes; ``incidence`` must then
+    hold every record of the scope's nodes. Both counts of a node depend on its own records
+    only, so a node's hub status can change only when one of its records changes.
+    """
+    held = incidence if scope is None else incidence.join(scope, "node_id", "left_semi")
+    per_node = held.groupBy("node_id", "id_type").agg(
         F.countDistinct("source", "record_key").alias("records")
     )
     members = incidence.where(base_type() == "member_id").select(
         "source", "record_key", F.col("node_id").alias("member_node")
     )
     member_counts = (
-        incidence.join(members, ["source", "record_key"])
+        held.join(members, ["source", "record_key"])
         .where(F.col("node_id") != F.col("member_node"))
         .groupBy("node_id")
         .agg(F.countDistinct("member_node").alias("member_ids"))
@@ -44,7 +55,8 @@ def find_hubs(
             threshold = F.when(base_type() == id_type, F.lit(limit)).otherwise(threshold)
     stats = stats.withColumn("record_limit", threshold)
 
-    blocked = _blocklisted(spark, nodes, conf, key)
+    listed = nodes if scope is None else nodes.join(scope, "node_id", "left_semi")
+    blocked = _blocklisted(spark, listed, conf, key)
     by_records = stats.where(F.col("records") > F.col("record_limit")).select(
         "node_id",
         F.lit("max_records").alias("rule"),

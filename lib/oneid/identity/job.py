@@ -1,31 +1,38 @@
 """``oneid identity --run-id R [--full]``: silver.identifiers → stable OneIDs.
 
-Steps: extend the node dictionary; find hubs; build edges; pick the *affected* nodes (all of
-them with ``--full``; otherwise the nodes of records that changed since the last run, nodes
-whose hub status changed, everything that shared a OneID with them, closed under the current
-edges); connected components over strong edges; weak edges within the per-type limits; stable
-assignment; gates; publish. Because the affected set is closed under every usable edge, an
+Steps: find the records that changed since the last run (every record with ``--full`` or on
+the first run); extend the node dictionary; recompute hub status and edges of the nodes those
+records hold; pick the affected nodes (:mod:`oneid.identity.affected`); connected components
+over strong edges; weak edges within the per-type limits; stable assignment; gates; publish.
+Because the affected set is closed under every usable edge and every previous OneID, an
 incremental run computes exactly what a full rebuild computes.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from oneid.conf import OneIdConfig
+from oneid.conf.pipeline import IdentityConf
 from oneid.errors import DataContractError, GateFailedError
+from oneid.identity import incremental as inc
 from oneid.identity.assign import assign_oneids
+from oneid.identity.changes import changed_records, full_change, incremental_change
 from oneid.identity.components import connected_components
-from oneid.identity.graph import base_type, edges, new_nodes, record_nodes
+from oneid.identity.graph import RECORD_KEY, edges, new_nodes, record_nodes
 from oneid.identity.hubs import find_hubs
+from oneid.identity.keys import Keys, hinted
 from oneid.identity.limits import merge_weak_edges
+from oneid.identity.outputs import profiles, record_oneids
+from oneid.identity.stats import changed_identifiers, gates, oneid_sizes, size_figures
 from oneid.session import remove_checkpoint_dir
 from oneid.standardize.hashing import load_key
-from oneid.tables import append, overwrite, read_table, read_table_or_none
+from oneid.tables import append, overwrite, read_table, read_table_or_none, table_version
 
 logger = logging.getLogger(__name__)
 
@@ -42,292 +49,262 @@ def resolve_identities(
     spark: SparkSession, cfg: OneIdConfig, run_id: str, full: bool = False
 ) -> IdentityReport:
     """Run identity resolution once; raises :class:`GateFailedError` before publishing."""
-    conf = cfg.pipeline.identity
     identifiers = read_table_or_none(spark, cfg, "silver.identifiers")
     if identifiers is None:
         raise DataContractError("silver.identifiers is missing: run `oneid standardize` first")
-    done = read_table_or_none(spark, cfg, "identity.run_stats")
-    if done is not None and done.where((F.col("run_id") == run_id) & F.col("passed")).count():
+    history = _history(spark, cfg, run_id)
+    if history.published:
         raise DataContractError(f"identity run {run_id} already published; use a new --run-id")
     try:
-        return _run(spark, cfg, identifiers, run_id, full, conf)
+        return _run(spark, cfg, identifiers, run_id, full, history)
     finally:
         remove_checkpoint_dir(spark)
 
 
-def _run(spark, cfg, identifiers, run_id, full, conf) -> IdentityReport:
+def _run(spark, cfg, identifiers, run_id, full, history) -> IdentityReport:
+    conf = cfg.pipeline.identity
+    last = history.last
+    previous_map = read_table_or_none(spark, cfg, "identity.oneid_map")
+    first_run = previous_map is None
+    incremental = not (full or first_run) and inc.state_is_current(spark, cfg, last, conf)
+    clock = _Clock(run_id)
+
+    # the changed records and the node dictionary
     old_nodes = read_table_or_none(spark, cfg, "identity.nodes")
-    added = new_nodes(identifiers, old_nodes, run_id).localCheckpoint(eager=True)
+    silver = identifiers
+    if incremental:
+        old_incidence = read_table(spark, cfg, "identity.incidence")
+        changed, silver = changed_records(identifiers, old_incidence)
+    added = new_nodes(silver, old_nodes, run_id).localCheckpoint(eager=True)
     if added.count():
         append(added, cfg, "identity.nodes")
     nodes = read_table(spark, cfg, "identity.nodes")
-    incidence = record_nodes(identifiers, nodes).localCheckpoint(eager=True)
-    hubs = find_hubs(spark, incidence, nodes, conf, load_key(cfg.env.secrets)).localCheckpoint(
-        eager=True
-    )
-    graph_edges = edges(incidence, hubs).localCheckpoint(eager=True)
+    if incremental:
+        silver = hinted(silver, 4 * changed.size)
+    rows = record_nodes(silver, nodes).localCheckpoint(eager=True)
+    change = incremental_change(rows, old_incidence, changed) if incremental else full_change(rows)
+    clock("changed records and nodes")
+    touched = change.touched.hint() if incremental else None
 
-    previous_map = read_table_or_none(spark, cfg, "identity.oneid_map")
-    first_run = previous_map is None
-    usable = nodes.select("node_id").join(hubs.select("node_id"), "node_id", "left_anti")
-    if full or first_run:
-        affected = usable
+    # hubs and edges of the touched nodes (of all nodes in a full run)
+    found = find_hubs(spark, change.gathered, nodes, conf, load_key(cfg.env.secrets), touched)
+    found = found.localCheckpoint(eager=True)
+    hubs = found
+    if incremental:
+        kept = read_table(spark, cfg, "identity.hubs").join(touched, "node_id", "left_anti")
+        hubs = kept.unionByName(found).localCheckpoint(eager=True)
+    hub_ids = Keys.of(hubs.select("node_id"))
+    new_edges = edges(change.gathered, hub_ids.hint(), touched).localCheckpoint(eager=True)
+    clock("hubs and edges")
+
+    # components and OneIDs of the affected nodes
+    if incremental:
+        scope = inc.affected_scope(spark, cfg, change, previous_map, hub_ids, new_edges)
+        usable, inside = scope.usable, scope.inside
+        scoped_nodes = nodes.join(usable.hint(), "node_id", "left_semi")
+        previous = previous_map.select("node_id", "oneid").join(
+            scope.closed.hint(), "node_id", "left_semi"
+        )
     else:
-        affected = _affected(spark, cfg, incidence, hubs, graph_edges, previous_map, usable)
-    affected = affected.localCheckpoint(eager=True)
-
-    vertices = affected.select(F.col("node_id").alias("id"))
-    inside = graph_edges.join(affected.select(F.col("node_id").alias("src")), "src").join(
-        affected.select(F.col("node_id").alias("dst")), "dst"
+        usable = Keys.of(change.rows.select("node_id").join(hub_ids.hint(), "node_id", "left_anti"))
+        inside, scoped_nodes = new_edges, nodes
+        previous = None if first_run else previous_map.select("node_id", "oneid")
+    clock("affected nodes")
+    resolved = _resolve(spark, conf, usable, inside, scoped_nodes, previous, history.minted)
+    recomputed = resolved.mapping
+    mapping = (
+        recomputed.join(scoped_nodes.select("node_id", "id_type", "value_hash"), "node_id")
+        .select("node_id", "id_type", "value_hash", "oneid")
+        .localCheckpoint(eager=True)
     )
+
+    clock("components and assignment")
+
+    # published rows, figures and gates
+    if incremental:
+        outputs = inc.scoped_outputs(
+            change, scope, previous_map, recomputed, scoped_nodes, conf.priority
+        )
+        current_profiles = (
+            read_table(spark, cfg, "identity.profiles")
+            .join(outputs.profile_keys.hint(), "oneid", "left_anti")
+            .select("oneid", "identifier_counts")
+            .unionByName(outputs.profiles.select("oneid", "identifier_counts"))
+        )
+        records, with_oneid = inc.records_figures(spark, cfg, change, outputs, last)
+        changed_ids = changed_identifiers(previous, recomputed)
+        stats = {"changed_records": change.records.size, "recomputed_identifiers": usable.size}
+    else:
+        owners = record_oneids(change.rows, recomputed, conf.priority).localCheckpoint(eager=True)
+        outputs = inc.Outputs(
+            owners, profiles(change.rows, recomputed, nodes, owners).localCheckpoint(eager=True)
+        )
+        current_profiles = outputs.profiles
+        records = change.rows.select(*RECORD_KEY).distinct().count()
+        with_oneid = owners.count()
+        changed_ids = 0 if first_run else changed_identifiers(previous, recomputed)
+        stats = {"changed_records": records, "recomputed_identifiers": usable.size}
+    before = 0 if first_run else previous_map.count()
+    figures = size_figures(oneid_sizes(current_profiles))
+    stats = {
+        "identifiers": figures["identifiers"],
+        "oneids": figures["oneids"],
+        "largest_component": figures["largest_component"],
+        "multi_member_components": figures["multi_member_components"],
+        "hubs": hub_ids.size,
+        "records": records,
+        "records_without_oneid": records - with_oneid,
+        "changed_identifiers": changed_ids,
+        "changed_share": round(changed_ids / before, 6) if before else 0.0,
+        "components_engine": resolved.engine,
+        "components_rounds": resolved.cc_rounds,
+        "weak_merge_rounds": resolved.weak_rounds,
+        "max_oneid": max(figures["max_oneid"], history.minted),
+        **stats,
+        "conf_hash": inc.conf_hash(conf),
+        "histogram": figures["histogram"],
+    }
+    clock("outputs and figures")
+    checks = gates(stats, conf.gates, first_run)
+    passed = all(ok for ok, _ in checks.values())
+    append(_audit(run_id, hubs, nodes, resolved.rejected), cfg, "identity.hub_audit")
+    if not passed:
+        append(
+            _stats_row(spark, run_id, not incremental, False, stats, checks),
+            cfg,
+            "identity.run_stats",
+        )
+        failed = "; ".join(f"{k}: {why}" for k, (ok, why) in checks.items() if not ok)
+        raise GateFailedError(f"identity run {run_id}: gate(s) failed, nothing published: {failed}")
+
+    changes = resolved.changes.localCheckpoint(eager=True)
+    if incremental:
+        inc.publish(cfg, change, scope, found, new_edges, mapping, outputs)
+        append(changes.withColumn("run_id", F.lit(run_id)), cfg, "identity.oneid_changes")
+        inc.publish_incidence(cfg, change)
+    else:
+        for frame, name in (
+            (new_edges, "edges"),
+            (hubs, "hubs"),
+            (mapping, "oneid_map"),
+            (outputs.records, "record_oneid"),
+            (outputs.profiles, "profiles"),
+        ):
+            overwrite(frame, cfg, f"identity.{name}", deletion_vectors=True)
+        append(changes.withColumn("run_id", F.lit(run_id)), cfg, "identity.oneid_changes")
+        overwrite(change.rows, cfg, "identity.incidence", deletion_vectors=True)
+    clock("publish")
+    stats["incidence_version"] = table_version(spark, cfg, "identity.incidence")
+    append(
+        _stats_row(spark, run_id, not incremental, True, stats, checks), cfg, "identity.run_stats"
+    )
+    counts = {r.kind: r["count"] for r in changes.groupBy("kind").count().collect()}
+    logger.info("identity run %s: %s; changes %s", run_id, stats, counts)
+    return IdentityReport(run_id, not incremental, stats, counts)
+
+
+class _Clock:
+    """Logs how long each phase of a run took (the figures that say where time goes)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.last = time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        now = time.perf_counter()
+        logger.info("identity run %s: %s took %.1f s", self.run_id, phase, now - self.last)
+        self.last = now
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """New OneIDs of the usable affected nodes, lineage, unused weak edges, engine figures."""
+
+    mapping: DataFrame
+    changes: DataFrame
+    rejected: DataFrame
+    weak_rounds: int
+    cc_rounds: int
+    engine: str
+
+
+def _resolve(
+    spark: SparkSession,
+    conf: IdentityConf,
+    usable: Keys,
+    inside: DataFrame,
+    nodes: DataFrame,
+    previous: DataFrame | None,
+    minted: int,
+) -> _Resolved:
+    """Strong components, weak merges within the limits, stable assignment."""
+    if usable.size == 0:
+        empty = spark.createDataFrame([], "node_id long, component long")
+        assignment = assign_oneids(empty, previous, minted)
+        rejected = spark.createDataFrame([], "src long, dst long, reason string")
+        return _Resolved(assignment.mapping, assignment.changes, rejected, 0, 0, "none")
+    vertices = usable.frame.select(F.col("node_id").alias("id"))
     strong = inside.where(F.col("strength") == "strong")
     components = connected_components(spark, vertices, strong, conf.components)
     labels = components.components.select(
         F.col("id").alias("node_id"), "component"
     ).localCheckpoint(eager=True)
     weak = merge_weak_edges(labels, nodes, inside.where(F.col("strength") == "weak"), conf)
-
-    minted = _minted_so_far(spark, cfg)
-    previous = (
-        None if first_run else previous_map.select("node_id", "oneid").join(affected, "node_id")
-    )
     assignment = assign_oneids(weak.labels, previous, minted)
-    recomputed = assignment.mapping.localCheckpoint(eager=True)
-    if first_run:
-        mapping = recomputed
-    else:
-        untouched = (
-            previous_map.select("node_id", "oneid")
-            .join(affected.select("node_id"), "node_id", "left_anti")
-            .join(hubs.select("node_id"), "node_id", "left_anti")
-        )
-        mapping = untouched.unionByName(recomputed)
-    mapping = (
-        mapping.join(nodes.select("node_id", "id_type", "value_hash"), "node_id")
-        .select("node_id", "id_type", "value_hash", "oneid")
-        .localCheckpoint(eager=True)
-    )
-    changes = assignment.changes.localCheckpoint(eager=True)
-
-    records = _record_oneids(incidence, mapping, conf.priority).localCheckpoint(eager=True)
-    stats = _stats(
-        mapping,
-        previous_map,
-        nodes,
-        records,
-        incidence,
-        hubs,
+    return _Resolved(
+        assignment.mapping.localCheckpoint(eager=True),
+        assignment.changes,
+        weak.rejected,
         weak.rounds,
         components.rounds,
         components.engine,
-        first_run,
-        minted,
     )
-    gates = _gates(stats, conf.gates, first_run)
-    passed = all(ok for ok, _ in gates.values())
-    stats_row = spark.createDataFrame(
+
+
+@dataclass(frozen=True)
+class _History:
+    """What the published runs so far say."""
+
+    last: dict | None
+    """Metrics of the latest published run."""
+    minted: int
+    """The largest OneID ever minted (so ids are never reused)."""
+    published: bool
+    """Whether this run id was published already."""
+
+
+def _history(spark: SparkSession, cfg: OneIdConfig, run_id: str) -> _History:
+    stats = read_table_or_none(spark, cfg, "identity.run_stats")
+    if stats is None:
+        return _History(None, 0, False)
+    row = (
+        stats.where(F.col("passed"))
+        .agg(
+            F.max_by("metrics", "finished_at").alias("last"),
+            F.max(F.col("metrics")["max_oneid"].cast("long")).alias("minted"),
+            F.max((F.col("run_id") == run_id).cast("int")).alias("published"),
+        )
+        .first()
+    )
+    last = None if row["last"] is None else dict(row["last"])
+    return _History(last, int(row["minted"] or 0), bool(row["published"]))
+
+
+def _stats_row(spark, run_id, full, passed, stats, checks) -> DataFrame:
+    return spark.createDataFrame(
         [
             (
                 run_id,
-                full or first_run,
+                full,
                 passed,
                 {k: str(v) for k, v in stats.items() if k != "histogram"},
                 stats["histogram"],
-                {k: ("pass" if ok else "FAIL") + ": " + why for k, (ok, why) in gates.items()},
+                {k: ("pass" if ok else "FAIL") + ": " + why for k, (ok, why) in checks.items()},
             )
         ],
         "run_id string, full boolean, passed boolean, metrics map<string,string>, "
         "size_histogram map<string,long>, gates map<string,string>",
     ).withColumn("finished_at", F.current_timestamp())
-    audit = _audit(run_id, hubs, nodes, weak.rejected)
-    append(audit, cfg, "identity.hub_audit")
-    if not passed:
-        append(stats_row, cfg, "identity.run_stats")
-        failed = "; ".join(f"{k}: {why}" for k, (ok, why) in gates.items() if not ok)
-        raise GateFailedError(f"identity run {run_id}: gate(s) failed, nothing published: {failed}")
-
-    overwrite(graph_edges, cfg, "identity.edges")
-    overwrite(hubs, cfg, "identity.hubs")
-    overwrite(incidence.select("source", "record_key", "node_id"), cfg, "identity.incidence")
-    overwrite(mapping, cfg, "identity.oneid_map")
-    overwrite(records, cfg, "identity.record_oneid")
-    append(changes.withColumn("run_id", F.lit(run_id)), cfg, "identity.oneid_changes")
-    overwrite(_profiles(incidence, mapping, nodes, records), cfg, "identity.profiles")
-    append(stats_row, cfg, "identity.run_stats")
-    counts = {r.kind: r["count"] for r in changes.groupBy("kind").count().collect()}
-    logger.info("identity run %s: %s; changes %s", run_id, stats, counts)
-    return IdentityReport(run_id, full or first_run, stats, counts)
-
-
-def _affected(spark, cfg, incidence, hubs, graph_edges, previous_map, usable) -> DataFrame:
-    """Nodes whose component may differ from the previous run, closed under current edges."""
-    old_incidence = read_table_or_none(spark, cfg, "identity.incidence")
-    old_hubs = read_table_or_none(spark, cfg, "identity.hubs")
-    now = incidence.select("source", "record_key", "node_id")
-    changed_records = (
-        now.exceptAll(old_incidence)
-        .unionByName(old_incidence.exceptAll(now))
-        .select("source", "record_key")
-        .distinct()
-    )
-    touched = (
-        now.unionByName(old_incidence)
-        .join(changed_records, ["source", "record_key"])
-        .select("node_id")
-    )
-    hub_change = (
-        hubs.select("node_id")
-        .exceptAll(old_hubs.select("node_id"))
-        .unionByName(old_hubs.select("node_id").exceptAll(hubs.select("node_id")))
-    )
-    # a node whose hub status changed: its neighbours (via records) are touched too
-    hub_records = incidence.join(hub_change, "node_id").select("source", "record_key")
-    touched = (
-        touched.unionByName(incidence.join(hub_records, ["source", "record_key"]).select("node_id"))
-        .unionByName(hub_change)
-        .distinct()
-    )
-    old_ids = previous_map.select("node_id", "oneid")
-    frontier = touched
-    affected = touched
-    for _ in range(50):
-        grown = (
-            frontier.join(old_ids, "node_id")
-            .select("oneid")
-            .distinct()
-            .join(old_ids, "oneid")
-            .select("node_id")
-            .unionByName(
-                frontier.join(
-                    graph_edges.select(F.col("src").alias("node_id"), F.col("dst")), "node_id"
-                ).select(F.col("dst").alias("node_id"))
-            )
-            .unionByName(
-                frontier.join(
-                    graph_edges.select(F.col("dst").alias("node_id"), F.col("src")), "node_id"
-                ).select(F.col("src").alias("node_id"))
-            )
-            .distinct()
-        )
-        frontier = grown.join(affected, "node_id", "left_anti").localCheckpoint(eager=True)
-        if frontier.count() == 0:
-            break
-        affected = affected.unionByName(frontier).distinct().localCheckpoint(eager=True)
-    return affected.join(usable, "node_id")
-
-
-def _minted_so_far(spark, cfg) -> int:
-    """The largest OneID ever minted (kept in run_stats, so ids are never reused)."""
-    stats = read_table_or_none(spark, cfg, "identity.run_stats")
-    if stats is None:
-        return 0
-    row = (
-        stats.where(F.col("passed"))
-        .agg(F.max(F.col("metrics")["max_oneid"].cast("long")))
-        .first()[0]
-    )
-    return int(row or 0)
-
-
-def _record_oneids(
-    incidence: DataFrame, mapping: DataFrame, priority: tuple[str, ...]
-) -> DataFrame:
-    """A record's OneID is that of its highest-priority identifier that has one."""
-    rank = F.lit(len(priority))
-    for index, name in reversed(list(enumerate(priority))):
-        rank = F.when(base_type() == name, F.lit(index)).otherwise(rank)
-    ranked = incidence.join(mapping.select("node_id", "oneid"), "node_id").withColumn("_rank", rank)
-    best = ranked.groupBy("source", "record_key").agg(
-        F.min(F.struct("_rank", "node_id", "oneid")).alias("b")
-    )
-    return best.select("source", "record_key", F.col("b.oneid").alias("oneid"))
-
-
-def _stats(
-    mapping,
-    previous_map,
-    nodes,
-    records,
-    incidence,
-    hubs,
-    weak_rounds,
-    cc_rounds,
-    engine,
-    first_run,
-    minted,
-) -> dict:
-    sizes = (
-        mapping.groupBy("oneid")
-        .agg(
-            F.count(F.lit(1)).alias("n"),
-            F.sum((base_type() == "member_id").cast("int")).alias("members"),
-        )
-        .localCheckpoint(eager=True)
-    )
-    agg = sizes.agg(
-        F.count(F.lit(1)).alias("oneids"),
-        F.max("n").alias("largest"),
-        F.max("oneid").alias("max_oneid"),
-        F.sum((F.col("members") > 1).cast("int")).alias("multi"),
-    ).first()
-    buckets = (
-        F.when(F.col("n") == 1, "1")
-        .when(F.col("n") <= 2, "2")
-        .when(F.col("n") <= 5, "3-5")
-        .when(F.col("n") <= 10, "6-10")
-        .when(F.col("n") <= 50, "11-50")
-        .otherwise(">50")
-    )
-    histogram = {r["b"]: r["count"] for r in sizes.groupBy(buckets.alias("b")).count().collect()}
-    changed, before = 0, 0
-    if not first_run:
-        both = previous_map.select("node_id", F.col("oneid").alias("old")).join(
-            mapping.select("node_id", "oneid"), "node_id", "left"
-        )
-        row = both.agg(
-            F.count(F.lit(1)).alias("before"),
-            F.sum((F.col("oneid").isNull() | (F.col("oneid") != F.col("old"))).cast("int")).alias(
-                "changed"
-            ),
-        ).first()
-        changed, before = int(row["changed"] or 0), int(row["before"])
-    total_records = incidence.select("source", "record_key").distinct().count()
-    return {
-        "identifiers": mapping.count(),
-        "oneids": int(agg["oneids"]),
-        "largest_component": int(agg["largest"] or 0),
-        "multi_member_components": int(agg["multi"] or 0),
-        "hubs": hubs.count(),
-        "records": total_records,
-        "records_without_oneid": total_records - records.count(),
-        "changed_identifiers": changed,
-        "changed_share": round(changed / before, 6) if before else 0.0,
-        "components_engine": engine,
-        "components_rounds": cc_rounds,
-        "weak_merge_rounds": weak_rounds,
-        "max_oneid": max(int(agg["max_oneid"] or 0), minted),
-        "histogram": histogram,
-    }
-
-
-def _gates(stats: dict, gates, first_run: bool) -> dict[str, tuple[bool, str]]:
-    result = {
-        "max_component_identifiers": (
-            stats["largest_component"] <= gates.max_component_identifiers,
-            f"largest component {stats['largest_component']} <= {gates.max_component_identifiers}",
-        ),
-        "max_multi_member_components": (
-            stats["multi_member_components"] <= gates.max_multi_member_components,
-            f"{stats['multi_member_components']} components with >1 member id "
-            f"<= {gates.max_multi_member_components}",
-        ),
-    }
-    result["max_changed_share"] = (
-        first_run or stats["changed_share"] <= gates.max_changed_share,
-        f"changed share {stats['changed_share']} <= {gates.max_changed_share}"
-        + (" (first run exempt)" if first_run else ""),
-    )
-    return result
 
 
 def _audit(run_id, hubs, nodes, rejected) -> DataFrame:
@@ -355,44 +332,3 @@ def _audit(run_id, hubs, nodes, rejected) -> DataFrame:
         F.col("dst").alias("other_node_id"),
     )
     return hub_rows.unionByName(edge_rows)
-
-
-def _profiles(incidence, mapping, nodes, records) -> DataFrame:
-    """One golden row per OneID: counts per type, best masked phone/email, seen, sources.
-
-    The best phone / email is the one in most records, then the most recently seen.
-    """
-    holders = incidence.join(mapping.select("node_id", "oneid"), "node_id").join(
-        nodes.select("node_id", "masked"), "node_id"
-    )
-    per_node = holders.groupBy("oneid", "node_id", "id_type", "masked").agg(
-        F.max("event_time").alias("last_seen"),
-        F.min("event_time").alias("first_seen"),
-        F.count(F.lit(1)).alias("records"),
-    )
-
-    def best(kind: str):
-        rank = F.when(base_type() == kind, F.struct("records", "last_seen", "node_id"))
-        return F.max_by(F.when(base_type() == kind, F.col("masked")), rank).alias(f"best_{kind}")
-
-    summary = per_node.groupBy("oneid").agg(
-        best("phone"),
-        best("email"),
-        F.min("first_seen").alias("first_seen"),
-        F.max("last_seen").alias("last_seen"),
-    )
-    by_type = (
-        per_node.groupBy("oneid", base_type().alias("t"))
-        .count()
-        .groupBy("oneid")
-        .agg(
-            F.map_from_entries(F.array_sort(F.collect_list(F.struct("t", "count")))).alias(
-                "identifier_counts"
-            )
-        )
-    )
-    sources = records.groupBy("oneid").agg(
-        F.array_sort(F.collect_set("source")).alias("sources"),
-        F.count(F.lit(1)).alias("records"),
-    )
-    return summary.join(by_type, "oneid").join(sources, "oneid", "left")

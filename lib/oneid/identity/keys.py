@@ -1,0 +1,41 @@
+"""Small key sets (changed records, touched nodes) that joins broadcast while they are small."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+BROADCAST_ROWS = 1_000_000
+"""Largest key set sent to every task instead of shuffling the big side of a join."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Distinct key rows, materialised once, and how many there are."""
+
+    frame: DataFrame
+    size: int
+
+    @classmethod
+    def of(cls, frame: DataFrame) -> Keys:
+        frame = frame.distinct().localCheckpoint(eager=True)
+        return cls(frame, frame.count())
+
+    def hint(self) -> DataFrame:
+        """The key rows, broadcast to joins when there are at most ``BROADCAST_ROWS``."""
+        return hinted(self.frame, self.size)
+
+    def union(self, other: Keys) -> Keys:
+        return Keys.of(self.frame.unionByName(other.frame))
+
+    def plus(self, other: Keys) -> Keys:
+        """The union with a disjoint key set (nothing to deduplicate or count)."""
+        frame = self.frame.unionByName(other.frame).localCheckpoint(eager=True)
+        return Keys(frame, self.size + other.size)
+
+
+def hinted(frame: DataFrame, size: int) -> DataFrame:
+    """``frame`` broadcast-hinted when ``size`` (its rows, or a bound) is small."""
+    return F.broadcast(frame) if size <= BROADCAST_ROWS else frame

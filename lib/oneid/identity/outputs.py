@@ -1,0 +1,64 @@
+"""The published rows: a record's OneID and one golden profile per OneID."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from oneid.identity.graph import base_type
+
+
+def record_oneids(incidence: DataFrame, mapping: DataFrame, priority: tuple[str, ...]) -> DataFrame:
+    """A record's OneID is that of its highest-priority identifier that has one."""
+    rank = F.lit(len(priority))
+    for index, name in reversed(list(enumerate(priority))):
+        rank = F.when(base_type() == name, F.lit(index)).otherwise(rank)
+    ranked = incidence.join(mapping.select("node_id", "oneid"), "node_id").withColumn("_rank", rank)
+    best = ranked.groupBy("source", "record_key").agg(
+        F.min(F.struct("_rank", "node_id", "oneid")).alias("b")
+    )
+    return best.select("source", "record_key", F.col("b.oneid").alias("oneid"))
+
+
+def profiles(
+    incidence: DataFrame, mapping: DataFrame, nodes: DataFrame, records: DataFrame
+) -> DataFrame:
+    """One golden row per OneID: counts per type, best masked phone/email, seen, sources.
+
+    The best phone / email is the one in most records, then the most recently seen.
+    ``incidence`` and ``records`` must hold every record of the OneIDs of ``mapping``.
+    """
+    holders = incidence.join(mapping.select("node_id", "oneid"), "node_id").join(
+        nodes.select("node_id", "masked"), "node_id"
+    )
+    per_node = holders.groupBy("oneid", "node_id", "id_type", "masked").agg(
+        F.max("event_time").alias("last_seen"),
+        F.min("event_time").alias("first_seen"),
+        F.count(F.lit(1)).alias("records"),
+    )
+
+    def best(kind: str):
+        rank = F.when(base_type() == kind, F.struct("records", "last_seen", "node_id"))
+        return F.max_by(F.when(base_type() == kind, F.col("masked")), rank).alias(f"best_{kind}")
+
+    summary = per_node.groupBy("oneid").agg(
+        best("phone"),
+        best("email"),
+        F.min("first_seen").alias("first_seen"),
+        F.max("last_seen").alias("last_seen"),
+    )
+    by_type = (
+        per_node.groupBy("oneid", base_type().alias("t"))
+        .count()
+        .groupBy("oneid")
+        .agg(
+            F.map_from_entries(F.array_sort(F.collect_list(F.struct("t", "count")))).alias(
+                "identifier_counts"
+            )
+        )
+    )
+    sources = records.groupBy("oneid").agg(
+        F.array_sort(F.collect_set("source")).alias("sources"),
+        F.count(F.lit(1)).alias("records"),
+    )
+    return summary.join(by_type, "oneid").join(sources, "oneid", "left")
