@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+PIPELINE_ORDER = ("generate", "ingest", "identity", "tags", "cluster")
+"""BENCHMARKS.md sections in pipeline order; benchmarks not named here follow."""
 sys.path.insert(0, str(HERE))
 
 from harness import RESULTS_DIR, render_markdown, run_benchmark, save_result  # noqa: E402
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     results = [
         json.loads(path.read_text(encoding="utf-8")) for path in sorted(RESULTS_DIR.glob("*.json"))
     ]
-    families = [_family(name)[0] for name in benches]
+    families = [*PIPELINE_ORDER, *(_family(name)[0] for name in benches)]
     results.sort(
         key=lambda r: (
             families.index(_family(r["name"])[0])
