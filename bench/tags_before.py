@@ -1,10 +1,9 @@
-"""``run_tags`` as it was before branch ``bench`` changed it, to time both in the same run.
+"""``run_tags`` with fact attribution as it was before commit 7563112, to time both in one run.
 
-The library at commit 3162461 differed in two places, restored here (everything else is the
-library's own code): facts were joined to all of ``identity.record_oneid`` (not only the owners
-of their own sources), and the per-OneID frame was not cached before the RFM scores, so the
-score joins ran the fact aggregations again. Delete this file and its case in bench_tags.py
-once the comparison is no longer wanted.
+Before 7563112 every fact table was joined to all of ``identity.record_oneid`` (which holds the
+records of every fact table); since then only the owners of its own sources take part (a
+broadcast semi-join on the source names). Everything else is the library's own code. Delete
+this file and its case in bench_tags.py once the comparison is no longer wanted.
 """
 
 from __future__ import annotations
@@ -17,9 +16,9 @@ from pyspark.sql import functions as F
 
 from oneid.conf import OneIdConfig
 from oneid.conf.tags import TagsConf
-from oneid.tables import read_table_or_none, replace_where
+from oneid.tables import read_table_or_none
 from oneid.tags import job
-from oneid.tags.compute import compute_tags, needed_fact_tables
+from oneid.tags.compute import needed_fact_tables
 from oneid.tags.facts import business_date
 
 
@@ -38,7 +37,7 @@ def run_tags_before(spark: SparkSession, cfg: OneIdConfig, dates: list[dt.date])
     report = job.TagsReport(dates)
     try:
         for day in sorted(dates):
-            _write_day(cfg, registry, oneids, facts, day, report)
+            job._write_day(cfg, registry, oneids, facts, day, report)
     finally:
         for frame in (*facts.values(), oneids):
             frame.unpersist()
@@ -58,20 +57,3 @@ def _attribute_facts(
     for column, sql in registry.derived_columns.get(name, {}).items():  # type: ignore[call-overload]
         frame = frame.withColumn(column, F.expr(sql))
     return frame
-
-
-def _write_day(cfg, registry, oneids, facts, day, report) -> None:
-    wide = compute_tags(oneids, facts, registry, day).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        condition = f"dt = DATE'{day.isoformat()}'"
-        population = wide.count()
-        for table, columns in job.tag_tables(registry).items():
-            frame = wide.select("oneid", *columns).withColumn("dt", F.lit(day))
-            replace_where(frame, cfg, table, condition, ("dt",), f"oneid tags {day}")
-            report.tables[table] = population
-        summary = job.summary_rows(wide, population, facts, registry, day).collect()
-        frame = wide.sparkSession.createDataFrame(summary, job.SUMMARY_SCHEMA)
-        replace_where(frame, cfg, job.SUMMARY_TABLE, condition, ("dt",), f"oneid tags {day}")
-        report.tables[job.SUMMARY_TABLE] = len(summary)
-    finally:
-        wide.unpersist()

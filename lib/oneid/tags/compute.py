@@ -30,8 +30,7 @@ def compute_tags(
     """One row per OneID of ``oneids`` with a column per tag, typed as declared.
 
     ``facts`` maps a fact table name to its attributed frame (:func:`attribute_facts`).
-    Same as :func:`derive_tags` over :func:`fact_tags`; a caller computing many tags over large
-    facts persists the :func:`fact_tags` frame in between (``run_tags`` does).
+    Same as :func:`derive_tags` over :func:`fact_tags`.
     """
     return derive_tags(fact_tags(oneids, facts, registry, as_of), registry, as_of)
 
@@ -60,10 +59,9 @@ def derive_tags(per_oneid: DataFrame, registry: TagsConf, as_of: dt.date) -> Dat
     """The fact tags of :func:`fact_tags` filled and typed, then ``expr`` and builder tags in
     declaration order.
 
-    Each ``rfm_score`` reads its input twice: once for the scores of the whole population,
-    once to join them back per OneID. Pass a persisted ``per_oneid`` unless it is small, or the
-    fact aggregations behind it run once more per score (``run_tags`` persists it; before it
-    did, the three RFM scores made ``oneid tags`` run the orders aggregation four times over).
+    Each ``rfm_score`` reads its input twice (the population ranking and the join back), so
+    what came before it is materialised once (``localCheckpoint``): the fact aggregations
+    behind ``per_oneid`` run once, not once more per score.
     """
     wide = per_oneid.withColumn("as_of_date", F.lit(as_of))
     for tag in registry.definitions:

@@ -21,7 +21,7 @@ from oneid.conf import OneIdConfig
 from oneid.conf.tags import TagsConf
 from oneid.errors import DataContractError
 from oneid.tables import read_table_or_none, replace_where
-from oneid.tags.compute import derive_tags, fact_tags, needed_fact_tables
+from oneid.tags.compute import compute_tags, needed_fact_tables
 from oneid.tags.facts import attribute_facts
 
 logger = logging.getLogger(__name__)
@@ -99,12 +99,9 @@ def _write_day(
     day: dt.date,
     report: TagsReport,
 ) -> None:
-    # the per-OneID fact tags are read again by every RFM score: computed once, then cached
-    per_oneid = fact_tags(oneids, facts, registry, day).persist(StorageLevel.MEMORY_AND_DISK)
-    wide = derive_tags(per_oneid, registry, day).persist(StorageLevel.MEMORY_AND_DISK)
+    wide = compute_tags(oneids, facts, registry, day).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         condition = f"dt = DATE'{day.isoformat()}'"
-        per_oneid.count()
         population = wide.count()
         for table, columns in tag_tables(registry).items():
             frame = wide.select("oneid", *columns).withColumn("dt", F.lit(day))
@@ -118,7 +115,6 @@ def _write_day(
         logger.info("tags for %s written (%d OneIDs)", day, population)
     finally:
         wide.unpersist()
-        per_oneid.unpersist()
 
 
 SUMMARY_SCHEMA = "metric string, key string, count bigint, share double, dt date"
