@@ -31,14 +31,13 @@ def changed_records(silver: DataFrame, incidence: DataFrame) -> tuple[Keys, Data
         F.col("_now").isNull() | F.col("_before").isNull()
     )
     hashes = Keys.of(differ.select("_record"))
-    with_hash = F.xxhash64(*RECORD_KEY).alias("_record")
     rows = (
-        silver.withColumn("_record", with_hash)
+        silver.withColumn("_record", record)
         .join(hashes.hint(), "_record", "left_semi")
         .drop("_record")
         .localCheckpoint(eager=True)
     )
-    gone = incidence.withColumn("_record", with_hash).join(hashes.hint(), "_record", "left_semi")
+    gone = incidence.withColumn("_record", record).join(hashes.hint(), "_record", "left_semi")
     records = Keys.of(rows.select(*RECORD_KEY).unionByName(gone.select(*RECORD_KEY)))
     return records, rows
 
