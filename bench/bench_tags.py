@@ -32,11 +32,10 @@ from pyspark.sql import functions as F
 from harness import Benchmark, Case
 from oneid.conf import OneIdConfig, load_config
 from oneid.session import build_session
-from oneid.tables import overwrite, read_table, table_path
+from oneid.tables import overwrite, read_table
 from oneid.tags.compute import compute_tags
 from oneid.tags.facts import attribute_facts
-from oneid.tags.job import run_tags, tag_tables
-from tags_before import run_tags_before
+from oneid.tags.job import run_tags
 from tags_data import Manifest, synthesise
 from tags_duckdb import RFM_COLUMNS
 
@@ -119,34 +118,6 @@ def check_agree(name: str, expected: DataFrame, actual: DataFrame) -> int:
     return int(row["n"])
 
 
-def check_same_as_previous_version(spark: SparkSession, cfg: OneIdConfig) -> int:
-    """Every gold.tags_* table: the last write (this branch) equals the one before it (the
-    library before the fix), on every tag column; returns the rows compared per table."""
-    from delta.tables import DeltaTable
-
-    rows = 0
-    for table in tag_tables(cfg.pipeline.tags):
-        path = table_path(cfg, table)
-        latest = DeltaTable.forPath(spark, path).history(1).select("version").first()[0]
-        versions = [
-            spark.read.format("delta")
-            .option("versionAsOf", v)
-            .load(path)
-            .where(F.col("dt") == F.lit(AS_OF))
-            for v in (latest - 1, latest)
-        ]
-        comparable = [
-            v.select(*(F.to_json(c) if t.startswith("map") else c for c, t in v.dtypes))
-            for v in versions
-        ]
-        old, new = comparable
-        differ = old.exceptAll(new).count() + new.exceptAll(old).count()
-        if differ:
-            raise BenchmarkCheckError(f"{table}: before and after the fix differ ({differ} rows)")
-        rows = new.count()
-    return rows
-
-
 def check_sample(spark_rows: list, duck_file: Path) -> int:
     """The sample's rows as DuckDB wrote them (read by DuckDB, not Spark) equal Spark's."""
     expected = {row["oneid"]: tuple(row[c] for c in RFM_COLUMNS) for row in spark_rows}
@@ -172,7 +143,7 @@ def sample_ids(manifest: Manifest, all_ids: DataFrame) -> list[int]:
     return sorted({*ids, *manifest.heaviest_oneids, *manifest.non_buyer_oneids})
 
 
-def tags_cases(orders: int, with_before: bool):
+def tags_cases(orders: int):
     def cases(work: Path) -> list[Case]:
         data = work / "parquet"
         manifest = synthesise(data, orders)
@@ -203,21 +174,13 @@ def tags_cases(orders: int, with_before: bool):
                 "peak_rss_bytes": result["peak_rss_bytes"],
             }
 
-        def before() -> dict:
-            report = run_tags_before(spark, cfg, [AS_OF])
-            return {"oneids": report.tables["gold.tags_rfm"], "facts": facts}
-
         # warm-up round, then the correctness guard on its outputs
         duck(), rfm_only()
         duck_frame = spark.read.parquet(str(duck_out))
-        if with_before:
-            before()
-            check_agree("gold.tags_* (before the fix) vs DuckDB", duck_frame, gold_rfm(spark, cfg))
         full()
         gold = gold_rfm(spark, cfg)
         checked = check_agree("gold.tags_* vs DuckDB", duck_frame, gold)
         check_agree("Spark RFM-only vs DuckDB", duck_frame, spark.read.parquet(str(spark_out)))
-        same = check_same_as_previous_version(spark, cfg) if with_before else None
         ids = sample_ids(manifest, duck_frame.select("oneid"))
         sampled = check_sample(gold.where(F.col("oneid").isin(ids)).collect(), duck_out)
         verified = {"agree_oneids": checked, "agree_sample": sampled}
@@ -225,26 +188,16 @@ def tags_cases(orders: int, with_before: bool):
         def duck_verified() -> dict:
             return {**duck(), **verified}
 
-        def full_verified() -> dict:
-            return {**full(), **({"same_tags_as_before": same} if with_before else {})}
-
-        old = "oneid tags, library before 7563112 (bench/tags_before.py)"
         return [
             Case("DuckDB: RFM aggregates (own process)", duck_verified, group="rfm", baseline=True),
             Case("Spark: RFM aggregates only (compute_tags)", rfm_only, group="rfm"),
-            *([Case(old, before, group="tags", baseline=True)] if with_before else []),
-            Case(
-                "oneid tags: full registry, all tables written",
-                full_verified,
-                group="tags",
-                baseline=not with_before,
-            ),
+            Case("oneid tags: full registry, all tables written", full, "tags", baseline=True),
         ]
 
     return cases
 
 
-def _benchmark(label: str, orders: int, runs: int, with_before: bool) -> Benchmark:
+def _benchmark(label: str, orders: int, runs: int) -> Benchmark:
     oneids = orders // 5
     return Benchmark(
         name=f"tags_{label}",
@@ -263,22 +216,16 @@ def _benchmark(label: str, orders: int, runs: int, with_before: bool) -> Benchma
             "Spark: the project's `build_session`, local[2], 8 shuffle partitions, 6g driver; "
             "DuckDB: 2 threads."
         ),
-        cases=tags_cases(orders, with_before),
+        cases=tags_cases(orders),
         runs=int(os.environ.get("ONEID_BENCH_RUNS", runs)),
         warmup=0,
         notes=[
             "Warm-up: one round of every case before timing; its outputs are the ones checked "
             "(agree_oneids: DuckDB = Spark RFM-only = gold.tags_* on every RFM column of every "
-            "OneID, for both fact attributions where the old one runs; agree_sample: a sample "
-            "incl. the heaviest buyers and non-buyers read back with DuckDB; "
-            "same_tags_as_before: every row of every gold.tags_* table equal between the two "
-            "attributions, by Delta time travel). A mismatch fails the benchmark.",
+            "OneID; agree_sample: a sample incl. the heaviest buyers and non-buyers read back "
+            "with DuckDB). A mismatch fails the benchmark.",
             "Group rfm is like for like: same Parquet files, same 11 columns per OneID, Parquet "
-            "out. Group tags (1M) is `oneid tags` with the fact attribution before commit "
-            "7563112 (bench/tags_before.py: every fact table joined to all of record_oneid) "
-            "and after it (only the record_oneid rows of the fact table's own sources, by a "
-            "broadcast semi-join on the source names). Both materialise the per-OneID frame "
-            "before each RFM score, so the fact aggregations run once.",
+            "out. Group tags is the whole `oneid tags` run.",
             "Peak RSS: the Spark cases share one JVM whose heap grows and is not returned, so "
             "their figure is the JVM's high-water mark so far (driver Python + JVM), not what "
             "the smaller case alone needs. The DuckDB case runs in its own process and reports "
@@ -291,8 +238,7 @@ def _benchmark(label: str, orders: int, runs: int, with_before: bool) -> Benchma
 
 
 BENCHMARKS = [
-    _benchmark("1m", 1_000_000, runs=3, with_before=True),
-    # at 10M the old path is left out (it would double the hour the size takes here)
-    _benchmark("10m", 10_000_000, runs=2, with_before=False),
+    _benchmark("1m", 1_000_000, runs=3),
+    _benchmark("10m", 10_000_000, runs=2),
 ]
 BENCHMARK = BENCHMARKS[0]
