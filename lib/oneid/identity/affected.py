@@ -1,10 +1,12 @@
 """The nodes an incremental run recomputes: closed under the edges and the previous OneIDs.
 
-Seeds are the nodes of changed records and the other ends of their previous edges (an edge
-can vanish because a node became a hub). The affected set then grows by the current edges (a
-component must be computed whole) and by the previous OneIDs (a OneID's identifiers are all
-recomputed or none is, so no id is inherited twice). Nodes outside it keep their OneIDs: their
-records, edges and hub status are those of the last run, which gave them their ids.
+Seeds are the nodes of changed records whose place in the graph changed: an edge at them
+appeared, vanished (possibly because a node became a hub) or changed strength, their hub status
+changed, or they are new or gone (:func:`oneid.identity.incremental.structural_seeds`). The
+affected set then grows by the current and previous edges (a component must be computed whole)
+and by the previous OneIDs (a OneID's identifiers are all recomputed or none is, so no id is
+inherited twice). Nodes outside it keep their OneIDs: their edges and hub status are those of
+the last run, which gave them their ids.
 """
 
 from __future__ import annotations

@@ -78,20 +78,19 @@ def affected_scope(
     hub_ids: Keys,
     new_edges: DataFrame,
 ) -> Scope:
-    """Seeds (touched nodes and their previous neighbours) closed by :func:`affected_nodes`."""
+    """The graph changes of the touched nodes, closed by :func:`affected_nodes`."""
     touched = change.touched
     old_edges = read_table(spark, cfg, "identity.edges")
-    gone = touching(old_edges.select("src", "dst"), touched.hint()).localCheckpoint(eager=True)
-    seeds = Keys.of(
-        touched.frame.unionByName(gone.select(F.col("src").alias("node_id"))).unionByName(
-            gone.select(F.col("dst").alias("node_id"))
-        )
+    gone = touching(old_edges.select("src", "dst", "strength"), touched.hint()).localCheckpoint(
+        eager=True
     )
-    both_ways = old_edges.select("src", "dst").unionByName(new_edges.select("src", "dst"))
-    closed = affected_nodes(seeds, previous_map.select("node_id", "oneid"), both_ways)
     vanished = Keys.of(
         touched.frame.join(change.gathered.select("node_id"), "node_id", "left_anti")
     )
+    old_hubs = read_table(spark, cfg, "identity.hubs").select("node_id")
+    seeds = structural_seeds(change, previous_map, old_hubs, hub_ids, vanished, gone, new_edges)
+    both_ways = old_edges.select("src", "dst").unionByName(new_edges.select("src", "dst"))
+    closed = affected_nodes(seeds, previous_map.select("node_id", "oneid"), both_ways)
     usable = Keys.of(
         closed.frame.join(hub_ids.hint(), "node_id", "left_anti").join(
             vanished.hint(), "node_id", "left_anti"
@@ -104,8 +103,42 @@ def affected_scope(
         .join(touched.hint().withColumnRenamed("node_id", "src"), "src", "left_anti")
         .join(touched.hint().withColumnRenamed("node_id", "dst"), "dst", "left_anti")
     )
-    inside = kept.unionByName(new_edges).localCheckpoint(eager=True)
-    return Scope(closed, usable, inside, gone)
+    # an edge of a touched node outside ``closed`` has both ends outside (closed is edge-closed)
+    renewed = new_edges.join(ends.withColumnRenamed("node_id", "src"), "src", "left_semi")
+    inside = kept.unionByName(renewed).localCheckpoint(eager=True)
+    return Scope(closed, usable, inside, gone.select("src", "dst"))
+
+
+def structural_seeds(
+    change: Change,
+    previous_map: DataFrame,
+    old_hubs: DataFrame,
+    hub_ids: Keys,
+    vanished: Keys,
+    gone: DataFrame,
+    new_edges: DataFrame,
+) -> Keys:
+    """Touched nodes whose place in the graph changed: the only ones that can change a OneID.
+
+    A node is a seed when an edge at it appeared, vanished or changed strength, when it became
+    or stopped being a hub, or when it has no previous OneID (new, or a hub before) or no record
+    any more. Components, weak merges and assignment read nothing else (not an edge's records
+    or dates), so a touched node without such a change keeps its OneID unless the closure of
+    the seeds reaches it.
+    """
+    touched = change.touched.hint()
+    now = new_edges.select("src", "dst", "strength")
+    differ = gone.exceptAll(now).unionByName(now.exceptAll(gone))
+    ends = differ.select(F.col("src").alias("node_id")).unionByName(
+        differ.select(F.col("dst").alias("node_id"))
+    )
+    hubs_before = old_hubs.join(touched, "node_id", "left_semi")
+    hubs_now = hub_ids.frame.join(touched, "node_id", "left_semi")
+    hub_changed = hubs_before.exceptAll(hubs_now).unionByName(hubs_now.exceptAll(hubs_before))
+    unmapped = change.touched.frame.join(previous_map.select("node_id"), "node_id", "left_anti")
+    seeds = Keys.of(ends.unionByName(hub_changed).unionByName(unmapped).unionByName(vanished.frame))
+    logger.info("structural seeds: %d of %d touched nodes", seeds.size, change.touched.size)
+    return seeds
 
 
 @dataclass(frozen=True)
@@ -122,12 +155,14 @@ def scoped_outputs(
     change: Change,
     scope: Scope,
     previous_map: DataFrame,
+    published_records: DataFrame,
     recomputed: DataFrame,
     nodes: DataFrame,
     priority: tuple[str, ...],
 ) -> Outputs:
-    """record_oneid rows of every record holding a node of ``scope.closed`` (or changed), and
-    profiles of the OneIDs those nodes had or have (a OneID's identifiers are all in scope)."""
+    """record_oneid rows of every changed record and every record holding a node of
+    ``scope.closed``; profiles of the OneIDs with a touched or recomputed identifier, and
+    deletes for the OneIDs the closed nodes had (a OneID's identifiers are all in or all out)."""
     record_keys = Keys.of(
         change.rows_of_nodes(scope.closed.hint())
         .select(*RECORD_KEY)
@@ -135,21 +170,32 @@ def scoped_outputs(
     )
     rows = change.rows_of_records(record_keys.hint()).localCheckpoint(eager=True)
     needed = Keys.of(rows.select("node_id"))
-    lookup = (
-        previous_map.select("node_id", "oneid")
-        .join(needed.hint(), "node_id", "left_semi")
-        .join(scope.closed.hint(), "node_id", "left_anti")
-        .unionByName(recomputed.join(needed.hint(), "node_id", "left_semi"))
+    kept_map = previous_map.select("node_id", "oneid").join(
+        scope.closed.hint(), "node_id", "left_anti"
+    )
+    lookup = kept_map.join(needed.hint(), "node_id", "left_semi").unionByName(
+        recomputed.join(needed.hint(), "node_id", "left_semi")
     )
     records = record_oneids(rows, lookup, priority).localCheckpoint(eager=True)
-    new_ids = recomputed.select("oneid").distinct()
-    owned = records.join(new_ids, "oneid", "left_semi")
-    held = change.rows_of_nodes(scope.usable.hint())
-    rows_profiles = profiles(held, recomputed, nodes, owned).localCheckpoint(eager=True)
+
+    kept_ids = kept_map.join(change.touched.hint(), "node_id", "left_semi").select("oneid")
+    profile_ids = Keys.of(kept_ids.unionByName(recomputed.select("oneid")))
+    members = (
+        kept_map.join(profile_ids.hint(), "oneid", "left_semi")
+        .unionByName(recomputed)
+        .localCheckpoint(eager=True)
+    )
+    held = change.rows_of_nodes(Keys.of(members.select("node_id")).hint())
+    owned = (
+        published_records.join(profile_ids.hint(), "oneid", "left_semi")
+        .join(record_keys.hint(), RECORD_KEY, "left_anti")
+        .unionByName(records.join(profile_ids.hint(), "oneid", "left_semi"))
+    )
+    rows_profiles = profiles(held, members, nodes, owned).localCheckpoint(eager=True)
     profile_keys = Keys.of(
         previous_map.join(scope.closed.hint(), "node_id", "left_semi")
         .select("oneid")
-        .unionByName(recomputed.select("oneid"))
+        .unionByName(profile_ids.frame)
     )
     return Outputs(records, rows_profiles, record_keys, profile_keys)
 

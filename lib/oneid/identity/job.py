@@ -2,10 +2,13 @@
 
 Steps: find the records that changed since the last run (every record with ``--full`` or on
 the first run); extend the node dictionary; recompute hub status and edges of the nodes those
-records hold; pick the affected nodes (:mod:`oneid.identity.affected`); connected components
-over strong edges; weak edges within the per-type limits; stable assignment; gates; publish.
-Because the affected set is closed under every usable edge and every previous OneID, an
-incremental run computes exactly what a full rebuild computes.
+records hold; pick the affected nodes: those whose edges or hub status changed, closed under
+edges and previous OneIDs (:mod:`oneid.identity.affected`); connected components over strong
+edges; weak edges within the per-type limits; stable assignment; gates; publish. Because the
+affected set is closed under every usable edge and every previous OneID, and nothing outside it
+changed place in the graph, an incremental run computes exactly what a full rebuild computes.
+The changed records' own rows (record_oneid, edge lineage, hub counts, their OneIDs' profiles)
+are rewritten whether or not their OneIDs change.
 """
 
 from __future__ import annotations
@@ -123,7 +126,13 @@ def _run(spark, cfg, identifiers, run_id, full, history) -> IdentityReport:
     # published rows, figures and gates
     if incremental:
         outputs = inc.scoped_outputs(
-            change, scope, previous_map, recomputed, scoped_nodes, conf.priority
+            change,
+            scope,
+            previous_map,
+            read_table(spark, cfg, "identity.record_oneid"),
+            recomputed,
+            nodes,
+            conf.priority,
         )
         current_profiles = (
             read_table(spark, cfg, "identity.profiles")
