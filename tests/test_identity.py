@@ -190,6 +190,7 @@ def _snapshot(spark, cfg, run_id, report) -> dict:
         "histogram": stats.size_histogram,
         "full": report.full,
         "changed_records": report.stats["changed_records"],
+        "recomputed": report.stats["recomputed_identifiers"],
     }
 
 
@@ -319,6 +320,39 @@ def test_hub_changes_removed_and_changed_records_equal_full_rebuilds(hub_chains)
     assert ("merge", split_off, together) in unhub["changes"]
     retired = {r[1] for r in unhub["changes"] if r[0] == "retire"}
     assert retired == {hub["ids"]["orders:O3"], hub["ids"]["orders:O4"]}
+
+
+# person A orders twice more with identifiers it already has together: no edge is new
+REPEATS = {
+    "orders:A1": [("member_id", "M1", "strong"), ("phone", "+8613800000001", "strong")],
+    "orders:A2": [("phone", "+8613800000001", "weak"), ("wx_openid:app", "o1", "weak")],
+}
+# person B's device seen on a record where it is strong: the member-device edge turns strong
+B_STRONG_DEVICE = {"app:e2": [("member_id", "M2", "strong"), ("device:idfa", "D2", "strong")]}
+LINEAGE_STEPS = [
+    {**PERSON_A, **PERSON_B, **LEAD},
+    {**PERSON_A, **PERSON_B, **LEAD, **REPEATS},
+    # one repeat order is gone again; B's edge changes strength
+    {**PERSON_A, **PERSON_B, **LEAD, "orders:A2": REPEATS["orders:A2"], **B_STRONG_DEVICE},
+]
+
+
+@pytest.fixture(scope="module")
+def lineage_chains(spark, tmp_path_factory):
+    return _chains(spark, tmp_path_factory, LINEAGE_STEPS, {"gates": {"max_changed_share": 1.0}})
+
+
+def test_records_that_change_no_edge_recompute_no_component(lineage_chains):
+    _assert_same_chains(lineage_chains)  # record_oneid, profiles, edge lineage equal --full
+    first, repeats, strength = lineage_chains["incremental"]
+    a = first["ids"]["crm:M1"]
+    assert repeats["ids"]["orders:A1"] == repeats["ids"]["orders:A2"] == a
+    assert (repeats["changed_records"], repeats["recomputed"], repeats["changes"]) == (2, 0, [])
+    profile = [r for r in repeats["tables"]["profiles"] if f"('oneid', {a})" in r]
+    assert "('records', 4)" in profile[0]  # the profile counts the new records all the same
+    # a strength change is a change of the graph: B's three identifiers are recomputed
+    assert (strength["changed_records"], strength["recomputed"]) == (2, 3)
+    assert strength["ids"]["app:e2"] == first["ids"]["crm:M2"] and strength["changes"] == []
 
 
 def test_a_run_without_changes_recomputes_nothing(spark, tmp_path):

@@ -27,6 +27,8 @@ def changed_records(silver: DataFrame, incidence: DataFrame) -> tuple[Keys, Data
     record = F.xxhash64(*RECORD_KEY).alias("_record")
     now = silver.select(record, row_hash().alias("row_hash"), F.lit(True).alias("_now"))
     before = incidence.select(record, "row_hash", F.lit(True).alias("_before"))
+    # both sides are large and the keys unique: hashing beats sorting them (~20% here)
+    before = before.hint("shuffle_hash")
     differ = now.join(before, ["_record", "row_hash"], "full_outer").where(
         F.col("_now").isNull() | F.col("_before").isNull()
     )

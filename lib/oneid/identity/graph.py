@@ -66,6 +66,9 @@ def edges(incidence: DataFrame, hubs: DataFrame, scope: DataFrame | None = None)
     every record of the scope's nodes.
     """
     usable = incidence.join(hubs.select("node_id"), "node_id", "left_anti")
+    if scope is not None:  # only pairs with an end in scope are kept: drop the others early
+        flag = scope.select("node_id", F.lit(True).alias("_in"))
+        usable = usable.join(flag, "node_id", "left").fillna(False, ["_in"])
     left = usable.alias("a")
     right = usable.alias("b")
     pairs = left.join(
@@ -74,17 +77,16 @@ def edges(incidence: DataFrame, hubs: DataFrame, scope: DataFrame | None = None)
         & (F.col("a.record_key") == F.col("b.record_key"))
         & (F.col("a.node_id") < F.col("b.node_id")),
     )
+    if scope is not None:
+        pairs = pairs.where(F.col("a._in") | F.col("b._in"))
     strong = (F.col("a.strength") == "strong") & (F.col("b.strength") == "strong")
-    result = pairs.groupBy(F.col("a.node_id").alias("src"), F.col("b.node_id").alias("dst")).agg(
+    return pairs.groupBy(F.col("a.node_id").alias("src"), F.col("b.node_id").alias("dst")).agg(
         F.when(F.max(strong.cast("int")) == 1, "strong").otherwise("weak").alias("strength"),
         F.array_sort(F.collect_set("a.source")).alias("sources"),
         F.min(F.least("a.event_time", "b.event_time")).alias("first_seen"),
         F.max(F.greatest("a.event_time", "b.event_time")).alias("last_seen"),
         F.count(F.lit(1)).alias("records"),
     )
-    if scope is None:
-        return result
-    return touching(result, scope)
 
 
 def touching(graph_edges: DataFrame, ids: DataFrame) -> DataFrame:

@@ -33,9 +33,8 @@ def find_hubs(
     only, so a node's hub status can change only when one of its records changes.
     """
     held = incidence if scope is None else incidence.join(scope, "node_id", "left_semi")
-    per_node = held.groupBy("node_id", "id_type").agg(
-        F.countDistinct("source", "record_key").alias("records")
-    )
+    # incidence has one row per (record, node): counting rows counts records
+    per_node = held.groupBy("node_id", "id_type").agg(F.count(F.lit(1)).alias("records"))
     members = incidence.where(base_type() == "member_id").select(
         "source", "record_key", F.col("node_id").alias("member_node")
     )

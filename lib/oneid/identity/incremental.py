@@ -65,7 +65,7 @@ class Scope:
     usable: Keys
     """``closed`` without hubs and nodes no record holds any more: the graph's vertices."""
     inside: DataFrame
-    """Current edges between usable nodes."""
+    """(src, dst, strength) of the current edges between usable nodes."""
     gone: DataFrame
     """(src, dst) of previous edges with an end in a touched node."""
 
@@ -80,16 +80,19 @@ def affected_scope(
 ) -> Scope:
     """The graph changes of the touched nodes, closed by :func:`affected_nodes`."""
     touched = change.touched
-    old_edges = read_table(spark, cfg, "identity.edges")
-    gone = touching(old_edges.select("src", "dst", "strength"), touched.hint()).localCheckpoint(
-        eager=True
+    # read five times below: the three columns once, from memory after
+    old_edges = (
+        read_table(spark, cfg, "identity.edges")
+        .select("src", "dst", "strength")
+        .localCheckpoint(eager=True)
     )
+    gone = touching(old_edges, touched.hint()).localCheckpoint(eager=True)
     vanished = Keys.of(
         touched.frame.join(change.gathered.select("node_id"), "node_id", "left_anti")
     )
     old_hubs = read_table(spark, cfg, "identity.hubs").select("node_id")
     seeds = structural_seeds(change, previous_map, old_hubs, hub_ids, vanished, gone, new_edges)
-    both_ways = old_edges.select("src", "dst").unionByName(new_edges.select("src", "dst"))
+    both_ways = old_edges.drop("strength").unionByName(new_edges.select("src", "dst"))
     closed = affected_nodes(seeds, previous_map.select("node_id", "oneid"), both_ways)
     usable = Keys.of(
         closed.frame.join(hub_ids.hint(), "node_id", "left_anti").join(
@@ -105,7 +108,7 @@ def affected_scope(
     )
     # an edge of a touched node outside ``closed`` has both ends outside (closed is edge-closed)
     renewed = new_edges.join(ends.withColumnRenamed("node_id", "src"), "src", "left_semi")
-    inside = kept.unionByName(renewed).localCheckpoint(eager=True)
+    inside = kept.unionByName(renewed.select(*old_edges.columns)).localCheckpoint(eager=True)
     return Scope(closed, usable, inside, gone.select("src", "dst"))
 
 

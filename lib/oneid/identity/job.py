@@ -105,8 +105,10 @@ def _run(spark, cfg, identifiers, run_id, full, history) -> IdentityReport:
         scope = inc.affected_scope(spark, cfg, change, previous_map, hub_ids, new_edges)
         usable, inside = scope.usable, scope.inside
         scoped_nodes = nodes.join(usable.hint(), "node_id", "left_semi")
-        previous = previous_map.select("node_id", "oneid").join(
-            scope.closed.hint(), "node_id", "left_semi"
+        previous = (
+            previous_map.select("node_id", "oneid")
+            .join(scope.closed.hint(), "node_id", "left_semi")
+            .localCheckpoint(eager=True)  # read by assignment, lineage and figures
         )
     else:
         usable = Keys.of(change.rows.select("node_id").join(hub_ids.hint(), "node_id", "left_anti"))
