@@ -5,6 +5,8 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from oneid.identity.keys import BROADCAST_ROWS
+
 NODE_KEY = ["id_type", "value_hash"]
 RECORD_KEY = ["source", "record_key"]
 INCIDENCE_COLUMNS = (
@@ -28,10 +30,14 @@ def row_hash() -> Column:
     return F.xxhash64("id_type", "value_hash", "strength", "event_time")
 
 
-def new_nodes(identifiers: DataFrame, nodes: DataFrame | None, run_id: str) -> DataFrame:
+def new_nodes(
+    identifiers: DataFrame, nodes: DataFrame | None, run_id: str, rows: int | None = None
+) -> DataFrame:
     """Identifiers not yet in the dictionary, numbered after the largest existing id.
 
     Ids follow first-seen order (event time, then type and hash), so they are deterministic.
+    ``rows``: a bound on the rows of ``identifiers`` when known (a few changed records: their
+    identifiers are looked up in the dictionary, not the dictionary shuffled against them).
     """
     seen = identifiers.groupBy(*NODE_KEY).agg(
         F.first("masked", ignorenulls=True).alias("masked"),
@@ -39,7 +45,10 @@ def new_nodes(identifiers: DataFrame, nodes: DataFrame | None, run_id: str) -> D
     )
     start = 0
     if nodes is not None:
-        seen = seen.join(nodes.select(*NODE_KEY), NODE_KEY, "left_anti")
+        known = nodes.select(*NODE_KEY)
+        if rows is not None and rows <= BROADCAST_ROWS:
+            known = known.join(F.broadcast(seen.select(*NODE_KEY)), NODE_KEY, "left_semi")
+        seen = seen.join(known, NODE_KEY, "left_anti")
         start = nodes.agg(F.coalesce(F.max("node_id"), F.lit(0))).first()[0]
     order = Window.orderBy(F.col("first_seen").asc_nulls_last(), *NODE_KEY)
     return seen.select(

@@ -188,13 +188,15 @@ def scoped_outputs(
         .unionByName(recomputed)
         .localCheckpoint(eager=True)
     )
-    held = change.rows_of_nodes(Keys.of(members.select("node_id")).hint())
+    member_ids = Keys.of(members.select("node_id")).hint()
+    held = change.rows_of_nodes(member_ids)
     owned = (
         published_records.join(profile_ids.hint(), "oneid", "left_semi")
         .join(record_keys.hint(), RECORD_KEY, "left_anti")
         .unionByName(records.join(profile_ids.hint(), "oneid", "left_semi"))
     )
-    rows_profiles = profiles(held, members, nodes, owned).localCheckpoint(eager=True)
+    member_nodes = nodes.join(member_ids, "node_id", "left_semi")
+    rows_profiles = profiles(held, members, member_nodes, owned).localCheckpoint(eager=True)
     profile_keys = Keys.of(
         previous_map.join(scope.closed.hint(), "node_id", "left_semi")
         .select("oneid")
