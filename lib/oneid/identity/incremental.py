@@ -80,7 +80,7 @@ def affected_scope(
 ) -> Scope:
     """The graph changes of the touched nodes, closed by :func:`affected_nodes`."""
     touched = change.touched
-    # read five times below: the three columns once, from memory after
+    # read by every step below (and twice per closure round): three columns, once, into memory
     old_edges = (
         read_table(spark, cfg, "identity.edges")
         .select("src", "dst", "strength")
