@@ -191,7 +191,9 @@ def tags_cases(orders: int):
         return [
             Case("DuckDB: RFM aggregates (own process)", duck_verified, group="rfm", baseline=True),
             Case("Spark: RFM aggregates only (compute_tags)", rfm_only, group="rfm"),
-            Case("oneid tags: full registry, all tables written", full, "tags", baseline=True),
+            Case(
+                "oneid tags: full registry, all tables written", full, group="tags", baseline=True
+            ),
         ]
 
     return cases

@@ -36,8 +36,8 @@ def new_nodes(
     """Identifiers not yet in the dictionary, numbered after the largest existing id.
 
     Ids follow first-seen order (event time, then type and hash), so they are deterministic.
-    ``rows``: a bound on the rows of ``identifiers`` when known (a few changed records: their
-    identifiers are looked up in the dictionary, not the dictionary shuffled against them).
+    ``rows``: the rows of ``identifiers`` when known (when they are few, as the changed records'
+    are, they are looked up in the dictionary, not the dictionary shuffled against them).
     """
     seen = identifiers.groupBy(*NODE_KEY).agg(
         F.first("masked", ignorenulls=True).alias("masked"),

@@ -131,17 +131,22 @@ def structural_seeds(
     """
     touched = change.touched.hint()
     now = new_edges.select("src", "dst", "strength")
-    differ = gone.exceptAll(now).unionByName(now.exceptAll(gone))
+    differ = _either_only(gone, now)
     ends = differ.select(F.col("src").alias("node_id")).unionByName(
         differ.select(F.col("dst").alias("node_id"))
     )
     hubs_before = old_hubs.join(touched, "node_id", "left_semi")
     hubs_now = hub_ids.frame.join(touched, "node_id", "left_semi")
-    hub_changed = hubs_before.exceptAll(hubs_now).unionByName(hubs_now.exceptAll(hubs_before))
+    hub_changed = _either_only(hubs_before, hubs_now)
     unmapped = change.touched.frame.join(previous_map.select("node_id"), "node_id", "left_anti")
     seeds = Keys.of(ends.unionByName(hub_changed).unionByName(unmapped).unionByName(vanished.frame))
     logger.info("structural seeds: %d of %d touched nodes", seeds.size, change.touched.size)
     return seeds
+
+
+def _either_only(a: DataFrame, b: DataFrame) -> DataFrame:
+    """Rows in one of ``a`` and ``b`` but not in the other."""
+    return a.exceptAll(b).unionByName(b.exceptAll(a))
 
 
 @dataclass(frozen=True)

@@ -78,13 +78,13 @@ def _run(spark, cfg, identifiers, run_id, full, history) -> IdentityReport:
     if incremental:
         old_incidence = read_table(spark, cfg, "identity.incidence")
         changed, silver = changed_records(identifiers, old_incidence)
-    bound = 4 * changed.size if incremental else None
-    added = new_nodes(silver, old_nodes, run_id, bound).localCheckpoint(eager=True)
+    changed_rows = silver.count() if incremental else None  # materialised: a cheap count
+    added = new_nodes(silver, old_nodes, run_id, changed_rows).localCheckpoint(eager=True)
     if added.count():
         append(added, cfg, "identity.nodes")
     nodes = read_table(spark, cfg, "identity.nodes")
     if incremental:
-        silver = hinted(silver, bound)
+        silver = hinted(silver, changed_rows)
     rows = record_nodes(silver, nodes).localCheckpoint(eager=True)
     change = incremental_change(rows, old_incidence, changed) if incremental else full_change(rows)
     clock("changed records and nodes")
