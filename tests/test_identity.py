@@ -194,15 +194,22 @@ def _snapshot(spark, cfg, run_id, report) -> dict:
     }
 
 
-def _chains(spark, tmp_path_factory, steps, settings) -> dict[str, list[dict]]:
-    """The same batches resolved incrementally in one warehouse and --full in another."""
+def _chains(spark, tmp_path_factory, steps, settings, on_spark) -> dict[str, list[dict]]:
+    """The same batches resolved incrementally in one warehouse and --full in another.
+
+    The chain named by ``on_spark`` resolves with the Spark steps, the other on the driver
+    (:mod:`oneid.identity.local`), so equal chains also hold the two resolutions equal.
+    """
     results = {}
     for mode in ("incremental", "full"):
-        cfg = _cfg(tmp_path_factory.mktemp(mode), **settings)
+        local = {"local_max_identifiers": 0} if mode == on_spark else {}
+        cfg = _cfg(tmp_path_factory.mktemp(mode), **settings, **local)
         snapshots = []
         for n, records in enumerate(steps, start=1):
             _silver(spark, cfg, records)
             report = resolve_identities(spark, cfg, f"r{n}", full=(mode == "full"))
+            engine = report.stats["components_engine"]
+            assert engine in (("native", "none") if local else ("local", "none")), (mode, engine)
             snapshots.append(_snapshot(spark, cfg, f"r{n}", report))
         results[mode] = snapshots
     return results
@@ -220,7 +227,7 @@ def _assert_same_chains(chains) -> None:
 
 @pytest.fixture(scope="module")
 def chains(spark, tmp_path_factory):
-    return _chains(spark, tmp_path_factory, STEPS, LENIENT)
+    return _chains(spark, tmp_path_factory, STEPS, LENIENT, on_spark="full")
 
 
 def test_merge_then_split_keep_stable_ids_with_lineage(chains):
@@ -285,7 +292,7 @@ HUB_STEPS = [
 @pytest.fixture(scope="module")
 def hub_chains(spark, tmp_path_factory):
     settings = {"hubs": {"max_records": {"phone": 3}}, "gates": {"max_changed_share": 1.0}}
-    return _chains(spark, tmp_path_factory, HUB_STEPS, settings)
+    return _chains(spark, tmp_path_factory, HUB_STEPS, settings, on_spark="incremental")
 
 
 def test_hub_changes_removed_and_changed_records_equal_full_rebuilds(hub_chains):
@@ -339,7 +346,8 @@ LINEAGE_STEPS = [
 
 @pytest.fixture(scope="module")
 def lineage_chains(spark, tmp_path_factory):
-    return _chains(spark, tmp_path_factory, LINEAGE_STEPS, {"gates": {"max_changed_share": 1.0}})
+    settings = {"gates": {"max_changed_share": 1.0}}
+    return _chains(spark, tmp_path_factory, LINEAGE_STEPS, settings, on_spark="full")
 
 
 def test_records_that_change_no_edge_recompute_no_component(lineage_chains):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
 
 from oneid.conf.tags import TagsConf
 
@@ -202,6 +202,9 @@ class IdentityConf(_Strict):
     )
     """Order in which weak edges are considered, by the type of their endpoints."""
     max_weak_rounds: PositiveInt = 20
+    local_max_identifiers: NonNegativeInt = 2_000_000
+    """A run whose recomputed identifiers are at most this many resolves them on the driver
+    (:mod:`oneid.identity.local`: same results, no Spark job per round); 0 always uses Spark."""
     components: ComponentsConf = Field(default_factory=ComponentsConf)
     gates: GatesConf = Field(default_factory=GatesConf)
 

@@ -31,6 +31,7 @@ from oneid.identity.graph import RECORD_KEY, edges, new_nodes, record_nodes
 from oneid.identity.hubs import find_hubs
 from oneid.identity.keys import Keys, hinted
 from oneid.identity.limits import merge_weak_edges
+from oneid.identity.local import resolve_locally
 from oneid.identity.outputs import profiles, record_oneids
 from oneid.identity.stats import changed_identifiers, gates, oneid_sizes, size_figures
 from oneid.session import remove_checkpoint_dir
@@ -249,12 +250,23 @@ def _resolve(
     previous: DataFrame | None,
     minted: int,
 ) -> _Resolved:
-    """Strong components, weak merges within the limits, stable assignment."""
+    """Strong components, weak merges within the limits, stable assignment (on the driver when
+    the scope is small: :mod:`oneid.identity.local`)."""
     if usable.size == 0:
         empty = spark.createDataFrame([], "node_id long, component long")
         assignment = assign_oneids(empty, previous, minted)
         rejected = spark.createDataFrame([], "src long, dst long, reason string")
         return _Resolved(assignment.mapping, assignment.changes, rejected, 0, 0, "none")
+    if usable.size <= conf.local_max_identifiers:
+        local = resolve_locally(spark, usable.frame, inside, nodes, previous, minted, conf)
+        return _Resolved(
+            local.mapping.localCheckpoint(eager=True),
+            local.changes,
+            local.rejected,
+            local.weak_rounds,
+            0,
+            "local",
+        )
     vertices = usable.frame.select(F.col("node_id").alias("id"))
     strong = inside.where(F.col("strength") == "strong")
     components = connected_components(spark, vertices, strong, conf.components)
