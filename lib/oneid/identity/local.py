@@ -155,8 +155,7 @@ class WeakEdges:
             both_ranks = np.concatenate([rank, rank])
             order = np.lexsort((partner, both_ranks, comp))
             comp, partner = comp[order], partner[order]
-            first = np.ones(len(comp), dtype=bool)
-            first[1:] = comp[1:] != comp[:-1]
+            first = _group_starts(comp)
             best = np.full(len(labels), -1)
             best[comp[first]] = partner[first]
             proposers = comp[first]
@@ -192,9 +191,17 @@ def _first_per_pair(c1, c2, rank):
     """Distinct (c1, c2) with their smallest rank."""
     order = np.lexsort((rank, c2, c1))
     c1, c2, rank = c1[order], c2[order], rank[order]
-    first = np.ones(len(c1), dtype=bool)
-    first[1:] = (c1[1:] != c1[:-1]) | (c2[1:] != c2[:-1])
+    first = _group_starts(c1, c2)
     return c1[first], c2[first], rank[first]
+
+
+def _group_starts(*keys: np.ndarray) -> np.ndarray:
+    """In arrays sorted by ``keys``, where each run of equal keys starts."""
+    first = np.ones(len(keys[0]), dtype=bool)
+    for key in keys:
+        first[1:] &= key[1:] == key[:-1]
+    first[1:] = ~first[1:]
+    return first
 
 
 def assign(
