@@ -56,8 +56,7 @@ def resolve_locally(
 ) -> LocalResolution:
     """``vertices``: (node_id); ``inside``: (src, dst, strength) between vertices; ``nodes``:
     (node_id, id_type) covering the vertices; ``previous``: (node_id, oneid) or ``None``."""
-    ids = _column(vertices.select("node_id"), "node_id")
-    ids.sort()
+    ids = np.sort(vertices.select("node_id").toArrow()["node_id"].to_numpy())
     edges = inside.select("src", "dst", "strength").toArrow()
     strong = pc.equal(edges["strength"], "strong").to_numpy(zero_copy_only=False)
     src = _positions(ids, edges["src"].to_numpy(), "edge end")
@@ -74,22 +73,12 @@ def resolve_locally(
     labels = min_labels(len(ids), src[strong], dst[strong])
     weak = WeakEdges(src[~strong], dst[~strong], kind, conf)
     labels, rounds = weak.merge(labels)
-    rejected = weak.rejected(labels)
     old = None if previous is None else previous.select("node_id", "oneid").toArrow().to_pandas()
     mapping, changes = assign(ids, ids[labels], old, minted)
-
-    rejected_table = pa.table(
-        {
-            "src": ids[weak.src[rejected.index]],
-            "dst": ids[weak.dst[rejected.index]],
-            "reason": rejected.reason,
-        },
-        schema=REJECTED_SCHEMA,
-    )
     return LocalResolution(
         _frame(spark, mapping, MAPPING_SCHEMA),
         _frame(spark, changes, CHANGES_SCHEMA),
-        spark.createDataFrame(rejected_table),
+        _frame(spark, weak.rejected(labels, ids), REJECTED_SCHEMA),
         rounds,
     )
 
@@ -114,13 +103,6 @@ def min_labels(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         if np.array_equal(hooked, labels):
             return labels
         labels = hooked
-
-
-@dataclass(frozen=True)
-class Rejected:
-    index: np.ndarray
-    """Positions of the unused weak edges."""
-    reason: np.ndarray
 
 
 class WeakEdges:
@@ -168,8 +150,9 @@ class WeakEdges:
             labels = into[labels]
         return labels, rounds
 
-    def rejected(self, labels: np.ndarray) -> Rejected:
-        """Weak edges still between two components, with the first limit (by name) they break."""
+    def rejected(self, labels: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
+        """(src, dst, reason) of the weak edges still between two components, with the first
+        limit (by name) they break; ``ids`` turns vertex positions back into node ids."""
         counts = self._counts(labels)
         a, b = labels[self.src], labels[self.dst]
         index = np.flatnonzero(a != b)
@@ -177,7 +160,9 @@ class WeakEdges:
         reason = np.full(len(index), "limit:rounds", dtype=object)
         for column in reversed(range(len(self.limited))):
             reason[over[:, column]] = f"limit:{self.limited[column]}"
-        return Rejected(index, reason)
+        return pd.DataFrame(
+            {"src": ids[self.src[index]], "dst": ids[self.dst[index]], "reason": reason}
+        )
 
     def _counts(self, labels: np.ndarray) -> np.ndarray:
         """(vertices × limited types): identifiers of each type per component label."""
@@ -210,7 +195,7 @@ def assign(
     """Stable OneIDs for (``ids``, their ``components``), as :func:`assign_oneids` decides them."""
     labels = pd.DataFrame({"node_id": ids, "component": components})
     if previous is None:
-        previous = pd.DataFrame({"node_id": pd.Series(dtype="int64"), "oneid": []}, dtype="int64")
+        previous = pd.DataFrame({"node_id": [], "oneid": []}, dtype="int64")
     joined = labels.merge(previous, on="node_id", how="inner")
     overlap = joined.groupby(["oneid", "component"], as_index=False).size()
     overlap = overlap.rename(columns={"size": "shared"})
@@ -270,10 +255,6 @@ def _positions(ids: np.ndarray, values: np.ndarray, what: str) -> np.ndarray:
     if len(values) and not np.array_equal(ids[found], values):
         raise ValueError(f"local resolution: a {what} is not among the vertices")
     return found
-
-
-def _column(frame: DataFrame, name: str) -> np.ndarray:
-    return frame.toArrow()[name].to_numpy().astype(np.int64, copy=True)
 
 
 def _frame(spark: SparkSession, data: pd.DataFrame, schema: pa.Schema) -> DataFrame:
