@@ -16,7 +16,9 @@ ROWS_PER_PERSON = 15.8  # generator 1.1 default mix
 
 
 def config(warehouse: Path, data: Path, *extra: str) -> OneIdConfig:
-    cfg = load_config("local", CONF_DIR, [f"warehouse={warehouse}", *extra])
+    """The repo's conf on this warehouse and data, incremental at every size (what is timed)."""
+    settings = [f"warehouse={warehouse}", "identity.incremental_min_identifiers=0", *extra]
+    cfg = load_config("local", CONF_DIR, settings)
     sources = {
         name: src.model_copy(update={"path": src.path.replace("./demo_data", str(data))})
         for name, src in cfg.pipeline.sources.items()

@@ -51,10 +51,9 @@ def _silver(spark, cfg, records: dict[str, list[tuple[str, str, str]]]) -> None:
 
 
 def _cfg(tmp_path, **identity):
-    return config_for(
-        tmp_path,
-        {"identity": {"components": {"engine": "native"}, **identity}},
-    )
+    """Incremental at any size (these graphs are tiny), unless a test says otherwise."""
+    settings = {"components": {"engine": "native"}, "incremental_min_identifiers": 0, **identity}
+    return config_for(tmp_path, {"identity": settings})
 
 
 def _oneid_of(spark, cfg) -> dict[str, int]:
@@ -371,6 +370,18 @@ def test_a_run_without_changes_recomputes_nothing(spark, tmp_path):
     report = resolve_identities(spark, cfg, "r2")
     assert (report.full, report.stats["changed_records"]) == (False, 0)
     assert report.stats["recomputed_identifiers"] == 0 and report.changes == {}
+    assert _map(spark, cfg) == before
+
+
+def test_a_graph_below_the_incremental_size_is_rebuilt_in_full(spark, tmp_path, caplog):
+    cfg = _cfg(tmp_path, incremental_min_identifiers=100)
+    _silver(spark, cfg, {**PERSON_A, **PERSON_B})
+    resolve_identities(spark, cfg, "r1")
+    before = _map(spark, cfg)
+    with caplog.at_level("INFO", logger="oneid.identity.incremental"):
+        report = resolve_identities(spark, cfg, "r2")
+    assert report.full is True and report.stats["changed_records"] == 4
+    assert "fewer than identity.incremental_min_identifiers = 100" in caplog.text
     assert _map(spark, cfg) == before
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from oneid.checkpoint import materialize
+
 CHANGES_SCHEMA = "oneid bigint, change string, from_oneid bigint, holdout boolean"
 MAX_LINEAGE_DEPTH = 64
 
@@ -31,7 +33,7 @@ def follow_lineage(previous: DataFrame, changes: DataFrame, existing: DataFrame)
     size = reach.count()
     for _ in range(MAX_LINEAGE_DEPTH):
         step = reach.join(moves, "cur").select("old", F.col("_to").alias("cur"))
-        grown = reach.unionByName(step).distinct().localCheckpoint(eager=True)
+        grown = materialize(reach.unionByName(step).distinct())
         grown_size = grown.count()
         reach = grown
         if grown_size == size:

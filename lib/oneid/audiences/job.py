@@ -20,6 +20,7 @@ from oneid.audiences.changes import diff_members, follow_lineage
 from oneid.audiences.compiled import CompiledAudiences
 from oneid.audiences.compiler import compile_audiences
 from oneid.audiences.evaluate import evaluate_audiences
+from oneid.checkpoint import materialize
 from oneid.conf import OneIdConfig
 from oneid.errors import DataContractError
 from oneid.tables import read_table, read_table_or_none, replace_where
@@ -188,9 +189,9 @@ def _changes_and_stats(
             )
         else:
             diff = diff_members(previous, current, lineage_now, emit_all=new_version)
-        diff = diff.select(
-            F.lit(aid).alias("audience_id"), F.lit(version).alias("version"), "*"
-        ).localCheckpoint(eager=True)
+        diff = materialize(
+            diff.select(F.lit(aid).alias("audience_id"), F.lit(version).alias("version"), "*")
+        )
         frames.append(diff)
         counts = {row.change: row["count"] for row in diff.groupBy("change").count().collect()}
         size_row = current.agg(F.count(F.lit(1)).alias("n"), F.count_if("holdout").alias("h"))

@@ -202,6 +202,10 @@ class IdentityConf(_Strict):
     )
     """Order in which weak edges are considered, by the type of their endpoints."""
     max_weak_rounds: PositiveInt = 20
+    incremental_min_identifiers: NonNegativeInt = 500_000
+    """Below this many identifiers (as of the last run) every run is a full rebuild: on small
+    graphs it is as fast as an incremental run and gives the same OneIDs (BENCHMARKS.md: equal
+    at 300k identifiers on 2 cores); 0 keeps runs incremental at any size."""
     local_max_identifiers: NonNegativeInt = 2_000_000
     """A run whose recomputed identifiers are at most this many resolves them on the driver
     (:mod:`oneid.identity.local`: same results, no Spark job per round); 0 always uses Spark."""

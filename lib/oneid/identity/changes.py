@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from oneid.checkpoint import materialize
 from oneid.identity.graph import RECORD_KEY, row_hash
 from oneid.identity.keys import Keys
 
@@ -33,11 +34,10 @@ def changed_records(silver: DataFrame, incidence: DataFrame) -> tuple[Keys, Data
         F.col("_now").isNull() | F.col("_before").isNull()
     )
     hashes = Keys.of(differ.select("_record"))
-    rows = (
+    rows = materialize(
         silver.withColumn("_record", record)
         .join(hashes.hint(), "_record", "left_semi")
         .drop("_record")
-        .localCheckpoint(eager=True)
     )
     gone = incidence.withColumn("_record", record).join(hashes.hint(), "_record", "left_semi")
     records = Keys.of(rows.select(*RECORD_KEY).unionByName(gone.select(*RECORD_KEY)))
@@ -82,7 +82,7 @@ def full_change(incidence: DataFrame) -> Change:
 
 def incremental_change(rows: DataFrame, previous: DataFrame, records: Keys) -> Change:
     """``rows``: current incidence rows of the changed ``records``; ``previous``: the table."""
-    old_rows = previous.join(records.hint(), RECORD_KEY, "left_semi").localCheckpoint(eager=True)
+    old_rows = materialize(previous.join(records.hint(), RECORD_KEY, "left_semi"))
     touched = Keys.of(rows.select("node_id").unionByName(old_rows.select("node_id")))
     holders = Keys.of(
         previous.join(touched.hint(), "node_id", "left_semi")
@@ -90,5 +90,5 @@ def incremental_change(rows: DataFrame, previous: DataFrame, records: Keys) -> C
         .join(records.hint(), RECORD_KEY, "left_anti")
     )
     kept = previous.join(holders.hint(), RECORD_KEY, "left_semi")
-    gathered = kept.unionByName(rows).localCheckpoint(eager=True)
+    gathered = materialize(kept.unionByName(rows))
     return Change(records, rows, old_rows, touched, gathered, previous)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from oneid.checkpoint import materialize
 from oneid.conf.pipeline import ComponentsConf
 from oneid.errors import OneIdError
 from oneid.session import graphframes_available
@@ -68,7 +69,7 @@ def _native(
         .where(F.col("u") != F.col("v"))
         .distinct()
     )
-    current = current.localCheckpoint(eager=True)
+    current = materialize(current)
     signature = _signature(current)
     rounds = 0
     while True:
@@ -79,7 +80,7 @@ def _native(
                 "(identity.components.max_iterations)"
             )
         current = _small_star(_large_star(current))
-        current = current.localCheckpoint(eager=True)
+        current = materialize(current)
         new_signature = _signature(current)
         logger.info("components round %d: %d edges", rounds, new_signature[0])
         if new_signature == signature:

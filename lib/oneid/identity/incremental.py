@@ -1,8 +1,9 @@
 """The incremental run's scope and writes: only what the changed records can reach.
 
 A run is incremental when the state of the last published run is current (same identity
-conf, incidence written by that run, every state table there); otherwise it falls back to a
-full rebuild and logs why. Published tables are MERGEd on the affected keys.
+conf, incidence written by that run, every state table there) and the graph is large enough for
+that to pay (``identity.incremental_min_identifiers``); otherwise it is a full rebuild and logs
+why. Published tables are MERGEd on the affected keys.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from oneid.checkpoint import materialize
 from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import IdentityConf
 from oneid.identity.affected import affected_nodes
@@ -56,6 +58,20 @@ def state_is_current(
     return reason is None
 
 
+def large_enough(last: dict, conf: IdentityConf) -> bool:
+    """Whether the graph is large enough for an incremental run to beat a full rebuild."""
+    size = int(last.get("identifiers", 0))
+    if size >= conf.incremental_min_identifiers:
+        return True
+    logger.info(
+        "identity: full rebuild (%d identifiers, fewer than identity.incremental_min_identifiers "
+        "= %d)",
+        size,
+        conf.incremental_min_identifiers,
+    )
+    return False
+
+
 @dataclass(frozen=True)
 class Scope:
     """What an incremental run recomputes."""
@@ -81,12 +97,9 @@ def affected_scope(
     """The graph changes of the touched nodes, closed by :func:`affected_nodes`."""
     touched = change.touched
     # read by every step below (and twice per closure round): three columns, once, into memory
-    old_edges = (
-        read_table(spark, cfg, "identity.edges")
-        .select("src", "dst", "strength")
-        .localCheckpoint(eager=True)
-    )
-    gone = touching(old_edges, touched.hint()).localCheckpoint(eager=True)
+    stored_edges = read_table(spark, cfg, "identity.edges")
+    old_edges = materialize(stored_edges.select("src", "dst", "strength"))
+    gone = materialize(touching(old_edges, touched.hint()))
     vanished = Keys.of(
         touched.frame.join(change.gathered.select("node_id"), "node_id", "left_anti")
     )
@@ -108,7 +121,7 @@ def affected_scope(
     )
     # an edge of a touched node outside ``closed`` has both ends outside (closed is edge-closed)
     renewed = new_edges.join(ends.withColumnRenamed("node_id", "src"), "src", "left_semi")
-    inside = kept.unionByName(renewed.select(*old_edges.columns)).localCheckpoint(eager=True)
+    inside = materialize(kept.unionByName(renewed.select(*old_edges.columns)))
     return Scope(closed, usable, inside, gone.select("src", "dst"))
 
 
@@ -176,7 +189,7 @@ def scoped_outputs(
         .select(*RECORD_KEY)
         .unionByName(change.records.frame)
     )
-    rows = change.rows_of_records(record_keys.hint()).localCheckpoint(eager=True)
+    rows = materialize(change.rows_of_records(record_keys.hint()))
     needed = Keys.of(rows.select("node_id"))
     kept_map = previous_map.select("node_id", "oneid").join(
         scope.closed.hint(), "node_id", "left_anti"
@@ -184,14 +197,12 @@ def scoped_outputs(
     lookup = kept_map.join(needed.hint(), "node_id", "left_semi").unionByName(
         recomputed.join(needed.hint(), "node_id", "left_semi")
     )
-    records = record_oneids(rows, lookup, priority).localCheckpoint(eager=True)
+    records = materialize(record_oneids(rows, lookup, priority))
 
     kept_ids = kept_map.join(change.touched.hint(), "node_id", "left_semi").select("oneid")
     profile_ids = Keys.of(kept_ids.unionByName(recomputed.select("oneid")))
-    members = (
-        kept_map.join(profile_ids.hint(), "oneid", "left_semi")
-        .unionByName(recomputed)
-        .localCheckpoint(eager=True)
+    members = materialize(
+        kept_map.join(profile_ids.hint(), "oneid", "left_semi").unionByName(recomputed)
     )
     member_ids = Keys.of(members.select("node_id")).hint()
     held = change.rows_of_nodes(member_ids)
@@ -201,7 +212,7 @@ def scoped_outputs(
         .unionByName(records.join(profile_ids.hint(), "oneid", "left_semi"))
     )
     member_nodes = nodes.join(member_ids, "node_id", "left_semi")
-    rows_profiles = profiles(held, members, member_nodes, owned).localCheckpoint(eager=True)
+    rows_profiles = materialize(profiles(held, members, member_nodes, owned))
     profile_keys = Keys.of(
         previous_map.join(scope.closed.hint(), "node_id", "left_semi")
         .select("oneid")

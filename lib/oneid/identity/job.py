@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from oneid.checkpoint import materialize
 from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import IdentityConf
 from oneid.errors import DataContractError, GateFailedError
@@ -70,7 +71,11 @@ def _run(spark, cfg, identifiers, run_id, full, history) -> IdentityReport:
     last = history.last
     previous_map = read_table_or_none(spark, cfg, "identity.oneid_map")
     first_run = previous_map is None
-    incremental = not (full or first_run) and inc.state_is_current(spark, cfg, last, conf)
+    incremental = (
+        not (full or first_run)
+        and inc.state_is_current(spark, cfg, last, conf)
+        and inc.large_enough(last, conf)
+    )
     clock = _Clock(run_id)
 
     # the changed records and the node dictionary
@@ -80,26 +85,26 @@ def _run(spark, cfg, identifiers, run_id, full, history) -> IdentityReport:
         old_incidence = read_table(spark, cfg, "identity.incidence")
         changed, silver = changed_records(identifiers, old_incidence)
     changed_rows = silver.count() if incremental else None  # materialised: a cheap count
-    added = new_nodes(silver, old_nodes, run_id, changed_rows).localCheckpoint(eager=True)
+    added = materialize(new_nodes(silver, old_nodes, run_id, changed_rows))
     if added.count():
         append(added, cfg, "identity.nodes")
     nodes = read_table(spark, cfg, "identity.nodes")
     if incremental:
         silver = hinted(silver, changed_rows)
-    rows = record_nodes(silver, nodes).localCheckpoint(eager=True)
+    rows = materialize(record_nodes(silver, nodes))
     change = incremental_change(rows, old_incidence, changed) if incremental else full_change(rows)
     clock("changed records and nodes")
     touched = change.touched.hint() if incremental else None
 
     # hubs and edges of the touched nodes (of all nodes in a full run)
     found = find_hubs(spark, change.gathered, nodes, conf, load_key(cfg.env.secrets), touched)
-    found = found.localCheckpoint(eager=True)
+    found = materialize(found)
     hubs = found
     if incremental:
         kept = read_table(spark, cfg, "identity.hubs").join(touched, "node_id", "left_anti")
-        hubs = kept.unionByName(found).localCheckpoint(eager=True)
+        hubs = materialize(kept.unionByName(found))
     hub_ids = Keys.of(hubs.select("node_id"))
-    new_edges = edges(change.gathered, hub_ids.hint(), touched).localCheckpoint(eager=True)
+    new_edges = materialize(edges(change.gathered, hub_ids.hint(), touched))
     clock("hubs and edges")
 
     # components and OneIDs of the affected nodes
@@ -107,10 +112,11 @@ def _run(spark, cfg, identifiers, run_id, full, history) -> IdentityReport:
         scope = inc.affected_scope(spark, cfg, change, previous_map, hub_ids, new_edges)
         usable, inside = scope.usable, scope.inside
         scoped_nodes = nodes.join(usable.hint(), "node_id", "left_semi")
-        previous = (
-            previous_map.select("node_id", "oneid")
-            .join(scope.closed.hint(), "node_id", "left_semi")
-            .localCheckpoint(eager=True)  # read by assignment, lineage and figures
+        # read by assignment, lineage and figures
+        previous = materialize(
+            previous_map.select("node_id", "oneid").join(
+                scope.closed.hint(), "node_id", "left_semi"
+            )
         )
     else:
         usable = Keys.of(change.rows.select("node_id").join(hub_ids.hint(), "node_id", "left_anti"))
@@ -119,10 +125,10 @@ def _run(spark, cfg, identifiers, run_id, full, history) -> IdentityReport:
     clock("affected nodes")
     resolved = _resolve(spark, conf, usable, inside, scoped_nodes, previous, history.minted)
     recomputed = resolved.mapping
-    mapping = (
-        recomputed.join(scoped_nodes.select("node_id", "id_type", "value_hash"), "node_id")
-        .select("node_id", "id_type", "value_hash", "oneid")
-        .localCheckpoint(eager=True)
+    mapping = materialize(
+        recomputed.join(scoped_nodes.select("node_id", "id_type", "value_hash"), "node_id").select(
+            "node_id", "id_type", "value_hash", "oneid"
+        )
     )
 
     clock("components and assignment")
@@ -148,10 +154,8 @@ def _run(spark, cfg, identifiers, run_id, full, history) -> IdentityReport:
         changed_ids = changed_identifiers(previous, recomputed)
         stats = {"changed_records": change.records.size, "recomputed_identifiers": usable.size}
     else:
-        owners = record_oneids(change.rows, recomputed, conf.priority).localCheckpoint(eager=True)
-        outputs = inc.Outputs(
-            owners, profiles(change.rows, recomputed, nodes, owners).localCheckpoint(eager=True)
-        )
+        owners = materialize(record_oneids(change.rows, recomputed, conf.priority))
+        outputs = inc.Outputs(owners, materialize(profiles(change.rows, recomputed, nodes, owners)))
         current_profiles = outputs.profiles
         records = change.rows.select(*RECORD_KEY).distinct().count()
         with_oneid = owners.count()
@@ -190,7 +194,7 @@ def _run(spark, cfg, identifiers, run_id, full, history) -> IdentityReport:
         failed = "; ".join(f"{k}: {why}" for k, (ok, why) in checks.items() if not ok)
         raise GateFailedError(f"identity run {run_id}: gate(s) failed, nothing published: {failed}")
 
-    changes = resolved.changes.localCheckpoint(eager=True)
+    changes = materialize(resolved.changes)
     if incremental:
         inc.publish(cfg, change, scope, found, new_edges, mapping, outputs)
         append(changes.withColumn("run_id", F.lit(run_id)), cfg, "identity.oneid_changes")
@@ -260,7 +264,7 @@ def _resolve(
     if usable.size <= conf.local_max_identifiers:
         local = resolve_locally(spark, usable.frame, inside, nodes, previous, minted, conf)
         return _Resolved(
-            local.mapping.localCheckpoint(eager=True),
+            materialize(local.mapping),
             local.changes,
             local.rejected,
             local.weak_rounds,
@@ -270,13 +274,11 @@ def _resolve(
     vertices = usable.frame.select(F.col("node_id").alias("id"))
     strong = inside.where(F.col("strength") == "strong")
     components = connected_components(spark, vertices, strong, conf.components)
-    labels = components.components.select(
-        F.col("id").alias("node_id"), "component"
-    ).localCheckpoint(eager=True)
+    labels = materialize(components.components.select(F.col("id").alias("node_id"), "component"))
     weak = merge_weak_edges(labels, nodes, inside.where(F.col("strength") == "weak"), conf)
     assignment = assign_oneids(weak.labels, previous, minted)
     return _Resolved(
-        assignment.mapping.localCheckpoint(eager=True),
+        materialize(assignment.mapping),
         assignment.changes,
         weak.rejected,
         weak.rounds,

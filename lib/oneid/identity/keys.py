@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from oneid.checkpoint import materialize
+
 BROADCAST_ROWS = 1_000_000
 """Largest key set sent to every task instead of shuffling the big side of a join."""
 
@@ -20,7 +22,7 @@ class Keys:
 
     @classmethod
     def of(cls, frame: DataFrame) -> Keys:
-        frame = frame.distinct().localCheckpoint(eager=True)
+        frame = materialize(frame.distinct())
         return cls(frame, frame.count())
 
     def hint(self) -> DataFrame:
@@ -32,7 +34,7 @@ class Keys:
 
     def plus(self, other: Keys) -> Keys:
         """The union with a disjoint key set (nothing to deduplicate or count)."""
-        frame = self.frame.unionByName(other.frame).localCheckpoint(eager=True)
+        frame = materialize(self.frame.unionByName(other.frame))
         return Keys(frame, self.size + other.size)
 
 

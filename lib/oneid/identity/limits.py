@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from oneid.checkpoint import materialize
 from oneid.conf.pipeline import IdentityConf
 
 logger = logging.getLogger(__name__)
@@ -38,13 +39,13 @@ def merge_weak_edges(
     limited = sorted(conf.limits)
     priority = {t: i for i, t in enumerate(conf.priority)}
     rank_of = _rank_expr(priority)
-    edge_rank = (
+    edge_rank = materialize(
         weak.join(types.withColumnRenamed("node_id", "src").withColumnRenamed("t", "ts"), "src")
         .join(types.withColumnRenamed("node_id", "dst").withColumnRenamed("t", "td"), "dst")
         .select("src", "dst", F.greatest(rank_of("ts"), rank_of("td")).alias("rank"))
-    ).localCheckpoint(eager=True)
+    )
 
-    current = labels.localCheckpoint(eager=True)
+    current = materialize(labels)
     rounds = 0
     while rounds < conf.max_weak_rounds:
         rounds += 1
@@ -60,19 +61,19 @@ def merge_weak_edges(
             )
             .select(F.col("x.comp").alias("comp"), F.col("x.partner").alias("partner"))
         )
-        merges = (
-            mutual.where(F.col("comp") > F.col("partner"))
-            .select(F.col("comp").alias("component"), F.col("partner").alias("into"))
-            .localCheckpoint(eager=True)
+        merges = materialize(
+            mutual.where(F.col("comp") > F.col("partner")).select(
+                F.col("comp").alias("component"), F.col("partner").alias("into")
+            )
         )
         merged = merges.count()
         logger.info("weak merge round %d: %d merges", rounds, merged)
         if merged == 0:
             break
-        current = (
-            current.join(merges, "component", "left")
-            .select("node_id", F.coalesce("into", "component").alias("component"))
-            .localCheckpoint(eager=True)
+        current = materialize(
+            current.join(merges, "component", "left").select(
+                "node_id", F.coalesce("into", "component").alias("component")
+            )
         )
     counts = _counts(current, types, limited)
     leftover = _component_pairs(edge_rank, current, keep_edges=True)

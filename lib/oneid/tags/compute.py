@@ -17,6 +17,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.utils import AnalysisException
 
+from oneid.checkpoint import materialize
 from oneid.conf.tags import TagConf, TagsConf
 from oneid.errors import ConfigError
 
@@ -72,7 +73,7 @@ def derive_tags(per_oneid: DataFrame, registry: TagsConf, as_of: dt.date) -> Dat
         elif tag.builder == "rfm_score":
             # the score ranks the whole population: materialise what came before once, so
             # the facts are not aggregated again for the ranking and for the join back
-            wide = _with_rfm_score(wide.localCheckpoint(eager=True), tag)
+            wide = _with_rfm_score(materialize(wide), tag)
         elif tag.builder == "rfm_segment":
             wide = wide.withColumn(tag.name, _rfm_segment(registry, tag).cast(tag.type))
         else:
