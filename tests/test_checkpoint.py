@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pyspark.sql import functions as F
 
+import oneid
 from oneid.checkpoint import LARGEST_ESTIMATE, estimated_size, materialize
 
 pytestmark = pytest.mark.unit
@@ -35,3 +38,13 @@ def test_a_sane_estimate_is_kept(spark):
     done = materialize(frame)
     assert estimated_size(done) == estimated_size(frame.localCheckpoint(eager=True))
     assert done.count() == 10
+
+
+def test_the_library_checkpoints_only_through_materialize():
+    library = Path(oneid.__file__).parent
+    plain = [
+        str(path.relative_to(library))
+        for path in sorted(library.rglob("*.py"))
+        if "localCheckpoint(" in path.read_text(encoding="utf-8") and path.name != "checkpoint.py"
+    ]
+    assert plain == []

@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 
 from oneid.errors import GateFailedError
 from oneid.identity.job import resolve_identities
+from oneid.identity.outputs import profiles
 from oneid.standardize.hashing import DEMO_KEY, HashKey, keyed_hash
 from oneid.tables import overwrite, read_table
 from tests.support import config_for
@@ -394,3 +395,40 @@ def test_changed_identity_settings_force_a_full_rebuild(spark, tmp_path):
     report = resolve_identities(spark, stricter, "r2")
     assert report.full is True
     assert report.stats["hubs"] == 1  # the phone of person A's two records is now a hub
+
+
+def test_profile_best_phone_counts_and_dates(spark):
+    """Best phone: most records, then most recently seen; counts per base type; seen range."""
+    t = [T0 + dt.timedelta(days=d) for d in range(4)]
+    incidence = spark.createDataFrame(
+        [
+            ("crm", "r1", 1, "phone", t[0]),  # phone 1: two records, seen last on day 1
+            ("orders", "r2", 1, "phone", t[1]),
+            ("orders", "r3", 2, "phone", t[3]),  # phone 2: one record, the latest
+            ("crm", "r1", 3, "device:idfa", t[2]),
+            ("app", "r4", 4, "phone", t[0]),  # OneID 8: two phones seen once each; the newer wins
+            ("app", "r5", 5, "phone", t[2]),
+        ],
+        "source string, record_key string, node_id long, id_type string, event_time timestamp",
+    )
+    mapping = spark.createDataFrame(
+        [(1, 7), (2, 7), (3, 7), (4, 8), (5, 8)], "node_id long, oneid long"
+    )
+    nodes = spark.createDataFrame(
+        [(1, "p1"), (2, "p2"), (3, "d3"), (4, "p4"), (5, "p5")], "node_id long, masked string"
+    )
+    records = spark.createDataFrame(
+        [
+            ("crm", "r1", 7),
+            ("orders", "r2", 7),
+            ("orders", "r3", 7),
+            ("app", "r4", 8),
+            ("app", "r5", 8),
+        ],
+        "source string, record_key string, oneid long",
+    )
+    rows = {r.oneid: r for r in profiles(incidence, mapping, nodes, records).collect()}
+    assert (rows[7].best_phone, rows[7].best_email, rows[8].best_phone) == ("p1", None, "p5")
+    assert rows[7].identifier_counts == {"device": 1, "phone": 2}
+    assert (rows[7].first_seen, rows[7].last_seen, rows[8].last_seen) == (t[0], t[3], t[2])
+    assert (rows[7].sources, rows[7].records) == (["crm", "orders"], 3)

@@ -18,12 +18,12 @@ from oneid.identity.graph import RECORD_KEY, row_hash
 from oneid.identity.keys import Keys
 
 
-def changed_records(silver: DataFrame, incidence: DataFrame) -> tuple[Keys, DataFrame]:
+def changed_records(silver: DataFrame, incidence: DataFrame) -> tuple[Keys, DataFrame, DataFrame]:
     """Records added, removed or changed since ``incidence`` was written.
 
-    Returns their (source, record_key) and their silver rows. The comparison shuffles two longs
-    per row (record hash, row hash), not the key strings; a record-hash collision can only
-    add an unchanged record to the result, never hide a change.
+    Returns their (source, record_key), their silver rows and their incidence rows. The
+    comparison shuffles two longs per row (record hash, row hash), not the key strings; a
+    record-hash collision can only add an unchanged record to the result, never hide a change.
     """
     record = F.xxhash64(*RECORD_KEY).alias("_record")
     now = silver.select(record, row_hash().alias("row_hash"), F.lit(True).alias("_now"))
@@ -39,9 +39,13 @@ def changed_records(silver: DataFrame, incidence: DataFrame) -> tuple[Keys, Data
         .join(hashes.hint(), "_record", "left_semi")
         .drop("_record")
     )
-    gone = incidence.withColumn("_record", record).join(hashes.hint(), "_record", "left_semi")
-    records = Keys.of(rows.select(*RECORD_KEY).unionByName(gone.select(*RECORD_KEY)))
-    return records, rows
+    old_rows = materialize(
+        incidence.withColumn("_record", record)
+        .join(hashes.hint(), "_record", "left_semi")
+        .drop("_record")
+    )
+    records = Keys.of(rows.select(*RECORD_KEY).unionByName(old_rows.select(*RECORD_KEY)))
+    return records, rows, old_rows
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,11 @@ def full_change(incidence: DataFrame) -> Change:
     return Change(None, incidence, None, None, incidence, None)
 
 
-def incremental_change(rows: DataFrame, previous: DataFrame, records: Keys) -> Change:
-    """``rows``: current incidence rows of the changed ``records``; ``previous``: the table."""
-    old_rows = materialize(previous.join(records.hint(), RECORD_KEY, "left_semi"))
+def incremental_change(
+    rows: DataFrame, old_rows: DataFrame, previous: DataFrame, records: Keys
+) -> Change:
+    """``rows`` / ``old_rows``: current / previous incidence rows of the changed ``records``;
+    ``previous``: the table."""
     touched = Keys.of(rows.select("node_id").unionByName(old_rows.select("node_id")))
     holders = Keys.of(
         previous.join(touched.hint(), "node_id", "left_semi")

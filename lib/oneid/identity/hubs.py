@@ -44,56 +44,38 @@ def find_hubs(
         .groupBy("node_id")
         .agg(F.countDistinct("member_node").alias("member_ids"))
     )
-    stats = per_node.join(member_counts, "node_id", "left").fillna(0, ["member_ids"])
+    stats = per_node.join(member_counts, "node_id", "left")
 
     limits = conf.hubs.max_records
-    default = limits.get("default", 200)
-    threshold = F.lit(default)
+    record_limit = F.lit(limits.get("default", 200))
     for id_type, limit in sorted(limits.items()):
         if id_type != "default":
-            threshold = F.when(base_type() == id_type, F.lit(limit)).otherwise(threshold)
-    stats = stats.withColumn("record_limit", threshold)
-
+            record_limit = F.when(base_type() == id_type, F.lit(limit)).otherwise(record_limit)
     listed = nodes if scope is None else nodes.join(scope, "node_id", "left_semi")
-    blocked = _blocklisted(spark, listed, conf, key)
-    by_records = stats.where(F.col("records") > F.col("record_limit")).select(
-        "node_id",
-        F.lit("max_records").alias("rule"),
-        "records",
-        "member_ids",
-        F.col("record_limit").cast("long").alias("threshold"),
-    )
-    by_members = stats.where(
-        (base_type() != "member_id") & (F.col("member_ids") > conf.hubs.max_member_ids)
-    ).select(
-        "node_id",
-        F.lit("max_member_ids").alias("rule"),
-        "records",
-        "member_ids",
-        F.lit(conf.hubs.max_member_ids).cast("long").alias("threshold"),
-    )
-    blocked = blocked.join(
-        stats.select("node_id", "records", "member_ids"), "node_id", "left"
-    ).select(
-        "node_id",
-        F.lit("blocklist").alias("rule"),
-        F.coalesce("records", F.lit(0)).alias("records"),
-        F.coalesce("member_ids", F.lit(0)).alias("member_ids"),
-        F.lit(None).cast("long").alias("threshold"),
-    )
-    rank = {"blocklist": 0, "max_records": 1, "max_member_ids": 2}
-    ranked = (
-        blocked.unionByName(by_records)
-        .unionByName(by_members)
-        .withColumn(
-            "_rank",
-            F.when(F.col("rule") == "blocklist", rank["blocklist"])
-            .when(F.col("rule") == "max_records", rank["max_records"])
-            .otherwise(rank["max_member_ids"]),
+    blocked = _blocklisted(spark, listed, conf, key).select("node_id", F.lit(True).alias("_listed"))
+    # a listed node may hold no record any more: it is still a hub, with zero counts
+    stats = stats.join(blocked, "node_id", "full").fillna(0, ["records", "member_ids"])
+    most_ids = F.lit(conf.hubs.max_member_ids)
+    # the first rule that fires, in this order: blocklist, max_records, max_member_ids
+    rule = (
+        F.when(F.col("_listed"), F.lit("blocklist"))
+        .when(F.col("records") > record_limit, F.lit("max_records"))
+        .when(
+            (base_type() != "member_id") & (F.col("member_ids") > most_ids), F.lit("max_member_ids")
         )
     )
-    first = ranked.groupBy("node_id").agg(F.min("_rank").alias("_rank"))
-    return ranked.join(first, ["node_id", "_rank"]).drop("_rank")
+    threshold = (
+        F.when(F.col("_listed"), F.lit(None))
+        .when(F.col("records") > record_limit, record_limit)
+        .otherwise(most_ids)
+    )
+    return stats.select(
+        "node_id",
+        rule.alias("rule"),
+        "records",
+        "member_ids",
+        threshold.cast("long").alias("threshold"),
+    ).where(F.col("rule").isNotNull())
 
 
 def _blocklisted(

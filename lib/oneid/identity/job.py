@@ -83,7 +83,7 @@ def _run(spark, cfg, identifiers, run_id, full, history) -> IdentityReport:
     silver = identifiers
     if incremental:
         old_incidence = read_table(spark, cfg, "identity.incidence")
-        changed, silver = changed_records(identifiers, old_incidence)
+        changed, silver, old_rows = changed_records(identifiers, old_incidence)
     changed_rows = silver.count() if incremental else None  # materialised: a cheap count
     added = materialize(new_nodes(silver, old_nodes, run_id, changed_rows))
     if added.count():
@@ -92,7 +92,10 @@ def _run(spark, cfg, identifiers, run_id, full, history) -> IdentityReport:
     if incremental:
         silver = hinted(silver, changed_rows)
     rows = materialize(record_nodes(silver, nodes))
-    change = incremental_change(rows, old_incidence, changed) if incremental else full_change(rows)
+    if incremental:
+        change = incremental_change(rows, old_rows, old_incidence, changed)
+    else:
+        change = full_change(rows)
     clock("changed records and nodes")
     touched = change.touched.hint() if incremental else None
 

@@ -7,6 +7,9 @@ from pyspark.sql import functions as F
 
 from oneid.identity.graph import base_type
 
+BEST = ("phone", "email")
+"""Types whose best identifier (most records, then most recent) a profile shows, masked."""
+
 
 def record_oneids(incidence: DataFrame, mapping: DataFrame, priority: tuple[str, ...]) -> DataFrame:
     """A record's OneID is that of its highest-priority identifier that has one."""
@@ -37,28 +40,23 @@ def profiles(
         F.count(F.lit(1)).alias("records"),
     )
 
-    def best(kind: str):
-        rank = F.when(base_type() == kind, F.struct("records", "last_seen", "node_id"))
-        return F.max_by(F.when(base_type() == kind, F.col("masked")), rank).alias(f"best_{kind}")
-
-    summary = per_node.groupBy("oneid").agg(
-        best("phone"),
-        best("email"),
+    # one pass: per (OneID, type) the count and the best identifier, then one row per OneID
+    per_type = per_node.groupBy("oneid", base_type().alias("t")).agg(
+        F.count(F.lit(1)).alias("count"),
+        F.max_by("masked", F.struct("records", "last_seen", "node_id")).alias("best"),
         F.min("first_seen").alias("first_seen"),
         F.max("last_seen").alias("last_seen"),
     )
-    by_type = (
-        per_node.groupBy("oneid", base_type().alias("t"))
-        .count()
-        .groupBy("oneid")
-        .agg(
-            F.map_from_entries(F.array_sort(F.collect_list(F.struct("t", "count")))).alias(
-                "identifier_counts"
-            )
-        )
+    summary = per_type.groupBy("oneid").agg(
+        *(F.max(F.when(F.col("t") == kind, F.col("best"))).alias(f"best_{kind}") for kind in BEST),
+        F.min("first_seen").alias("first_seen"),
+        F.max("last_seen").alias("last_seen"),
+        F.map_from_entries(F.array_sort(F.collect_list(F.struct("t", "count")))).alias(
+            "identifier_counts"
+        ),
     )
     sources = records.groupBy("oneid").agg(
         F.array_sort(F.collect_set("source")).alias("sources"),
         F.count(F.lit(1)).alias("records"),
     )
-    return summary.join(by_type, "oneid").join(sources, "oneid", "left")
+    return summary.join(sources, "oneid", "left")
