@@ -42,9 +42,9 @@ def test_a_sane_estimate_is_kept(spark):
 
 def test_the_library_checkpoints_only_through_materialize():
     library = Path(oneid.__file__).parent
-    plain = [
+    callers = [
         str(path.relative_to(library))
         for path in sorted(library.rglob("*.py"))
-        if "localCheckpoint(" in path.read_text(encoding="utf-8") and path.name != "checkpoint.py"
+        if "localCheckpoint(" in path.read_text(encoding="utf-8")
     ]
-    assert plain == []
+    assert callers == ["checkpoint.py"]  # the one module that may (and is found by the scan)

@@ -21,7 +21,7 @@ from oneid.identity.keys import Keys
 def changed_records(silver: DataFrame, incidence: DataFrame) -> tuple[Keys, DataFrame, DataFrame]:
     """Records added, removed or changed since ``incidence`` was written.
 
-    Returns their (source, record_key), their silver rows and their incidence rows. The
+    Returns their (source, record_key), silver rows and previous incidence rows. The
     comparison shuffles two longs per row (record hash, row hash), not the key strings; a
     record-hash collision can only add an unchanged record to the result, never hide a change.
     """

@@ -56,18 +56,17 @@ def find_hubs(
     # a listed node may hold no record any more: it is still a hub, with zero counts
     stats = stats.join(blocked, "node_id", "full").fillna(0, ["records", "member_ids"])
     most_ids = F.lit(conf.hubs.max_member_ids)
+    over_records = F.col("records") > record_limit
     # the first rule that fires, in this order: blocklist, max_records, max_member_ids
     rule = (
         F.when(F.col("_listed"), F.lit("blocklist"))
-        .when(F.col("records") > record_limit, F.lit("max_records"))
+        .when(over_records, F.lit("max_records"))
         .when(
             (base_type() != "member_id") & (F.col("member_ids") > most_ids), F.lit("max_member_ids")
         )
     )
     threshold = (
-        F.when(F.col("_listed"), F.lit(None))
-        .when(F.col("records") > record_limit, record_limit)
-        .otherwise(most_ids)
+        F.when(F.col("_listed"), F.lit(None)).when(over_records, record_limit).otherwise(most_ids)
     )
     return stats.select(
         "node_id",

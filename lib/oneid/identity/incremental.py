@@ -97,8 +97,9 @@ def affected_scope(
     """The graph changes of the touched nodes, closed by :func:`affected_nodes`."""
     touched = change.touched
     # read by every step below (and twice per closure round): three columns, once, into memory
-    stored_edges = read_table(spark, cfg, "identity.edges")
-    old_edges = materialize(stored_edges.select("src", "dst", "strength"))
+    old_edges = materialize(
+        read_table(spark, cfg, "identity.edges").select("src", "dst", "strength")
+    )
     gone = materialize(touching(old_edges, touched.hint()))
     vanished = Keys.of(
         touched.frame.join(change.gathered.select("node_id"), "node_id", "left_anti")
