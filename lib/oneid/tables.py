@@ -16,7 +16,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, MapType
 
+from oneid.checkpoint import materialize
 from oneid.conf import OneIdConfig
+from oneid.identity.keys import hinted
 from oneid.session import warehouse_root
 
 logger = logging.getLogger(__name__)
@@ -115,7 +117,12 @@ def overwrite(
 
 
 def merge_keys(
-    rows: DataFrame, scope: DataFrame, cfg: OneIdConfig, name: str, keys: list[str]
+    rows: DataFrame,
+    scope: DataFrame,
+    cfg: OneIdConfig,
+    name: str,
+    keys: list[str],
+    skip_unchanged: bool = False,
 ) -> None:
     """Make the rows of ``name`` whose ``keys`` are in ``scope`` equal ``rows``, in one MERGE.
 
@@ -123,37 +130,61 @@ def merge_keys(
     ``rows`` lacks are deleted; rows outside ``scope`` are not touched. The table gets deletion
     vectors (``overwrite(..., deletion_vectors=True)``), so a MERGE writes the changed rows,
     not every file that holds one.
+
+    ``skip_unchanged``: first read the table's rows for these keys and MERGE only the ones that
+    differ (no commit when none do). A matched row costs the MERGE a pass over its file even
+    when nothing in it changes, so this pays when most of ``rows`` are usually unchanged (an
+    extra scan of the table when they are not).
     """
     from delta.tables import DeltaTable
 
     spark = rows.sparkSession
-    path = table_path(cfg, name)
-    columns = rows.columns
-    source = (
-        scope.select(*keys)
-        .unionByName(rows.select(*keys))
-        .distinct()
-        .join(rows.withColumn("_keep", F.lit(True)), keys, "left")
-    )
-    on = " AND ".join(f"t.`{key}` = s.`{key}`" for key in keys)
     kinds = {field.name: field.dataType for field in rows.schema.fields}
+    values = [c for c in rows.columns if c not in keys]
     same = " AND ".join(
-        f"{_comparable('t', c, kinds[c])} <=> {_comparable('s', c, kinds[c])}"
-        for c in columns
-        if c not in keys
+        f"{_comparable('t', c, kinds[c])} <=> {_comparable('s', c, kinds[c])}" for c in values
     )
-    values = {c: f"s.`{c}`" for c in columns}
+    started = time.perf_counter()
+    wanted = scope.select(*keys).unionByName(rows.select(*keys)).distinct()
+    if skip_unchanged:
+        source = materialize(_differences(rows, read_table(spark, cfg, name), wanted, keys, same))
+        if source.isEmpty():
+            logger.info(
+                "merge into %s: nothing changed (%.1f s)", name, time.perf_counter() - started
+            )
+            return
+    else:
+        source = wanted.join(rows.withColumn("_keep", F.lit(True)), keys, "left")
+    on = " AND ".join(f"t.`{key}` = s.`{key}`" for key in keys)
+    assign = {c: f"s.`{c}`" for c in rows.columns}
     merge = (
-        DeltaTable.forPath(spark, path)
+        DeltaTable.forPath(spark, table_path(cfg, name))
         .alias("t")
         .merge(source.alias("s"), on)
         .whenMatchedDelete("s._keep IS NULL")
-        .whenMatchedUpdate(f"NOT ({same or 'TRUE'})", values)
-        .whenNotMatchedInsert("s._keep", values)
+        .whenMatchedUpdate(f"NOT ({same or 'TRUE'})", assign)
+        .whenNotMatchedInsert("s._keep", assign)
     )
-    started = time.perf_counter()
     with_retries(merge.execute, f"merge into {name}")
     logger.info("merge into %s: %.1f s", name, time.perf_counter() - started)
+
+
+def _differences(
+    rows: DataFrame, table: DataFrame, wanted: DataFrame, keys: list[str], same: str
+) -> DataFrame:
+    """The MERGE source of ``rows`` against the ``table`` rows of the ``wanted`` keys: rows
+    that are new or differ (``_keep``), and keys the table holds but ``rows`` lack (to delete)."""
+    wanted = materialize(wanted)
+    current = table.join(hinted(wanted, wanted.count()), keys, "left_semi")
+    now = rows.withColumn("_keep", F.lit(True)).alias("s")
+    before = current.withColumn("_held", F.lit(True)).alias("t")
+    paired = now.join(before, [F.col(f"s.`{k}`") == F.col(f"t.`{k}`") for k in keys], "full")
+    unchanged = F.col("s._keep") & F.col("t._held") & F.expr(same or "TRUE")
+    return paired.where(~F.coalesce(unchanged, F.lit(False))).select(
+        *[F.coalesce(f"s.`{k}`", f"t.`{k}`").alias(k) for k in keys],
+        *[F.col(f"s.`{c}`").alias(c) for c in rows.columns if c not in keys],
+        "s._keep",
+    )
 
 
 def _comparable(alias: str, column: str, kind: DataType) -> str:

@@ -233,15 +233,23 @@ def publish(
 ) -> None:
     """MERGE the recomputed rows into the state and published tables (incidence last)."""
     touched = change.touched.frame
+    # most touched hubs, closed nodes and scoped records keep their row: MERGE the differences
     if change.touched.size:
-        merge_keys(hubs, touched, cfg, "identity.hubs", ["node_id"])
+        merge_keys(hubs, touched, cfg, "identity.hubs", ["node_id"], skip_unchanged=True)
         edge_keys = scope.gone.unionByName(new_edges.select("src", "dst"))
         merge_keys(new_edges, edge_keys, cfg, "identity.edges", ["src", "dst"])
     if scope.closed.size:
-        merge_keys(mapping, scope.closed.frame, cfg, "identity.oneid_map", ["node_id"])
+        merge_keys(
+            mapping, scope.closed.frame, cfg, "identity.oneid_map", ["node_id"], skip_unchanged=True
+        )
     if outputs.record_keys.size:
         merge_keys(
-            outputs.records, outputs.record_keys.frame, cfg, "identity.record_oneid", RECORD_KEY
+            outputs.records,
+            outputs.record_keys.frame,
+            cfg,
+            "identity.record_oneid",
+            RECORD_KEY,
+            skip_unchanged=True,
         )
     if outputs.profile_keys.size:
         merge_keys(

@@ -1,0 +1,70 @@
+"""``merge_keys``: the one way incremental runs write a scoped set of rows into a table."""
+
+from __future__ import annotations
+
+import pytest
+
+from oneid.tables import merge_keys, overwrite, read_table, table_version
+from tests.support import small_config
+
+pytestmark = pytest.mark.unit
+
+SCHEMA = "k long, name string, counts map<string,long>"
+BEFORE = [
+    (1, "one", {"a": 1}),
+    (2, "two", {"a": 1, "b": 2}),
+    (3, "three", {"a": 1, "b": 2}),
+    (4, "four", None),
+    (5, "five", {"c": 3}),
+]
+
+
+def _table(spark, tmp_path):
+    cfg = small_config(tmp_path)
+    overwrite(spark.createDataFrame(BEFORE, SCHEMA), cfg, "identity.t", deletion_vectors=True)
+    return cfg
+
+
+def _rows(spark, cfg):
+    return {
+        r.k: (r.name, dict(r.counts) if r.counts is not None else None)
+        for r in read_table(spark, cfg, "identity.t").collect()
+    }
+
+
+@pytest.mark.parametrize("skip_unchanged", [False, True])
+def test_rows_in_scope_become_the_new_rows_and_the_rest_stay(spark, tmp_path, skip_unchanged):
+    cfg = _table(spark, tmp_path)
+    rows = spark.createDataFrame(
+        [
+            (2, "TWO", {"a": 1, "b": 2}),  # a value differs: updated
+            (3, "three", {"b": 2, "a": 1}),  # the same map built in another order: unchanged
+            (6, "six", {"d": 4}),  # new: inserted
+        ],
+        SCHEMA,
+    )
+    scope = spark.createDataFrame([(2,), (3,), (4,)], "k long")  # 4 is in scope, not in rows
+    merge_keys(rows, scope, cfg, "identity.t", ["k"], skip_unchanged=skip_unchanged)
+    assert _rows(spark, cfg) == {
+        1: ("one", {"a": 1}),
+        2: ("TWO", {"a": 1, "b": 2}),
+        3: ("three", {"a": 1, "b": 2}),
+        5: ("five", {"c": 3}),
+        6: ("six", {"d": 4}),
+    }
+
+
+def test_skip_unchanged_makes_no_commit_when_nothing_differs(spark, tmp_path):
+    cfg = _table(spark, tmp_path)
+    version = table_version(spark, cfg, "identity.t")
+    rows = spark.createDataFrame(BEFORE[1:4], SCHEMA)
+    scope = spark.createDataFrame([(2,), (3,), (4,)], "k long")
+    merge_keys(rows, scope, cfg, "identity.t", ["k"], skip_unchanged=True)
+    assert table_version(spark, cfg, "identity.t") == version
+    assert _rows(spark, cfg) == {k: (name, counts) for k, name, counts in BEFORE}
+
+    # a NULL that becomes a value is a change (NULL-safe comparison)
+    rows = spark.createDataFrame([(4, "four", {"x": 0})], SCHEMA)
+    merge_keys(rows, rows.select("k"), cfg, "identity.t", ["k"], skip_unchanged=True)
+    assert table_version(spark, cfg, "identity.t") == version + 1
+    assert _rows(spark, cfg)[4] == ("four", {"x": 0})
