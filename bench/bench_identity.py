@@ -9,36 +9,25 @@ import shutil
 from pathlib import Path
 
 import networkx as nx
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from harness import Benchmark, Case
 from identity_common import config, fresh_warehouse, prepared_silver
 from oneid.conf.pipeline import ComponentsConf
 from oneid.identity.components import connected_components
+from oneid.identity.incremental import MERGE_KEYS, STATE_TABLES
 from oneid.identity.job import resolve_identities
 from oneid.session import build_session, graphframes_available
 from oneid.tables import merge_keys, overwrite, read_table
 
 RECORDS = int(os.environ.get("ONEID_BENCH_IDENTITY_RECORDS", "1000000"))
-# what an incremental run reads, and the tables it MERGEs with their keys (incremental.publish)
+# what an incremental run reads: silver, the node dictionary and the state it MERGEs
 READ_BY_INCREMENTAL = (
     "silver.identifiers",
-    "identity.incidence",
     "identity.nodes",
-    "identity.hubs",
-    "identity.edges",
-    "identity.oneid_map",
-    "identity.record_oneid",
-    "identity.profiles",
+    *(f"identity.{name}" for name in STATE_TABLES),
 )
-MERGED_BY_INCREMENTAL = {
-    "identity.hubs": ["node_id"],
-    "identity.edges": ["src", "dst"],
-    "identity.oneid_map": ["node_id"],
-    "identity.record_oneid": ["source", "record_key"],
-    "identity.profiles": ["oneid"],
-    "identity.incidence": ["source", "record_key", "node_id"],
-}
 
 
 def size_label(records: int) -> str:
@@ -80,19 +69,25 @@ def cases(work: Path) -> list[Case]:
     overwrite(changed, config(work / "moved", data), "silver.identifiers")
     targets: dict[str, Path] = {}
 
+    def place(case: str, state: Path, silver: Path | None = None) -> None:
+        """A copy of the warehouse ``state`` for ``case``, optionally with ``silver``'s silver
+        zone instead of its own (untimed); the case's previous copy is removed."""
+        shutil.rmtree(targets.get(case, work / "none"), ignore_errors=True)
+        targets[case] = target = work / f"{case}-{next(counter)}"
+        shutil.copytree(state, target)
+        if silver is not None:
+            shutil.rmtree(target / "silver")
+            shutil.copytree(silver / "silver", target / "silver")
+
     def fresh(case: str) -> None:
-        """An empty warehouse holding silver only (untimed)."""
+        """An empty warehouse holding silver only."""
         shutil.rmtree(targets.get(case, work / "none"), ignore_errors=True)
         targets[case] = work / f"{case}-{next(counter)}"
         fresh_warehouse(work / "silver", targets[case], ("silver",))
 
     def after_99(case: str) -> None:
-        """The 99% state with all of silver in place (untimed)."""
-        shutil.rmtree(targets.get(case, work / "none"), ignore_errors=True)
-        targets[case] = target = work / f"{case}-{next(counter)}"
-        shutil.copytree(work / "base99", target)
-        shutil.rmtree(target / "silver")
-        shutil.copytree(work / "silver" / "silver", target / "silver")
+        """The 99% state with all of silver in place."""
+        place(case, work / "base99", silver=work / "silver")
 
     def full_run() -> dict:
         result = resolve_identities(spark, config(targets["full"], data), "bench", full=True)
@@ -103,13 +98,8 @@ def cases(work: Path) -> list[Case]:
             "weak_rounds": result.stats["weak_merge_rounds"],
         }
 
-    def after_moved(case: str) -> None:
-        """The state after every record, silver with the moved phone times (untimed)."""
-        shutil.rmtree(targets.get(case, work / "none"), ignore_errors=True)
-        targets[case] = target = work / f"{case}-{next(counter)}"
-        shutil.copytree(work / "moved", target)
-
-    def after_one_percent(case: str, full: bool, run_id: str = "r100") -> dict:
+    def next_run(case: str, full: bool, run_id: str) -> dict:
+        """The run after the prepared state: incremental, or ``--full`` on that state."""
         result = resolve_identities(spark, config(targets[case], data), run_id, full=full)
         assert result.full == full, "the incremental case fell back to a full rebuild"
         return {
@@ -121,30 +111,30 @@ def cases(work: Path) -> list[Case]:
     def read_floor() -> dict:
         """One read of every column of every table an incremental run reads."""
         cfg = config(targets["reads"], data)
-        rows = 0
+        total = 0
         for name in READ_BY_INCREMENTAL:
             table = read_table(spark, cfg, name)
             flat = [c for c, kind in table.dtypes if not kind.startswith(("map", "array"))]
-            rows += table.agg(F.count(F.lit(1)), F.bit_xor(F.xxhash64(*flat))).first()[0]
-        return {"tables": len(READ_BY_INCREMENTAL), "rows": rows}
+            total += table.agg(F.count(F.lit(1)), F.bit_xor(F.xxhash64(*flat))).first()[0]
+        return {"tables": len(READ_BY_INCREMENTAL), "rows": total}
 
-    def merge_floor() -> dict:
-        """The smallest write an incremental run makes: one row deleted from each table it
-        MERGEs, through the same ``merge_keys`` (the key is picked before the clock starts)."""
-        cfg = config(targets["merges"], data)
-        for name, keys in MERGED_BY_INCREMENTAL.items():
-            empty = read_table(spark, cfg, name).limit(0)
-            merge_keys(empty, one_key[name], cfg, name, keys)
-        return {"tables": len(MERGED_BY_INCREMENTAL)}
-
-    one_key: dict = {}
+    one_key: dict[str, DataFrame] = {}
 
     def pick_keys() -> None:
         after_99("merges")
         cfg = config(targets["merges"], data)
-        for name, keys in MERGED_BY_INCREMENTAL.items():
-            table = read_table(spark, cfg, name).select(*keys)
+        for name, keys in MERGE_KEYS.items():
+            table = read_table(spark, cfg, f"identity.{name}").select(*keys)
             one_key[name] = spark.createDataFrame(table.limit(1).collect(), table.schema)
+
+    def merge_floor() -> dict:
+        """The smallest write an incremental run makes: one row deleted from each table it
+        MERGEs, through ``merge_keys`` on the run's keys (picked before the clock starts)."""
+        cfg = config(targets["merges"], data)
+        for name, keys in MERGE_KEYS.items():
+            empty = read_table(spark, cfg, f"identity.{name}").limit(0)
+            merge_keys(empty, one_key[name], cfg, f"identity.{name}", keys)
+        return {"tables": len(MERGE_KEYS)}
 
     def components(engine: str) -> dict:
         conf = ComponentsConf(engine=engine)
@@ -169,21 +159,21 @@ def cases(work: Path) -> list[Case]:
         ),
         Case(
             "1% new records: incremental",
-            lambda: after_one_percent("inc", False),
+            lambda: next_run("inc", False, "r100"),
             group="full",
             setup=lambda: after_99("inc"),
         ),
         Case(
             "1% new records: --full",
-            lambda: after_one_percent("rebuild", True),
+            lambda: next_run("rebuild", True, "r100"),
             group="full",
             setup=lambda: after_99("rebuild"),
         ),
         Case(
             "phone times of 1% of records changed: incremental",
-            lambda: after_one_percent("moved", False, "r101"),
+            lambda: next_run("moved", False, "r101"),
             group="full",
-            setup=lambda: after_moved("moved"),
+            setup=lambda: place("moved", work / "moved"),
         ),
         Case(
             "floor: one read of every table an incremental run reads",

@@ -18,7 +18,6 @@ from pyspark.sql.types import DataType, MapType
 
 from oneid.checkpoint import materialize
 from oneid.conf import OneIdConfig
-from oneid.identity.keys import hinted
 from oneid.session import warehouse_root
 
 logger = logging.getLogger(__name__)
@@ -131,8 +130,9 @@ def merge_keys(
     vectors (``overwrite(..., deletion_vectors=True)``), so a MERGE writes the changed rows,
     not every file that holds one.
 
-    ``skip_unchanged``: first read the table's rows for these keys and MERGE only the ones that
-    differ (no commit when none do). A matched row costs the MERGE a pass over its file even
+    ``skip_unchanged``: first read the table's rows for the keys of ``scope`` (hint it for a
+    broadcast when small) and MERGE only the ``rows`` that differ from them, and the deletes (no
+    commit when there are none). A matched row costs the MERGE a pass over its file even
     when nothing in it changes, so this pays when most of ``rows`` are usually unchanged (an
     extra scan of the table when they are not).
     """
@@ -145,15 +145,16 @@ def merge_keys(
         f"{_comparable('t', c, kinds[c])} <=> {_comparable('s', c, kinds[c])}" for c in values
     )
     started = time.perf_counter()
-    wanted = scope.select(*keys).unionByName(rows.select(*keys)).distinct()
     if skip_unchanged:
-        source = materialize(_differences(rows, read_table(spark, cfg, name), wanted, keys, same))
+        current = read_table(spark, cfg, name).join(scope.select(*keys), keys, "left_semi")
+        source = materialize(_differences(rows, current, keys, same))
         if source.isEmpty():
             logger.info(
                 "merge into %s: nothing changed (%.1f s)", name, time.perf_counter() - started
             )
             return
     else:
+        wanted = scope.select(*keys).unionByName(rows.select(*keys)).distinct()
         source = wanted.join(rows.withColumn("_keep", F.lit(True)), keys, "left")
     on = " AND ".join(f"t.`{key}` = s.`{key}`" for key in keys)
     assign = {c: f"s.`{c}`" for c in rows.columns}
@@ -169,13 +170,9 @@ def merge_keys(
     logger.info("merge into %s: %.1f s", name, time.perf_counter() - started)
 
 
-def _differences(
-    rows: DataFrame, table: DataFrame, wanted: DataFrame, keys: list[str], same: str
-) -> DataFrame:
-    """The MERGE source of ``rows`` against the ``table`` rows of the ``wanted`` keys: rows
-    that are new or differ (``_keep``), and keys the table holds but ``rows`` lack (to delete)."""
-    wanted = materialize(wanted)
-    current = table.join(hinted(wanted, wanted.count()), keys, "left_semi")
+def _differences(rows: DataFrame, current: DataFrame, keys: list[str], same: str) -> DataFrame:
+    """The MERGE source of ``rows`` against the table's ``current`` rows of the same scope: rows
+    that are new or differ (``_keep``), and keys ``current`` holds but ``rows`` lack (to delete)."""
     now = rows.withColumn("_keep", F.lit(True)).alias("s")
     before = current.withColumn("_held", F.lit(True)).alias("t")
     paired = now.join(before, [F.col(f"s.`{k}`") == F.col(f"t.`{k}`") for k in keys], "full")

@@ -28,7 +28,19 @@ from oneid.tables import merge_keys, read_table, table_exists, table_version
 
 logger = logging.getLogger(__name__)
 
-STATE_TABLES = ("incidence", "edges", "hubs", "oneid_map", "record_oneid", "profiles")
+MERGE_KEYS = {
+    "hubs": ["node_id"],
+    "edges": ["src", "dst"],
+    "oneid_map": ["node_id"],
+    "record_oneid": RECORD_KEY,
+    "profiles": ["oneid"],
+    "incidence": [*RECORD_KEY, "node_id"],
+}
+"""The identity tables an incremental run reads and MERGEs (in the order it writes them), with
+the key it MERGEs them on."""
+STATE_TABLES = tuple(MERGE_KEYS)
+MOSTLY_UNCHANGED = frozenset({"hubs", "oneid_map", "record_oneid"})
+"""Tables where most rows in a run's scope keep their value: compared before the MERGE."""
 CONF_FIELDS = {"blocklist", "hubs", "limits", "priority", "max_weak_rounds"}
 
 
@@ -232,38 +244,32 @@ def publish(
     outputs: Outputs,
 ) -> None:
     """MERGE the recomputed rows into the state and published tables (incidence last)."""
-    touched = change.touched.frame
-    # most touched hubs, closed nodes and scoped records keep their row: MERGE the differences
     if change.touched.size:
-        merge_keys(hubs, touched, cfg, "identity.hubs", ["node_id"], skip_unchanged=True)
+        _merge(hubs, change.touched.hint(), cfg, "hubs")
         edge_keys = scope.gone.unionByName(new_edges.select("src", "dst"))
-        merge_keys(new_edges, edge_keys, cfg, "identity.edges", ["src", "dst"])
+        _merge(new_edges, edge_keys, cfg, "edges")
     if scope.closed.size:
-        merge_keys(
-            mapping, scope.closed.frame, cfg, "identity.oneid_map", ["node_id"], skip_unchanged=True
-        )
+        _merge(mapping, scope.closed.hint(), cfg, "oneid_map")
     if outputs.record_keys.size:
-        merge_keys(
-            outputs.records,
-            outputs.record_keys.frame,
-            cfg,
-            "identity.record_oneid",
-            RECORD_KEY,
-            skip_unchanged=True,
-        )
+        _merge(outputs.records, outputs.record_keys.hint(), cfg, "record_oneid")
     if outputs.profile_keys.size:
-        merge_keys(
-            outputs.profiles, outputs.profile_keys.frame, cfg, "identity.profiles", ["oneid"]
-        )
+        _merge(outputs.profiles, outputs.profile_keys.frame, cfg, "profiles")
 
 
 def publish_incidence(cfg: OneIdConfig, change: Change) -> None:
     """The changed records' incidence rows: written last, they mark the change as consumed."""
     if change.records.size:
-        keys = change.rows.select(*RECORD_KEY, "node_id").unionByName(
-            change.old_rows.select(*RECORD_KEY, "node_id")
+        keys = change.rows.select(*MERGE_KEYS["incidence"]).unionByName(
+            change.old_rows.select(*MERGE_KEYS["incidence"])
         )
-        merge_keys(change.rows, keys, cfg, "identity.incidence", [*RECORD_KEY, "node_id"])
+        _merge(change.rows, keys, cfg, "incidence")
+
+
+def _merge(rows: DataFrame, scope: DataFrame, cfg: OneIdConfig, table: str) -> None:
+    """:func:`merge_keys` into ``identity.<table>`` on its key; the tables of
+    ``MOSTLY_UNCHANGED`` are compared first (their scope hinted for that join by the caller)."""
+    skip = table in MOSTLY_UNCHANGED
+    merge_keys(rows, scope, cfg, f"identity.{table}", MERGE_KEYS[table], skip_unchanged=skip)
 
 
 def records_figures(spark, cfg, change: Change, outputs: Outputs, last: dict) -> tuple[int, int]:
