@@ -188,6 +188,7 @@ def render_markdown(results: list[dict]) -> str:
         "with min–max. Peak memory is the RSS of the benchmark process and its children (the Spark",
         "JVM included). Ratios divide a case's median by its group's baseline median, measured",
         "side by side in the same run. The machine is shared and noisy: trust ratios over seconds.",
+        "What the numbers mean and where the time goes: [performance](docs/performance.md).",
         "",
     ]
     for result in results:
