@@ -1,4 +1,4 @@
-"""The one versioned identifier normaliser (DESIGN.md decisions 1-3).
+"""The one versioned identifier normaliser (identifiers, masked values: ``docs/glossary.md``).
 
 Pure Python, no Spark: the standardize stage calls these functions inside a pandas UDF, so they
 are fast, deterministic and **never raise on bad data**. Every function returns a
@@ -6,7 +6,7 @@ are fast, deterministic and **never raise on bad data**. Every function returns 
 reason codes below), which ingest/standardize write to quarantine. Only programming errors raise
 ``ValueError``: an unknown identifier type, device kind or phone region.
 
-Identifier types (decision 1)::
+Identifier types (typed and namespaced)::
 
     phone, email, member_id, wx_openid, wx_unionid, douyin_openid, wecom_external_userid,
     device:idfa, device:oaid, device:imei, device:android_id
@@ -25,7 +25,7 @@ phone
     ``+``/``00`` is read in ``default_region`` (``CN``). **Landlines**: every number that
     phonenumbers says is *valid* is accepted, whatever its type (mobile, fixed line, 400
     shared-cost ...), because lead forms and orders legitimately carry office numbers; a shared
-    store number is the hub guard's job (decision 4). Pass ``mobile_only=True`` to reject
+    store number is the hub guard's job (``docs/identity.md``). Pass ``mobile_only=True`` to reject
     non-mobile numbers with ``NOT_MOBILE``.
 email
     NFKC, trim, lower-case (the whole address, including the local part). Shape check: exactly one
@@ -38,7 +38,7 @@ device
     OAID: UUID as for IDFA, or 16 / 64 hex digits (Xiaomi, vivo/OPPO ...), upper-case.
     IMEI: 15 digits with a valid Luhn check digit; separators (space, ``-``, ``/``) are removed
     and a 14-digit IMEI (no check digit) gets its check digit appended, so both forms agree.
-    Android id: 16 hex digits, **upper-case** like every other device id (decision 2), so
+    Android id: 16 hex digits, **upper-case** like every other device id, so
     ``9774d56d682e549c`` and ``9774D56D682E549C`` agree; exporters that need lower case
     lower-case at export time.
     Known placeholders (:data:`DEFAULT_JUNK_VALUES`) and any value whose hex digits are all the
@@ -608,7 +608,7 @@ def mask(id_type: str, value: str) -> str:
       (``oX1ab…`` 28-char openid → ``oX1***yz``, ``12345`` → ``1***``).
 
     Phones are the one exception to the 30 % rule: ``138****5678`` is the form users and
-    customer service recognise (DESIGN.md decision 3). Unknown ``id_type`` raises ValueError.
+    customer service recognise. Unknown ``id_type`` raises ValueError.
     """
     base = _base_type(id_type)
     if not isinstance(value, str) or not value:
