@@ -16,8 +16,8 @@ from harness import Benchmark, Case
 from identity_common import config, fresh_warehouse, prepared_silver
 from oneid.conf.pipeline import ComponentsConf
 from oneid.identity.components import connected_components
-from oneid.identity.incremental import MERGE_KEYS, STATE_TABLES
 from oneid.identity.job import resolve_identities
+from oneid.identity.publish import MERGE_KEYS, STATE_TABLES
 from oneid.session import build_session, graphframes_available
 from oneid.tables import merge_keys, overwrite, read_table
 

@@ -50,19 +50,19 @@ def changed_records(silver: DataFrame, incidence: DataFrame) -> tuple[Keys, Data
 
 @dataclass(frozen=True)
 class Change:
-    """The incidence rows a run works on; ``None`` fields mean "everything" (a full run)."""
+    """The changed records of an incremental run and the incidence rows around them."""
 
-    records: Keys | None
+    records: Keys
     """The changed records."""
     rows: DataFrame
-    """Current incidence rows of the changed records (all rows in a full run)."""
-    old_rows: DataFrame | None
+    """Current incidence rows of the changed records."""
+    old_rows: DataFrame
     """Previous incidence rows of the changed records."""
-    touched: Keys | None
+    touched: Keys
     """Nodes in ``rows`` or ``old_rows``: the only ones whose records changed."""
     gathered: DataFrame
     """Current incidence rows of every record that holds a touched node."""
-    previous: DataFrame | None
+    previous: DataFrame
     """The previous ``identity.incidence``."""
 
     def rows_of_nodes(self, ids: DataFrame) -> DataFrame:
@@ -74,14 +74,8 @@ class Change:
         return self._current(lambda frame: frame.join(keys, RECORD_KEY, "left_semi"))
 
     def _current(self, pick) -> DataFrame:
-        if self.previous is None:
-            return pick(self.rows)
         kept = pick(self.previous).join(self.records.hint(), RECORD_KEY, "left_anti")
         return kept.unionByName(pick(self.rows))
-
-
-def full_change(incidence: DataFrame) -> Change:
-    return Change(None, incidence, None, None, incidence, None)
 
 
 def incremental_change(

@@ -99,3 +99,32 @@ def _blocklisted(
         .select("node_id")
         .distinct()
     )
+
+
+def audit_rows(run_id: str, hubs: DataFrame, nodes: DataFrame, rejected: DataFrame) -> DataFrame:
+    """``identity.hub_audit`` rows: every hub with its rule, and every weak edge left unused
+    (``rejected``: src, dst, reason) with the limit it hit."""
+    node_info = nodes.select("node_id", "id_type", "masked")
+    hub_rows = hubs.join(node_info, "node_id").select(
+        F.lit(run_id).alias("run_id"),
+        "rule",
+        "node_id",
+        "id_type",
+        "masked",
+        "records",
+        "member_ids",
+        "threshold",
+        F.lit(None).cast("long").alias("other_node_id"),
+    )
+    edge_rows = rejected.join(node_info, rejected.src == node_info.node_id).select(
+        F.lit(run_id).alias("run_id"),
+        F.col("reason").alias("rule"),
+        F.col("src").alias("node_id"),
+        "id_type",
+        "masked",
+        F.lit(None).cast("long").alias("records"),
+        F.lit(None).cast("long").alias("member_ids"),
+        F.lit(None).cast("long").alias("threshold"),
+        F.col("dst").alias("other_node_id"),
+    )
+    return hub_rows.unionByName(edge_rows)

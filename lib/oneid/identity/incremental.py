@@ -20,27 +20,19 @@ from oneid.checkpoint import materialize
 from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import IdentityConf
 from oneid.identity.affected import affected_nodes
-from oneid.identity.changes import Change
-from oneid.identity.graph import RECORD_KEY, touching
-from oneid.identity.keys import Keys
+from oneid.identity.changes import Change, changed_records, incremental_change
+from oneid.identity.graph import RECORD_KEY, edges, record_nodes, touching
+from oneid.identity.hubs import find_hubs
+from oneid.identity.keys import Keys, hinted
 from oneid.identity.outputs import profiles, record_oneids
-from oneid.tables import merge_keys, read_table, table_exists, table_version
+from oneid.identity.plan import Clock, Plan, Published, extend_nodes
+from oneid.identity.publish import MERGE_KEYS, STATE_TABLES, Write
+from oneid.identity.stats import changed_identifiers
+from oneid.standardize.hashing import load_key
+from oneid.tables import read_table, table_exists, table_version
 
 logger = logging.getLogger(__name__)
 
-MERGE_KEYS = {
-    "hubs": ["node_id"],
-    "edges": ["src", "dst"],
-    "oneid_map": ["node_id"],
-    "record_oneid": RECORD_KEY,
-    "profiles": ["oneid"],
-    "incidence": [*RECORD_KEY, "node_id"],
-}
-"""The identity tables an incremental run reads and MERGEs (in the order it writes them), with
-the key it MERGEs them on."""
-STATE_TABLES = tuple(MERGE_KEYS)
-MOSTLY_UNCHANGED = frozenset({"hubs", "oneid_map", "record_oneid"})
-"""Tables where most rows in a run's scope keep their value: compared before the MERGE."""
 CONF_FIELDS = {"blocklist", "hubs", "limits", "priority", "max_weak_rounds"}
 
 
@@ -175,112 +167,166 @@ def _either_only(a: DataFrame, b: DataFrame) -> DataFrame:
     return a.exceptAll(b).unionByName(b.exceptAll(a))
 
 
-@dataclass(frozen=True)
-class Outputs:
-    """New published rows and, for an incremental run, the keys they replace."""
+@dataclass(frozen=True, kw_only=True)
+class IncrementalPlan(Plan):
+    """A run that recomputes the affected scope and MERGEs its rows into the tables."""
 
-    records: DataFrame
-    profiles: DataFrame
-    record_keys: Keys | None = None
-    profile_keys: Keys | None = None
+    change: Change
+    scope: Scope
+    previous_map: DataFrame
+    """The whole previous ``identity.oneid_map``."""
+    published_records: DataFrame
+    """The previous ``identity.record_oneid``."""
+    published_profiles: DataFrame
+    """The previous ``identity.profiles``."""
+    last: dict
+    """Figures of the last published run."""
 
+    @property
+    def full(self) -> bool:
+        return False
 
-def scoped_outputs(
-    change: Change,
-    scope: Scope,
-    previous_map: DataFrame,
-    published_records: DataFrame,
-    recomputed: DataFrame,
-    nodes: DataFrame,
-    priority: tuple[str, ...],
-) -> Outputs:
-    """record_oneid rows of every changed record and every record holding a node of
-    ``scope.closed``; profiles of the OneIDs with a touched or recomputed identifier, and
-    deletes for the OneIDs the closed nodes had (a OneID's identifiers are all in or all out)."""
-    record_keys = Keys.of(
-        change.rows_of_nodes(scope.closed.hint())
-        .select(*RECORD_KEY)
-        .unionByName(change.records.frame)
-    )
-    rows = materialize(change.rows_of_records(record_keys.hint()))
-    needed = Keys.of(rows.select("node_id"))
-    kept_map = previous_map.select("node_id", "oneid").join(
-        scope.closed.hint(), "node_id", "left_anti"
-    )
-    lookup = kept_map.join(needed.hint(), "node_id", "left_semi").unionByName(
-        recomputed.join(needed.hint(), "node_id", "left_semi")
-    )
-    records = materialize(record_oneids(rows, lookup, priority))
-
-    kept_ids = kept_map.join(change.touched.hint(), "node_id", "left_semi").select("oneid")
-    profile_ids = Keys.of(kept_ids.unionByName(recomputed.select("oneid")))
-    members = materialize(
-        kept_map.join(profile_ids.hint(), "oneid", "left_semi").unionByName(recomputed)
-    )
-    member_ids = Keys.of(members.select("node_id")).hint()
-    held = change.rows_of_nodes(member_ids)
-    owned = (
-        published_records.join(profile_ids.hint(), "oneid", "left_semi")
-        .join(record_keys.hint(), RECORD_KEY, "left_anti")
-        .unionByName(records.join(profile_ids.hint(), "oneid", "left_semi"))
-    )
-    member_nodes = nodes.join(member_ids, "node_id", "left_semi")
-    rows_profiles = materialize(profiles(held, members, member_nodes, owned))
-    profile_keys = Keys.of(
-        previous_map.join(scope.closed.hint(), "node_id", "left_semi")
-        .select("oneid")
-        .unionByName(profile_ids.frame)
-    )
-    return Outputs(records, rows_profiles, record_keys, profile_keys)
-
-
-def publish(
-    cfg: OneIdConfig,
-    change: Change,
-    scope: Scope,
-    hubs: DataFrame,
-    new_edges: DataFrame,
-    mapping: DataFrame,
-    outputs: Outputs,
-) -> None:
-    """MERGE the recomputed rows into the state and published tables (incidence last)."""
-    if change.touched.size:
-        _merge(hubs, change.touched.hint(), cfg, "hubs")
-        edge_keys = scope.gone.unionByName(new_edges.select("src", "dst"))
-        _merge(new_edges, edge_keys, cfg, "edges")
-    if scope.closed.size:
-        _merge(mapping, scope.closed.hint(), cfg, "oneid_map")
-    if outputs.record_keys.size:
-        _merge(outputs.records, outputs.record_keys.hint(), cfg, "record_oneid")
-    if outputs.profile_keys.size:
-        _merge(outputs.profiles, outputs.profile_keys.frame, cfg, "profiles")
-
-
-def publish_incidence(cfg: OneIdConfig, change: Change) -> None:
-    """The changed records' incidence rows: written last, they mark the change as consumed."""
-    if change.records.size:
-        keys = change.rows.select(*MERGE_KEYS["incidence"]).unionByName(
-            change.old_rows.select(*MERGE_KEYS["incidence"])
+    def outputs(self, recomputed: DataFrame) -> Published:
+        """record_oneid rows of every changed record and every record holding a node of the
+        closed scope; profiles of the OneIDs with a touched or recomputed identifier, and
+        deletes for the OneIDs the closed nodes had (a OneID's identifiers are all in or out)."""
+        change, scope = self.change, self.scope
+        record_keys = Keys.of(
+            change.rows_of_nodes(scope.closed.hint())
+            .select(*RECORD_KEY)
+            .unionByName(change.records.frame)
         )
-        _merge(change.rows, keys, cfg, "incidence")
+        rows = materialize(change.rows_of_records(record_keys.hint()))
+        needed = Keys.of(rows.select("node_id"))
+        kept_map = self.previous_map.select("node_id", "oneid").join(
+            scope.closed.hint(), "node_id", "left_anti"
+        )
+        lookup = kept_map.join(needed.hint(), "node_id", "left_semi").unionByName(
+            recomputed.join(needed.hint(), "node_id", "left_semi")
+        )
+        records = materialize(record_oneids(rows, lookup, self.priority))
+
+        kept_ids = kept_map.join(change.touched.hint(), "node_id", "left_semi").select("oneid")
+        profile_ids = Keys.of(kept_ids.unionByName(recomputed.select("oneid")))
+        members = materialize(
+            kept_map.join(profile_ids.hint(), "oneid", "left_semi").unionByName(recomputed)
+        )
+        member_ids = Keys.of(members.select("node_id")).hint()
+        owned = (
+            self.published_records.join(profile_ids.hint(), "oneid", "left_semi")
+            .join(record_keys.hint(), RECORD_KEY, "left_anti")
+            .unionByName(records.join(profile_ids.hint(), "oneid", "left_semi"))
+        )
+        member_nodes = self.nodes.join(member_ids, "node_id", "left_semi")
+        held = change.rows_of_nodes(member_ids)
+        rows_profiles = materialize(profiles(held, members, member_nodes, owned))
+        profile_keys = Keys.of(
+            self.previous_map.join(scope.closed.hint(), "node_id", "left_semi")
+            .select("oneid")
+            .unionByName(profile_ids.frame)
+        )
+        all_profiles = (
+            self.published_profiles.join(profile_keys.hint(), "oneid", "left_anti")
+            .select("oneid", "identifier_counts")
+            .unionByName(rows_profiles.select("oneid", "identifier_counts"))
+        )
+        total, with_oneid = self._records_figures(record_keys, records)
+        moved = changed_identifiers(self.previous, recomputed)
+        return Published(
+            records=records,
+            profiles=rows_profiles,
+            all_profiles=all_profiles,
+            records_total=total,
+            records_with_oneid=with_oneid,
+            changed_identifiers=moved,
+            record_keys=record_keys,
+            profile_keys=profile_keys,
+        )
+
+    def _records_figures(self, record_keys: Keys, records: DataFrame) -> tuple[int, int]:
+        """(records, records with a OneID) after the run, from the last figures and the change."""
+        change, last = self.change, self.last
+        present = change.rows.select(*RECORD_KEY).distinct().count()
+        were = change.old_rows.select(*RECORD_KEY).distinct().count()
+        total = int(last["records"]) + present - were
+        before = int(last["records"]) - int(last["records_without_oneid"])
+        replaced = self.published_records.join(record_keys.hint(), RECORD_KEY, "left_semi").count()
+        return total, before - replaced + records.count()
+
+    def writes(self, mapping: DataFrame, published: Published) -> list[Write]:
+        """MERGEs of the recomputed rows within the keys the run recomputed (incidence last)."""
+        change, scope = self.change, self.scope
+        writes = []
+        if change.touched.size:
+            edge_keys = scope.gone.unionByName(self.edges.select("src", "dst"))
+            writes += [
+                Write("hubs", self.recomputed_hubs, change.touched.hint()),
+                Write("edges", self.edges, edge_keys),
+            ]
+        if scope.closed.size:
+            writes.append(Write("oneid_map", mapping, scope.closed.hint()))
+        if published.record_keys.size:
+            writes.append(Write("record_oneid", published.records, published.record_keys.hint()))
+        if published.profile_keys.size:
+            writes.append(Write("profiles", published.profiles, published.profile_keys.frame))
+        if change.records.size:
+            keys = MERGE_KEYS["incidence"]
+            rows = change.rows.select(*keys).unionByName(change.old_rows.select(*keys))
+            writes.append(Write("incidence", change.rows, rows))
+        return writes
 
 
-def _merge(rows: DataFrame, scope: DataFrame, cfg: OneIdConfig, table: str) -> None:
-    """:func:`merge_keys` into ``identity.<table>`` on its key; the tables of
-    ``MOSTLY_UNCHANGED`` are compared first (their scope hinted for that join by the caller)."""
-    skip = table in MOSTLY_UNCHANGED
-    merge_keys(rows, scope, cfg, f"identity.{table}", MERGE_KEYS[table], skip_unchanged=skip)
+def incremental_plan(
+    spark: SparkSession,
+    cfg: OneIdConfig,
+    identifiers: DataFrame,
+    run_id: str,
+    previous_map: DataFrame,
+    clock: Clock,
+    last: dict,
+) -> IncrementalPlan:
+    """The changed records, the hubs and edges of the nodes they touch, the affected scope."""
+    conf = cfg.pipeline.identity
+    old_incidence = read_table(spark, cfg, "identity.incidence")
+    changed, silver, old_rows = changed_records(identifiers, old_incidence)
+    changed_rows = silver.count()  # materialised: a cheap count
+    nodes = extend_nodes(spark, cfg, silver, run_id, changed_rows)
+    rows = materialize(record_nodes(hinted(silver, changed_rows), nodes))
+    change = incremental_change(rows, old_rows, old_incidence, changed)
+    clock("changed records and nodes")
 
+    touched = change.touched.hint()
+    key = load_key(cfg.env.secrets)
+    found = materialize(find_hubs(spark, change.gathered, nodes, conf, key, touched))
+    kept = read_table(spark, cfg, "identity.hubs").join(touched, "node_id", "left_anti")
+    hubs = materialize(kept.unionByName(found))
+    hub_ids = Keys.of(hubs.select("node_id"))
+    new_edges = materialize(edges(change.gathered, hub_ids.hint(), touched))
+    clock("hubs and edges")
 
-def records_figures(spark, cfg, change: Change, outputs: Outputs, last: dict) -> tuple[int, int]:
-    """(records, records with a OneID) after the run, from the last run's figures and the change."""
-    present = change.rows.select(*RECORD_KEY).distinct().count()
-    were = change.old_rows.select(*RECORD_KEY).distinct().count()
-    total = int(last["records"]) + present - were
-    before = int(last["records"]) - int(last["records_without_oneid"])
-    replaced = (
-        read_table(spark, cfg, "identity.record_oneid")
-        .join(outputs.record_keys.hint(), RECORD_KEY, "left_semi")
-        .count()
+    scope = affected_scope(spark, cfg, change, previous_map, hub_ids, new_edges)
+    # read by assignment, lineage and figures
+    previous = materialize(
+        previous_map.select("node_id", "oneid").join(scope.closed.hint(), "node_id", "left_semi")
     )
-    return total, before - replaced + outputs.records.count()
+    clock("affected nodes")
+    return IncrementalPlan(
+        rows=rows,
+        nodes=nodes,
+        vertex_nodes=nodes.join(scope.usable.hint(), "node_id", "left_semi"),
+        hubs=hubs,
+        recomputed_hubs=found,
+        hub_ids=hub_ids,
+        edges=new_edges,
+        vertices=scope.usable,
+        inside=scope.inside,
+        previous=previous,
+        changed_records=change.records.size,
+        priority=conf.priority,
+        change=change,
+        scope=scope,
+        previous_map=previous_map,
+        published_records=read_table(spark, cfg, "identity.record_oneid"),
+        published_profiles=read_table(spark, cfg, "identity.profiles"),
+        last=last,
+    )

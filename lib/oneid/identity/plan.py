@@ -1,0 +1,165 @@
+"""What an identity run recomputes: every node (a full rebuild) or the affected scope.
+
+Both kinds of run give a :class:`Plan` with the same fields: the incidence rows the run read,
+the hubs and edges it recomputed, the vertices to resolve with the edges between them, and their
+previous OneIDs. A plan then turns the resolved mapping into the rows to publish
+(:meth:`Plan.outputs`) and the writes that publish them (:meth:`Plan.writes`), so the run itself
+reads the same top to bottom whichever kind it is. :func:`full_plan` is here;
+:func:`oneid.identity.incremental.incremental_plan` builds the scoped one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+
+from oneid.checkpoint import materialize
+from oneid.conf import OneIdConfig
+from oneid.identity.graph import RECORD_KEY, edges, new_nodes, record_nodes
+from oneid.identity.hubs import find_hubs
+from oneid.identity.keys import Keys
+from oneid.identity.outputs import profiles, record_oneids
+from oneid.identity.publish import Write
+from oneid.identity.stats import changed_identifiers
+from oneid.standardize.hashing import load_key
+from oneid.tables import append, read_table, read_table_or_none
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[str], None]
+"""Logs how long the phase just finished took."""
+
+
+@dataclass(frozen=True)
+class Published:
+    """The rows a run publishes besides the mapping, and the figures they give."""
+
+    records: DataFrame
+    """Recomputed ``identity.record_oneid`` rows."""
+    profiles: DataFrame
+    """Recomputed ``identity.profiles`` rows."""
+    all_profiles: DataFrame
+    """(oneid, identifier_counts) of every profile after the run: the size figures."""
+    records_total: int
+    records_with_oneid: int
+    changed_identifiers: int
+    """Previous identifiers whose OneID changed or went."""
+    record_keys: Keys | None = None
+    """The record_oneid keys ``records`` replace; ``None``: the whole table."""
+    profile_keys: Keys | None = None
+    """The profiles keys ``profiles`` replace; ``None``: the whole table."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """A full rebuild: everything is recomputed and every table is rewritten."""
+
+    rows: DataFrame
+    """The incidence rows the run read: every row (here), the changed records' (incremental)."""
+    nodes: DataFrame
+    """The node dictionary."""
+    vertex_nodes: DataFrame
+    """The dictionary rows of the vertices."""
+    hubs: DataFrame
+    """Every hub after the run."""
+    recomputed_hubs: DataFrame
+    """The hubs the run decided (all of them here)."""
+    hub_ids: Keys
+    edges: DataFrame
+    """The edges the run recomputed (all of them here)."""
+    vertices: Keys
+    """The nodes to resolve: non-hub nodes some record holds."""
+    inside: DataFrame
+    """(src, dst, strength) of the edges between vertices."""
+    previous: DataFrame | None
+    """(node_id, oneid) the nodes the run recomputes had; ``None`` on the first run."""
+    changed_records: int
+    priority: tuple[str, ...]
+
+    @property
+    def full(self) -> bool:
+        return True
+
+    def mapping_rows(self, recomputed: DataFrame) -> DataFrame:
+        """``identity.oneid_map`` rows of the resolved (node_id, oneid)."""
+        named = self.vertex_nodes.select("node_id", "id_type", "value_hash")
+        return materialize(
+            recomputed.join(named, "node_id").select("node_id", "id_type", "value_hash", "oneid")
+        )
+
+    def outputs(self, recomputed: DataFrame) -> Published:
+        """record_oneid and profiles of every record and OneID."""
+        owners = materialize(record_oneids(self.rows, recomputed, self.priority))
+        rows = materialize(profiles(self.rows, recomputed, self.nodes, owners))
+        moved = 0 if self.previous is None else changed_identifiers(self.previous, recomputed)
+        return Published(owners, rows, rows, self.changed_records, owners.count(), moved)
+
+    def writes(self, mapping: DataFrame, published: Published) -> list[Write]:
+        """Every table rewritten whole (incidence last: it marks the records as consumed)."""
+        return [
+            Write("hubs", self.recomputed_hubs),
+            Write("edges", self.edges),
+            Write("oneid_map", mapping),
+            Write("record_oneid", published.records),
+            Write("profiles", published.profiles),
+            Write("incidence", self.rows),
+        ]
+
+
+def full_plan(
+    spark: SparkSession,
+    cfg: OneIdConfig,
+    identifiers: DataFrame,
+    run_id: str,
+    previous_map: DataFrame | None,
+    clock: Clock,
+) -> Plan:
+    """Every silver row, every hub and edge; the previous mapping is all there is to keep."""
+    conf = cfg.pipeline.identity
+    nodes = extend_nodes(spark, cfg, identifiers, run_id)
+    rows = materialize(record_nodes(identifiers, nodes))
+    clock("changed records and nodes")
+    hubs = materialize(find_hubs(spark, rows, nodes, conf, load_key(cfg.env.secrets)))
+    hub_ids = Keys.of(hubs.select("node_id"))
+    graph_edges = materialize(edges(rows, hub_ids.hint()))
+    clock("hubs and edges")
+    vertices = Keys.of(rows.select("node_id").join(hub_ids.hint(), "node_id", "left_anti"))
+    previous = None if previous_map is None else previous_map.select("node_id", "oneid")
+    records = rows.select(*RECORD_KEY).distinct().count()
+    clock("affected nodes")
+    return Plan(
+        rows=rows,
+        nodes=nodes,
+        vertex_nodes=nodes,
+        hubs=hubs,
+        recomputed_hubs=hubs,
+        hub_ids=hub_ids,
+        edges=graph_edges,
+        vertices=vertices,
+        inside=graph_edges,
+        previous=previous,
+        changed_records=records,
+        priority=conf.priority,
+    )
+
+
+def extend_nodes(
+    spark: SparkSession,
+    cfg: OneIdConfig,
+    silver: DataFrame,
+    run_id: str,
+    rows: int | None = None,
+) -> DataFrame:
+    """Append the identifiers of ``silver`` new to ``identity.nodes``; the whole dictionary.
+
+    ``rows``: how many rows ``silver`` has when the caller knows (a few changed records' rows
+    are looked up in the dictionary rather than the dictionary shuffled against them).
+    """
+    old = read_table_or_none(spark, cfg, "identity.nodes")
+    added = materialize(new_nodes(silver, old, run_id, rows))
+    if added.count():
+        append(added, cfg, "identity.nodes")
+    return read_table(spark, cfg, "identity.nodes")
