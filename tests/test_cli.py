@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import re
 import subprocess
 import sys
@@ -10,10 +12,12 @@ import pytest
 import yaml
 
 from oneid.cli import main
+from oneid.conf import load_config
 from oneid.conf.pipeline import SourceConf
 from oneid.ingest.job import ingest
+from oneid.stages import registered_stages
 from oneid.tables import read_table
-from tests.support import REPO, config_for
+from tests.support import CONF_DIR, REPO, config_for
 
 pytestmark = pytest.mark.unit
 
@@ -55,6 +59,23 @@ def test_job_file_runs_the_same_cli():
     )
     assert result.returncode == 0
     assert "--batch-id" in result.stdout
+
+
+def test_demo_args_are_the_parsed_arguments_of_each_stage():
+    cfg = load_config("local", CONF_DIR, ["demo.as_of=[2025-06-29, 2025-06-30]"])
+    dates = {}
+    for stage in registered_stages():
+        parser = argparse.ArgumentParser()
+        stage.add_arguments(parser)
+        options = {action.dest for action in parser._actions} - {"help"}
+        for args in stage.demo_args(cfg):
+            assert set(vars(args)) == options, stage.name  # a new option needs its demo value
+            dates |= {k: v for k, v in vars(args).items() if k in {"as_of", "date_from", "date_to"}}
+    assert {k: type(v) for k, v in dates.items() if v is not None} == {
+        "as_of": dt.date,
+        "date_from": dt.date,
+        "date_to": dt.date,
+    }
 
 
 def test_generate_command_writes_demo_data(tmp_path, capsys):
