@@ -95,6 +95,17 @@ def test_generate_command_writes_demo_data(tmp_path, capsys):
     assert '"crm_members"' in capsys.readouterr().out
 
 
+def test_generate_without_the_generator_says_how_to_install_it(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "oneid_demo", None)  # as on a cluster: the wheel lacks it
+    for command in ("generate", "demo"):
+        code = main([command, "--conf-dir", str(REPO / "conf"), "--set", f"warehouse={tmp_path}"])
+        assert code == 2
+        assert capsys.readouterr().err == (
+            "oneid: error: the demo data generator (oneid_demo) is not installed: run "
+            "`make install`, or `pip install -e demo/` in a checkout of the repository\n"
+        )
+
+
 def test_readme_starts_with_the_two_commands():
     lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
     block = lines[lines.index("```bash") + 1 : lines.index("```bash") + 3]

@@ -32,8 +32,8 @@ import yaml
 from deltalake import DeltaTable, QueryBuilder
 
 from oneid.conf import load_config
-from oneid.generate import generate_demo
 from oneid.stages import registered_stages
+from oneid_demo import generate_demo
 from tests.support import REPO
 
 pytestmark = pytest.mark.cluster
