@@ -8,11 +8,11 @@ STAMP := $(VENV)/.oneid-installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/ensure-java.sh
+$(STAMP): pyproject.toml demo/pyproject.toml scripts/ensure-java.sh
 	@bash scripts/ensure-java.sh
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "OneID needs Python >= 3.10")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' -e ./demo
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -31,12 +31,12 @@ package: $(STAMP)
 	$(BIN)/python deploy/package.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check lib tests jobs bench deploy
-	$(BIN)/ruff format --check lib tests jobs bench deploy
+	$(BIN)/ruff check lib demo tests jobs bench deploy
+	$(BIN)/ruff format --check lib demo tests jobs bench deploy
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix lib tests jobs bench deploy
-	$(BIN)/ruff format lib tests jobs bench deploy
+	$(BIN)/ruff check --fix lib demo tests jobs bench deploy
+	$(BIN)/ruff format lib demo tests jobs bench deploy
 
 clean:
 	rm -rf warehouse demo_data .pytest_cache

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from harness import Benchmark, Case
-from oneid.generate import generate_demo
+from oneid_demo import generate_demo
 
 PEOPLE = 100_000
 

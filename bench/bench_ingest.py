@@ -8,10 +8,10 @@ from pathlib import Path
 
 from harness import Benchmark, Case
 from oneid.conf import load_config
-from oneid.generate import generate_demo
 from oneid.ingest.job import ingest
 from oneid.session import build_session
 from oneid.standardize.job import standardize
+from oneid_demo import generate_demo
 
 PEOPLE = 62_000  # ~1.0M source rows at the generator's default mix
 

@@ -6,10 +6,10 @@ import shutil
 from pathlib import Path
 
 from oneid.conf import OneIdConfig, load_config
-from oneid.generate import generate_demo
 from oneid.ingest.job import ingest
 from oneid.standardize.job import standardize
 from oneid.tables import table_path
+from oneid_demo import generate_demo
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 ROWS_PER_PERSON = 15.8  # generator 1.1 default mix

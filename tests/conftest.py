@@ -45,8 +45,8 @@ class DemoWarehouse:
 def demo(spark, tmp_path_factory) -> DemoWarehouse:
     import pyarrow.parquet as pq
 
-    from oneid.generate import generate_demo
     from oneid.stages import run_demo_stages
+    from oneid_demo import generate_demo
 
     root = tmp_path_factory.mktemp("demo")
     manifest = generate_demo(root / "demo_data", people=DEMO_PEOPLE, seed=42)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import re
 import subprocess
 import sys
@@ -10,10 +12,12 @@ import pytest
 import yaml
 
 from oneid.cli import main
+from oneid.conf import load_config
 from oneid.conf.pipeline import SourceConf
 from oneid.ingest.job import ingest
+from oneid.stages import registered_stages
 from oneid.tables import read_table
-from tests.support import REPO, config_for
+from tests.support import CONF_DIR, REPO, config_for
 
 pytestmark = pytest.mark.unit
 
@@ -57,6 +61,23 @@ def test_job_file_runs_the_same_cli():
     assert "--batch-id" in result.stdout
 
 
+def test_demo_args_are_the_parsed_arguments_of_each_stage():
+    cfg = load_config("local", CONF_DIR, ["demo.as_of=[2025-06-29, 2025-06-30]"])
+    dates = {}
+    for stage in registered_stages():
+        parser = argparse.ArgumentParser()
+        stage.add_arguments(parser)
+        options = {action.dest for action in parser._actions} - {"help"}
+        for args in stage.demo_args(cfg):
+            assert set(vars(args)) == options, stage.name  # a new option needs its demo value
+            dates |= {k: v for k, v in vars(args).items() if k in {"as_of", "date_from", "date_to"}}
+    assert {k: type(v) for k, v in dates.items() if v is not None} == {
+        "as_of": dt.date,
+        "date_from": dt.date,
+        "date_to": dt.date,
+    }
+
+
 def test_generate_command_writes_demo_data(tmp_path, capsys):
     code = main(
         [
@@ -72,6 +93,17 @@ def test_generate_command_writes_demo_data(tmp_path, capsys):
     assert code == 0
     assert (tmp_path / "d" / "manifest.json").is_file()
     assert '"crm_members"' in capsys.readouterr().out
+
+
+def test_generate_without_the_generator_says_how_to_install_it(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "oneid_demo", None)  # as on a cluster: the wheel lacks it
+    for command in ("generate", "demo"):
+        code = main([command, "--conf-dir", str(REPO / "conf"), "--set", f"warehouse={tmp_path}"])
+        assert code == 2
+        assert capsys.readouterr().err == (
+            "oneid: error: the demo data generator (oneid_demo) is not installed: run "
+            "`make install`, or `pip install -e demo/` in a checkout of the repository\n"
+        )
 
 
 def test_readme_starts_with_the_two_commands():

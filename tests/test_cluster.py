@@ -1,7 +1,7 @@
 """The whole batch pipeline on a real Spark standalone cluster gives the tables of local mode.
 
 One master and two one-core workers from the pyspark distribution on loopback; ``jobs/demo.py``
-(every registered stage with its ``demo_argv``, in one driver) runs through
+(every registered stage with its ``demo_args``, in one driver) runs through
 ``deploy/submit.sh`` against it, then as a local-mode job on the same data into a second
 warehouse. Wall times land in ``cluster_vs_local.json`` in the test's folder (and in
 ``$ONEID_BENCH_RESULTS``, e.g. ``bench/results``, when that is set).
@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from argparse import Namespace
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,8 +32,8 @@ import yaml
 from deltalake import DeltaTable, QueryBuilder
 
 from oneid.conf import load_config
-from oneid.generate import generate_demo
 from oneid.stages import registered_stages
+from oneid_demo import generate_demo
 from tests.support import REPO
 
 pytestmark = pytest.mark.cluster
@@ -221,9 +222,9 @@ def _env_file(root: Path, mode: str, extra: dict) -> Path:
     return path
 
 
-def _steps(env_file: Path) -> list[tuple[str, list[str]]]:
+def _steps(env_file: Path) -> list[tuple[str, Namespace]]:
     cfg = load_config(env_file, overrides=[ONE_DAY])
-    return [(stage.name, argv) for stage in registered_stages() for argv in stage.demo_argv(cfg)]
+    return [(stage.name, args) for stage in registered_stages() for args in stage.demo_args(cfg)]
 
 
 def _run_pipeline(root: Path, mode: str, command: list[str]) -> PipelineRun:

@@ -120,6 +120,17 @@ def test_make_package_holds_the_package_jars_jobs_and_conf(dist):
     assert {prefix + name for name in expected} <= names
 
 
+def test_cluster_package_holds_only_the_runtime_package(dist):
+    """The demo data generator (demo/, package oneid_demo) is a development tool: not shipped."""
+    version = oneid.__version__
+    with zipfile.ZipFile(dist / f"oneid-{version}-py3-none-any.whl") as archive:
+        tops = {name.split("/")[0] for name in archive.namelist()}
+    with zipfile.ZipFile(dist / f"oneid-{version}-py.zip") as archive:
+        tops |= {name.split("/")[0] for name in archive.namelist()}
+    assert tops == {"oneid", f"oneid-{version}.dist-info"}
+    assert (REPO / "demo" / "oneid_demo" / "__init__.py").is_file()
+
+
 def test_oneid_jars_prints_the_resolved_delta_jars():
     result = subprocess.run(
         [sys.executable, "-m", "oneid", "jars", "-qq", "--env", "cluster"],

@@ -12,13 +12,13 @@ import phonenumbers
 import pyarrow.parquet as pq
 import pytest
 
-from oneid.generate import generate_demo
-from oneid.generate.__main__ import main
-from oneid.generate.app_events import ZERO_DEVICE
-from oneid.generate.layout import SOURCE_BY_NAME, SOURCES, SourceSpec
-from oneid.generate.phones import MOBILE_PREFIXES, PLACEHOLDER_PHONE
-from oneid.generate.records import DEFECT_LABELS
 from oneid.standardize.normalize import normalize_phone
+from oneid_demo import generate_demo
+from oneid_demo.__main__ import main
+from oneid_demo.app_events import ZERO_DEVICE
+from oneid_demo.layout import SOURCE_BY_NAME, SOURCES, SourceSpec
+from oneid_demo.phones import MOBILE_PREFIXES, PLACEHOLDER_PHONE
+from oneid_demo.records import DEFECT_LABELS
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,8 @@ from pyspark.sql import functions as F
 
 from oneid.ingest.job import ingest
 from oneid.standardize.hashing import load_key, normalize_and_hash
-from oneid.standardize.job import junk_values, standardize
+from oneid.standardize.job import standardize
+from oneid.standardize.records import junk_values
 from oneid.tables import read_table
 from tests.support import config_for
 

@@ -1,10 +1,24 @@
-"""``merge_keys``: the one way incremental runs write a scoped set of rows into a table."""
+"""``merge_keys``: the one way incremental runs write a scoped set of rows into a table; and a real
+Delta write conflict is retried."""
 
 from __future__ import annotations
 
-import pytest
+import threading
+import time
 
-from oneid.tables import merge_keys, overwrite, read_table, table_version
+import pytest
+from delta.exceptions import ConcurrentAppendException
+from pyspark.sql import functions as F
+
+from oneid.tables import (
+    append,
+    merge_keys,
+    overwrite,
+    read_table,
+    table_path,
+    table_version,
+    with_retries,
+)
 from tests.support import small_config
 
 pytestmark = pytest.mark.unit
@@ -68,3 +82,46 @@ def test_skip_unchanged_makes_no_commit_when_nothing_differs(spark, tmp_path):
     merge_keys(rows, rows.select("k"), cfg, "identity.t", ["k"], skip_unchanged=True)
     assert table_version(spark, cfg, "identity.t") == version + 1
     assert _rows(spark, cfg)[4] == ("four", {"x": 0})
+
+
+def test_a_real_write_conflict_arrives_as_its_delta_class_and_is_retried(spark, tmp_path):
+    """A replaceWhere of a day that gets a concurrent append, committed while the replace is
+    writing: Delta refuses the replace's commit (ConcurrentAppendException); the retry
+    replaces the day, appended row included."""
+    cfg = small_config(tmp_path)
+    schema = "dt string, n long"
+    overwrite(spark.createDataFrame([("d1", 1)], schema), cfg, "gold.c", partition_by=("dt",))
+    started, appended = tmp_path / "started", tmp_path / "appended"
+
+    @F.udf("long")
+    def after_the_append(n):  # the first attempt, mid-write, waits for the append's commit
+        if not appended.exists():
+            started.touch()
+            deadline = time.monotonic() + 300
+            while not appended.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return n
+
+    rows = spark.createDataFrame([("d1", 10)], schema).withColumn("n", after_the_append("n"))
+    writer = rows.write.format("delta").mode("overwrite").option("replaceWhere", "dt = 'd1'")
+    raised: list[Exception] = []
+
+    def replace() -> None:
+        try:
+            writer.save(table_path(cfg, "gold.c"))
+        except Exception as exc:
+            raised.append(exc)
+            raise
+
+    thread = threading.Thread(target=with_retries, args=(replace, "replace d1"))
+    thread.start()
+    deadline = time.monotonic() + 300
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    append(spark.createDataFrame([("d1", 2)], schema), cfg, "gold.c")
+    appended.touch()
+    thread.join(timeout=300)
+
+    assert len(raised) == 1, raised  # one conflict, then the retry commits
+    assert isinstance(raised[0], ConcurrentAppendException), raised
+    assert [tuple(r) for r in read_table(spark, cfg, "gold.c").collect()] == [("d1", 10)]

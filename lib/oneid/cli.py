@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 from oneid.conf import OneIdConfig, load_config
 from oneid.errors import OneIdError
@@ -113,12 +114,25 @@ def _print_result(name: str, result: StageResult) -> None:
         print(f"{name}: {note}")
 
 
-def _cmd_generate(cfg: OneIdConfig, args: argparse.Namespace) -> int:
-    from oneid.generate import generate_demo
+def _generator() -> ModuleType:
+    """The demo data generator, ``oneid_demo``: a development tool, not in the cluster wheel."""
+    try:
+        import oneid_demo
+    except ModuleNotFoundError as exc:
+        if exc.name != "oneid_demo":
+            raise
+        raise OneIdError(
+            "the demo data generator (oneid_demo) is not installed: run `make install`, or "
+            "`pip install -e demo/` in a checkout of the repository"
+        ) from None
+    return oneid_demo
 
+
+def _cmd_generate(cfg: OneIdConfig, args: argparse.Namespace) -> int:
     demo = cfg.pipeline.demo
     out = Path(args.out or demo.data_dir)
-    manifest = generate_demo(out, people=args.people or demo.people, seed=args.seed or demo.seed)
+    people, seed = args.people or demo.people, args.seed or demo.seed
+    manifest = _generator().generate_demo(out, people=people, seed=seed)
     print(json.dumps(manifest["rows"], ensure_ascii=False, indent=2))
     return 0
 
@@ -135,9 +149,9 @@ def _cmd_tag_dictionary(cfg: OneIdConfig, args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(cfg: OneIdConfig, args: argparse.Namespace) -> int:
-    from oneid.generate import generate_demo
     from oneid.session import build_session
 
+    generator = _generator()
     demo = cfg.pipeline.demo
     people = args.people or demo.people
     data_dir = Path(demo.data_dir)
@@ -146,8 +160,9 @@ def _cmd_demo(cfg: OneIdConfig, args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     manifest_path = data_dir / "manifest.json"
-    if args.regenerate or not _same_demo_data(manifest_path, people, demo.seed):
-        generate_demo(data_dir, people=people, seed=demo.seed)
+    current = _same_demo_data(manifest_path, people, demo.seed, generator.GENERATOR_VERSION)
+    if args.regenerate or not current:
+        generator.generate_demo(data_dir, people=people, seed=demo.seed)
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     for source, rows in manifest["rows"].items():
         tables[f"demo_data/{source}"] = rows
@@ -164,16 +179,14 @@ def _cmd_demo(cfg: OneIdConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def _same_demo_data(manifest_path: Path, people: int, seed: int) -> bool:
+def _same_demo_data(manifest_path: Path, people: int, seed: int, version: str) -> bool:
     if not manifest_path.is_file():
         return False
-    from oneid.generate import GENERATOR_VERSION
-
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     return (manifest.get("people"), manifest.get("seed"), manifest.get("version")) == (
         people,
         seed,
-        GENERATOR_VERSION,
+        version,
     )
 
 

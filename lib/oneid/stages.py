@@ -7,6 +7,8 @@ A stage declares its own arguments and a ``run`` that takes the session and conf
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+from argparse import Namespace
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,8 +33,9 @@ class Stage:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[SparkSession, OneIdConfig, argparse.Namespace], StageResult]
-    demo_argv: Callable[[OneIdConfig], list[list[str]]]
-    """Argument lists ``oneid demo`` runs this stage with (one run per list)."""
+    demo_args: Callable[[OneIdConfig], list[argparse.Namespace]]
+    """The parsed arguments ``oneid demo`` runs this stage with (one run each): values as
+    ``add_arguments`` gives them (dates as ``datetime.date``), so nothing goes back to text."""
     explain: Callable[[OneIdConfig, argparse.Namespace], str | None] = lambda cfg, args: None
     """Text to print instead of running (no Spark session), e.g. ``--explain``; None: run."""
 
@@ -47,20 +50,25 @@ class DemoRun:
 
 
 def run_demo_stages(spark: SparkSession, cfg: OneIdConfig) -> DemoRun:
-    """Every registered stage with its ``demo_argv``, in data-flow order, in one session."""
+    """Every registered stage with its ``demo_args``, in data-flow order, in one session."""
     import time
 
     run = DemoRun()
     for stage in registered_stages():
-        for argv in stage.demo_argv(cfg):
-            parser = argparse.ArgumentParser(prog=f"oneid {stage.name}")
-            stage.add_arguments(parser)
+        for args in stage.demo_args(cfg):
             started = time.perf_counter()
-            result = stage.run(spark, cfg, parser.parse_args(argv))
-            run.timings.append((" ".join([stage.name, *argv]), time.perf_counter() - started))
+            result = stage.run(spark, cfg, args)
+            run.timings.append((demo_label(stage, args), time.perf_counter() - started))
             run.tables.update(result.tables)
             run.notes.extend(f"{stage.name}: {note}" for note in result.notes)
     return run
+
+
+def demo_label(stage: Stage, args: argparse.Namespace) -> str:
+    """``<stage> key=value ...`` of the arguments set, e.g. ``audiences as_of=2025-06-30``."""
+    unset = (None, False, [])
+    shown = [f"{key}={value}" for key, value in vars(args).items() if value not in unset]
+    return " ".join([stage.name, *shown])
 
 
 def registered_stages() -> list[Stage]:
@@ -104,7 +112,7 @@ def _ingest_stage() -> Stage:
         help="land declared sources in bronze (bad rows in quarantine)",
         add_arguments=add_arguments,
         run=run,
-        demo_argv=lambda cfg: [["--batch-id", "demo-1"]],
+        demo_args=lambda cfg: [Namespace(batch_id="demo-1", source=[])],
     )
 
 
@@ -121,7 +129,7 @@ def _standardize_stage() -> Stage:
         help="bronze -> silver: normalised, keyed-hashed identifiers and typed facts",
         add_arguments=lambda parser: None,
         run=run,
-        demo_argv=lambda cfg: [[]],
+        demo_args=lambda cfg: [Namespace()],
     )
 
 
@@ -151,7 +159,7 @@ def _identity_stage() -> Stage:
         help="resolve identifiers into stable OneIDs (hub guard, components, lineage, gates)",
         add_arguments=add_arguments,
         run=run,
-        demo_argv=lambda cfg: [["--run-id", "demo-1"]],
+        demo_args=lambda cfg: [Namespace(run_id="demo-1", full=False)],
     )
 
 
@@ -175,14 +183,16 @@ def _tags_stage() -> Stage:
             notes += [f"{day} {metric}: {', '.join(v)}" for metric, v in by_metric.items()]
         return StageResult(report.tables, tuple(notes))
 
+    def demo_args(cfg: OneIdConfig) -> list[Namespace]:
+        days = cfg.pipeline.demo.as_of
+        return [Namespace(as_of=None, date_from=days[0], date_to=days[-1])]
+
     return Stage(
         name="tags",
         help="tag tables (RFM, value, preference, behaviour) for --as-of D or --from/--to",
         add_arguments=add_arguments,
         run=run,
-        demo_argv=lambda cfg: [
-            ["--from", str(cfg.pipeline.demo.as_of[0]), "--to", str(cfg.pipeline.demo.as_of[-1])]
-        ],
+        demo_args=demo_args,
     )
 
 
@@ -218,7 +228,9 @@ def _audiences_stage() -> Stage:
         help="audience snapshots for --as-of D, entered/exited diffs, stats (--explain ID: SQL)",
         add_arguments=add_arguments,
         run=run,
-        demo_argv=lambda cfg: [["--as-of", str(day)] for day in cfg.pipeline.demo.as_of],
+        demo_args=lambda cfg: [
+            Namespace(as_of=day, explain=None) for day in cfg.pipeline.demo.as_of
+        ],
         explain=lambda cfg, args: _explain(cfg, args),
     )
 
@@ -251,7 +263,9 @@ def _publish_stage() -> Stage:
         help="export the day's audience changes to destinations (idempotent, with manifests)",
         add_arguments=add_arguments,
         run=run,
-        demo_argv=lambda cfg: [["--as-of", str(day)] for day in cfg.pipeline.demo.as_of],
+        demo_args=lambda cfg: [
+            Namespace(as_of=day, destination=[], replace=False) for day in cfg.pipeline.demo.as_of
+        ],
     )
 
 
@@ -263,16 +277,15 @@ def _explain(cfg: OneIdConfig, args: argparse.Namespace) -> str | None:
     return explain(cfg, args.explain, args.as_of)
 
 
-def _date(text: str):
-    import datetime as dt
-
+def _date(text: str) -> dt.date:
+    """``--as-of`` and friends: the one place a date is parsed from text."""
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
 
 
-def _dates(args: argparse.Namespace) -> list:
+def _dates(args: argparse.Namespace) -> list[dt.date]:
     from oneid.errors import OneIdError
     from oneid.tags.job import date_range
 

@@ -11,6 +11,19 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+# delta.exceptions.captured makes PySpark raise Delta's commit conflicts as the classes of
+# delta.exceptions (importing delta.exceptions alone does not install the conversion)
+import delta.exceptions.captured  # noqa: F401
+from delta.exceptions import (
+    ConcurrentAppendException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    DeltaConcurrentModificationException,
+    MetadataChangedException,
+    ProtocolChangedException,
+)
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -25,6 +38,17 @@ T = TypeVar("T")
 
 DELETION_VECTORS = "delta.enableDeletionVectors"
 ZONES = ("bronze", "quarantine", "silver", "identity", "gold", "audience", "ops")
+WRITE_CONFLICTS = (
+    ConcurrentAppendException,
+    ConcurrentDeleteReadException,
+    ConcurrentDeleteDeleteException,
+    MetadataChangedException,
+    ConcurrentTransactionException,
+    ProtocolChangedException,  # also two writers creating one table
+    ConcurrentWriteException,
+    DeltaConcurrentModificationException,
+)
+"""Delta's optimistic-concurrency conflicts (siblings in Python, not one hierarchy)."""
 
 
 def table_path(cfg: OneIdConfig, name: str) -> str:
@@ -223,8 +247,6 @@ def with_retries(action: Callable[[], T], what: str, attempts: int = 4) -> T:
 
 
 def _is_conflict(exc: Exception) -> bool:
-    text = f"{type(exc).__name__} {exc}"
-    markers = ("Concurrent", "ProtocolChanged", "MetadataChanged", "DELTA_PROTOCOL_CHANGED")
-    return any(marker in text for marker in markers) or (
+    return isinstance(exc, WRITE_CONFLICTS) or (
         isinstance(exc, AnalysisException) and "already exists" in str(exc)
     )

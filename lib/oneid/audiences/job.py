@@ -24,8 +24,8 @@ from oneid.checkpoint import materialize
 from oneid.conf import OneIdConfig
 from oneid.errors import DataContractError
 from oneid.tables import read_table, read_table_or_none, replace_where
+from oneid.tags.dictionary import tag_tables
 from oneid.tags.facts import attribute_facts
-from oneid.tags.job import tag_tables
 
 logger = logging.getLogger(__name__)
 MEMBERSHIP = "audience.membership"

@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from oneid.conf import OneIdConfig
 from oneid.publish.platforms import Digest, key_format, match_key_column, upload_column
 from oneid.standardize.hashing import load_key, normalize_for_export
-from oneid.standardize.job import identifier_rows, junk_values, latest_records
+from oneid.standardize.records import identifier_rows, junk_values, latest_records
 from oneid.tables import read_table, read_table_or_none
 
 

@@ -20,7 +20,7 @@ end of the next part file (an extra part after the last chunk); their timestamps
 the window.
 """
 
-from oneid.generate.demo import generate_demo
-from oneid.generate.rates import GENERATOR_VERSION
+from oneid_demo.demo import generate_demo
+from oneid_demo.rates import GENERATOR_VERSION
 
 __all__ = ["GENERATOR_VERSION", "generate_demo"]

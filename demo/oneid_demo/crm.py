@@ -6,10 +6,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from oneid.generate import ids, phones, rates, text, timeline, vocab
-from oneid.generate.linkage import Ident, Identifier, phone_identifier
-from oneid.generate.population import Context, Population, given_names, probs
-from oneid.generate.records import Draft
+from oneid_demo import ids, phones, rates, text, timeline, vocab
+from oneid_demo.linkage import Ident, Identifier, phone_identifier
+from oneid_demo.population import Context, Population, given_names, probs
+from oneid_demo.records import Draft
 
 SOURCE = "crm_members"
 _DOMAINS = tuple(rates.EMAIL_DOMAIN_WEIGHTS)

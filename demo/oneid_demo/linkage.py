@@ -7,9 +7,9 @@ from enum import IntEnum
 
 import numpy as np
 
-from oneid.generate.phones import PhoneKind
-from oneid.generate.population import Population
-from oneid.generate.records import Draft, readable
+from oneid_demo.phones import PhoneKind
+from oneid_demo.population import Population
+from oneid_demo.records import Draft, readable
 
 _VALUE_BITS = 35  # identifier values (phones < 2**35) ...
 _TYPE_BITS = 4  # ... under a type code ...

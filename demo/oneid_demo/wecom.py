@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from oneid.generate import phones, rates, text, timeline, vocab
-from oneid.generate.linkage import Ident, Identifier
-from oneid.generate.population import Context, Population, orphan_rows, probs
-from oneid.generate.records import Draft
-from oneid.generate.wechat import unionids
+from oneid_demo import phones, rates, text, timeline, vocab
+from oneid_demo.linkage import Ident, Identifier
+from oneid_demo.population import Context, Population, orphan_rows, probs
+from oneid_demo.records import Draft
+from oneid_demo.wechat import unionids
 
 SOURCE = "wecom_contacts"
 _STAFF = tuple(

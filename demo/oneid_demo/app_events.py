@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from oneid.generate import ids, rates, text, timeline, vocab
-from oneid.generate.linkage import Ident, Identifier
-from oneid.generate.population import (
+from oneid_demo import ids, rates, text, timeline, vocab
+from oneid_demo.linkage import Ident, Identifier
+from oneid_demo.population import (
     FAMILY_DEVICE_SLOT,
     ORPHAN_DEVICE_SLOT,
     Context,
@@ -26,7 +26,7 @@ from oneid.generate.population import (
     orphan_rows,
     probs,
 )
-from oneid.generate.records import Defect, Draft, readable
+from oneid_demo.records import Defect, Draft, readable
 
 SOURCE = "app_events"
 ZERO_DEVICE = "00000000-0000-0000-0000-000000000000"  # all-zero IDFA / OAID (tracking limited)

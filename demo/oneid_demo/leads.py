@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from oneid.generate import ids, phones, text, timeline, vocab
-from oneid.generate.linkage import Identifier, phone_identifier
-from oneid.generate.population import (
+from oneid_demo import ids, phones, text, timeline, vocab
+from oneid_demo.linkage import Identifier, phone_identifier
+from oneid_demo.population import (
     Context,
     Population,
     draw_nicknames,
@@ -17,7 +17,7 @@ from oneid.generate.population import (
     ordinals,
     orphan_rows,
 )
-from oneid.generate.records import Draft
+from oneid_demo.records import Draft
 
 DOUYIN = "douyin_leads"
 XHS = "xhs_leads"

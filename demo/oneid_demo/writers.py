@@ -9,9 +9,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from oneid.generate import defects, ids, layout, text
-from oneid.generate.layout import SourceSpec
-from oneid.generate.records import DEFECT_LABELS, Defect, Part
+from oneid_demo import defects, ids, layout, text
+from oneid_demo.layout import SourceSpec
+from oneid_demo.records import DEFECT_LABELS, Defect, Part
 
 logger = logging.getLogger(__name__)
 

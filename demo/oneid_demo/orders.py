@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from oneid.generate import ids, phones, rates, text, timeline, vocab
-from oneid.generate.linkage import Ident, Identifier, phone_identifier
-from oneid.generate.population import (
+from oneid_demo import ids, phones, rates, text, timeline, vocab
+from oneid_demo.linkage import Ident, Identifier, phone_identifier
+from oneid_demo.population import (
     Context,
     Population,
     member_numbers,
@@ -15,7 +15,7 @@ from oneid.generate.population import (
     orphan_rows,
     probs,
 )
-from oneid.generate.records import Draft
+from oneid_demo.records import Draft
 
 SOURCE = "orders"
 MAX_ORDERS_PER_PERSON = 1024  # order numbers are person * 1024 + k

@@ -7,7 +7,7 @@ from enum import IntEnum
 import numpy as np
 import pyarrow as pa
 
-from oneid.generate import ids, rates, text
+from oneid_demo import ids, rates, text
 
 # Allocated mainland mobile prefixes (phonenumbers accepts all of them as CN mobiles).
 MOBILE_PREFIXES = np.array(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from oneid.generate import ids, phones, rates, text, timeline, vocab
+from oneid_demo import ids, phones, rates, text, timeline, vocab
 
 # Device slots of a person: 0-2 own devices, 3 the household's family device (on the
 # household's first person), 4 the anonymous device of an orphan event.

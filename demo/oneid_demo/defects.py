@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from oneid.generate import phones, rates, text, timeline, vocab
-from oneid.generate.layout import SourceSpec
-from oneid.generate.phones import PhoneKind
-from oneid.generate.population import Context, Population
-from oneid.generate.records import Defect, Draft, Part, readable
+from oneid_demo import phones, rates, text, timeline, vocab
+from oneid_demo.layout import SourceSpec
+from oneid_demo.phones import PhoneKind
+from oneid_demo.population import Context, Population
+from oneid_demo.records import Defect, Draft, Part, readable
 
 BAD_LOCAL_TIMES = ("2024-13-45 25:61:00", "0000-00-00 00:00:00")
 BAD_ISO_TIMES = ("2024-13-45T25:61:00+08:00", "0000-00-00T00:00:00+08:00")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from oneid.generate import text
+from oneid_demo import text
 
 _MULTIPLIER = 7_919_333  # odd and not a multiple of 5: invertible modulo any power of ten
 MAX_PEOPLE = 10_000_000  # person numbers must fit member ids (8 digits) and linkage keys

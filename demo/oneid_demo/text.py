@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from oneid.generate import rates
+from oneid_demo import rates
 
 DAY = 86_400
 DIGITS = np.frombuffer(b"0123456789", dtype=np.uint8)

@@ -9,7 +9,7 @@ from enum import IntEnum
 import numpy as np
 import pyarrow as pa
 
-from oneid.generate.phones import PhoneKind
+from oneid_demo.phones import PhoneKind
 
 
 class Defect(IntEnum):

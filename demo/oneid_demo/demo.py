@@ -15,7 +15,7 @@ from types import ModuleType
 import numpy as np
 import pyarrow as pa
 
-from oneid.generate import (
+from oneid_demo import (
     app_events,
     crm,
     defects,
@@ -30,11 +30,11 @@ from oneid.generate import (
     wechat,
     wecom,
 )
-from oneid.generate.layout import SourceSpec
-from oneid.generate.phones import PhoneKind
-from oneid.generate.population import Context, Population
-from oneid.generate.records import DEFECT_LABELS, Defect, Draft, Part
-from oneid.generate.writers import TruthWriter, write_part
+from oneid_demo.layout import SourceSpec
+from oneid_demo.phones import PhoneKind
+from oneid_demo.population import Context, Population
+from oneid_demo.records import DEFECT_LABELS, Defect, Draft, Part
+from oneid_demo.writers import TruthWriter, write_part
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def generate_demo(
 def _manifest(ctx: Context, chunk_people: int, tally: _Tally) -> dict:
     names = [spec.name for spec in layout.SOURCES]
     return {
-        "generator": "oneid.generate",
+        "generator": "oneid_demo",
         "version": rates.GENERATOR_VERSION,
         "seed": ctx.seed,
         "people": ctx.people,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from oneid.generate import rates, text
+from oneid_demo import rates, text
 
 DAY = text.DAY
 START = text.seconds(rates.WINDOW_START)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from oneid.generate import phones, rates, text, timeline, vocab
-from oneid.generate.linkage import Ident, Identifier, phone_identifier
-from oneid.generate.population import Context, Population, first_of_groups, nicknames, orphan_rows
-from oneid.generate.records import Draft
+from oneid_demo import phones, rates, text, timeline, vocab
+from oneid_demo.linkage import Ident, Identifier, phone_identifier
+from oneid_demo.population import Context, Population, first_of_groups, nicknames, orphan_rows
+from oneid_demo.records import Draft
 
 SOURCE = "wechat_users"
 _APPIDS = tuple(app[0] for app in vocab.WECHAT_APPS)

@@ -1,4 +1,4 @@
-"""python -m oneid.generate --out DIR --people N --seed S"""
+"""python -m oneid_demo --out DIR --people N --seed S"""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import argparse
 import logging
 from pathlib import Path
 
-from oneid.generate.demo import generate_demo
+from oneid_demo.demo import generate_demo
 
-logger = logging.getLogger("oneid.generate")
+logger = logging.getLogger("oneid_demo")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m oneid.generate", description="Write the deterministic OneID demo data."
+        prog="python -m oneid_demo", description="Write the deterministic OneID demo data."
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--people", type=int, default=5000, help="number of people (default 5000)")
