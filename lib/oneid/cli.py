@@ -135,9 +135,11 @@ def _cmd_tag_dictionary(cfg: OneIdConfig, args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(cfg: OneIdConfig, args: argparse.Namespace) -> int:
+    from oneid.audiences.job import compiled_rules
     from oneid.generate import generate_demo
     from oneid.session import build_session
 
+    compiled_rules(cfg)  # invalid audience rules fail now, not after the stages before them
     demo = cfg.pipeline.demo
     people = args.people or demo.people
     data_dir = Path(demo.data_dir)
