@@ -20,18 +20,15 @@ from oneid.audiences.changes import diff_members, follow_lineage
 from oneid.audiences.compiled import CompiledAudiences
 from oneid.audiences.compiler import compile_audiences
 from oneid.audiences.evaluate import evaluate_audiences
+from oneid.audiences.tables import CHANGES, MEMBERSHIP, STATS, STATS_SCHEMA
 from oneid.checkpoint import materialize
 from oneid.conf import OneIdConfig
 from oneid.errors import DataContractError
 from oneid.tables import read_table, read_table_or_none, replace_where
+from oneid.tags import day_tags
 from oneid.tags.facts import attribute_facts
-from oneid.tags.job import tag_tables
 
 logger = logging.getLogger(__name__)
-MEMBERSHIP = "audience.membership"
-CHANGES = "audience.changes"
-STATS = "audience.stats"
-STATS_SCHEMA = "audience_id string, version int, metric string, key string, value bigint"
 
 
 @dataclass
@@ -95,23 +92,6 @@ def run_audiences(spark: SparkSession, cfg: OneIdConfig, as_of: dt.date) -> Audi
         STATS: len(stats),
     }
     return report
-
-
-def day_tags(spark: SparkSession, cfg: OneIdConfig, as_of: dt.date, names: list[str]) -> DataFrame:
-    """``oneid`` + the named tags of ``dt = as_of``, joined across the tag tables."""
-    wide: DataFrame | None = None
-    for table, columns in tag_tables(cfg.pipeline.tags).items():
-        used = [c for c in columns if c in names]
-        if not used and wide is not None:
-            continue
-        frame = read_table_or_none(spark, cfg, table)
-        day = None if frame is None else frame.where(F.col("dt") == F.lit(as_of))
-        if day is None or day.limit(1).count() == 0:
-            raise DataContractError(f"{table} has no dt={as_of}: run `oneid tags --as-of {as_of}`")
-        day = day.select("oneid", *used)
-        wide = day if wide is None else wide.join(day, "oneid")
-    assert wide is not None
-    return wide
 
 
 def _events(spark: SparkSession, cfg: OneIdConfig, as_of: dt.date) -> DataFrame:

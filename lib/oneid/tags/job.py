@@ -23,6 +23,7 @@ from oneid.errors import DataContractError
 from oneid.tables import read_table_or_none, replace_where
 from oneid.tags.compute import compute_tags, needed_fact_tables
 from oneid.tags.facts import attribute_facts
+from oneid.tags.tables import tag_tables
 
 logger = logging.getLogger(__name__)
 SUMMARY_TABLE = "gold.tags_summary"
@@ -35,14 +36,6 @@ class TagsReport:
     """Rows written per table for the last date."""
     summary: dict[dt.date, list[tuple[str, str, int, float]]] = field(default_factory=dict)
     """(metric, key, count, share) per date."""
-
-
-def tag_tables(registry: TagsConf) -> dict[str, list[str]]:
-    """``gold.tags_<group>`` → its tag columns, in declaration order."""
-    tables: dict[str, list[str]] = {}
-    for tag in registry.definitions:
-        tables.setdefault(f"gold.tags_{tag.group}", []).append(tag.name)
-    return tables
 
 
 def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
