@@ -9,6 +9,7 @@ import yaml
 from pyspark.sql import functions as F
 
 from oneid.audiences.job import run_audiences
+from oneid.audiences.stats import count_stats
 from oneid.tables import append, overwrite, read_table
 from tests.support import config_for
 
@@ -197,3 +198,41 @@ def _version(spark, cfg, table):
 
     history = DeltaTable.forPath(spark, table_path(cfg, table)).history(1)
     return history.first().version
+
+
+def test_stats_of_all_audiences_come_from_one_aggregation(spark):
+    def counts_and_jobs(audiences):
+        members = spark.createDataFrame(
+            [(a, oneid, oneid == 2) for a in audiences for oneid in (1, 2, 3)],
+            "audience_id string, oneid bigint, holdout boolean",
+        )
+        changes = spark.createDataFrame(
+            [(a, 1, "entered") for a in audiences],
+            "audience_id string, oneid bigint, change string",
+        )
+        tags = spark.createDataFrame(
+            [(1, True), (2, False), (3, None)], "oneid bigint, opted_in boolean"
+        )
+        context = spark.sparkContext
+        before = len(context.statusTracker().getJobIdsForGroup("count_stats"))
+        context.setJobGroup("count_stats", "count_stats")
+        try:
+            counts = count_stats(members, changes, tags, ["opted_in"])
+        finally:
+            for key in ("spark.jobGroup.id", "spark.job.description"):
+                context.setLocalProperty(key, None)  # None removes the property
+        return counts, len(context.statusTracker().getJobIdsForGroup("count_stats")) - before
+
+    one, jobs_one = counts_and_jobs(["a"])
+    assert one == {
+        ("a", "size", ""): 3,
+        ("a", "holdout", ""): 1,
+        ("a", "entered", ""): 1,
+        ("a", "by:opted_in", "True"): 1,  # keys as Python's str() wrote them before
+        ("a", "by:opted_in", "False"): 1,
+        ("a", "by:opted_in", "(none)"): 1,
+    }
+    three, jobs_three = counts_and_jobs(["a", "b", "c"])
+    assert three[("a", "overlap", "b")] == three[("c", "overlap", "a")] == 3
+    assert three[("b", "size", "")] == 3
+    assert jobs_three == jobs_one  # the Spark jobs do not grow with the audiences

@@ -50,6 +50,32 @@ def test_conf_error_is_one_line_and_exit_code_2(capsys):
     assert "Traceback" not in err
 
 
+def test_audience_rules_are_checked_by_the_commands_that_use_them(tmp_path, capsys):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "audiences.yaml").write_text(
+        "audiences:\n  a: {rule: {tag: scor, op: gt, value: 1}}\n", encoding="utf-8"
+    )
+    (conf / "pipeline.yaml").write_text(
+        "tags:\n  definitions:\n"
+        "    - {name: score, group: g, description: d, type: int, expr: '1'}\n"
+        f"demo: {{data_dir: {tmp_path / 'demo_data'}}}\n"
+        "audiences: {rules: audiences.yaml}\n",
+        encoding="utf-8",
+    )
+    (conf / "local.yaml").write_text("mode: local\nwarehouse: w\n", encoding="utf-8")
+    common = ["--conf-dir", str(conf)]
+
+    assert main(["tag-dictionary", *common]) == 0  # does not use audiences: no check
+    capsys.readouterr()
+    for argv in (["audiences", "--as-of", "2025-06-30", "--explain", "a"], ["demo"]):
+        assert main([*argv, *common]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("oneid: error: invalid audience rules")
+        assert "audiences.a.rule: unknown tag 'scor' (did you mean 'score'?)" in err
+    assert not (tmp_path / "demo_data").exists()  # the demo stopped before generating data
+
+
 def test_job_file_runs_the_same_cli():
     result = subprocess.run(
         [sys.executable, str(REPO / "jobs" / "ingest.py"), "--help"],

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from oneid.audiences.job import compiled_rules
 from oneid.conf import load_config
 from oneid.errors import ConfigError
 from tests.support import CONF_DIR
@@ -160,5 +163,17 @@ def test_names_across_files_are_checked(tmp_path):
         "audiences:\n  a: {rule: {tag: score, op: contains, value: x}}\n", encoding="utf-8"
     )
     _write(tmp_path, "mode: local\nwarehouse: w\n", tags + "audiences: {rules: audiences.yaml}\n")
+    cfg = load_config(env)  # rules are checked against the tags where the audiences stage runs
     with pytest.raises(ConfigError, match=r"audiences\.a\.rule: operator 'contains'"):
-        load_config(env)
+        compiled_rules(cfg)
+
+
+def test_loading_conf_imports_no_stage():
+    code = (
+        "import sys; from oneid.conf import load_config; load_config('local', sys.argv[1]); "
+        "print(*sorted({m.split('.')[1] for m in sys.modules if m.startswith('oneid.')}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(CONF_DIR)], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["conf", "errors", "jars"]

@@ -149,8 +149,10 @@ def _cmd_tag_dictionary(cfg: OneIdConfig, args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(cfg: OneIdConfig, args: argparse.Namespace) -> int:
+    from oneid.audiences.job import compiled_rules
     from oneid.session import build_session
 
+    compiled_rules(cfg)  # invalid audience rules fail now, not after the stages before them
     generator = _generator()
     demo = cfg.pipeline.demo
     people = args.people or demo.people

@@ -25,7 +25,7 @@ from oneid.identity.graph import base_type
 from oneid.standardize.hashing import keyed_hash, load_key
 from oneid.standardize.normalize import mask, normalize_phone
 from oneid.tables import read_table, read_table_or_none
-from oneid.tags.dictionary import tag_tables
+from oneid.tags import tag_tables
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -9,9 +9,9 @@ prints the standalone SQL of one audience. The language: ``docs/audiences.md``.
 from oneid.audiences.compiled import CompiledAudience, CompiledAudiences, audience_column
 from oneid.audiences.compiler import compile_audiences
 from oneid.audiences.evaluate import MEMBERSHIP_SCHEMA, audience_input, evaluate_audiences
-from oneid.audiences.rules import AudienceConf, AudiencesConf, load_audiences, parse_audiences
 from oneid.audiences.validate import dependency_order, validate_audiences
 from oneid.audiences.windows import EventAggregate, window_end, window_start
+from oneid.conf.audiences import AudienceConf, AudiencesConf, load_audiences, parse_audiences
 
 __all__ = [
     "MEMBERSHIP_SCHEMA",

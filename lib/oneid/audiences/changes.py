@@ -8,12 +8,14 @@ through those changes to the OneIDs that hold its identifiers now, so a merge is
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from oneid.checkpoint import materialize
 
-CHANGES_SCHEMA = "oneid bigint, change string, from_oneid bigint, holdout boolean"
+_KEYS = ["audience_id", "oneid"]
 MAX_LINEAGE_DEPTH = 64
 
 
@@ -44,46 +46,45 @@ def follow_lineage(previous: DataFrame, changes: DataFrame, existing: DataFrame)
 
 
 def diff_members(
-    previous: DataFrame, current: DataFrame, lineage: DataFrame, emit_all: bool = False
+    previous: DataFrame, current: DataFrame, lineage: DataFrame, emit_all: Collection[str] = ()
 ) -> DataFrame:
-    """Rows ``(oneid, change, from_oneid, holdout)`` turning ``previous`` into ``current``.
+    """Rows ``(audience_id, oneid, change, from_oneid, holdout)`` turning ``previous`` into
+    ``current``, for every audience at once.
 
-        ``previous`` / ``current``: ``(oneid, holdout)`` members; ``lineage``: ``(old, new)`` from
-        :func:`follow_lineage`. ``entered``: a member no previous member became; ``exited``: a
-        previous member none of whose successors is a member (reported under its old id);
-        ``remapped``: a member that a different previous member became (``from_oneid`` = the old
-        id). With ``emit_all`` every current member is ``entered`` (first run of a new version);
-    exits and remaps are reported as usual, so a destination can drop what it no longer needs.
+    ``previous`` / ``current``: ``(audience_id, oneid, holdout)`` members; ``lineage``:
+    ``(old, new)`` from :func:`follow_lineage`. Per audience, ``entered``: a member no previous
+    member became; ``exited``: a previous member none of whose successors is a member (reported
+    under its old id); ``remapped``: a member that a different previous member became
+    (``from_oneid`` = the old id). In the audiences of ``emit_all`` every current member is
+    ``entered`` (first run of a new version); exits and remaps are reported as usual, so a
+    destination can drop what it no longer needs.
     """
     carried = (
-        previous.select(F.col("oneid").alias("old"))
+        previous.select("audience_id", F.col("oneid").alias("old"))
         .join(lineage, "old")
-        .join(current.select(F.col("oneid").alias("new"), "holdout"), "new")
+        .join(
+            current.select("audience_id", F.col("oneid").alias("new"), "holdout"),
+            ["audience_id", "new"],
+        )
     )
-    if emit_all:
-        entered = current.select("oneid", F.lit("entered").alias("change"), "holdout")
-    else:
-        entered = current.join(
-            carried.select(F.col("new").alias("oneid")), "oneid", "left_anti"
-        ).select("oneid", F.lit("entered").alias("change"), "holdout")
-    remapped = carried.where(F.col("old") != F.col("new"))
+    continuing = carried.where(~F.col("audience_id").isin(list(emit_all)))  # emit_all: none
+    entered = current.join(
+        continuing.select("audience_id", F.col("new").alias("oneid")), _KEYS, "left_anti"
+    )
     exited = previous.join(
-        carried.select(F.col("old").alias("oneid")), "oneid", "left_anti"
-    ).select("oneid", F.lit("exited").alias("change"), "holdout")
+        carried.select("audience_id", F.col("old").alias("oneid")), _KEYS, "left_anti"
+    )
     no_source = F.lit(None).cast("bigint").alias("from_oneid")
     return (
-        entered.select("oneid", "change", no_source, "holdout")
+        entered.select(*_KEYS, F.lit("entered").alias("change"), no_source, "holdout")
         .unionByName(
-            remapped.select(
+            carried.where(F.col("old") != F.col("new")).select(
+                "audience_id",
                 F.col("new").alias("oneid"),
                 F.lit("remapped").alias("change"),
                 F.col("old").alias("from_oneid"),
                 "holdout",
             )
         )
-        .unionByName(
-            exited.select(
-                "oneid", "change", F.lit(None).cast("bigint").alias("from_oneid"), "holdout"
-            )
-        )
+        .unionByName(exited.select(*_KEYS, F.lit("exited").alias("change"), no_source, "holdout"))
     )

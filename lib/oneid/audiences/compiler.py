@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from oneid.audiences.column_types import ColumnType, parse_column_type
 from oneid.audiences.compiled import CompiledAudience, CompiledAudiences, audience_column
 from oneid.audiences.literals import quote_name, sql_literal
-from oneid.audiences.rules import (
+from oneid.audiences.sql_text import parenthesised
+from oneid.audiences.validate import dependency_order, validate_audiences
+from oneid.audiences.windows import EventAggregate
+from oneid.conf.audiences import (
     AllOf,
     AnyOf,
     AudienceRef,
@@ -24,9 +27,6 @@ from oneid.audiences.rules import (
     Not,
     TagCondition,
 )
-from oneid.audiences.sql_text import parenthesised
-from oneid.audiences.validate import dependency_order, validate_audiences
-from oneid.audiences.windows import EventAggregate
 
 _COMPARISONS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from pyspark import StorageLevel
@@ -20,18 +22,15 @@ from oneid.audiences.changes import diff_members, follow_lineage
 from oneid.audiences.compiled import CompiledAudiences
 from oneid.audiences.compiler import compile_audiences
 from oneid.audiences.evaluate import evaluate_audiences
-from oneid.checkpoint import materialize
+from oneid.audiences.stats import FIGURES, Counts, count_stats, figures
+from oneid.audiences.tables import CHANGES, MEMBERSHIP, STATS, STATS_SCHEMA
 from oneid.conf import OneIdConfig
 from oneid.errors import DataContractError
 from oneid.tables import read_table, read_table_or_none, replace_where
-from oneid.tags.dictionary import tag_tables
+from oneid.tags import day_tags
 from oneid.tags.facts import attribute_facts
 
 logger = logging.getLogger(__name__)
-MEMBERSHIP = "audience.membership"
-CHANGES = "audience.changes"
-STATS = "audience.stats"
-STATS_SCHEMA = "audience_id string, version int, metric string, key string, value bigint"
 
 
 @dataclass
@@ -70,48 +69,46 @@ def run_audiences(spark: SparkSession, cfg: OneIdConfig, as_of: dt.date) -> Audi
     compiled = compiled_rules(cfg)
     if not compiled.audiences:
         raise DataContractError("no audiences declared (pipeline.audiences.rules)")
-    needed_tags = list(dict.fromkeys([*compiled.tag_columns, *cfg.pipeline.audiences.stats_by]))
-    tags = day_tags(spark, cfg, as_of, needed_tags)
+    stats_by = list(cfg.pipeline.audiences.stats_by)
+    tags = day_tags(spark, cfg, as_of, list(dict.fromkeys([*compiled.tag_columns, *stats_by])))
     events = _events(spark, cfg, as_of) if compiled.aggregates else tags.limit(0)
-    members = (
-        evaluate_audiences(tags, events, compiled, as_of)
-        .withColumn("dt", F.lit(as_of))
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
+    day = F.lit(as_of)
     condition = f"dt = DATE'{as_of.isoformat()}'"
-    report = AudiencesReport(as_of)
-    try:
+    plans = _diff_plans(compiled, _previous_snapshots(spark, cfg, as_of))
+    evaluated = evaluate_audiences(tags, events, compiled, as_of).withColumn("dt", day)
+    with _cached(evaluated) as members:
         replace_where(members, cfg, MEMBERSHIP, condition, ("audience_id", "dt"))
-        changes, stats = _changes_and_stats(spark, cfg, compiled, members, tags, as_of, report)
-        changes = changes.withColumn("dt", F.lit(as_of))
-        replace_where(changes, cfg, CHANGES, condition, ("dt",))
-        stats_frame = spark.createDataFrame(stats, STATS_SCHEMA).withColumn("dt", F.lit(as_of))
-        replace_where(stats_frame, cfg, STATS, condition, ("dt",))
+        with _cached(_changes(spark, cfg, members, plans)) as changes:
+            replace_where(changes.withColumn("dt", day), cfg, CHANGES, condition, ("dt",))
+            counts = count_stats(members, changes, tags, stats_by)
+    stats = _stat_rows(plans, counts)
+    frame = spark.createDataFrame(stats, STATS_SCHEMA).withColumn("dt", day)
+    replace_where(frame, cfg, STATS, condition, ("dt",))
+    return _report(as_of, plans, counts, len(stats))
+
+
+@dataclass(frozen=True)
+class _DiffPlan:
+    """How one audience's members today are compared with its previous snapshot."""
+
+    audience_id: str
+    version: int
+    previous: dt.date | None
+    """``dt`` of its latest snapshot before today (None: it has none)."""
+    new_version: bool
+    """No snapshot of this version yet: every member is ``entered`` ..."""
+    baseline: bool
+    """... unless ``on_new_version: baseline``: then nothing is published today."""
+
+
+@contextmanager
+def _cached(frame: DataFrame) -> Iterator[DataFrame]:
+    """``frame`` persisted for the ``with`` block and released after it."""
+    cached = frame.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        yield cached
     finally:
-        members.unpersist()
-    report.tables = {
-        MEMBERSHIP: sum(s["size"] for s in report.sizes.values()),
-        CHANGES: sum(s["entered"] + s["exited"] + s["remapped"] for s in report.sizes.values()),
-        STATS: len(stats),
-    }
-    return report
-
-
-def day_tags(spark: SparkSession, cfg: OneIdConfig, as_of: dt.date, names: list[str]) -> DataFrame:
-    """``oneid`` + the named tags of ``dt = as_of``, joined across the tag tables."""
-    wide: DataFrame | None = None
-    for table, columns in tag_tables(cfg.pipeline.tags).items():
-        used = [c for c in columns if c in names]
-        if not used and wide is not None:
-            continue
-        frame = read_table_or_none(spark, cfg, table)
-        day = None if frame is None else frame.where(F.col("dt") == F.lit(as_of))
-        if day is None or day.limit(1).count() == 0:
-            raise DataContractError(f"{table} has no dt={as_of}: run `oneid tags --as-of {as_of}`")
-        day = day.select("oneid", *used)
-        wide = day if wide is None else wide.join(day, "oneid")
-    assert wide is not None
-    return wide
+        cached.unpersist()
 
 
 def _events(spark: SparkSession, cfg: OneIdConfig, as_of: dt.date) -> DataFrame:
@@ -139,109 +136,101 @@ def _previous_snapshots(
     return {row.audience_id: (row.last.dt, row.last.version) for row in rows}
 
 
-def _changes_and_stats(
-    spark: SparkSession,
-    cfg: OneIdConfig,
-    compiled: CompiledAudiences,
-    members: DataFrame,
-    tags: DataFrame,
-    as_of: dt.date,
-    report: AudiencesReport,
-) -> tuple[DataFrame, list[tuple]]:
-    previous_at = _previous_snapshots(spark, cfg, as_of)
-    history = read_table_or_none(spark, cfg, MEMBERSHIP)
-    previous_all = None
-    if previous_at and history is not None:
-        keys = spark.createDataFrame(
-            [(a, d) for a, (d, _) in previous_at.items()], "audience_id string, dt date"
-        )
-        previous_all = (
-            history.join(keys, ["audience_id", "dt"])
-            .select("audience_id", "oneid", "holdout")
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
-        lineage = follow_lineage(
-            previous_all.select("oneid"),
-            read_table_or_none(spark, cfg, "identity.oneid_changes")
-            or spark.createDataFrame([], "kind string, from_oneid bigint, to_oneid bigint"),
-            read_table(spark, cfg, "identity.profiles").select("oneid"),
-        ).persist(StorageLevel.MEMORY_AND_DISK)
-
-    frames, stats = [], []
+def _diff_plans(
+    compiled: CompiledAudiences, previous: dict[str, tuple[dt.date, int]]
+) -> list[_DiffPlan]:
+    """One plan per audience, from its latest snapshot's ``(dt, version)``."""
+    plans = []
     for audience in compiled.audiences:
-        aid, version = audience.audience_id, audience.version
-        current = members.where(F.col("audience_id") == aid).select("oneid", "holdout")
-        last = previous_at.get(aid)
-        new_version = last is None or last[1] != version
+        last_dt, last_version = previous.get(audience.audience_id, (None, None))
+        new_version = last_version != audience.version
         baseline = new_version and audience.on_new_version == "baseline"
-        if last is None or previous_all is None:
-            previous = current.limit(0)
-            lineage_now = spark.createDataFrame([], "old bigint, new bigint")
-        else:
-            previous = previous_all.where(F.col("audience_id") == aid).select("oneid", "holdout")
-            lineage_now = lineage
-        if baseline:
-            diff = current.limit(0).select(
-                "oneid",
-                F.lit("entered").alias("change"),
-                F.lit(None).cast("bigint").alias("from_oneid"),
-                "holdout",
-            )
-        else:
-            diff = diff_members(previous, current, lineage_now, emit_all=new_version)
-        diff = materialize(
-            diff.select(F.lit(aid).alias("audience_id"), F.lit(version).alias("version"), "*")
+        plans.append(
+            _DiffPlan(audience.audience_id, audience.version, last_dt, new_version, baseline)
         )
-        frames.append(diff)
-        counts = {row.change: row["count"] for row in diff.groupBy("change").count().collect()}
-        size_row = current.agg(F.count(F.lit(1)).alias("n"), F.count_if("holdout").alias("h"))
-        sizes = size_row.first()
-        figures = {
-            "size": sizes.n,
-            "holdout": sizes.h or 0,
-            "entered": counts.get("entered", 0),
-            "exited": counts.get("exited", 0),
-            "remapped": counts.get("remapped", 0),
-            "baseline": int(baseline),
-        }
-        report.sizes[aid] = figures
-        stats += [(aid, version, metric, "", value) for metric, value in figures.items()]
-        for tag in cfg.pipeline.audiences.stats_by:
-            by = current.join(tags.select("oneid", tag), "oneid").groupBy(tag).count().collect()
-            stats += [
-                (
-                    aid,
-                    version,
-                    f"by:{tag}",
-                    str(r[tag]) if r[tag] is not None else "(none)",
-                    r["count"],
-                )
-                for r in by
-            ]
-    stats += _overlaps(members, compiled, report)
-    if previous_all is not None:
-        previous_all.unpersist()
-    result = frames[0]
-    for frame in frames[1:]:
-        result = result.unionByName(frame)
-    return result, stats
+    return plans
 
 
-def _overlaps(members: DataFrame, compiled: CompiledAudiences, report: AudiencesReport) -> list:
-    """Members shared by each pair of audiences."""
-    versions = {a.audience_id: a.version for a in compiled.audiences}
-    left = members.select(F.col("audience_id").alias("a"), "oneid")
-    right = members.select(F.col("audience_id").alias("b"), "oneid")
-    pairs = (
-        left.join(right, "oneid").where(F.col("a") < F.col("b")).groupBy("a", "b").count().collect()
+def _changes(
+    spark: SparkSession, cfg: OneIdConfig, members: DataFrame, plans: list[_DiffPlan]
+) -> DataFrame:
+    """``(audience_id, version, oneid, change, from_oneid, holdout)`` of every audience at once.
+
+    Baselined audiences publish nothing; the others are diffed against their previous snapshot
+    (none: every member enters) through the OneID lineage since then.
+    """
+    diffed = [p for p in plans if not p.baseline]
+    current = members.where(F.col("audience_id").isin([p.audience_id for p in diffed]))
+    previous = _previous_members(spark, cfg, [p for p in diffed if p.previous])
+    if previous is None:
+        previous, lineage = current.limit(0), spark.createDataFrame([], "old bigint, new bigint")
+    else:
+        lineage = _lineage(spark, cfg, previous)
+    keys = ["audience_id", "oneid", "holdout"]
+    emit_all = [p.audience_id for p in diffed if p.new_version]
+    diff = diff_members(previous.select(*keys), current.select(*keys), lineage, emit_all)
+    versions = spark.createDataFrame(
+        [(p.audience_id, p.version) for p in plans], "audience_id string, version int"
     )
+    return diff.join(F.broadcast(versions), "audience_id").select(
+        "audience_id", "version", "oneid", "change", "from_oneid", "holdout"
+    )
+
+
+def _previous_members(
+    spark: SparkSession, cfg: OneIdConfig, plans: list[_DiffPlan]
+) -> DataFrame | None:
+    """``audience.membership`` rows of each planned audience's previous snapshot (None: none)."""
+    history = read_table_or_none(spark, cfg, MEMBERSHIP)
+    if not plans or history is None:
+        return None
+    snapshots = spark.createDataFrame(
+        [(p.audience_id, p.previous) for p in plans], "audience_id string, dt date"
+    )
+    return history.join(F.broadcast(snapshots), ["audience_id", "dt"])
+
+
+def _lineage(spark: SparkSession, cfg: OneIdConfig, previous: DataFrame) -> DataFrame:
+    """``(old, new)``: the OneIDs each previous member became (``identity.oneid_changes``)."""
+    changes = read_table_or_none(spark, cfg, "identity.oneid_changes")
+    if changes is None:
+        changes = spark.createDataFrame([], "kind string, from_oneid bigint, to_oneid bigint")
+    existing = read_table(spark, cfg, "identity.profiles").select("oneid")
+    return follow_lineage(previous.select("oneid"), changes, existing)
+
+
+def _stat_rows(plans: list[_DiffPlan], counts: Counts) -> list[tuple[str, int, str, str, int]]:
+    """``audience.stats`` rows: each audience's figures, baseline flag, breakdowns, overlaps."""
     rows = []
-    for row in pairs:
-        report.overlaps[(row.a, row.b)] = row["count"]
-        rows.append((row.a, versions[row.a], "overlap", row.b, row["count"]))
-        rows.append((row.b, versions[row.b], "overlap", row.a, row["count"]))
+    for plan in plans:
+        fixed = _figures(plan, counts)
+        rows += [(plan.audience_id, plan.version, m, "", v) for m, v in fixed.items()]
+        rows += [
+            (audience_id, plan.version, metric, key, value)
+            for (audience_id, metric, key), value in counts.items()
+            if audience_id == plan.audience_id and metric not in FIGURES
+        ]
     return rows
 
 
-def _key(value: object) -> str:
-    return "(none)" if value is None else str(value)
+def _figures(plan: _DiffPlan, counts: Counts) -> dict[str, int]:
+    """size, holdout, entered, exited, remapped (0 when absent) and baseline (0 / 1)."""
+    return {**figures(counts, plan.audience_id), "baseline": int(plan.baseline)}
+
+
+def _report(
+    as_of: dt.date, plans: list[_DiffPlan], counts: Counts, stat_rows: int
+) -> AudiencesReport:
+    """The run's figures per audience, overlaps per pair and rows written per table."""
+    sizes = {plan.audience_id: _figures(plan, counts) for plan in plans}
+    overlaps = {
+        (audience_id, other): value
+        for (audience_id, metric, other), value in counts.items()
+        if metric == "overlap" and audience_id < other
+    }
+    tables = {
+        MEMBERSHIP: sum(f["size"] for f in sizes.values()),
+        CHANGES: sum(f["entered"] + f["exited"] + f["remapped"] for f in sizes.values()),
+        STATS: stat_rows,
+    }
+    return AudiencesReport(as_of, sizes, overlaps, tables=tables)

@@ -13,7 +13,7 @@ from typing import Any
 
 from oneid.audiences.column_types import ColumnType, Kind, parse_column_type
 from oneid.audiences.literals import coerce_value, describe
-from oneid.audiences.rules import (
+from oneid.conf.audiences import (
     AudienceRef,
     AudiencesConf,
     EventCondition,

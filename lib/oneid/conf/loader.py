@@ -7,6 +7,10 @@ and errors in an included section name the included file. ``--set key=value`` ov
 after all are read; the first part of the key says which file it belongs to
 (``spark.shuffle_partitions=4`` → environment, ``identity.components.engine=native`` →
 pipeline). Values are parsed as YAML scalars.
+
+The audience rules file is read and its shape checked here; checking the rules against the tag
+registry and the event columns (``oneid.audiences.compile_audiences``) is the audiences stage's
+job, so a command that does not use audiences (``oneid jars``) never compiles them.
 """
 
 from __future__ import annotations
@@ -19,8 +23,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from oneid.audiences.compiler import compile_audiences
-from oneid.audiences.rules import AudiencesConf, load_audiences
+from oneid.conf.audiences import AudiencesConf, load_audiences
 from oneid.conf.models import EnvConf, OneIdConfig
 from oneid.conf.pipeline import PipelineConf
 from oneid.conf.yaml_file import read_yaml
@@ -92,13 +95,6 @@ def _check_references(
     if problems:
         lines = [f"{_origin(origins, 'pipeline', k) or default}: {k}: {p}" for k, p in problems]
         raise ConfigError("invalid configuration\n  " + "\n  ".join(lines))
-    if audiences.audiences:  # rules against the tags' and events' column types
-        compile_audiences(
-            audiences,
-            pipeline.tags.tag_types(),
-            pipeline.fact_columns("events"),
-            pipeline.tags.time_zone,
-        )
 
 
 def _env_path(env: str | Path, conf_dir: str | Path | None) -> Path:

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
-from oneid.audiences.rules import AudiencesConf
+from oneid.conf.audiences import AudiencesConf
 from oneid.conf.pipeline import PipelineConf
 from oneid.jars import DELTA_JARS, GRAPHFRAMES_JARS, MAVEN_CENTRAL, parse_coordinate
 
@@ -86,5 +86,6 @@ class OneIdConfig(StrictModel):
     env: EnvConf
     pipeline: PipelineConf
     audiences: AudiencesConf = Field(default_factory=AudiencesConf)
-    """The audience rules (``pipeline.audiences.rules``), validated against the tag registry."""
+    """The audience rules (``pipeline.audiences.rules``), shape-checked; the audiences stage
+    checks them against the tag registry when it compiles them."""
     files: tuple[str, ...]

@@ -28,13 +28,14 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from oneid.audiences.job import CHANGES, day_tags
+from oneid.audiences.tables import CHANGES
 from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import DestinationConf
 from oneid.errors import DataContractError
 from oneid.publish.match_keys import exportable_types, match_keys, normalised_identifiers
 from oneid.session import warehouse_root
 from oneid.tables import read_table, read_table_or_none, with_retries
+from oneid.tags import day_tags
 
 logger = logging.getLogger(__name__)
 PUBLISH_LOG = "audience.publish_log"

@@ -1,17 +1,8 @@
-"""What the tag registry declares: its tables and columns, and the tag dictionary
-(``docs/tags.md``) generated from it so it cannot drift."""
+"""The tag dictionary (``docs/tags.md``), generated from the tag registry so it cannot drift."""
 
 from __future__ import annotations
 
 from oneid.conf.tags import TagConf, TagsConf
-
-
-def tag_tables(registry: TagsConf) -> dict[str, list[str]]:
-    """``gold.tags_<group>`` → its tag columns, in declaration order."""
-    tables: dict[str, list[str]] = {}
-    for tag in registry.definitions:
-        tables.setdefault(f"gold.tags_{tag.group}", []).append(tag.name)
-    return tables
 
 
 def tag_dictionary(registry: TagsConf) -> str:

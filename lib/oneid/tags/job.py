@@ -22,8 +22,8 @@ from oneid.conf.tags import TagsConf
 from oneid.errors import DataContractError
 from oneid.tables import read_table_or_none, replace_where
 from oneid.tags.compute import compute_tags, needed_fact_tables
-from oneid.tags.dictionary import tag_tables
 from oneid.tags.facts import attribute_facts
+from oneid.tags.tables import tag_tables
 
 logger = logging.getLogger(__name__)
 SUMMARY_TABLE = "gold.tags_summary"

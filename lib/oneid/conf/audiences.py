@@ -7,10 +7,11 @@ A condition is a mapping whose first key says what it is::
     {audience: vip_members, include: false}                      # another audience
     {and: [...]}, {or: [...]}, {not: {...}}                      # nesting
 
-These models check the *shape* only. Whether a tag exists, an operator fits its type or a
-referenced audience is defined is checked against the tag registry by
-:func:`oneid.audiences.validate.validate_audiences`. The language is documented in
-``docs/audiences.md``.
+These models check the *shape* only, when the conf is loaded. Whether a tag exists, an
+operator fits its type or a referenced audience is defined needs the tag registry and the event
+columns: the audiences stage checks that when it compiles the rules
+(``oneid.audiences.compile_audiences``), so commands that do not use audiences never pay for it.
+The language is documented in ``docs/audiences.md``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pydantic import (
     field_validator,
 )
 
+from oneid.conf.yaml_file import read_yaml
 from oneid.errors import ConfigError
 
 TagOp = Literal[
@@ -208,8 +210,6 @@ def parse_audiences(raw: Any, source: str | None = None) -> AudiencesConf:
 
 def load_audiences(path: str | Path) -> AudiencesConf:
     """Read and validate an audiences YAML file (e.g. ``conf/audiences.yaml``)."""
-    from oneid.conf.yaml_file import read_yaml
-
     path = Path(path)
     return parse_audiences(read_yaml(path), str(path))
 
