@@ -23,16 +23,6 @@ SHARED = ("tables", "conf", "session", "checkpoint", "errors", "jars", "java")
 TOP = ("oneid.stages", "oneid.cli")
 """The stage registry and the console script: only the CLI and jobs/ may import them."""
 
-TOLERATED = frozenset(
-    {
-        # being moved by another change (audience rules are conf; publish reads audience changes)
-        ("oneid.conf.loader", "oneid.audiences.compiler"),
-        ("oneid.conf.loader", "oneid.audiences.rules"),
-        ("oneid.conf.models", "oneid.audiences.rules"),
-        ("oneid.publish.job", "oneid.audiences.job"),
-    }
-)
-
 
 def imports(root: Path = LIB) -> set[tuple[str, str]]:
     """(importing module, imported oneid module) for every ``from oneid.x import`` / ``import``."""
@@ -74,7 +64,7 @@ def upward_arrows(root: Path = LIB) -> list[tuple[str, str]]:
 
 
 def test_imports_point_downward():
-    assert [arrow for arrow in upward_arrows() if arrow not in TOLERATED] == []
+    assert upward_arrows() == []
 
 
 def test_the_rule_sees_each_kind_of_upward_arrow():
