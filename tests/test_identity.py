@@ -197,8 +197,8 @@ def _snapshot(spark, cfg, run_id, report) -> dict:
 def _chains(spark, tmp_path_factory, steps, settings, on_spark) -> dict[str, list[dict]]:
     """The same batches resolved incrementally in one warehouse and --full in another.
 
-    The chain named by ``on_spark`` resolves with the Spark steps, the other on the driver
-    (:mod:`oneid.identity.local`), so equal chains also hold the two resolutions equal.
+    The chain named by ``on_spark`` resolves in pieces on Spark, the other on the driver
+    (:mod:`oneid.identity.resolve`), so equal chains also hold the two paths equal.
     """
     results = {}
     for mode in ("incremental", "full"):
@@ -209,7 +209,8 @@ def _chains(spark, tmp_path_factory, steps, settings, on_spark) -> dict[str, lis
             _silver(spark, cfg, records)
             report = resolve_identities(spark, cfg, f"r{n}", full=(mode == "full"))
             engine = report.stats["components_engine"]
-            assert engine in (("native", "none") if local else ("local", "none")), (mode, engine)
+            expected = ("native+pieces", "none") if local else ("driver", "none")
+            assert engine in expected, (mode, engine)
             snapshots.append(_snapshot(spark, cfg, f"r{n}", report))
         results[mode] = snapshots
     return results

@@ -208,7 +208,8 @@ class IdentityConf(_Strict):
     at 300k identifiers on 2 cores); 0 keeps runs incremental at any size."""
     local_max_identifiers: NonNegativeInt = 2_000_000
     """A run whose recomputed identifiers are at most this many resolves them on the driver
-    (:mod:`oneid.identity.local`: same results, no Spark job per round); 0 always uses Spark."""
+    (no Spark job per round); a larger scope is resolved in pieces on Spark, by the same rules
+    (:mod:`oneid.identity.resolve`: same results either way); 0 always uses the pieces."""
     components: ComponentsConf = Field(default_factory=ComponentsConf)
     gates: GatesConf = Field(default_factory=GatesConf)
 
