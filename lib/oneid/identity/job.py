@@ -23,13 +23,10 @@ from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import IdentityConf
 from oneid.errors import DataContractError, GateFailedError
 from oneid.identity import incremental as inc
-from oneid.identity.assign import assign_oneids
-from oneid.identity.components import connected_components
 from oneid.identity.hubs import audit_rows
-from oneid.identity.limits import merge_weak_edges
-from oneid.identity.local import resolve_locally
 from oneid.identity.plan import Plan, Published, full_plan
 from oneid.identity.publish import publish
+from oneid.identity.resolve import Resolution, resolve
 from oneid.identity.runs import History, run_history, stats_row
 from oneid.identity.stats import gates, oneid_sizes, size_figures
 from oneid.session import remove_checkpoint_dir
@@ -81,7 +78,9 @@ def _run(
             spark, cfg, identifiers, run_id, previous_map, clock, history.last
         )
 
-    resolved = _resolve(spark, conf, plan, history.minted)
+    resolved = resolve(
+        spark, conf, plan.vertices, plan.inside, plan.vertex_nodes, plan.previous, history.minted
+    )
     mapping = plan.mapping_rows(resolved.mapping)
     clock("components and assignment")
 
@@ -117,7 +116,7 @@ def _incremental_pays(
 
 def _figures(
     plan: Plan,
-    resolved: _Resolved,
+    resolved: Resolution,
     published: Published,
     before: int,
     minted: int,
@@ -158,50 +157,3 @@ class _Clock:
         now = time.perf_counter()
         logger.info("identity run %s: %s took %.1f s", self.run_id, phase, now - self.last)
         self.last = now
-
-
-@dataclass(frozen=True)
-class _Resolved:
-    """New OneIDs of the usable affected nodes, lineage, unused weak edges, engine figures."""
-
-    mapping: DataFrame
-    changes: DataFrame
-    rejected: DataFrame
-    weak_rounds: int
-    cc_rounds: int
-    engine: str
-
-
-def _resolve(spark: SparkSession, conf: IdentityConf, plan: Plan, minted: int) -> _Resolved:
-    """Strong components, weak merges within the limits, stable assignment (on the driver when
-    the scope is small: :mod:`oneid.identity.local`)."""
-    usable, inside, nodes, previous = plan.vertices, plan.inside, plan.vertex_nodes, plan.previous
-    if usable.size == 0:
-        empty = spark.createDataFrame([], "node_id long, component long")
-        assignment = assign_oneids(empty, previous, minted)
-        rejected = spark.createDataFrame([], "src long, dst long, reason string")
-        return _Resolved(assignment.mapping, assignment.changes, rejected, 0, 0, "none")
-    if usable.size <= conf.local_max_identifiers:
-        local = resolve_locally(spark, usable.frame, inside, nodes, previous, minted, conf)
-        return _Resolved(
-            materialize(local.mapping),
-            local.changes,
-            local.rejected,
-            local.weak_rounds,
-            0,
-            "local",
-        )
-    vertices = usable.frame.select(F.col("node_id").alias("id"))
-    strong = inside.where(F.col("strength") == "strong")
-    components = connected_components(spark, vertices, strong, conf.components)
-    labels = materialize(components.components.select(F.col("id").alias("node_id"), "component"))
-    weak = merge_weak_edges(labels, nodes, inside.where(F.col("strength") == "weak"), conf)
-    assignment = assign_oneids(weak.labels, previous, minted)
-    return _Resolved(
-        materialize(assignment.mapping),
-        assignment.changes,
-        weak.rejected,
-        weak.rounds,
-        components.rounds,
-        components.engine,
-    )
