@@ -64,3 +64,25 @@ def demo(spark, tmp_path_factory) -> DemoWarehouse:
         run = run_demo_stages(spark, cfg)
     truth = pq.read_table(root / "demo_data" / "truth" / "records.parquet").to_pandas()
     return DemoWarehouse(cfg, manifest, truth, root, run)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Groups for ``pytest -n 2 --dist loadgroup`` (``make test``): a module's tests stay on one
+    worker, so its module fixtures are built once; the modules on the shared demo warehouse
+    share one worker, so it is built once; the two that build the package into ``dist/`` share
+    one. The demo group runs first: it is the longest."""
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.module.__name__, []).append(item)
+    groups = {}
+    for name, tests in modules.items():
+        if any("demo" in test.fixturenames for test in tests):
+            groups[name] = "demo"
+        elif name.endswith(("test_deploy", "test_cluster")):
+            groups[name] = "package"
+        else:
+            groups[name] = name
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(groups[item.module.__name__]))
+    order = {"demo": 0, "package": 1}
+    items.sort(key=lambda item: order.get(groups[item.module.__name__], 2))
