@@ -21,7 +21,7 @@ demo: $(STAMP)
 # two workers: tests mostly wait on Spark's scheduler, so two share the 2 cores well (tests/conftest.py
 # keeps a module, the demo-warehouse modules and the two package builders on one worker each)
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15
+	$(BIN)/python -m pytest -n 2 --durations=15
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "unit"

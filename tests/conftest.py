@@ -66,23 +66,37 @@ def demo(spark, tmp_path_factory) -> DemoWarehouse:
     return DemoWarehouse(cfg, manifest, truth, root, run)
 
 
+SHARED_WORKER = {
+    "test_demo_downstream": "demo",
+    "test_demo_pipeline": "demo",
+    "test_notebook": "demo",
+    "test_cluster": "package",
+    "test_deploy": "package",
+}
+"""Modules that share a pytest-xdist worker (``make test`` runs two): those on the shared demo
+warehouse, so it is built once, and the two that build the package into ``dist/``. Every other
+module is a unit of its own, so its module fixtures are built once."""
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Whole modules per worker, grouped by ``SHARED_WORKER`` (pytest-xdist's own
+    ``xdist_group`` marks are not honoured under pytest 9)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return SHARED_WORKER.get(Path(module).stem, module)
+
+    return ModuleGroups(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Groups for ``pytest -n 2 --dist loadgroup`` (``make test``): a module's tests stay on one
-    worker, so its module fixtures are built once; the modules on the shared demo warehouse
-    share one worker, so it is built once; the two that build the package into ``dist/`` share
-    one. The demo group runs first: it is the longest."""
-    modules: dict[str, list[pytest.Item]] = {}
+    """The demo group first (it is the longest), then the package group; a module that uses
+    the demo warehouse must be listed in ``SHARED_WORKER``."""
     for item in items:
-        modules.setdefault(item.module.__name__, []).append(item)
-    groups = {}
-    for name, tests in modules.items():
-        if any("demo" in test.fixturenames for test in tests):
-            groups[name] = "demo"
-        elif name.endswith(("test_deploy", "test_cluster")):
-            groups[name] = "package"
-        else:
-            groups[name] = name
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(groups[item.module.__name__]))
+        module = Path(item.module.__file__).stem
+        if "demo" in item.fixturenames and SHARED_WORKER.get(module) != "demo":
+            raise pytest.UsageError(f"{module} uses the demo warehouse: add it to SHARED_WORKER")
     order = {"demo": 0, "package": 1}
-    items.sort(key=lambda item: order.get(groups[item.module.__name__], 2))
+    items.sort(key=lambda item: order.get(SHARED_WORKER.get(Path(item.module.__file__).stem), 2))
