@@ -2,10 +2,9 @@
 
 One master and two one-core workers from the pyspark distribution on loopback; ``jobs/demo.py``
 (every registered stage with its ``demo_args``, in one driver) runs through
-``deploy/submit.sh`` against it and, at the same time, as a local-mode job on the same data into
-a second warehouse. Wall times land in ``cluster_vs_local.json`` in the test's folder; with
-``$ONEID_BENCH_RESULTS`` set (e.g. ``bench/results``) the two runs go one after the other, so
-the times are fit for BENCHMARKS.md, and the file lands there too.
+``deploy/submit.sh`` against it, then as a local-mode job on the same data into a second
+warehouse. Wall times land in ``cluster_vs_local.json`` in the test's folder (and in
+``$ONEID_BENCH_RESULTS``, e.g. ``bench/results``, when that is set).
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import time
 import urllib.request
 from argparse import Namespace
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,21 +75,20 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PipelineRun]:
     )
     steps = _steps(cluster_env)
     demo_args = ["--people", str(PEOPLE), "--set", ONE_DAY]
-    cluster_command = [
-        str(REPO / "deploy" / "submit.sh"), "demo", "--master", "MASTER",
-        "--env", str(cluster_env), *SUBMIT_OPTIONS, "--", *demo_args,
-    ]  # fmt: skip
-    local_command = [
-        sys.executable, str(REPO / "jobs" / "demo.py"), "--env", str(local_env), *demo_args,
-    ]  # fmt: skip
-    # timed for BENCHMARKS.md: one run at a time; otherwise the local run overlaps the cluster's
-    timed = bool(os.environ.get("ONEID_BENCH_RESULTS"))
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        local_run = None if timed else pool.submit(_run_pipeline, root, "local", local_command)
-        with standalone_cluster(root / "spark", workers=2) as master:
-            command = [master if arg == "MASTER" else arg for arg in cluster_command]
-            cluster = _run_pipeline(root, "cluster", command)
-        local = _run_pipeline(root, "local", local_command) if timed else local_run.result()
+    with standalone_cluster(root / "spark", workers=2) as master:
+        cluster = _run_pipeline(
+            root,
+            "cluster",
+            [
+                str(REPO / "deploy" / "submit.sh"), "demo", "--master", master,
+                "--env", str(cluster_env), *SUBMIT_OPTIONS, "--", *demo_args,
+            ],
+        )  # fmt: skip
+    local = _run_pipeline(
+        root,
+        "local",
+        [sys.executable, str(REPO / "jobs" / "demo.py"), "--env", str(local_env), *demo_args],
+    )
     _record_timings(root, steps, cluster, local)
     return {"cluster": cluster, "local": local}
 
