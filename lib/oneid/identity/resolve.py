@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from oneid.checkpoint import materialize
@@ -437,38 +437,21 @@ def _in_pieces(spark, conf, usable: Keys, inside, nodes, previous, minted) -> Re
     bucket = F.pmod(F.xxhash64("component"), F.lit(buckets)).alias("bucket")
     piece_of = pieces.components.select(F.col("id").alias("node_id"), bucket)
     typed = nodes.select("node_id", F.split("id_type", ":").getItem(0).alias("type"))
-    vertex_rows = (
-        usable.frame.join(typed, "node_id", "left")
-        .join(piece_of, "node_id")
-        .select(
-            "bucket",
-            F.lit("vertex").alias("row"),
-            "node_id",
-            F.lit(None).cast("long").alias("dst"),
-            F.lit(None).cast("long").alias("oneid"),
-            "type",
-            F.lit(None).cast("boolean").alias("strong"),
+    vertices = usable.frame.join(typed, "node_id", "left").join(piece_of, "node_id")
+    edges = inside.join(piece_of.withColumnRenamed("node_id", "src"), "src")
+    rows = (
+        _input_rows(vertices, "vertex", node_id="node_id", type="type")
+        .unionByName(
+            _input_rows(
+                edges, "edge", node_id="src", dst="dst", strong=F.col("strength") == "strong"
+            )
+        )
+        .unionByName(
+            _input_rows(
+                previous.join(piece_of, "node_id"), "previous", node_id="node_id", oneid="oneid"
+            )
         )
     )
-    edge_rows = inside.join(piece_of.withColumnRenamed("node_id", "src"), "src").select(
-        "bucket",
-        F.lit("edge").alias("row"),
-        F.col("src").alias("node_id"),
-        "dst",
-        F.lit(None).cast("long").alias("oneid"),
-        F.lit(None).cast("string").alias("type"),
-        (F.col("strength") == "strong").alias("strong"),
-    )
-    previous_rows = previous.join(piece_of, "node_id").select(
-        "bucket",
-        F.lit("previous").alias("row"),
-        "node_id",
-        F.lit(None).cast("long").alias("dst"),
-        "oneid",
-        F.lit(None).cast("string").alias("type"),
-        F.lit(None).cast("boolean").alias("strong"),
-    )
-    rows = vertex_rows.unionByName(edge_rows).unionByName(previous_rows)
 
     def resolve_bucket(frame: pd.DataFrame) -> pd.DataFrame:
         return part_rows(frame, conf)
@@ -505,6 +488,22 @@ def _in_pieces(spark, conf, usable: Keys, inside, nodes, previous, minted) -> Re
         int(rounds or 0),
         pieces.rounds,
         f"{pieces.engine}+pieces",
+    )
+
+
+def _input_rows(frame: DataFrame, row: str, **columns: str | Column) -> DataFrame:
+    """``frame`` (with ``bucket``) as :data:`PART_INPUT` rows of kind ``row``: the named
+    ``columns``, every other column null."""
+    kinds = dict(field.split() for field in PART_INPUT.split(", "))
+    picked = {name: F.col(c) if isinstance(c, str) else c for name, c in columns.items()}
+    return frame.select(
+        "bucket",
+        F.lit(row).alias("row"),
+        *(
+            picked.get(name, F.lit(None).cast(kind)).alias(name)
+            for name, kind in kinds.items()
+            if name not in ("bucket", "row")
+        ),
     )
 
 
