@@ -24,6 +24,7 @@ from delta.exceptions import (
     MetadataChangedException,
     ProtocolChangedException,
 )
+from delta.tables import DeltaTable
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -68,8 +69,6 @@ def union_all(frames: list[DataFrame]) -> DataFrame:
 
 
 def table_exists(spark: SparkSession, cfg: OneIdConfig, name: str) -> bool:
-    from delta.tables import DeltaTable
-
     return DeltaTable.isDeltaTable(spark, table_path(cfg, name))
 
 
@@ -160,8 +159,6 @@ def merge_keys(
     when nothing in it changes, so this pays when most of ``rows`` are usually unchanged (an
     extra scan of the table when they are not).
     """
-    from delta.tables import DeltaTable
-
     spark = rows.sparkSession
     kinds = {field.name: field.dataType for field in rows.schema.fields}
     values = [c for c in rows.columns if c not in keys]
@@ -216,8 +213,6 @@ def _comparable(alias: str, column: str, kind: DataType) -> str:
 
 def enable_deletion_vectors(spark: SparkSession, path: str) -> None:
     """Turn on Delta deletion vectors for a table (once; readers need Delta reader version 3)."""
-    from delta.tables import DeltaTable
-
     properties = DeltaTable.forPath(spark, path).detail().select("properties").first()[0]
     if (properties or {}).get(DELETION_VECTORS) != "true":
         spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{DELETION_VECTORS}' = 'true')")
@@ -225,8 +220,6 @@ def enable_deletion_vectors(spark: SparkSession, path: str) -> None:
 
 def table_version(spark: SparkSession, cfg: OneIdConfig, name: str) -> int:
     """The latest commit version of a Delta table."""
-    from delta.tables import DeltaTable
-
     history = DeltaTable.forPath(spark, table_path(cfg, name)).history(1)
     return int(history.select("version").first()[0])
 
