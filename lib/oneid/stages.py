@@ -212,12 +212,6 @@ def _audiences_stage() -> Stage:
             + ", ".join(f"{k} {v}" for k, v in figures.items() if k != "baseline" or v)
             for audience, figures in report.sizes.items()
         ]
-        for audience, by_tag in report.breakdowns.items():
-            for tag, counts in by_tag.items():
-                shown = ", ".join(
-                    f"{k}={v}" for k, v in sorted(counts.items(), key=lambda x: -x[1])
-                )
-                notes.append(f"{args.as_of} {audience} by {tag}: {shown}")
         overlaps = ", ".join(f"{a}&{b}={n}" for (a, b), n in sorted(report.overlaps.items()))
         if overlaps:
             notes.append(f"{args.as_of} overlaps: {overlaps}")

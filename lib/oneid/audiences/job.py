@@ -39,8 +39,6 @@ class AudiencesReport:
     sizes: dict[str, dict[str, int]] = field(default_factory=dict)
     """audience → {size, holdout, entered, exited, remapped, baseline}."""
     overlaps: dict[tuple[str, str], int] = field(default_factory=dict)
-    breakdowns: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
-    """audience → tag of ``audiences.stats_by`` → value → members."""
     tables: dict[str, int] = field(default_factory=dict)
 
 
