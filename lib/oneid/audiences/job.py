@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -199,15 +200,15 @@ def _lineage(spark: SparkSession, cfg: OneIdConfig, previous: DataFrame) -> Data
 
 def _stat_rows(plans: list[_DiffPlan], counts: Counts) -> list[tuple[str, int, str, str, int]]:
     """``audience.stats`` rows: each audience's figures, baseline flag, breakdowns, overlaps."""
+    others: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
+    for (audience_id, metric, key), value in counts.items():
+        if metric not in FIGURES:
+            others[audience_id].append((metric, key, value))
     rows = []
     for plan in plans:
         fixed = _figures(plan, counts)
         rows += [(plan.audience_id, plan.version, m, "", v) for m, v in fixed.items()]
-        rows += [
-            (audience_id, plan.version, metric, key, value)
-            for (audience_id, metric, key), value in counts.items()
-            if audience_id == plan.audience_id and metric not in FIGURES
-        ]
+        rows += [(plan.audience_id, plan.version, *other) for other in others[plan.audience_id]]
     return rows
 
 
