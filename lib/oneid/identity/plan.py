@@ -129,7 +129,7 @@ def full_plan(
     vertices = Keys.of(rows.select("node_id").join(hub_ids.hint(), "node_id", "left_anti"))
     previous = None if previous_map is None else previous_map.select("node_id", "oneid")
     records = rows.select(*RECORD_KEY).distinct().count()
-    clock("affected nodes")
+    clock("vertices")
     return Plan(
         rows=rows,
         nodes=nodes,
