@@ -18,7 +18,18 @@ pytestmark = pytest.mark.unit
 LIB = Path(__file__).resolve().parents[1] / "lib"
 STAGES = ("ingest", "standardize", "identity", "tags", "audiences", "publish")
 """Stage packages of oneid, in data-flow order."""
-SHARED = ("tables", "conf", "session", "checkpoint", "errors", "jars", "java")
+SHARED = (
+    "tables",
+    "atomic",
+    "leases",
+    "control_files",
+    "conf",
+    "session",
+    "checkpoint",
+    "errors",
+    "jars",
+    "java",
+)
 """Modules (or packages) below every stage."""
 TOP = ("oneid.stages", "oneid.cli")
 """The stage registry and the console script: only the CLI and jobs/ may import them."""

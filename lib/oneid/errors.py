@@ -27,3 +27,7 @@ class DataContractError(OneIdError):
 
 class GateFailedError(OneIdError):
     """A quality gate failed; nothing downstream was published."""
+
+
+class StageBusyError(OneIdError):
+    """Another live run holds the lease of the stage (or ingest source) this run would write."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TypeVar
 
 # delta.exceptions.captured makes PySpark raise Delta's commit conflicts as the classes of
@@ -32,6 +33,7 @@ from pyspark.sql.types import DataType, MapType
 
 from oneid.checkpoint import materialize
 from oneid.conf import OneIdConfig
+from oneid.errors import DataContractError
 from oneid.session import warehouse_root
 
 logger = logging.getLogger(__name__)
@@ -51,6 +53,12 @@ WRITE_CONFLICTS = (
 )
 """Delta's optimistic-concurrency conflicts (siblings in Python, not one hierarchy)."""
 
+PINS: ContextVar[dict[str, int]] = ContextVar("pins", default={})  # noqa: B039 (never mutated)
+"""Table → version that :func:`read_table` reads (-1: none yet): other stages' tables as their
+last complete run left them, set by :func:`oneid.atomic.atomic_run` for the run's block."""
+COMMIT_HOOKS: list[Callable[[str], None]] = []
+"""Called with the table's name after each commit this module makes (fault-injection tests)."""
+
 
 def table_path(cfg: OneIdConfig, name: str) -> str:
     """Path of ``zone.table`` under the warehouse root."""
@@ -69,12 +77,23 @@ def union_all(frames: list[DataFrame]) -> DataFrame:
 
 
 def table_exists(spark: SparkSession, cfg: OneIdConfig, name: str) -> bool:
+    """Whether the table exists (as :data:`PINS` sees it: not while only a run in progress
+    has created it)."""
+    if PINS.get().get(name, 0) < 0:
+        return False
     return DeltaTable.isDeltaTable(spark, table_path(cfg, name))
 
 
 def read_table(spark: SparkSession, cfg: OneIdConfig, name: str) -> DataFrame:
-    """The current version of a Delta table."""
-    return spark.read.format("delta").load(table_path(cfg, name))
+    """The current version of a Delta table, or inside a run the version of the last committed
+    run of the stage that writes it (:data:`PINS`)."""
+    reader = spark.read.format("delta")
+    version = PINS.get().get(name)
+    if version is not None and version < 0:
+        raise DataContractError(f"{name}: no run that writes it has finished yet")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(table_path(cfg, name))
 
 
 def read_table_or_none(spark: SparkSession, cfg: OneIdConfig, name: str) -> DataFrame | None:
@@ -105,6 +124,7 @@ def replace_where(
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     with_retries(lambda: writer.save(path), f"write {name} where {condition}")
+    committed(name)
 
 
 def append(df: DataFrame, cfg: OneIdConfig, name: str, partition_by: tuple[str, ...] = ()) -> None:
@@ -113,6 +133,7 @@ def append(df: DataFrame, cfg: OneIdConfig, name: str, partition_by: tuple[str, 
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     with_retries(lambda: writer.save(table_path(cfg, name)), f"append to {name}")
+    committed(name)
 
 
 def overwrite(
@@ -136,6 +157,7 @@ def overwrite(
     with_retries(lambda: writer.save(path), f"overwrite {name}")
     if deletion_vectors:
         enable_deletion_vectors(df.sparkSession, path)
+    committed(name)
 
 
 def merge_keys(
@@ -188,7 +210,14 @@ def merge_keys(
         .whenNotMatchedInsert("s._keep", assign)
     )
     with_retries(merge.execute, f"merge into {name}")
+    committed(name)
     logger.info("merge into %s: %.1f s", name, time.perf_counter() - started)
+
+
+def committed(name: str) -> None:
+    """Tell :data:`COMMIT_HOOKS` that ``name`` has a new commit."""
+    for hook in COMMIT_HOOKS:
+        hook(name)
 
 
 def _differences(rows: DataFrame, current: DataFrame, keys: list[str], same: str) -> DataFrame:

@@ -19,6 +19,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from oneid.atomic import atomic_run
 from oneid.audiences.changes import diff_members, follow_lineage
 from oneid.audiences.compiled import CompiledAudiences
 from oneid.audiences.compiler import compile_audiences
@@ -64,7 +65,13 @@ def explain(cfg: OneIdConfig, audience_id: str, as_of: dt.date) -> str:
 
 
 def run_audiences(spark: SparkSession, cfg: OneIdConfig, as_of: dt.date) -> AudiencesReport:
-    """Compute the day's membership, changes and stats; write them for ``dt = as_of``."""
+    """Compute the day's membership, changes and stats; write them for ``dt = as_of`` in one
+    atomic run (:mod:`oneid.atomic`)."""
+    with atomic_run(spark, cfg, "audiences", f"audiences {as_of}", (MEMBERSHIP, CHANGES, STATS)):
+        return _run_audiences(spark, cfg, as_of)
+
+
+def _run_audiences(spark: SparkSession, cfg: OneIdConfig, as_of: dt.date) -> AudiencesReport:
     compiled = compiled_rules(cfg)
     if not compiled.audiences:
         raise DataContractError("no audiences declared (pipeline.audiences.rules)")

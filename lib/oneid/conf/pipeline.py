@@ -115,6 +115,16 @@ class SourceConf(_Strict):
         return self
 
 
+class RunsConf(_Strict):
+    """One writer per stage (per source for ingest): see docs/reliability.md."""
+
+    lease_seconds: float = Field(default=300.0, ge=5)
+    """A run's lease expires this long after its last renewal (renewed every third of it);
+    a holder on the same host that is gone is noticed at once."""
+    wait_seconds: float = Field(default=0.0, ge=0)
+    """How long a second run waits for the holder to finish before it refuses (0: at once)."""
+
+
 class IngestConf(_Strict):
     """Ingest settings."""
 
@@ -247,6 +257,7 @@ class PipelineConf(_Strict):
 
     demo: DemoConf = Field(default_factory=DemoConf)
     sources: dict[str, SourceConf] = Field(default_factory=dict)
+    runs: RunsConf = Field(default_factory=RunsConf)
     ingest: IngestConf = Field(default_factory=IngestConf)
     standardize: StandardizeConf = Field(default_factory=StandardizeConf)
     identity: IdentityConf = Field(default_factory=IdentityConf)

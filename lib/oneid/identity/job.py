@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from oneid.atomic import atomic_run
 from oneid.checkpoint import materialize
 from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import IdentityConf
@@ -25,7 +26,7 @@ from oneid.errors import DataContractError, GateFailedError
 from oneid.identity import incremental as inc
 from oneid.identity.hubs import audit_rows
 from oneid.identity.plan import Plan, Published, full_plan
-from oneid.identity.publish import publish
+from oneid.identity.publish import STATE_TABLES, publish
 from oneid.identity.resolve import Resolution, resolve
 from oneid.identity.runs import History, run_history, stats_row
 from oneid.identity.stats import gates, oneid_sizes, size_figures
@@ -33,6 +34,15 @@ from oneid.session import remove_checkpoint_dir
 from oneid.tables import append, read_table_or_none, table_version
 
 logger = logging.getLogger(__name__)
+
+IDENTITY_TABLES = (
+    "identity.nodes",
+    *(f"identity.{table}" for table in STATE_TABLES),
+    "identity.oneid_changes",
+    "identity.hub_audit",
+    "identity.run_stats",
+)
+"""Every table an identity run writes: rolled back together when it does not finish."""
 
 
 @dataclass(frozen=True)
@@ -46,15 +56,21 @@ class IdentityReport:
 def resolve_identities(
     spark: SparkSession, cfg: OneIdConfig, run_id: str, full: bool = False
 ) -> IdentityReport:
-    """Run identity resolution once; raises :class:`GateFailedError` before publishing."""
-    identifiers = read_table_or_none(spark, cfg, "silver.identifiers")
-    if identifiers is None:
-        raise DataContractError("silver.identifiers is missing: run `oneid standardize` first")
-    history = run_history(spark, cfg, run_id)
-    if history.published:
-        raise DataContractError(f"identity run {run_id} already published; use a new --run-id")
+    """Run identity resolution once, as one atomic run (:mod:`oneid.atomic`); raises
+    :class:`GateFailedError` before publishing (its audit and figures are recorded)."""
     try:
-        return _run(spark, cfg, identifiers, run_id, full, history)
+        with atomic_run(spark, cfg, "identity", f"identity run {run_id}", IDENTITY_TABLES):
+            identifiers = read_table_or_none(spark, cfg, "silver.identifiers")
+            if identifiers is None:
+                raise DataContractError(
+                    "silver.identifiers is missing: run `oneid standardize` first"
+                )
+            history = run_history(spark, cfg, run_id)
+            if history.published:
+                raise DataContractError(
+                    f"identity run {run_id} already published; use a new --run-id"
+                )
+            return _run(spark, cfg, identifiers, run_id, full, history)
     finally:
         remove_checkpoint_dir(spark)
 
@@ -90,12 +106,17 @@ def _run(
     clock("outputs and figures")
 
     checks = gates(stats, conf.gates, first_run)
-    append(audit_rows(run_id, plan.hubs, plan.nodes, resolved.rejected), cfg, "identity.hub_audit")
+    audit = materialize(audit_rows(run_id, plan.hubs, plan.nodes, resolved.rejected))
     if not all(ok for ok, _ in checks.values()):
         row = stats_row(spark, run_id, plan.full, False, stats, checks)
-        append(row, cfg, "identity.run_stats")
         failed = "; ".join(f"{k}: {why}" for k, (ok, why) in checks.items() if not ok)
-        raise GateFailedError(f"identity run {run_id}: gate(s) failed, nothing published: {failed}")
+        error = GateFailedError(
+            f"identity run {run_id}: gate(s) failed, nothing published: {failed}"
+        )
+        # after the run's rollback: why it failed stays on record
+        error.record_after_rollback = lambda: _record_failure(cfg, audit, row)
+        raise error
+    append(audit, cfg, "identity.hub_audit")
 
     changes = materialize(resolved.changes)
     publish(cfg, plan.writes(mapping, published), changes.withColumn("run_id", F.lit(run_id)))
@@ -105,6 +126,11 @@ def _run(
     counts = {r.kind: r["count"] for r in changes.groupBy("kind").count().collect()}
     logger.info("identity run %s: %s; changes %s", run_id, stats, counts)
     return IdentityReport(run_id, plan.full, stats, counts)
+
+
+def _record_failure(cfg: OneIdConfig, audit: DataFrame, row: DataFrame) -> None:
+    append(audit, cfg, "identity.hub_audit")
+    append(row, cfg, "identity.run_stats")
 
 
 def _incremental_pays(

@@ -2,8 +2,9 @@
 
 Per source and batch: rows read = rows accepted + rows quarantined, checked against what was
 actually committed, or the job fails. Re-running a finished batch writes nothing; a batch that
-died half-way is replaced atomically (``replaceWhere _batch_id = B``). A file is ingested by
-one batch only, so a new batch takes only the files that arrived since.
+died half-way is rolled back before the next run of the source (:mod:`oneid.atomic`). One
+source has one writer at a time (its lease), so a file is ingested by one batch only and a new
+batch takes only the files that arrived since; different sources ingest in parallel.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from oneid.atomic import Run, atomic_run
 from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import SourceConf
 from oneid.errors import ConfigError, DataContractError
@@ -58,13 +60,11 @@ def ingest(
     if not sources:
         raise ConfigError(f"{cfg.files[1]}: sources: no source declared")
     names = [name for name in sources if not only or name in only]
-    state = IngestState.load(spark, cfg)
     workers = max(1, min(cfg.pipeline.ingest.parallel_sources, len(names)))
     # Sources are independent tables: ingesting a few at once hides Delta's per-commit latency.
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
         futures = [
-            pool.submit(ingest_source, spark, cfg, name, sources[name], batch_id, state)
-            for name in names
+            pool.submit(ingest_source, spark, cfg, name, sources[name], batch_id) for name in names
         ]
         return [future.result() for future in futures]
 
@@ -99,14 +99,27 @@ class IngestState:
 
 
 def ingest_source(
+    spark: SparkSession, cfg: OneIdConfig, name: str, source: SourceConf, batch_id: str
+) -> SourceReport:
+    """Ingest one source as one batch, as the only writer of the source (its lease), in one
+    atomic run (:mod:`oneid.atomic`): a kill leaves no trace of the batch but its rollback."""
+    tables = [f"bronze.{name}", f"quarantine.{name}"]
+    own_run = f"source = '{name}' AND batch_id = '{batch_id}'"
+    label = f"ingest {name} batch {batch_id}"
+    with atomic_run(spark, cfg, f"ingest.{name}", label, tables, {RUNS: own_run}) as run:
+        state = IngestState.load(spark, cfg)  # under the lease: no other run takes these files
+        return _ingest_batch(spark, cfg, name, source, batch_id, state, run)
+
+
+def _ingest_batch(
     spark: SparkSession,
     cfg: OneIdConfig,
     name: str,
     source: SourceConf,
     batch_id: str,
     state: IngestState,
+    run: Run,
 ) -> SourceReport:
-    """Ingest one source as one batch (see module docstring for the guarantees)."""
     done = state.runs.get((name, batch_id))
     if done is not None:
         logger.info("%s batch %s already ingested; nothing to do", name, batch_id)
@@ -157,9 +170,10 @@ def ingest_source(
 
     _check_accounting(spark, cfg, name, batch_id, rows_read, accepted, quarantined, tag)
     reason_counts = {k: v for k, v in reasons.items() if k is not None}
-    _record_run(spark, cfg, name, batch_id, files, rows_read, accepted, quarantined, reason_counts)
     if source.format in {"parquet", "delta", "jdbc"} and not known_types:
+        run.share(SCHEMAS, f"source = '{name}'")
         _record_types(spark, cfg, name, source, raw_types=_types_of(spark, name, source, files))
+    _record_run(spark, cfg, name, batch_id, files, rows_read, accepted, quarantined, reason_counts)
     logger.info(
         "%s batch %s: read %d = accepted %d + quarantined %d %s",
         name,

@@ -24,17 +24,27 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from delta.tables import DeltaTable
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from oneid.atomic import atomic_run
 from oneid.audiences.tables import CHANGES
 from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import DestinationConf
 from oneid.errors import DataContractError
 from oneid.publish.match_keys import exportable_types, match_keys, normalised_identifiers
 from oneid.session import warehouse_root
-from oneid.tables import read_table, read_table_or_none, with_retries
+from oneid.tables import (
+    append,
+    committed,
+    read_table,
+    read_table_or_none,
+    table_exists,
+    table_path,
+    with_retries,
+)
 from oneid.tags import day_tags
 
 logger = logging.getLogger(__name__)
@@ -68,7 +78,19 @@ def run_publish(
     destinations: list[str],
     replace: bool = False,
 ) -> list[PublishReport]:
-    """Publish the day's changes to each destination (all configured ones when empty)."""
+    """Publish the day's changes to each destination (all configured ones when empty), as the
+    only publish run (its lease); the log is rolled back with a run that does not finish."""
+    with atomic_run(spark, cfg, "publish", f"publish {as_of}", (PUBLISH_LOG,)):
+        return _run_publish(spark, cfg, as_of, destinations, replace)
+
+
+def _run_publish(
+    spark: SparkSession,
+    cfg: OneIdConfig,
+    as_of: dt.date,
+    destinations: list[str],
+    replace: bool,
+) -> list[PublishReport]:
     configured = cfg.pipeline.publish.destinations
     names = destinations or list(configured)
     unknown = sorted(set(names) - set(configured))
@@ -134,8 +156,8 @@ def _publish_one(
         status = _install(scratch, final, manifest["checksum"], replace)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    if status != "unchanged":
-        _log(spark, cfg, name, as_of, manifest)
+    if status != "unchanged" or not _logged(spark, cfg, name, as_of, manifest["checksum"]):
+        _log(spark, cfg, name, as_of, manifest)  # also after a kill between install and log
     logger.info("publish %s %s: %s (%s)", name, as_of, status, manifest["checksum"][:12])
     return PublishReport(name, as_of, status, str(final), manifest["checksum"], counts)
 
@@ -285,12 +307,23 @@ def _install(scratch: Path, final: Path, checksum: str, replace: bool) -> str:
     return "published"
 
 
+def _logged(
+    spark: SparkSession, cfg: OneIdConfig, name: str, as_of: dt.date, checksum: str
+) -> bool:
+    """Whether ``audience.publish_log`` has this export of (destination, dt)."""
+    log = read_table_or_none(spark, cfg, PUBLISH_LOG)
+    return (
+        log is not None
+        and not log.where(
+            (F.col("destination") == name)
+            & (F.col("dt") == F.lit(as_of))
+            & (F.col("checksum") == checksum)
+        ).isEmpty()
+    )
+
+
 def _log(spark: SparkSession, cfg: OneIdConfig, name: str, as_of: dt.date, manifest: dict) -> None:
     """Upsert the (destination, dt) row of ``audience.publish_log``."""
-    from delta.tables import DeltaTable
-
-    from oneid.tables import append, table_exists, table_path
-
     counts = json.dumps(manifest["counts"])
     row = spark.createDataFrame(
         [(name, as_of, manifest["checksum"], len(manifest["files"]), counts)],
@@ -310,3 +343,4 @@ def _log(spark: SparkSession, cfg: OneIdConfig, name: str, as_of: dt.date, manif
         ),
         f"merge into {PUBLISH_LOG}",
     )
+    committed(PUBLISH_LOG)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from oneid.atomic import atomic_run
 from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import SourceConf
 from oneid.errors import DataContractError
@@ -41,8 +42,21 @@ class StandardizeReport:
     identifiers_by_reason: dict[str, int]
 
 
+STANDARDIZE_TABLES = (
+    "silver.identifiers",
+    "quarantine.identifiers",
+    "ops.standardize_stats",
+    *FACT_TABLES.values(),
+)
+
+
 def standardize(spark: SparkSession, cfg: OneIdConfig) -> StandardizeReport:
-    """Rebuild the silver tables from bronze."""
+    """Rebuild the silver tables from bronze, in one atomic run (:mod:`oneid.atomic`)."""
+    with atomic_run(spark, cfg, "standardize", "standardize", STANDARDIZE_TABLES):
+        return _standardize(spark, cfg)
+
+
+def _standardize(spark: SparkSession, cfg: OneIdConfig) -> StandardizeReport:
     bronze = {
         name: frame
         for name in cfg.pipeline.sources

@@ -17,6 +17,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from oneid.atomic import atomic_run
 from oneid.conf import OneIdConfig
 from oneid.conf.tags import TagsConf
 from oneid.errors import DataContractError
@@ -45,10 +46,20 @@ def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
 
 
 def run_tags(spark: SparkSession, cfg: OneIdConfig, dates: list[dt.date]) -> TagsReport:
-    """Compute and write the tag tables for each date (facts read once for all of them)."""
+    """Compute and write the tag tables for each date (facts read once for all of them), in
+    one atomic run (:mod:`oneid.atomic`)."""
     registry = cfg.pipeline.tags
     if not registry.definitions:
         raise DataContractError("no tags declared: add tags.definitions (conf/tags.yaml)")
+    tables = [*tag_tables(registry), SUMMARY_TABLE]
+    label = f"tags {min(dates)}" + (f"..{max(dates)}" if len(dates) > 1 else "")
+    with atomic_run(spark, cfg, "tags", label, tables):
+        return _run_tags(spark, cfg, registry, dates)
+
+
+def _run_tags(
+    spark: SparkSession, cfg: OneIdConfig, registry: TagsConf, dates: list[dt.date]
+) -> TagsReport:
     record_oneid = read_table_or_none(spark, cfg, "identity.record_oneid")
     profiles = read_table_or_none(spark, cfg, "identity.profiles")
     if record_oneid is None or profiles is None:

@@ -1,0 +1,251 @@
+"""Runs that readers see whole or not at all, one writer per scope, and recovery after a kill.
+
+Delta commits one table at a time, so a stage that writes several tables is made atomic as
+readers see it by a journal under ``<warehouse>/_oneid/runs/<scope>/`` (see
+``docs/reliability.md``):
+
+1. the run takes the scope's lease (:mod:`oneid.leases`), and rolls back any unfinished run of
+   the scope that a killed process left behind;
+2. it writes a ``started`` entry naming the version of every table it may write (and, for
+   tables it shares with other scopes, the predicate of its own rows);
+3. it writes its tables; ``tables.read_table`` inside the run reads *other* scopes' tables at
+   the versions their last complete run left (:func:`complete_versions`), never a run in
+   progress or a killed one;
+4. a ``committed`` entry naming the new versions is the run's commit point. On an error the run
+   is rolled back at once (``RESTORE`` of each table to its version before, ``DELETE`` of its
+   rows in shared tables) and ``failed`` is recorded; after a kill the next run of the scope,
+   or any later run that finds the scope's lease stale, does the same.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+from pyspark.sql import SparkSession
+
+from oneid.conf import OneIdConfig
+from oneid.control_files import ControlFiles
+from oneid.leases import acquire, is_stale
+from oneid.session import warehouse_root
+from oneid.tables import PINS, table_path
+
+logger = logging.getLogger(__name__)
+
+STARTED, COMMITTED, FAILED, ROLLED_BACK = "started", "committed", "failed", "rolled_back"
+ENDED = frozenset({COMMITTED, FAILED, ROLLED_BACK})
+KEEP_ENTRIES = 50
+"""Ended runs kept per scope in the journal (older entries are removed)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of a scope's journal."""
+
+    scope: str
+    run: str
+    label: str
+    state: str
+    at: float
+    versions: dict[str, int] = field(default_factory=dict)
+    """``started``: each table's version before the run (-1: did not exist); ``committed``:
+    after it."""
+    shared: dict[str, str] = field(default_factory=dict)
+    """Tables shared with other scopes → SQL predicate of this run's rows in them."""
+
+
+class Run:
+    """The run in progress, as :func:`atomic_run` hands it to its block."""
+
+    def __init__(self, files: ControlFiles, entry: Entry) -> None:
+        self._files = files
+        self.entry = entry
+
+    @property
+    def token(self) -> str:
+        return self.entry.run
+
+    def share(self, table: str, predicate: str) -> None:
+        """Declare, before writing them, this run's rows of a table other scopes write too."""
+        shared = {**self.entry.shared, table: predicate}
+        self.entry = Entry(**{**asdict(self.entry), "shared": shared})
+        _write(self._files, self.entry)
+
+
+@contextmanager
+def atomic_run(
+    spark: SparkSession,
+    cfg: OneIdConfig,
+    scope: str,
+    label: str,
+    tables: Sequence[str],
+    shared: Mapping[str, str] | None = None,
+) -> Iterator[Run]:
+    """Run the block as one atomic run of ``scope`` writing ``tables`` (and its rows of
+    ``shared``, see :meth:`Run.share`).
+
+    An exception rolls the run back before it propagates; if it has a callable attribute
+    ``record_after_rollback``, that is called next, still under the lease (a failed gate
+    records why it failed). Anything that is not an ``Exception`` (a kill, simulated in tests)
+    leaves the run for the next one to roll back.
+    """
+    files = ControlFiles(spark, warehouse_root(cfg))
+    conf = cfg.pipeline.runs
+    lease = acquire(files, scope, label, conf.lease_seconds, conf.wait_seconds)
+    try:
+        recover(spark, cfg, files, scope)
+        recover_others(spark, cfg, files, scope, conf.lease_seconds)
+        pins = complete_versions(files, exclude=scope)
+        before = {name: table_version_or_missing(files, cfg, name) for name in tables}
+        entry = Entry(scope, lease.token, label, STARTED, time.time(), before, dict(shared or {}))
+        _write(files, entry)
+        run = Run(files, entry)
+    except BaseException:
+        lease.release()
+        raise
+    pinned = PINS.set(pins)
+    try:
+        yield run
+    except Exception as exc:
+        PINS.reset(pinned)
+        try:
+            _roll_back(spark, cfg, files, run.entry, FAILED)
+            record: Callable[[], None] | None = getattr(exc, "record_after_rollback", None)
+            if record is not None:
+                record()
+        finally:
+            lease.release()
+        raise
+    except BaseException:
+        PINS.reset(pinned)
+        lease.abandon()  # as if killed: the next run of the scope rolls this one back
+        raise
+    else:
+        PINS.reset(pinned)
+        after = {name: table_version_or_missing(files, cfg, name) for name in tables}
+        _write(files, Entry(scope, run.token, label, COMMITTED, time.time(), after))
+        lease.release()
+        _prune(files, scope)
+
+
+def recover(spark: SparkSession, cfg: OneIdConfig, files: ControlFiles, scope: str) -> list[str]:
+    """Roll back the unfinished runs of ``scope`` (call it holding the scope's lease)."""
+    done = []
+    for run in unfinished(files, scope):
+        logger.warning("%s: rolling back unfinished run %s (%s)", scope, run.label, run.run)
+        _roll_back(spark, cfg, files, run, ROLLED_BACK)
+        done.append(run.label)
+    return done
+
+
+def recover_others(
+    spark: SparkSession, cfg: OneIdConfig, files: ControlFiles, scope: str, seconds: float
+) -> None:
+    """Roll back other scopes' unfinished runs whose holder is gone, before anything else runs,
+    so that readers outside OneID do not see them either."""
+    for other in _scopes(files):
+        if other == scope or not unfinished(files, other) or not is_stale(files, other):
+            continue
+        try:
+            lease = acquire(files, other, f"recovery by {scope}", seconds)
+        except Exception:  # taken meanwhile: its own run recovers it
+            continue
+        try:
+            recover(spark, cfg, files, other)
+        finally:
+            lease.release()
+
+
+def complete_versions(files: ControlFiles, exclude: str | None = None) -> dict[str, int]:
+    """Every table's version as the last complete run of the scope that writes it left it
+    (-1: no complete run has created it yet).
+
+    That is the version named by the scope's last ``committed`` entry, or, while a run of the
+    scope is unfinished (running, or killed and not rolled back yet), the version it started
+    from.
+    """
+    pins: dict[str, int] = {}
+    for scope in _scopes(files):
+        if scope == exclude:
+            continue
+        entries = journal(files, scope)
+        last = [entry for entry in entries if entry.state == COMMITTED]
+        if last:
+            pins.update(last[-1].versions)
+        for run in unfinished(files, scope, entries):
+            pins.update(run.versions)
+    return pins
+
+
+def journal(files: ControlFiles, scope: str) -> list[Entry]:
+    """The entries of ``scope``, oldest first."""
+    folder = files.path("_oneid", "runs", scope)
+    entries = []
+    for name in files.names(folder):
+        if name.endswith(".json"):
+            text = files.read(f"{folder}/{name}")
+            if text:
+                entries.append(Entry(**json.loads(text)))
+    return sorted(entries, key=lambda entry: entry.at)
+
+
+def unfinished(files: ControlFiles, scope: str, entries: list[Entry] | None = None) -> list[Entry]:
+    """The runs of ``scope`` that started and have not ended (oldest first)."""
+    entries = journal(files, scope) if entries is None else entries
+    ended = {entry.run for entry in entries if entry.state in ENDED}
+    return [entry for entry in entries if entry.state == STARTED and entry.run not in ended]
+
+
+def table_version_or_missing(files: ControlFiles, cfg: OneIdConfig, name: str) -> int:
+    """The latest commit version of table ``name`` from its log folder (-1: no table)."""
+    versions = [
+        int(entry[:-5])
+        for entry in files.names(f"{table_path(cfg, name)}/_delta_log")
+        if entry.endswith(".json") and entry[:-5].isdigit()
+    ]
+    return max(versions, default=-1)
+
+
+def _roll_back(
+    spark: SparkSession, cfg: OneIdConfig, files: ControlFiles, run: Entry, state: str
+) -> None:
+    """Put every table of ``run`` back as it was before it, then record ``state``."""
+    for name, before in run.versions.items():
+        path = table_path(cfg, name)
+        now = table_version_or_missing(files, cfg, name)
+        if now == before:
+            continue
+        if before < 0:
+            files.delete(path, recursive=True)
+        else:
+            spark.sql(f"RESTORE TABLE delta.`{path}` TO VERSION AS OF {before}")
+        logger.warning("%s: %s back to version %d (was %d)", run.scope, name, before, now)
+    for name, predicate in run.shared.items():
+        if table_version_or_missing(files, cfg, name) >= 0:
+            spark.sql(f"DELETE FROM delta.`{table_path(cfg, name)}` WHERE {predicate}")
+    _write(files, Entry(run.scope, run.run, run.label, state, time.time()))
+
+
+def _write(files: ControlFiles, entry: Entry) -> None:
+    name = f"{int(entry.at * 1000):015d}-{entry.run}-{entry.state}.json"
+    files.replace(files.path("_oneid", "runs", entry.scope, name), json.dumps(asdict(entry)))
+
+
+def _scopes(files: ControlFiles) -> list[str]:
+    return files.names(files.path("_oneid", "runs"))
+
+
+def _prune(files: ControlFiles, scope: str) -> None:
+    """Keep the last :data:`KEEP_ENTRIES` ended runs of ``scope`` in its journal."""
+    entries = journal(files, scope)
+    ended_runs = list(dict.fromkeys(e.run for e in entries if e.state in ENDED))
+    committed = [e.run for e in entries if e.state == COMMITTED]
+    old = set(ended_runs[:-KEEP_ENTRIES]) - set(committed[-1:])  # the pins' entry stays
+    folder = files.path("_oneid", "runs", scope)
+    for entry in entries:
+        if entry.run in old:
+            files.delete(f"{folder}/{int(entry.at * 1000):015d}-{entry.run}-{entry.state}.json")

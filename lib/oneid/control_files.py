@@ -1,0 +1,143 @@
+"""Small control files beside the tables (leases, the run journal) on any file system.
+
+Local paths go straight to the operating system, where ``link`` and ``rename`` are atomic
+(Hadoop's local file system checks and then creates, which two processes can both pass). Other
+schemes go through Hadoop's ``FileSystem``, whose ``rename`` refuses an existing target on HDFS,
+ABFS and GCS; on S3 see ``docs/reliability.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+
+class ControlFiles:
+    """Create-once, replace, read, list and delete small text files under one root."""
+
+    def __init__(self, spark: SparkSession | None, root: str) -> None:
+        """``spark`` reaches Hadoop's file systems; None serves local paths only."""
+        self._spark = spark
+        self.root = root.rstrip("/")
+        self._local = _local_path(self.root)
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def create_new(self, path: str, text: str) -> bool:
+        """Write ``text`` to ``path`` unless it exists; whether it was written.
+
+        The file appears whole or not at all: it is written under a temporary name and then
+        linked (local) or renamed (Hadoop: rename fails when the target exists) into place.
+        """
+        temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+        local = _local_path(path)
+        if local is not None:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            staged = _local_path(temporary)
+            assert staged is not None
+            staged.write_text(text, encoding="utf-8")
+            try:
+                os.link(staged, local)
+            except FileExistsError:
+                return False
+            finally:
+                staged.unlink()
+            return True
+        fs, hpath = self._hadoop(path)
+        staged = self._hadoop(temporary)[1]
+        stream = fs.create(staged, True)
+        stream.write(bytearray(text.encode("utf-8")))
+        stream.close()
+        if fs.rename(staged, hpath):
+            return True
+        fs.delete(staged, False)
+        return False
+
+    def replace(self, path: str, text: str) -> None:
+        """Write ``text`` to ``path`` through a temporary file and a rename (never half written)."""
+        temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+        local = _local_path(path)
+        if local is not None:
+            staged = _local_path(temporary)
+            assert staged is not None
+            local.parent.mkdir(parents=True, exist_ok=True)
+            staged.write_text(text, encoding="utf-8")
+            os.replace(staged, local)
+            return
+        self.create_new(temporary, text)
+        fs, hpath = self._hadoop(path)
+        fs.delete(hpath, False)
+        fs.rename(self._hadoop(temporary)[1], hpath)
+
+    def read(self, path: str) -> str | None:
+        """The file's text, or None when it does not exist."""
+        local = _local_path(path)
+        if local is not None:
+            try:
+                return local.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                return None
+        fs, hpath = self._hadoop(path)
+        if not fs.exists(hpath):
+            return None
+        stream = fs.open(hpath)
+        try:
+            reader = self._spark.sparkContext._jvm.java.io.InputStreamReader(stream, "UTF-8")
+            return self._spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(reader)
+        finally:
+            stream.close()
+
+    def names(self, folder: str) -> list[str]:
+        """Names of the entries of ``folder``, sorted ([] when it does not exist)."""
+        local = _local_path(folder)
+        if local is not None:
+            return sorted(os.listdir(local)) if local.is_dir() else []
+        fs, hpath = self._hadoop(folder)
+        if not fs.exists(hpath):
+            return []
+        return sorted(status.getPath().getName() for status in fs.listStatus(hpath))
+
+    def rename(self, source: str, target: str) -> bool:
+        """Move ``source`` to ``target``; False when ``source`` is gone (someone else moved it)."""
+        local = _local_path(source)
+        if local is not None:
+            try:
+                os.rename(local, _local_path(target))  # type: ignore[arg-type]
+            except FileNotFoundError:
+                return False
+            return True
+        fs, hpath = self._hadoop(source)
+        return bool(fs.rename(hpath, self._hadoop(target)[1]))
+
+    def delete(self, path: str, recursive: bool = False) -> None:
+        local = _local_path(path)
+        if local is not None:
+            if local.is_dir() and recursive:
+                import shutil
+
+                shutil.rmtree(local, ignore_errors=True)
+            elif local.exists():
+                local.unlink()
+            return
+        fs, hpath = self._hadoop(path)
+        fs.delete(hpath, recursive)
+
+    def _hadoop(self, path: str):  # py4j objects
+        if self._spark is None:
+            raise ValueError(f"{path}: a path that is not local needs a Spark session")
+        jvm = self._spark.sparkContext._jvm
+        hpath = jvm.org.apache.hadoop.fs.Path(path)
+        return hpath.getFileSystem(self._spark.sparkContext._jsc.hadoopConfiguration()), hpath
+
+
+def _local_path(path: str) -> Path | None:
+    """The local path of ``path`` (plain or ``file:``), or None for another scheme."""
+    if path.startswith("file:"):
+        return Path("/" + path[len("file:") :].lstrip("/"))
+    if "://" in path or ":" in path.split("/", 1)[0]:
+        return None
+    return Path(path)

@@ -1,0 +1,335 @@
+"""Runs that survive kills and concurrency: a kill after any commit of any stage leaves readers
+on the last complete run, and the re-run ends exactly where an uninterrupted run ends.
+
+A small demo (two batches: the first part file of every source, then the rest) is run through
+every stage, and each stage's second run is watched: after each of its commits the warehouse
+is copied as it is at that moment, which is what a ``kill -9`` right after that commit leaves
+on disk (the copy's lease names a run of this process that has since ended, so it is stale,
+as a killed process's lease is). For each copy the test checks what readers see, then either
+re-runs the stage and compares with the uninterrupted run, or (in the middle of the longer
+stages, to keep the suite short) rolls it back as the re-run does first and checks that the
+state is the one the run started from: the re-run from that state is the first one checked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import threading
+from argparse import Namespace
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from oneid.atomic import complete_versions, journal, recover
+from oneid.conf import OneIdConfig
+from oneid.control_files import ControlFiles
+from oneid.errors import StageBusyError
+from oneid.identity.job import IDENTITY_TABLES
+from oneid.leases import acquire
+from oneid.publish.job import PUBLISH_LOG, exports_root
+from oneid.session import warehouse_root
+from oneid.stages import registered_stages
+from oneid.standardize.job import STANDARDIZE_TABLES
+from oneid.tables import COMMIT_HOOKS, PINS, read_table_or_none
+from tests.support import small_config
+
+DAYS = (dt.date(2025, 6, 29), dt.date(2025, 6, 30))
+VOLATILE = {"finished_at", "published_at", "_ingested_at"}
+"""Columns that hold the wall-clock time of a write."""
+SOURCE = "crm_members"
+ARGS = {
+    "ingest": {"batch_id": "b2", "source": [SOURCE]},
+    "standardize": {},
+    "identity": {"run_id": "r2", "full": False},
+    "tags": {"as_of": DAYS[1], "date_from": None, "date_to": None},
+    "audiences": {"as_of": DAYS[1], "explain": None},
+    "publish": {"as_of": DAYS[1], "destination": [], "replace": False},
+}
+"""The second run of each stage, the one that is killed."""
+RERUN_EVERY_COMMIT = {"ingest", "audiences", "publish"}
+"""Stages re-run after every kill; the others after the first and the last."""
+LABELS = {"standardize": "standardize", "identity": "identity run r2", "tags": f"tags {DAYS[1]}"}
+"""How the journal names the second run of the others."""
+
+
+def stage_run(spark, cfg: OneIdConfig, stage: str, **args) -> None:
+    [chosen] = [s for s in registered_stages() if s.name == stage]
+    chosen.run(spark, cfg, Namespace(**args))
+
+
+def scope_of(stage: str) -> str:
+    return f"ingest.{SOURCE}" if stage == "ingest" else stage
+
+
+def tables_of(stage: str, cfg: OneIdConfig) -> list[str]:
+    from oneid.audiences.tables import CHANGES, MEMBERSHIP, STATS
+    from oneid.tags.job import SUMMARY_TABLE
+    from oneid.tags.tables import tag_tables
+
+    return {
+        "ingest": [f"bronze.{SOURCE}", f"quarantine.{SOURCE}", "ops.ingest_runs"],
+        "standardize": list(STANDARDIZE_TABLES),
+        "identity": list(IDENTITY_TABLES),
+        "tags": [*tag_tables(cfg.pipeline.tags), SUMMARY_TABLE],
+        "audiences": [MEMBERSHIP, CHANGES, STATS],
+        "publish": [PUBLISH_LOG],
+    }[stage]
+
+
+@dataclass
+class Chain:
+    """The demo warehouse before, during (after each commit) and after each stage's second run."""
+
+    data: Path
+    before: dict[str, Path] = field(default_factory=dict)
+    killed: dict[str, list[tuple[str, Path]]] = field(default_factory=dict)
+    """stage → (table just committed, the warehouse as a kill right then leaves it), in order."""
+    after: dict[str, Path] = field(default_factory=dict)
+
+    def cfg(self, warehouse: Path) -> OneIdConfig:
+        cfg = small_config(warehouse)
+        sources = {
+            name: source.model_copy(
+                update={"path": source.path.replace("./demo_data", str(self.data))}
+            )
+            for name, source in cfg.pipeline.sources.items()
+        }
+        demo = cfg.pipeline.demo.model_copy(update={"as_of": DAYS})
+        pipeline = cfg.pipeline.model_copy(update={"sources": sources, "demo": demo})
+        return cfg.model_copy(update={"pipeline": pipeline})
+
+    def copy(self, state: Path, target: Path) -> OneIdConfig:
+        shutil.copytree(state, target)
+        return self.cfg(target)
+
+
+@pytest.fixture(scope="module")
+def chain(spark, tmp_path_factory: pytest.TempPathFactory) -> Chain:
+    from oneid_demo import generate_demo
+
+    root = tmp_path_factory.mktemp("reliability")
+    data = root / "demo_data"
+    generate_demo(data, people=160, seed=11, chunk_people=80)
+    later = root / "later"
+    for part in sorted((data / "sources").glob("*/part-*")):
+        if not part.name.startswith("part-00000"):
+            (later / part.parent.name).mkdir(parents=True, exist_ok=True)
+            part.rename(later / part.parent.name / part.name)
+    chain = Chain(data)
+    warehouse = root / "warehouse"
+    cfg = chain.cfg(warehouse)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("ONEID_HMAC_KEY", raising=False)
+        stage_run(spark, cfg, "ingest", batch_id="b1", source=[])
+        stage_run(spark, cfg, "standardize")
+        stage_run(spark, cfg, "identity", run_id="r1", full=False)
+        stage_run(spark, cfg, "tags", as_of=DAYS[0], date_from=None, date_to=None)
+        stage_run(spark, cfg, "audiences", as_of=DAYS[0], explain=None)
+        stage_run(spark, cfg, "publish", as_of=DAYS[0], destination=[], replace=False)
+        for folder in later.iterdir():
+            for part in folder.iterdir():
+                part.rename(data / "sources" / folder.name / part.name)
+        for stage, args in ARGS.items():
+            chain.before[stage] = _copy(warehouse, root / f"{stage}-before")
+            chain.killed[stage] = []
+
+            def kill_here(table: str, stage: str = stage) -> None:
+                n = len(chain.killed[stage]) + 1
+                chain.killed[stage].append((table, _copy(warehouse, root / f"{stage}-killed-{n}")))
+
+            with on_commit(kill_here):
+                stage_run(spark, cfg, stage, **args)
+            chain.after[stage] = _copy(warehouse, root / f"{stage}-after")
+            if stage == "ingest":
+                stage_run(spark, cfg, "ingest", batch_id="b2", source=[])  # the other sources
+    return chain
+
+
+def _copy(warehouse: Path, target: Path) -> Path:
+    shutil.copytree(warehouse, target)
+    return target
+
+
+@contextmanager
+def on_commit(action: Callable[[str], None]) -> Iterator[None]:
+    """``action(table)`` after each commit while the block runs."""
+    COMMIT_HOOKS.append(action)
+    try:
+        yield
+    finally:
+        COMMIT_HOOKS.remove(action)
+
+
+def contents(spark, cfg: OneIdConfig, tables: list[str]) -> dict[str, list[str] | None]:
+    """Each table's rows (wall-clock columns left out) as sorted text; None: no table."""
+    out: dict[str, list[str] | None] = {}
+    for name in tables:
+        frame = read_table_or_none(spark, cfg, name)
+        if frame is None:
+            out[name] = None
+            continue
+        kept = frame.drop(*[c for c in frame.columns if c in VOLATILE])
+        out[name] = sorted(str(tuple(row)) for row in kept.collect())
+    return out
+
+
+def as_readers_see(spark, cfg: OneIdConfig, tables: list[str]) -> dict[str, list[str] | None]:
+    """:func:`contents` as any stage's run reads them (each scope's last complete run)."""
+    token = PINS.set(complete_versions(ControlFiles(spark, warehouse_root(cfg))))
+    try:
+        return contents(spark, cfg, tables)
+    finally:
+        PINS.reset(token)
+
+
+def exports(cfg: OneIdConfig) -> dict[str, str]:
+    root = exports_root(cfg)
+    return {
+        str(path.relative_to(root)): path.read_text(encoding="utf-8")
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def roll_back(spark, cfg: OneIdConfig, scope: str) -> list[str]:
+    """What a run of ``scope`` does first: take the lease, roll back unfinished runs."""
+    files = ControlFiles(spark, warehouse_root(cfg))
+    lease = acquire(files, scope, "test recovery", seconds=60)
+    try:
+        return recover(spark, cfg, files, scope)
+    finally:
+        lease.release()
+
+
+@pytest.mark.parametrize("stage", list(ARGS))
+def test_a_kill_after_any_commit_leaves_the_last_complete_run_and_the_rerun_converges(
+    spark, chain: Chain, tmp_path: Path, stage: str
+) -> None:
+    tables = tables_of(stage, chain.cfg(tmp_path))
+    before = contents(spark, chain.cfg(chain.before[stage]), tables)
+    reference = chain.cfg(chain.after[stage])
+    expected = contents(spark, reference, tables)
+    killed = chain.killed[stage]
+    assert expected != before, "the run under test must change its tables"
+    assert len(killed) >= 2, killed
+
+    for n, (table, state) in enumerate(killed, 1):
+        where = f"{stage} killed after commit {n} of {len(killed)} ({table})"
+        cfg = chain.copy(state, tmp_path / f"killed-{n}")
+        assert as_readers_see(spark, cfg, tables) == before, where
+        if stage in RERUN_EVERY_COMMIT or n in (1, len(killed)):
+            stage_run(spark, cfg, stage, **ARGS[stage])
+            assert contents(spark, cfg, tables) == expected, where
+            if stage == "publish":
+                assert exports(cfg) == exports(reference), where
+        else:
+            assert roll_back(spark, cfg, scope_of(stage)) == [LABELS[stage]], where
+            assert contents(spark, cfg, tables) == before, where
+
+
+ARGS_LABEL = {
+    "identity": "identity run r2",
+    "tags": f"tags {DAYS[1]}",
+    "standardize": "standardize",
+}
+
+
+def test_a_kill_then_a_later_run_mints_no_oneid_twice(spark, chain: Chain, tmp_path: Path) -> None:
+    """Killed after every commit but the journal's, then a run under another id: it ends where
+    the killed one would have (same OneIDs, lineage once), and its gates pass."""
+    tables = tables_of("identity", chain.cfg(tmp_path))
+    _, state = chain.killed["identity"][-1]
+    cfg = chain.copy(state, tmp_path / "killed")
+    stage_run(spark, cfg, "identity", run_id="r3", full=False)
+    renamed = {
+        name: None
+        if rows is None
+        else sorted(row.replace("'r2'", "'r3'") for rows_ in [rows] for row in rows_)
+        for name, rows in contents(spark, chain.cfg(chain.after["identity"]), tables).items()
+    }
+    assert contents(spark, cfg, tables) == renamed
+    states = [
+        entry.state for entry in journal(ControlFiles(spark, str(tmp_path / "killed")), "identity")
+    ]
+    assert states[-4:] == ["started", "rolled_back", "started", "committed"]
+
+
+@contextmanager
+def held_at_first_commit(
+    thread: str | None = None, table: str | None = None
+) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """Hold the first commit made by the thread named ``thread`` (or to ``table``) until
+    ``release`` is set; ``reached`` is set when it gets there."""
+    reached, release = threading.Event(), threading.Event()
+
+    def hook(name: str) -> None:
+        ours = threading.current_thread().name == thread if thread else name == table
+        if ours and not reached.is_set():
+            reached.set()
+            release.wait(300)
+
+    COMMIT_HOOKS.append(hook)
+    try:
+        yield reached, release
+    finally:
+        release.set()
+        COMMIT_HOOKS.remove(hook)
+
+
+def in_thread(name: str, action) -> tuple[threading.Thread, list]:
+    outcome: list = []
+
+    def target() -> None:
+        try:
+            outcome.append(action())
+        except BaseException as exc:  # reported to the test through outcome
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target, name=name)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_second_identity_run_refuses_while_one_runs(spark, chain: Chain, tmp_path: Path) -> None:
+    cfg = chain.copy(chain.before["identity"], tmp_path / "warehouse")
+    tables = tables_of("identity", cfg)
+    with held_at_first_commit(thread="first") as (reached, release):
+        first, outcome = in_thread(
+            "first", lambda: stage_run(spark, cfg, "identity", run_id="r2", full=False)
+        )
+        assert reached.wait(300)
+        with pytest.raises(StageBusyError, match=r"identity is being written by identity run r2"):
+            stage_run(spark, cfg, "identity", run_id="r2b", full=False)
+        release.set()
+        first.join(600)
+    assert outcome == [None]
+    alone = contents(spark, chain.cfg(chain.after["identity"]), tables)
+    assert contents(spark, cfg, tables) == alone  # no duplicate row, no lineage twice
+
+
+def test_one_source_has_one_writer_and_other_sources_ingest_meanwhile(
+    spark, chain: Chain, tmp_path: Path
+) -> None:
+    cfg = chain.copy(chain.before["ingest"], tmp_path / "warehouse")
+    with held_at_first_commit(table=f"bronze.{SOURCE}") as (reached, release):
+        first, outcome = in_thread(
+            "first", lambda: stage_run(spark, cfg, "ingest", batch_id="b2", source=[SOURCE])
+        )
+        assert reached.wait(300)
+        with pytest.raises(StageBusyError, match=rf"ingest.{SOURCE} is being written by"):
+            stage_run(spark, cfg, "ingest", batch_id="b3", source=[SOURCE])
+        stage_run(spark, cfg, "ingest", batch_id="b2", source=["orders"])  # not blocked
+        release.set()
+        first.join(600)
+    assert outcome == [None]
+    runs = read_table_or_none(spark, cfg, "ops.ingest_runs").where("batch_id <> 'b1'")
+    assert sorted((r.source, r.batch_id) for r in runs.collect()) == [
+        ("orders", "b2"),
+        (SOURCE, "b2"),
+    ]
+    stage_run(spark, cfg, "ingest", batch_id="b3", source=[SOURCE])  # nothing left to take
+    assert runs.where(f"source = '{SOURCE}'").count() == 1
