@@ -216,9 +216,11 @@ def test_amount_range_and_precision(spark):
 
 
 def test_amount_checks_quarantine_rows_at_ingest(spark, tmp_path):
-    rows = GOOD_ROW + GOOD_ROW.replace("M1", "M2").replace("10.50", "-1") + GOOD_ROW.replace(
-        "M1", "M3"
-    ).replace("10.50", "10.505")
+    rows = (
+        GOOD_ROW
+        + GOOD_ROW.replace("M1", "M2").replace("10.50", "-1")
+        + GOOD_ROW.replace("M1", "M3").replace("10.50", "10.505")
+    )
     _, cfg = _members(tmp_path, {"a.csv": (HEADER + rows).encode()})
     [report] = ingest(spark, cfg, "b1")
     assert _counts(report) == (3, 1, 2)
