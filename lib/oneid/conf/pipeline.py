@@ -165,7 +165,7 @@ class SourceConf(_Strict):
             if not abbreviation.isalpha():
                 raise ValueError(f"{abbreviation!r}: an abbreviation is letters only (e.g. CST)")
             if zone not in zoneinfo.available_timezones():
-                raise ValueError(f"{abbreviation}: {zone!r} is not an IANA zone (Asia/Shanghai)")
+                raise ValueError(f"{abbreviation}: {zone!r} is not an IANA zone name")
         return {abbreviation.upper(): zone for abbreviation, zone in value.items()}
 
     @model_validator(mode="after")
