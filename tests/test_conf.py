@@ -177,3 +177,21 @@ def test_loading_conf_imports_no_stage():
         [sys.executable, "-c", code, str(CONF_DIR)], capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == ["conf", "errors", "jars"]
+
+
+def test_source_range_and_zone_keys_are_checked(tmp_path):
+    source = (
+        "sources:\n  s:\n    format: csv\n    path: p\n    record_key: [k]\n"
+        "    time_zone_aliases: {CST: Asia/Shanghai, IST: India}\n"
+        "    columns:\n      k: {field: k, min: 1}\n"
+        "      t: {field: t, type: timestamp, earliest: 2030-01-01, latest: 2020-01-01}\n"
+        "      a: {field: a, type: decimal, max: -1}\n"
+    )
+    env = _write(tmp_path, "mode: local\nwarehouse: w\n", source)
+    with pytest.raises(ConfigError) as err:
+        load_config(env)
+    message = str(err.value)
+    assert "sources.s.time_zone_aliases: Value error, IST: 'India' is not an IANA zone" in message
+    assert "sources.s.columns.k: Value error, ['min'] do not apply to a string column" in message
+    assert "columns.t: Value error, lower bound 2030-01-01 is above upper bound 2020" in message
+    assert "columns.a: Value error, lower bound 0 is above upper bound -1" in message

@@ -6,9 +6,19 @@ Each stage owns one section; later stages add theirs here. Unknown keys are erro
 from __future__ import annotations
 
 import datetime
+import zoneinfo
+from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 from oneid.conf.tags import TagsConf
 
@@ -28,6 +38,15 @@ class DemoConf(_Strict):
 
 
 FieldType = Literal["string", "decimal", "integer", "timestamp", "date", "enum"]
+EARLIEST = {"timestamp": datetime.date(1990, 1, 1), "date": datetime.date(1900, 1, 1)}
+"""Default earliest plausible value of a timestamp / date column (``earliest`` overrides)."""
+LATEST = datetime.date(2100, 1, 1)
+"""Default latest plausible value: a fixed far bound, because ingest never reads the clock
+(a re-run must give the same rows); ``latest`` tightens it per column."""
+DECIMAL_MIN = Decimal(0)
+"""Default lower bound of a decimal (amounts are not negative unless ``min`` says so)."""
+DECIMAL_PLACES = 2
+"""Default most decimal places of a decimal (more would be rounded silently)."""
 IdentifierType = Literal[
     "phone",
     "email",
@@ -56,6 +75,47 @@ class ColumnConf(_Strict):
     """Spark datetime pattern for timestamp/date columns; ISO 8601 (with offset) if unset."""
     pii: bool = False
     """Personal data that is not an identifier (name, birthday, free text): bronze only."""
+    min: Decimal | None = None
+    """decimal / integer: smallest accepted value (decimal default 0; integer: unbounded)."""
+    max: Decimal | None = None
+    """decimal / integer: largest accepted value (default unbounded)."""
+    max_decimals: NonNegativeInt | None = None
+    """decimal: most decimal places (default 2); more is ``too_many_decimals``, never rounded."""
+    earliest: datetime.date | None = None
+    """timestamp / date: earliest plausible day (default 1990-01-01, dates 1900-01-01)."""
+    latest: datetime.date | None = None
+    """timestamp / date: latest plausible day, inclusive (default 2100-01-01)."""
+
+    @model_validator(mode="after")
+    def _checks_fit_type(self) -> ColumnConf:
+        allowed = {
+            "decimal": {"min", "max", "max_decimals"},
+            "integer": {"min", "max"},
+            "timestamp": {"earliest", "latest"},
+            "date": {"earliest", "latest"},
+        }.get(self.type, set())
+        checks = ("min", "max", "max_decimals", "earliest", "latest")
+        wrong = [k for k in checks if getattr(self, k) is not None and k not in allowed]
+        if wrong:
+            raise ValueError(f"{wrong} do not apply to a {self.type} column")
+        low, high = self.bounds()
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"lower bound {low} is above upper bound {high}")
+        return self
+
+    def bounds(self) -> tuple[Decimal | datetime.date | None, Decimal | datetime.date | None]:
+        """(lowest, highest) accepted value with the defaults of the column's type applied."""
+        if self.type in EARLIEST:
+            return self.earliest or EARLIEST[self.type], self.latest or LATEST
+        if self.type == "decimal":
+            return (DECIMAL_MIN if self.min is None else self.min), self.max
+        if self.type == "integer":
+            return self.min, self.max
+        return None, None
+
+    def decimals(self) -> int:
+        """Most decimal places a decimal column accepts."""
+        return DECIMAL_PLACES if self.max_decimals is None else self.max_decimals
 
 
 class IdentifierConf(_Strict):
@@ -91,6 +151,22 @@ class SourceConf(_Strict):
     identifiers: tuple[IdentifierConf, ...] = ()
     facts: Literal["contacts", "orders", "events"] = "contacts"
     on_new_columns: Literal["keep", "quarantine", "fail"] = "keep"
+    quoting: Literal["rfc4180", "backslash"] = "rfc4180"
+    """CSV: ``rfc4180`` (``""`` inside quotes, newlines inside quoted fields: Excel, Python) or
+    ``backslash`` (``\\"`` inside quotes, one record per line: Spark's own default)."""
+    time_zone_aliases: dict[str, str] = Field(default_factory=dict)
+    """Zone abbreviations this source's timestamps may end with, and the zone each means
+    (``CST: Asia/Shanghai``); any other abbreviation is ambiguous and quarantined."""
+
+    @field_validator("time_zone_aliases")
+    @classmethod
+    def _known_zones(cls, value: dict[str, str]) -> dict[str, str]:
+        for abbreviation, zone in value.items():
+            if not abbreviation.isalpha():
+                raise ValueError(f"{abbreviation!r}: an abbreviation is letters only (e.g. CST)")
+            if zone not in zoneinfo.available_timezones():
+                raise ValueError(f"{abbreviation}: {zone!r} is not an IANA zone name")
+        return {abbreviation.upper(): zone for abbreviation, zone in value.items()}
 
     @model_validator(mode="after")
     def _consistent(self) -> SourceConf:

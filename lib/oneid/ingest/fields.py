@@ -2,10 +2,16 @@
 
 Every parser is a ``try_`` expression: a value that does not parse gives NULL, and
 :func:`field_problem` turns "present but NULL after parsing" into a reason code, so a bad value
-is quarantined instead of silently becoming NULL.
+is quarantined instead of silently becoming NULL. Values that parse but cannot be right (an
+amount below its ``min``, a year 12025, a zone abbreviation that means three zones) are
+quarantined the same way.
 """
 
 from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Mapping
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
@@ -13,7 +19,13 @@ from pyspark.sql import functions as F
 from oneid.conf.pipeline import ColumnConf
 
 DECIMAL_TYPE = "decimal(18,2)"
+EXACT_DECIMAL = "decimal(38,18)"
 ISO_OFFSET = r"(Z|[+-]\d{2}:?\d{2})$"
+ZONE_SUFFIX = r"\s+([A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*)$"
+"""A zone written after a local time: a region (``Asia/Shanghai``) or an abbreviation."""
+UNAMBIGUOUS_ZONES = ("UTC", "GMT", "UT", "Z")
+NOT_ZONES = ("AM", "PM")
+FORMAT_ZONE_LETTERS = re.compile(r"[zZvVOXx]")
 
 
 def present(raw: Column) -> Column:
@@ -21,15 +33,20 @@ def present(raw: Column) -> Column:
     return raw.isNotNull() & (F.length(F.trim(raw)) > 0)
 
 
-def parse_field(raw: Column, column: ColumnConf, time_zone: str) -> Column:
-    """The typed value of a raw string column (NULL when absent or unparseable)."""
+def parse_field(
+    raw: Column, column: ColumnConf, time_zone: str, zone_aliases: Mapping[str, str] | None = None
+) -> Column:
+    """The typed value of a raw string column (NULL when absent or unparseable).
+
+    ``zone_aliases`` maps the zone abbreviations a source may write after its times to zones.
+    """
     value = F.when(present(raw), F.trim(raw))
     if column.type == "decimal":
         return value.try_cast(DECIMAL_TYPE)
     if column.type == "integer":
         return value.try_cast("bigint")
     if column.type == "timestamp":
-        return _timestamp(value, column.format, time_zone)
+        return _timestamp(value, column.format, time_zone, zone_aliases or {})
     if column.type == "date":
         fmt = column.format or "yyyy-MM-dd"
         return F.to_date(F.try_to_timestamp(value, F.lit(fmt)))
@@ -38,22 +55,89 @@ def parse_field(raw: Column, column: ColumnConf, time_zone: str) -> Column:
     return value
 
 
-def field_problem(raw: Column, column: ColumnConf, time_zone: str) -> Column:
-    """Reason code when the value is missing but required, or present but not parseable."""
-    parsed = parse_field(raw, column, time_zone)
-    missing = F.lit(f"missing_required:{column.field}")
-    bad = F.lit(f"bad_{column.type}:{column.field}")
-    checks = F.when(~present(raw) & F.lit(column.required), missing)
-    if column.type != "string":
-        checks = checks.when(present(raw) & parsed.isNull(), bad)
+def field_problem(
+    raw: Column, column: ColumnConf, time_zone: str, zone_aliases: Mapping[str, str] | None = None
+) -> Column:
+    """Reason code when the value is missing but required, not parseable, or implausible."""
+    parsed = parse_field(raw, column, time_zone, zone_aliases)
+    name = column.field
+    checks = F.when(~present(raw) & F.lit(column.required), F.lit(f"missing_required:{name}"))
+    if column.type == "string":
+        return checks
+    if column.type == "timestamp" and _zone_suffix_allowed(column.format):
+        zone = _zone(_zone_token(F.trim(raw)), time_zone, zone_aliases or {})
+        checks = checks.when(present(raw) & zone.isNull(), F.lit(f"ambiguous_time_zone:{name}"))
+    checks = checks.when(present(raw) & parsed.isNull(), F.lit(f"bad_{column.type}:{name}"))
+    outside = _outside(parsed, column)
+    if outside is not None:
+        checks = checks.when(outside, F.lit(f"out_of_range:{name}"))
+    if column.type == "decimal":
+        exact = F.trim(raw).try_cast(EXACT_DECIMAL)
+        rounded = exact != F.round(exact, column.decimals())
+        checks = checks.when(rounded, F.lit(f"too_many_decimals:{name}"))
     return checks
 
 
-def _timestamp(value: Column, fmt: str | None, time_zone: str) -> Column:
-    """Local wall-clock strings are read in the source's time zone; results are UTC instants."""
+def _outside(parsed: Column, column: ColumnConf) -> Column | None:
+    """True when a parsed value is below or above the column's bounds (None: no bounds)."""
+    low, high = column.bounds()
+    if column.type == "timestamp":
+        low = _utc_midnight(low) if low else None
+        high = _utc_midnight(high + datetime.timedelta(days=1)) if high else None
+        too_high = parsed >= F.lit(high) if high else None
+    else:
+        too_high = parsed > F.lit(high) if high is not None else None
+    too_low = parsed < F.lit(low) if low is not None else None
+    parts = [part for part in (too_low, too_high) if part is not None]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else parts[0] | parts[1]
+
+
+def _utc_midnight(day: datetime.date) -> datetime.datetime:
+    return datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.timezone.utc)
+
+
+def _zone_suffix_allowed(fmt: str | None) -> bool:
+    """A zone after the time is read by OneID unless the pattern itself parses a zone."""
+    return not fmt or not FORMAT_ZONE_LETTERS.search(re.sub(r"'[^']*'", "", fmt))
+
+
+def _zone_token(value: Column) -> Column:
+    """The zone written after a local time (``Asia/Shanghai``, ``CST``), or ``''``."""
+    token = F.regexp_extract(value, ZONE_SUFFIX, 1)
+    return F.when(F.upper(token).isin(*NOT_ZONES), F.lit("")).otherwise(token)
+
+
+def _zone(token: Column, time_zone: str, zone_aliases: Mapping[str, str]) -> Column:
+    """Zone id a value is read in: the source's when none is written, a region or UTC as
+    written, an abbreviation only as conf maps it; NULL for any other abbreviation."""
+    upper = F.upper(token)
+    zone = F.when(token == "", F.lit(time_zone))
+    for abbreviation, name in sorted(zone_aliases.items()):
+        zone = zone.when(upper == abbreviation.upper(), F.lit(name))
+    return zone.when(token.contains("/") | upper.isin(*UNAMBIGUOUS_ZONES), token)
+
+
+def _timestamp(
+    value: Column, fmt: str | None, time_zone: str, zone_aliases: Mapping[str, str]
+) -> Column:
+    """Local wall-clock strings are read in the zone written after them, else the source's
+    time zone; results are UTC instants."""
     if fmt:
         local = F.try_to_timestamp(value, F.lit(fmt))
-        return F.to_utc_timestamp(local, time_zone)
-    has_offset = value.rlike(ISO_OFFSET)
-    parsed = value.try_cast("timestamp")
-    return F.when(has_offset, parsed).otherwise(F.to_utc_timestamp(parsed, time_zone))
+        plain = F.to_utc_timestamp(local, time_zone)
+    else:
+        parsed = value.try_cast("timestamp")
+        plain = F.when(value.rlike(ISO_OFFSET), parsed).otherwise(
+            F.to_utc_timestamp(parsed, time_zone)
+        )
+    if not _zone_suffix_allowed(fmt):
+        return plain
+    token = _zone_token(value)
+    body = F.rtrim(F.left(value, F.length(value) - F.length(token)))
+    if fmt:
+        body = F.date_format(F.try_to_timestamp(body, F.lit(fmt)), "yyyy-MM-dd'T'HH:mm:ss.SSSSSS")
+    # Spark reads "<local time> <zone id>" itself; try_cast gives NULL for an unknown region.
+    zoned = F.concat(body, F.lit(" "), _zone(token, time_zone, zone_aliases)).try_cast("timestamp")
+    return F.when(token == "", plain).otherwise(zoned)

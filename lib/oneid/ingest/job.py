@@ -187,8 +187,10 @@ def _ingest_batch(
 
 
 def quarantine_reason(source: SourceConf) -> Column:
-    """The first reason a raw row cannot be accepted, or NULL. Order: structure, drift, fields."""
-    reason = F.when(F.col("_malformed"), F.lit("malformed_row"))
+    """The first reason a raw row cannot be accepted, or NULL. Order: what the reader found
+    (file problems, bad encoding), structure, drift, fields."""
+    reason = F.when(F.col("_problem").isNotNull(), F.col("_problem"))
+    reason = reason.when(F.col("_malformed"), F.lit("malformed_row"))
     reason = reason.when(F.col("_type_changed").isNotNull(), F.col("_type_changed"))
     if source.on_new_columns == "quarantine":
         reason = reason.when(
@@ -198,7 +200,7 @@ def quarantine_reason(source: SourceConf) -> Column:
     for key in source.record_key:
         reason = reason.when(~present(F.col(key)), F.lit(f"missing_record_key:{key}"))
     problems = [
-        field_problem(F.col(column.field), column, source.time_zone)
+        field_problem(F.col(column.field), column, source.time_zone, source.time_zone_aliases)
         for column in source.columns.values()
     ]
     return F.coalesce(reason, *problems) if problems else reason
@@ -236,15 +238,16 @@ def _fail_on_new_columns(df: DataFrame, name: str) -> None:
 def _new_files(
     spark: SparkSession, name: str, source: SourceConf, batch_id: str, state: IngestState
 ) -> list[str]:
-    """Files under the source path that no other batch has taken."""
+    """Files under the source path that no other batch has taken; a missing path is an error
+    (an empty folder is not: it just has no new files)."""
     if source.format not in {"csv", "json", "parquet"}:
         return []
     taken = state.files.get(name, {})
-    return [
-        path
-        for path in list_files(spark, source.path or "")
-        if taken.get(path, batch_id) == batch_id
-    ]
+    try:
+        files = list_files(spark, source.path or "")
+    except FileNotFoundError:
+        raise ConfigError(f"sources.{name}.path: {source.path} does not exist") from None
+    return [path for path in files if taken.get(path, batch_id) == batch_id]
 
 
 def _types_of(

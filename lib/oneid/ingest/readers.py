@@ -2,13 +2,20 @@
 
 Every reader returns the canonical fields as *raw strings* (nothing parsed yet) plus:
 ``_extra`` (map of columns the conf does not know: schema drift), ``_file``, ``_raw`` (the raw
-line or record, for quarantine), ``_malformed`` (the line did not even split into fields) and
-``_type_changed`` (a typed source column changed type since the first batch, else NULL).
+line or record, for quarantine), ``_malformed`` (the line did not even split into fields),
+``_type_changed`` (a typed source column changed type since the first batch, else NULL) and
+``_problem`` (what the reader found wrong with the file or line, else NULL: ``empty_file``,
+``duplicate_header:<names>``, ``bad_encoding``, ``json_trailing_data``).
+
+A CSV file that cannot be read as a table at all (empty, a column name twice, a header not in
+the declared encoding) becomes one row: its path in ``_file``, its problem, every field NULL.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import logging
 import os
 from collections import defaultdict
@@ -24,16 +31,29 @@ from oneid.tables import union_all
 logger = logging.getLogger(__name__)
 
 CORRUPT = "_corrupt_record"
-LINEAGE = ("_extra", "_file", "_raw", "_malformed", "_type_changed")
+LINEAGE = ("_extra", "_file", "_raw", "_malformed", "_type_changed", "_problem")
+REPLACEMENT = "\ufffd"
+"""What a decoder puts where bytes are not valid in the declared encoding."""
+HEAD_BYTES = 65536
+CSV_QUOTING = {
+    "rfc4180": {"quote": '"', "escape": '"', "multiLine": "true"},
+    "backslash": {"quote": '"', "escape": "\\"},
+}
+"""Spark reader options per ``quoting``; RFC 4180 needs multiLine for newlines in quotes."""
 
 
 def list_files(spark: SparkSession, path: str) -> list[str]:
-    """Data files under ``path`` (a file, folder or glob), on any Hadoop file system, sorted."""
+    """Data files under ``path`` (a file, folder or glob), on any Hadoop file system, sorted.
+
+    Raises FileNotFoundError when the path (or the folder a glob starts from) does not exist.
+    """
     jvm = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()
     hpath = jvm.org.apache.hadoop.fs.Path(path)
     fs = hpath.getFileSystem(conf)
-    statuses = fs.globStatus(hpath) or []
+    statuses = fs.globStatus(hpath)
+    if statuses is None or (not statuses and not fs.exists(_glob_root(jvm, hpath))):
+        raise FileNotFoundError(path)
     files: list[str] = []
     for status in statuses:
         if status.isDirectory():
@@ -44,6 +64,14 @@ def list_files(spark: SparkSession, path: str) -> list[str]:
             files.append(status.getPath().toString())
     hidden = ("_", ".")
     return sorted(f for f in files if not f.rsplit("/", 1)[-1].startswith(hidden))
+
+
+def _glob_root(jvm, hpath):
+    """The deepest folder of a glob path that has no wildcard in it."""
+    root = hpath
+    while root.getParent() is not None and any(c in root.toUri().getPath() for c in "*?[{"):
+        root = root.getParent()
+    return root
 
 
 def read_source(
@@ -114,72 +142,152 @@ def _extras(raw_columns: list[str], source: SourceConf, value_of) -> Column:
 
 
 def _read_csv(spark: SparkSession, source: SourceConf, files: list[str]) -> DataFrame:
-    """CSV, all columns as strings; files are grouped by header so drift is seen per file."""
+    """CSV, all columns as strings; files are grouped by header so drift is seen per file, and
+    a file that is not a table is one ``_problem`` row instead of failing the batch."""
     options = {
         "header": "true",
         "encoding": source.encoding,
         "mode": "PERMISSIVE",
+        **CSV_QUOTING[source.quoting],
         **source.options,
     }
     groups: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    broken: list[tuple[str, str]] = []
     for path in files:
-        groups[_csv_header(spark, path, source)].append(path)
-    frames = []
-    for header, paths in sorted(groups.items()):
-        schema = T.StructType([T.StructField(c, T.StringType()) for c in [*header, CORRUPT]])
-        frame = (
-            spark.read.options(**options)
-            .option("columnNameOfCorruptRecord", CORRUPT)
-            .option("enforceSchema", "true")
-            .schema(schema)
-            .csv(paths)
-        )
-        columns = list(header)
-
-        def value(raw: str) -> Column:
-            return F.col(f"`{raw}`")
-
-        frames.append(
-            frame.select(
-                *_canonical(columns, source, value),
-                _extras(columns, source, value).alias("_extra"),
-                F.col("_metadata.file_path").alias("_file"),
-                F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[value(c) for c in columns]))).alias(
-                    "_raw"
-                ),
-                F.col(CORRUPT).isNotNull().alias("_malformed"),
-                F.lit(None).cast("string").alias("_type_changed"),
-            )
-        )
+        header, problem = _csv_header(spark, path, source, options)
+        if problem:
+            logger.warning("%s: quarantined as a file (%s)", path, problem)
+            broken.append((path, problem))
+        else:
+            groups[header].append(path)
+    frames = [
+        _csv_frame(spark, source, options, header, paths)
+        for header, paths in sorted(groups.items())
+    ]
+    if broken:
+        frames.append(_file_rows(spark, source, broken))
     return union_all(frames)
 
 
-def _csv_header(spark: SparkSession, path: str, source: SourceConf) -> tuple[str, ...]:
-    """Column names from a file's first line, read on the driver (no Spark job per file)."""
+def _csv_frame(
+    spark: SparkSession,
+    source: SourceConf,
+    options: dict[str, str],
+    header: tuple[str, ...],
+    paths: list[str],
+) -> DataFrame:
+    """The files of one header in the uniform layout; a row holding U+FFFD is ``bad_encoding``."""
+    schema = T.StructType([T.StructField(c, T.StringType()) for c in [*header, CORRUPT]])
+    frame = (
+        spark.read.options(**options)
+        .option("columnNameOfCorruptRecord", CORRUPT)
+        .option("enforceSchema", "true")
+        .schema(schema)
+        .csv(paths)
+    )
+    columns = list(header)
+
+    def value(raw: str) -> Column:
+        return F.col(f"`{raw}`")
+
+    text = F.concat_ws("\u0001", *[value(c) for c in columns], F.col(CORRUPT))
+    return frame.select(
+        *_canonical(columns, source, value),
+        _extras(columns, source, value).alias("_extra"),
+        F.col("_metadata.file_path").alias("_file"),
+        F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[value(c) for c in columns]))).alias("_raw"),
+        F.col(CORRUPT).isNotNull().alias("_malformed"),
+        F.lit(None).cast("string").alias("_type_changed"),
+        F.when(text.contains(REPLACEMENT), F.lit("bad_encoding")).alias("_problem"),
+    )
+
+
+def _file_rows(spark: SparkSession, source: SourceConf, broken: list[tuple[str, str]]) -> DataFrame:
+    """One row per file that is not a table: its path and problem, every field NULL."""
+    frame = spark.createDataFrame(broken, "_file string, _problem string")
+    return frame.select(
+        *_canonical([], source, None),
+        F.create_map().cast("map<string,string>").alias("_extra"),
+        "_file",
+        F.lit(None).cast("string").alias("_raw"),
+        F.lit(False).alias("_malformed"),
+        F.lit(None).cast("string").alias("_type_changed"),
+        "_problem",
+    )
+
+
+def _csv_header(
+    spark: SparkSession, path: str, source: SourceConf, options: dict[str, str]
+) -> tuple[tuple[str, ...], str | None]:
+    """Column names from a file's first record (read on the driver, no Spark job per file), and
+    why the file cannot be read as a table, if it cannot."""
+    head = _head(spark, path)
+    encoding = source.encoding.lower()
+    codec = "utf-8-sig" if encoding in {"utf-8", "utf8"} else encoding
+    if not head.strip():
+        return (), "empty_file"
+    if not _header_decodes(head, codec):
+        return (), "bad_encoding"
+    text = codecs.getincrementaldecoder(codec)(errors="replace").decode(head)
+    quote = options.get("quote", '"')
+    escape = options.get("escape", "\\")
+    dialect = {
+        "delimiter": options.get("sep", options.get("delimiter", ",")),
+        "quotechar": quote,
+        "doublequote": escape == quote,
+        "escapechar": None if escape == quote else escape,
+    }
+    row = next(csv.reader(io.StringIO(text), **dialect), [])
+    header = tuple(name.strip().lstrip("\ufeff") for name in row)
+    if not any(header):
+        return header, "empty_file"
+    folded = [name.casefold() for name in header]  # Spark matches column names ignoring case
+    repeated = sorted({name for name in header if folded.count(name.casefold()) > 1})
+    if repeated:
+        return header, f"duplicate_header:{','.join(repeated)}"
+    return header, None
+
+
+def _head(spark: SparkSession, path: str) -> bytes:
+    """The first ``HEAD_BYTES`` bytes of a file, on any Hadoop file system."""
     jvm = spark.sparkContext._jvm
     hpath = jvm.org.apache.hadoop.fs.Path(path)
     stream = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).open(hpath)
     try:
-        bounded = jvm.org.apache.commons.io.input.BoundedInputStream(stream, 65536)
-        head = bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(bounded))
+        bounded = jvm.org.apache.commons.io.input.BoundedInputStream(stream, HEAD_BYTES)
+        return bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(bounded))
     finally:
         stream.close()
-    encoding = source.encoding.lower()
-    text = head.decode("utf-8-sig" if encoding in {"utf-8", "utf8"} else encoding, "replace")
-    line = text.splitlines()[0] if text else ""
-    separator = source.options.get("sep", source.options.get("delimiter", ","))
-    quote = source.options.get("quote", '"')
-    row = next(csv.reader([line], delimiter=separator, quotechar=quote), [])
-    return tuple(name.strip().lstrip("\ufeff") for name in row)
+
+
+def _header_decodes(head: bytes, codec: str) -> bool:
+    """False when the first line of ``head`` is not valid in ``codec`` (a GBK file declared
+    UTF-8); a character cut at the end of ``head`` is not an error."""
+    try:
+        codecs.getincrementaldecoder(codec)(errors="strict").decode(head)
+    except UnicodeDecodeError as err:
+        return "\n" in head[: err.start].decode(codec, "replace")
+    return True
 
 
 def _read_json_lines(spark: SparkSession, source: SourceConf, files: list[str]) -> DataFrame:
-    """JSON lines read as text first, so a broken line keeps its raw text for quarantine."""
+    """JSON lines read as text first, so a broken line keeps its raw text for quarantine.
+
+    A line with bytes that are not UTF-8 is ``bad_encoding`` (its text keeps U+FFFD in their
+    place, in quarantine only); a line with more after its JSON value (two objects glued
+    together) is ``json_trailing_data``: Spark would read the first and drop the rest.
+    """
     if source.encoding.lower().replace("-", "") not in {"utf8", "utf8sig"}:
         raise ConfigError(f"json sources must be UTF-8 (got encoding {source.encoding!r})")
     lines = (
         spark.read.text(files)
-        .select(F.col("value"), F.col("_metadata.file_path").alias("_file"))
+        .select(
+            F.make_valid_utf8(F.col("value")).alias("value"),
+            (~F.is_valid_utf8(F.col("value")) | F.col("value").contains(REPLACEMENT)).alias(
+                "_bad_bytes"
+            ),
+            F.col("_metadata.file_path").alias("_file"),
+        )
         .where(F.length(F.trim(F.col("value"))) > 0)
     )
     fields = list(source.columns)
@@ -192,6 +300,11 @@ def _read_json_lines(spark: SparkSession, source: SourceConf, files: list[str]) 
         F.from_json(F.col("value"), T.MapType(T.StringType(), T.StringType())).alias("_m"),
     )
     malformed = F.col(f"_j.{CORRUPT}").isNotNull() | F.col("_m").isNull()
+    # "[<line>]" parses only if the line holds exactly one JSON value
+    single = F.from_json(F.concat(F.lit("["), F.col("value"), F.lit("]")), "array<string>")
+    problem = F.when(F.col("_bad_bytes"), F.lit("bad_encoding")).when(
+        ~malformed & single.isNull(), F.lit("json_trailing_data")
+    )
 
     def value(raw: str) -> Column:
         return F.when(~malformed, F.col("_j")[raw])
@@ -208,6 +321,7 @@ def _read_json_lines(spark: SparkSession, source: SourceConf, files: list[str]) 
         F.col("value").alias("_raw"),
         malformed.alias("_malformed"),
         F.lit(None).cast("string").alias("_type_changed"),
+        problem.alias("_problem"),
     )
 
 
@@ -244,4 +358,5 @@ def _from_typed(
         F.to_json(F.struct(*[F.col(f"`{c}`") for c in columns])).alias("_raw"),
         F.lit(False).alias("_malformed"),
         type_changed.cast("string").alias("_type_changed"),
+        F.lit(None).cast("string").alias("_problem"),
     )

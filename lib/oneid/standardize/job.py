@@ -141,8 +141,9 @@ def _standardize(spark: SparkSession, cfg: OneIdConfig) -> StandardizeReport:
 def fact_rows(frame: DataFrame, name: str, source: SourceConf) -> DataFrame:
     """Typed fields of a record, with its event time; identifier and ``pii`` fields left out."""
     identifying = {ident.field for ident in source.identifiers}
+    zone, aliases = source.time_zone, source.time_zone_aliases
     keep = [
-        parse_field(F.col(column.field), column, source.time_zone).alias(column.field)
+        parse_field(F.col(column.field), column, zone, aliases).alias(column.field)
         for column in source.columns.values()
         if not column.pii and column.field not in identifying
     ]

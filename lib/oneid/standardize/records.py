@@ -78,7 +78,7 @@ def event_time(source: SourceConf) -> Column:
     if not source.timestamp:
         return F.lit(None).cast("timestamp")
     column = next(c for c in source.columns.values() if c.field == source.timestamp)
-    return parse_field(F.col(column.field), column, source.time_zone)
+    return parse_field(F.col(column.field), column, source.time_zone, source.time_zone_aliases)
 
 
 def _id_type(ident: IdentifierConf) -> Column:
