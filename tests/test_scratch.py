@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,17 +20,11 @@ from oneid.scratch import (
     sweep,
     this_process,
 )
+from tests.support import dead_pid
 
 pytestmark = pytest.mark.unit
 
 DAY = 86400.0
-
-
-def dead_pid() -> int:
-    """The pid of a process that has exited (and been reaped)."""
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
 
 
 def test_owner_rules():
@@ -94,5 +86,5 @@ def test_a_scratch_root_of_another_user_is_refused(tmp_path):
     root = tmp_path / "theirs"
     root.mkdir()
     os.chown(root, 12345, 12345)
-    with pytest.raises(ConfigError, match="scratch_root .* belongs to another user"):
+    with pytest.raises(ConfigError, match=r"scratch_root .* belongs to another user"):
         private_root(str(root))
