@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import stat
 import time
 from pathlib import Path
@@ -55,19 +56,22 @@ def test_sweep_removes_dead_and_stale_folders_only(tmp_path):
     folders.create("other-host-young", dataclasses.replace(me, host="elsewhere"))
     old = dataclasses.replace(me, host="elsewhere", created=time.time() - 3 * DAY)
     folders.create("other-host-old", old)
-    for name, age in (("legacy-old", 3 * DAY), ("legacy-young", 0.0)):
-        (tmp_path / name / "0f3c").mkdir(parents=True)  # like main's empty <uuid>/<uuid>
+    legacy_old, legacy_young = "a" * 32, "b" * 32  # older versions' <uuid> (no marker)
+    for name, age in ((legacy_old, 3 * DAY), (legacy_young, 0.0), ("not-ours", 3 * DAY)):
+        (tmp_path / name / "0f3c").mkdir(parents=True)
         stamp = time.time() - age
         os.utime(tmp_path / name, (stamp, stamp))
 
-    removed = sweep(folders, DAY)
+    removed = sweep(folders, DAY, unmarked=re.compile(r"[0-9a-f]{32}"))
 
-    assert sorted(removed) == ["dead", "legacy-old", "other-host-old"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
+    assert set(removed) == {legacy_old, "dead", "other-host-old"}
+    assert {p.name for p in tmp_path.iterdir()} == {
+        legacy_young,
         "alive",
-        "legacy-young",
+        "not-ours",  # no marker, not a name of ours: never touched, however old
         "other-host-young",
-    ]
+    }
+    assert sweep(LocalFolders(str(tmp_path / "missing")), DAY) == []
 
 
 def test_run_folders_and_root_are_private(tmp_path):

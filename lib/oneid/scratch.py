@@ -6,8 +6,11 @@ marker, ``_owner.json``: host, pid, the process's start time and when the folder
 At start, a run sweeps the folders of runs that are gone:
 
 - same host: the owner pid no longer exists, or is now another process (start time differs);
-- another host (a cluster driver, a container) or no marker: older than ``sweep_after_hours``,
-  since a process on another machine cannot be checked.
+- another host (a cluster driver, a container): older than ``sweep_after_hours``, since a
+  process on another machine cannot be checked;
+- no marker: only a name the caller knows as its own (``unmarked``, e.g. the bare uuids of
+  older versions' checkpoint folders), older than ``sweep_after_hours``. Anything else under
+  the root is never touched, so a root shared with other data is safe.
 
 A folder whose owner is alive is never touched. Exit cleanup runs on a normal exit and after
 an unhandled exception (``atexit``); a killed run (``kill -9``, a lost container) leaves its
@@ -21,6 +24,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import stat
@@ -196,12 +200,19 @@ class HadoopFolders:
         self._fs.delete(self._path(f"{self.root}/{name}"), True)
 
 
-def sweep(folders: Folders, sweep_after_seconds: float) -> list[str]:
-    """Remove the folders under ``folders.root`` whose owner is gone; return their names."""
+def sweep(
+    folders: Folders, sweep_after_seconds: float, unmarked: re.Pattern[str] | None = None
+) -> list[str]:
+    """Remove the folders under ``folders.root`` whose owner is gone; return their names.
+
+    A folder without an owner marker is a candidate only when ``unmarked`` matches its name.
+    """
     removed = []
     for name in folders.names():
         try:
             owner, age = folders.owner(name)
+            if owner is None and not (unmarked and unmarked.fullmatch(name)):
+                continue
             if is_gone(owner, age, sweep_after_seconds):
                 folders.remove(name)
                 removed.append(name)
@@ -212,9 +223,14 @@ def sweep(folders: Folders, sweep_after_seconds: float) -> list[str]:
     return removed
 
 
-def start_run_folder(folders: Folders, name: str, sweep_after_seconds: float) -> str:
+def start_run_folder(
+    folders: Folders,
+    name: str,
+    sweep_after_seconds: float,
+    unmarked: re.Pattern[str] | None = None,
+) -> str:
     """Sweep ``folders``, then create this run's folder ``name``, removed when the process exits."""
-    sweep(folders, sweep_after_seconds)
+    sweep(folders, sweep_after_seconds, unmarked)
     path = folders.create(name, this_process())
     at_exit(lambda: folders.remove(name))
     return path

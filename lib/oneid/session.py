@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import tempfile
 import uuid
@@ -42,6 +43,8 @@ LOG4J_CONF = Path(__file__).with_name("log4j2.properties")
 GRAPHFRAMES_FLAG = "spark.oneid.graphframes.available"
 CHECKPOINT_FLAG = "spark.oneid.checkpoint.dir"
 LOCAL_DIR = "spark.local.dir"
+UNMARKED_CHECKPOINTS = re.compile(r"[0-9a-f]{32}")
+"""Checkpoint folders of versions before owner markers: ``<checkpoint_root>/<uuid hex>``."""
 
 
 def warehouse_root(cfg: OneIdConfig) -> str:
@@ -112,7 +115,7 @@ def build_session(
     spark.conf.set(GRAPHFRAMES_FLAG, str(graphframes).lower())
 
     checkpoint_dir = start_run_folder(
-        _checkpoint_folders(spark, cfg), run, _sweep_after_seconds(cfg)
+        _checkpoint_folders(spark, cfg), run, _sweep_after_seconds(cfg), UNMARKED_CHECKPOINTS
     )
     spark.sparkContext.setCheckpointDir(checkpoint_dir)
     spark.conf.set(CHECKPOINT_FLAG, checkpoint_dir)
