@@ -170,9 +170,10 @@ def _write_marketing(
         *(["tags"] if tags is not None else []),
     )
     out = scratch / "_spark"
+    whole_line = F.to_json(F.struct(*[c for c in lines.columns if c != "audience_id"]))
     (
         lines.repartition("audience_id")
-        .sortWithinPartitions("audience_id", "change", "oneid", "from_oneid")
+        .sortWithinPartitions("audience_id", "change", "oneid", "from_oneid", whole_line)
         .write.partitionBy("audience_id")
         .option("ignoreNullFields", "false")
         .json(str(out))
@@ -206,12 +207,14 @@ def _write_platform(
     counts["oneids_without_keys"] = actions.join(resolved, "oneid", "left_anti").count()
     rows = actions.join(keys, "oneid").select("audience_id", "action", "column", "match_key")
     out = scratch / "_spark"
+    folders = ["audience_id", "action", "column"]
     (
         rows.distinct()
-        .repartition("audience_id", "action", "column")
-        .sortWithinPartitions("match_key")
-        .select("audience_id", "action", "column", "match_key")
-        .write.partitionBy("audience_id", "action", "column")
+        .repartition(*folders)
+        # the folder columns first: a write sorts by its partitionBy columns unless the rows
+        # already are, and that sort would drop an order by match_key alone
+        .sortWithinPartitions(*folders, "match_key")
+        .write.partitionBy(*folders)
         .text(str(out))
     )
     for folder in sorted(out.glob("audience_id=*/action=*/column=*")):
@@ -226,7 +229,8 @@ def _write_platform(
 
 
 def _concatenate(parts: list[Path], target: Path) -> None:
-    """Join Spark's part files (each sorted, one per partition key here) into one file."""
+    """Join Spark's part files (one per partition key here, its lines in canonical order) into
+    one file: the same content gives the same bytes, whatever the shuffle partitions."""
     with target.open("wb") as sink:
         for part in parts:
             with part.open("rb") as source:
