@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
 import pytest
 
 from oneid.conf.pipeline import DestinationConf
-from oneid.publish.job import _manifest, _write_platform
+from oneid.publish.job import _manifest, _scratch_folder, _write_platform
+from oneid.scratch import OWNER_FILE, LocalFolders, this_process
+from tests.support import dead_pid
 
 pytestmark = pytest.mark.unit
 
@@ -61,3 +64,19 @@ def test_platform_files_are_sorted_and_equal_across_shuffle_partitions(
             same = tmp_path / str(partitions) / path.relative_to(tmp_path / "7")
             assert same.read_bytes() == path.read_bytes(), same
     assert {m["checksum"] for m in manifests.values()} == {manifests[1]["checksum"]}
+
+
+def test_scratch_of_a_killed_publish_is_swept_and_exports_are_kept(cfg, tmp_path):
+    root = tmp_path / "tencent_ads"
+    (root / "dt=2025-06-29").mkdir(parents=True)
+    (root / "dt=2025-06-29" / "manifest.json").write_text("{}")
+    killed = "_building-" + "0" * 32
+    LocalFolders(str(root)).create(killed, dataclasses.replace(this_process(), pid=dead_pid()))
+    live = "_building-" + "1" * 32
+    LocalFolders(str(root)).create(live, this_process())
+
+    scratch = _scratch_folder(cfg, root)
+
+    assert (scratch / OWNER_FILE).is_file()
+    assert {p.name for p in root.iterdir()} == {"dt=2025-06-29", live, scratch.name}
+    assert (root / "dt=2025-06-29" / "manifest.json").is_file()
