@@ -18,7 +18,7 @@ from chispa import assert_df_equality
 from pyspark.sql import Row
 from pyspark.sql import functions as F
 
-from oneid.scratch import OWNER_FILE, LocalFolders, this_process
+from oneid.scratch import OWNER_FILE, HadoopFolders, LocalFolders, sweep, this_process
 from oneid.session import (
     graphframes_available,
     remove_checkpoint_dir,
@@ -97,6 +97,21 @@ def test_spark_scratch_files_go_to_a_private_per_run_folder(spark, cfg):
     assert owner["pid"] == os.getpid()
     spark.range(1000).repartition(3).groupBy((F.col("id") % 7).alias("k")).count().collect()
     assert list(local_dir.glob("blockmgr-*/*/shuffle_*.data"))  # shuffle files are in it
+
+
+def test_run_folders_on_a_hadoop_file_system(spark, tmp_path):
+    """The checkpoint root may be any Hadoop URI: the same rules through the JVM's file system."""
+    jvm, conf = spark.sparkContext._jvm, spark.sparkContext._jsc.hadoopConfiguration()
+    folders = HadoopFolders(f"file://{tmp_path}/checkpoints", jvm, conf)
+    assert folders.names() == []
+    me = this_process()
+    folders.create("live", me)
+    folders.create("dead", dataclasses.replace(me, pid=dead_pid()))
+    (tmp_path / "checkpoints" / "not-ours").mkdir()
+    assert folders.owner("live")[0] == me
+    assert folders.owner("not-ours")[0] is None
+    assert sweep(folders, 3600.0) == ["dead"]
+    assert folders.names() == ["live", "not-ours"]
 
 
 RUN = """

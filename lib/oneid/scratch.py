@@ -147,7 +147,7 @@ class LocalFolders:
 
     def create(self, name: str, owner: Owner) -> str:
         folder = Path(self.root, name)
-        folder.mkdir(mode=PRIVATE, parents=True)
+        folder.mkdir(mode=PRIVATE, parents=True, exist_ok=True)  # a run id given twice: reused
         folder.chmod(PRIVATE)
         (folder / OWNER_FILE).write_text(owner.to_json(), encoding="utf-8")
         return str(folder)
