@@ -44,3 +44,13 @@ def config_for(folder: Path, pipeline: dict, *extra: str) -> OneIdConfig:
     }
     (conf_dir / "local.yaml").write_text(yaml.safe_dump(env), encoding="utf-8")
     return load_config("local", conf_dir, list(extra))
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited and been reaped (an owner that is gone)."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid

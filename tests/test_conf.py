@@ -39,6 +39,20 @@ def test_unknown_key_names_file_and_key(tmp_path):
     assert f"{env}: spark.shufle_partitions: unknown key" in str(err.value)
 
 
+def test_scratch_keys_are_validated(tmp_path):
+    base = "mode: local\nwarehouse: w\n"
+    assert load_config(_write(tmp_path, base)).env.sweep_after_hours == 48.0
+    cases = {
+        "scratch_root: hdfs:///tmp/x\n": "scratch_root: Value error, must be a local folder",
+        "sweep_after_hours: 0\n": "sweep_after_hours: Input should be greater than 0",
+    }
+    for line, expected in cases.items():
+        env = _write(tmp_path, base + line)
+        with pytest.raises(ConfigError) as err:
+            load_config(env)
+        assert f"{env}: {expected}" in str(err.value)
+
+
 def test_wrong_type_names_expectation(tmp_path):
     env = _write(tmp_path, "mode: local\nwarehouse: w\nspark:\n  shuffle_partitions: abc\n")
     with pytest.raises(ConfigError) as err:

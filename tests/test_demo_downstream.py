@@ -143,6 +143,22 @@ def test_publish_rerun_writes_nothing_and_files_match_manifests(spark, demo, as_
             assert data.count(b"\n") == entry["rows"]
 
 
+def test_republish_with_other_shuffle_partitions_is_unchanged(spark, demo, as_of):
+    """Export content is canonical: another partitioning gives the same bytes and checksum."""
+    root = exports_root(demo.cfg)
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+    partitions = spark.conf.get("spark.sql.shuffle.partitions")
+    spark.conf.set("spark.sql.shuffle.partitions", "7")
+    try:
+        reports = run_publish(spark, demo.cfg, as_of, [])
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", partitions)
+    assert {r.destination: r.status for r in reports} == dict.fromkeys(
+        demo.cfg.pipeline.publish.destinations, "unchanged"
+    )
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()} == before
+
+
 def test_tencent_phone_keys_are_md5_of_national_mobiles(spark, demo):
     """Independent of OneID's normaliser: phonenumbers on the raw bronze phones, then MD5."""
     national = set()

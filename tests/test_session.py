@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import Row
+from pyspark.sql import functions as F
 
-from oneid.session import graphframes_available, remove_checkpoint_dir, warehouse_root
+from oneid.scratch import OWNER_FILE, HadoopFolders, LocalFolders, sweep, this_process
+from oneid.session import (
+    graphframes_available,
+    remove_checkpoint_dir,
+    scratch_root,
+    warehouse_root,
+)
+from tests.support import REPO, dead_pid
 
 pytestmark = pytest.mark.unit
 
@@ -70,3 +86,83 @@ def test_remove_checkpoint_dir(spark):
     assert local.is_dir()
     remove_checkpoint_dir(spark)
     assert not local.exists()
+
+
+def test_spark_scratch_files_go_to_a_private_per_run_folder(spark, cfg):
+    local_dir = Path(spark.sparkContext.getConf().get("spark.local.dir"))
+    assert local_dir.parent == Path(scratch_root(cfg))
+    assert stat.S_IMODE(local_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(local_dir.parent.stat().st_mode) == 0o700
+    owner = json.loads((local_dir / OWNER_FILE).read_text())
+    assert owner["pid"] == os.getpid()
+    spark.range(1000).repartition(3).groupBy((F.col("id") % 7).alias("k")).count().collect()
+    assert list(local_dir.glob("blockmgr-*/*/shuffle_*.data"))  # shuffle files are in it
+
+
+def test_run_folders_on_a_hadoop_file_system(spark, tmp_path):
+    """The checkpoint root may be any Hadoop URI: the same rules through the JVM's file system."""
+    jvm, conf = spark.sparkContext._jvm, spark.sparkContext._jsc.hadoopConfiguration()
+    folders = HadoopFolders(f"file://{tmp_path}/checkpoints", jvm, conf)
+    assert folders.names() == []
+    me = this_process()
+    folders.create("live", me)
+    folders.create("dead", dataclasses.replace(me, pid=dead_pid()))
+    (tmp_path / "checkpoints" / "not-ours").mkdir()
+    assert folders.owner("live")[0] == me
+    assert folders.owner("not-ours")[0] is None
+    assert sweep(folders, 3600.0) == ["dead"]
+    assert folders.names() == ["live", "not-ours"]
+
+
+RUN = """
+import os, sys, time
+from tests.support import small_config
+from oneid.session import build_session
+cfg = small_config(sys.argv[1], "scratch_root=" + sys.argv[2])
+spark = build_session(cfg, app_name="oneid-scratch-test")
+spark.range(1000).repartition(3).count()
+spark.range(10).checkpoint(eager=True).count()
+print(spark.sparkContext.getConf().get("spark.local.dir"), flush=True)
+print(spark.conf.get("spark.oneid.checkpoint.dir"), flush=True)
+if sys.argv[3] == "hang":
+    time.sleep(600)
+raise RuntimeError("the stage failed")
+"""
+
+
+def _run(warehouse: Path, scratch: Path, how: str) -> tuple[subprocess.Popen, list[str]]:
+    """A process that builds a session, shuffles and checkpoints, then fails or waits."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "lib"), str(REPO)])}
+    process = subprocess.Popen(
+        [sys.executable, "-c", RUN, str(warehouse), str(scratch), how],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    folders = [process.stdout.readline().strip(), process.stdout.readline().strip()]
+    assert all(folders), f"the run printed no folders (exit code {process.poll()})"
+    return process, [f.removeprefix("file:") for f in folders]
+
+
+def test_run_folders_are_removed_at_exit_and_swept_after_a_kill(tmp_path):
+    warehouse, scratch = tmp_path / "warehouse", tmp_path / "scratch"
+    checkpoints = warehouse / "_checkpoints"
+    me = this_process()
+    for root in (checkpoints, scratch):  # a live run's folders, and a dead run's
+        LocalFolders(str(root)).create("live-run", me)
+        LocalFolders(str(root)).create("dead-run", dataclasses.replace(me, pid=dead_pid()))
+
+    killed, killed_folders = _run(warehouse, scratch, "hang")
+    assert all(Path(f).is_dir() for f in killed_folders), killed_folders
+    os.killpg(killed.pid, signal.SIGKILL)  # kill -9, the JVM too: no clean-up runs
+    killed.wait()
+    time.sleep(1)
+    assert all(Path(f).is_dir() for f in killed_folders)
+
+    failed, failed_folders = _run(warehouse, scratch, "raise")
+    assert failed.wait(timeout=300) != 0
+    assert not any(Path(f).exists() for f in failed_folders)
+    for root in (checkpoints, scratch):  # the killed and dead runs' folders were swept
+        assert sorted(p.name for p in root.iterdir()) == ["live-run"]

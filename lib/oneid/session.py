@@ -2,23 +2,37 @@
 
 Local mode sets master, driver memory and the jar list; cluster mode leaves master, resources
 and jars to spark-submit (``deploy/submit.sh``) and only checks the jars are there.
+
+Each session gets its own checkpoint folder and, in local mode, its own private folder for
+Spark's scratch files (``spark.local.dir``); both are removed at exit and swept by the next
+run when their process was killed (:mod:`oneid.scratch`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import tempfile
 import uuid
 from pathlib import Path
 
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from oneid.conf import OneIdConfig
 from oneid.errors import JarResolutionError, OneIdError
 from oneid.jars import resolve_jars
 from oneid.java import find_java
+from oneid.scratch import (
+    HadoopFolders,
+    LocalFolders,
+    at_exit,
+    default_scratch_root,
+    private_root,
+    start_run_folder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +42,9 @@ GRAPHFRAMES_CLASS = "org.graphframes.GraphFrame"
 LOG4J_CONF = Path(__file__).with_name("log4j2.properties")
 GRAPHFRAMES_FLAG = "spark.oneid.graphframes.available"
 CHECKPOINT_FLAG = "spark.oneid.checkpoint.dir"
+LOCAL_DIR = "spark.local.dir"
+UNMARKED_CHECKPOINTS = re.compile(r"[0-9a-f]{32}")
+"""Checkpoint folders of versions before owner markers: ``<checkpoint_root>/<uuid hex>``."""
 
 
 def warehouse_root(cfg: OneIdConfig) -> str:
@@ -38,7 +55,9 @@ def warehouse_root(cfg: OneIdConfig) -> str:
 def build_session(
     cfg: OneIdConfig, *, app_name: str | None = None, run_id: str | None = None
 ) -> SparkSession:
-    """Build (or return the running) SparkSession for ``cfg``, with a per-run checkpoint dir."""
+    """Build (or return the running) SparkSession for ``cfg``, with a per-run checkpoint dir
+    and, for a new local-mode session, a per-run scratch dir; both are removed at exit."""
+    run = run_id or uuid.uuid4().hex
     spark_conf = cfg.env.spark
     builder = SparkSession.builder.appName(app_name or spark_conf.app_name)
     settings: dict[str, str] = {
@@ -78,10 +97,16 @@ def build_session(
                 "spark.databricks.delta.snapshotPartitions": str(spark_conf.shuffle_partitions),
             }
         )
+        scratch = _local_scratch_dir(cfg, run)
+        if scratch is not None:
+            settings[LOCAL_DIR] = scratch
     settings.update(spark_conf.extra)
     for key, value in settings.items():
         builder = builder.config(key, value)
+    started = SparkContext._active_spark_context is None
     spark = builder.getOrCreate()
+    if started:
+        at_exit(spark.stop)  # before the scratch dir goes (exit tasks run last added first)
     spark.sparkContext.setLogLevel("WARN")
 
     _require_class(spark, DELTA_EXTENSION, "jars.delta")
@@ -89,9 +114,8 @@ def build_session(
         graphframes = _has_class(spark, GRAPHFRAMES_CLASS)
     spark.conf.set(GRAPHFRAMES_FLAG, str(graphframes).lower())
 
-    checkpoint_dir = _join(
-        _absolute(cfg.env.checkpoint_root or _join(warehouse_root(cfg), "_checkpoints")),
-        run_id or uuid.uuid4().hex,
+    checkpoint_dir = start_run_folder(
+        _checkpoint_folders(spark, cfg), run, _sweep_after_seconds(cfg), UNMARKED_CHECKPOINTS
     )
     spark.sparkContext.setCheckpointDir(checkpoint_dir)
     spark.conf.set(CHECKPOINT_FLAG, checkpoint_dir)
@@ -115,6 +139,40 @@ def remove_checkpoint_dir(spark: SparkSession) -> None:
     hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
     fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     fs.delete(hadoop_path, True)
+
+
+def checkpoint_root(cfg: OneIdConfig) -> str:
+    """Absolute root of the per-run checkpoint folders (``checkpoint_root``)."""
+    return _absolute(cfg.env.checkpoint_root or _join(warehouse_root(cfg), "_checkpoints"))
+
+
+def scratch_root(cfg: OneIdConfig) -> str:
+    """Absolute root of the per-run local scratch folders (``scratch_root``)."""
+    return _absolute(cfg.env.scratch_root or default_scratch_root())
+
+
+def _checkpoint_folders(spark: SparkSession, cfg: OneIdConfig) -> LocalFolders | HadoopFolders:
+    root = checkpoint_root(cfg)
+    if "://" not in root:
+        return LocalFolders(root)
+    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
+    return HadoopFolders(root, spark.sparkContext._jvm, hadoop_conf)
+
+
+def _local_scratch_dir(cfg: OneIdConfig, run: str) -> str | None:
+    """A private per-run ``spark.local.dir``, or None where it is decided elsewhere: a running
+    SparkContext (it cannot change), ``SPARK_LOCAL_DIRS``, or ``spark.extra``."""
+    if SparkContext._active_spark_context is not None:
+        return None
+    if os.environ.get("SPARK_LOCAL_DIRS") or LOCAL_DIR in cfg.env.spark.extra:
+        logger.info("spark.local.dir left as set by SPARK_LOCAL_DIRS or spark.extra")
+        return None
+    folders = LocalFolders(private_root(scratch_root(cfg)))
+    return start_run_folder(folders, f"{run}-{os.getpid()}", _sweep_after_seconds(cfg))
+
+
+def _sweep_after_seconds(cfg: OneIdConfig) -> float:
+    return cfg.env.sweep_after_hours * 3600
 
 
 def session_jars(cfg: OneIdConfig) -> tuple[list[Path], bool]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
 from oneid.conf.audiences import AudiencesConf
 from oneid.conf.pipeline import PipelineConf
@@ -74,9 +74,25 @@ class EnvConf(StrictModel):
     mode: Literal["local", "cluster"]
     warehouse: str
     checkpoint_root: str | None = None
+    scratch_root: str | None = None
+    """Local folder for Spark's scratch files (``spark.local.dir``) in local mode, one private
+    sub-folder per run; default ``<system temp>/oneid-<user>``. Unused in cluster mode."""
+    sweep_after_hours: PositiveFloat = 48.0
+    """Run folders (checkpoints, scratch) made on another host or without an owner marker are
+    removed once older than this; on the same host, as soon as their process is gone."""
     spark: SparkConf = Field(default_factory=SparkConf)
     jars: JarsConf = Field(default_factory=JarsConf)
     secrets: SecretsConf = Field(default_factory=SecretsConf)
+
+    @field_validator("scratch_root")
+    @classmethod
+    def _local_folder(cls, value: str | None) -> str | None:
+        if value is not None and "://" in value:
+            raise ValueError(
+                "must be a local folder (Spark's local dir is on the driver's disk), "
+                f"not a URI: {value}"
+            )
+        return value
 
 
 class OneIdConfig(StrictModel):

@@ -3,7 +3,9 @@
 Per destination and day, files go to ``<exports>/<destination>/dt=<D>/`` with a
 ``manifest.json`` (rows and SHA-256 per file, one checksum over all). An export is built in a
 scratch folder first; if the day was already published with the same checksum nothing is
-written, with a different one the run fails unless ``--replace``. Holdout members are never
+written, with a different one the run fails unless ``--replace``; lines are in a canonical
+order, so equal content has an equal checksum whatever the partitioning. Scratch folders of a
+killed publish are swept by the next one (:mod:`oneid.scratch`). Holdout members are never
 exported. ``audience.publish_log`` gets one row per (destination, dt) published.
 
 - ``marketing_automation``: ``<audience>.jsonl``, one line per entered / exited / remapped
@@ -19,6 +21,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 import shutil
 import uuid
 from dataclasses import dataclass, field
@@ -35,6 +38,7 @@ from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import DestinationConf
 from oneid.errors import DataContractError
 from oneid.publish.match_keys import exportable_types, match_keys, normalised_identifiers
+from oneid.scratch import OWNER_FILE, LocalFolders, start_run_folder
 from oneid.session import warehouse_root
 from oneid.tables import (
     append,
@@ -49,6 +53,9 @@ from oneid.tags import day_tags
 
 logger = logging.getLogger(__name__)
 PUBLISH_LOG = "audience.publish_log"
+UNMARKED_BUILDS = re.compile(r"_building-[0-9a-f]{32}")
+"""Scratch folders of a publish killed after its owner marker was removed (or of older
+versions): swept by age only."""
 
 
 @dataclass
@@ -142,7 +149,7 @@ def _publish_one(
 ) -> PublishReport:
     root = exports_root(cfg) / name
     final = root / f"dt={as_of.isoformat()}"
-    scratch = root / f"_building-{uuid.uuid4().hex}"
+    scratch = _scratch_folder(cfg, root)
     chosen = day.where(F.col("audience_id").isin(list(destination.audiences)))
     counts = {"holdout_skipped": chosen.where(F.col("holdout")).count()}
     sent = chosen.where(~F.col("holdout"))
@@ -152,6 +159,7 @@ def _publish_one(
         else:
             assert identifiers is not None
             _write_platform(destination, sent, identifiers, scratch, counts)
+        (scratch / OWNER_FILE).unlink()  # the marker is not part of the export
         manifest = _manifest(scratch, name, destination, as_of, counts)
         status = _install(scratch, final, manifest["checksum"], replace)
     finally:
@@ -160,6 +168,14 @@ def _publish_one(
         _log(spark, cfg, name, as_of, manifest)  # also after a kill between install and log
     logger.info("publish %s %s: %s (%s)", name, as_of, status, manifest["checksum"][:12])
     return PublishReport(name, as_of, status, str(final), manifest["checksum"], counts)
+
+
+def _scratch_folder(cfg: OneIdConfig, root: Path) -> Path:
+    """A new ``_building-<uuid>`` folder under ``root``, after sweeping those of killed runs."""
+    folders = LocalFolders(str(root))
+    sweep_after = cfg.env.sweep_after_hours * 3600
+    name = f"_building-{uuid.uuid4().hex}"
+    return Path(start_run_folder(folders, name, sweep_after, UNMARKED_BUILDS))
 
 
 def _write_marketing(
@@ -192,9 +208,10 @@ def _write_marketing(
         *(["tags"] if tags is not None else []),
     )
     out = scratch / "_spark"
+    whole_line = F.to_json(F.struct(*[c for c in lines.columns if c != "audience_id"]))
     (
         lines.repartition("audience_id")
-        .sortWithinPartitions("audience_id", "change", "oneid", "from_oneid")
+        .sortWithinPartitions("audience_id", "change", "oneid", "from_oneid", whole_line)
         .write.partitionBy("audience_id")
         .option("ignoreNullFields", "false")
         .json(str(out))
@@ -228,12 +245,14 @@ def _write_platform(
     counts["oneids_without_keys"] = actions.join(resolved, "oneid", "left_anti").count()
     rows = actions.join(keys, "oneid").select("audience_id", "action", "column", "match_key")
     out = scratch / "_spark"
+    folders = ["audience_id", "action", "column"]
     (
         rows.distinct()
-        .repartition("audience_id", "action", "column")
-        .sortWithinPartitions("match_key")
-        .select("audience_id", "action", "column", "match_key")
-        .write.partitionBy("audience_id", "action", "column")
+        .repartition(*folders)
+        # the folder columns first: a write sorts by its partitionBy columns unless the rows
+        # already are, and that sort would drop an order by match_key alone
+        .sortWithinPartitions(*folders, "match_key")
+        .write.partitionBy(*folders)
         .text(str(out))
     )
     for folder in sorted(out.glob("audience_id=*/action=*/column=*")):
@@ -248,7 +267,8 @@ def _write_platform(
 
 
 def _concatenate(parts: list[Path], target: Path) -> None:
-    """Join Spark's part files (each sorted, one per partition key here) into one file."""
+    """Join Spark's part files (one per partition key here, its lines in canonical order) into
+    one file: the same content gives the same bytes, whatever the shuffle partitions."""
     with target.open("wb") as sink:
         for part in parts:
             with part.open("rb") as source:
