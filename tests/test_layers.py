@@ -23,6 +23,8 @@ SHARED = (
     "atomic",
     "leases",
     "control_files",
+    "processes",
+    "scratch",
     "conf",
     "session",
     "checkpoint",

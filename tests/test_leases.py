@@ -90,6 +90,7 @@ def test_an_expired_lease_of_another_host_is_taken_over(tmp_path: Path) -> None:
     path = Path(lease_path(files, "tags"))
     path.parent.mkdir(parents=True)
     far = {"scope": "tags", "label": "tags 2025-06-30", "host": "elsewhere", "pid": 1}
+    far["pid_started"] = None
     path.write_text(json.dumps({**far, "token": "t", "acquired": 0.0, "expires": time.time() + 60}))
     with pytest.raises(StageBusyError, match="pid 1 on elsewhere"):
         acquire(files, "tags", "tags 2025-07-01", seconds=60)

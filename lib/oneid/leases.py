@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 
 from oneid.control_files import ControlFiles
 from oneid.errors import StageBusyError
+from oneid.processes import gone_on_this_host, process_start
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class Holder:
     label: str
     host: str
     pid: int
+    pid_started: int | None
+    """The holder's start time (:func:`oneid.processes.process_start`), to tell a reused pid."""
     token: str
     acquired: float
     expires: float
@@ -104,7 +107,9 @@ def acquire(
     while True:
         now = time.time()
         token = uuid.uuid4().hex
-        holder = Holder(scope, label, socket.gethostname(), os.getpid(), token, now, now + seconds)
+        pid = os.getpid()
+        host = socket.gethostname()
+        holder = Holder(scope, label, host, pid, process_start(pid), token, now, now + seconds)
         _LIVE.add(token)
         if files.create_new(path, json.dumps(asdict(holder))):
             return Lease(files, holder, seconds)
@@ -151,17 +156,7 @@ def _stale(holder: Holder) -> bool:
         return True
     if holder.pid == os.getpid() and holder.host == socket.gethostname():
         return holder.token not in _LIVE
-    return holder.host == socket.gethostname() and not _alive(holder.pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return bool(gone_on_this_host(holder.host, holder.pid, holder.pid_started))
 
 
 def _parse(text: str | None) -> Holder | None:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from oneid.errors import ConfigError
+from oneid.processes import gone_on_this_host, process_start
 
 logger = logging.getLogger(__name__)
 
@@ -77,30 +78,10 @@ def this_process() -> Owner:
     return Owner(socket.gethostname(), pid, process_start(pid), time.time())
 
 
-def process_start(pid: int) -> int | None:
-    """Start time of process ``pid`` (clock ticks since boot), None where /proc has no answer."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    fields = text.rsplit(")", 1)[-1].split()
-    return int(fields[19]) if len(fields) > 19 else None
-
-
 def is_gone(owner: Owner | None, age_seconds: float, sweep_after_seconds: float) -> bool:
     """Whether a folder's owner is certainly gone (see the module notes for the rules)."""
-    if owner is None or owner.host != socket.gethostname():
-        return age_seconds > sweep_after_seconds
-    try:
-        os.kill(owner.pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        pass  # alive, owned by another user
-    if owner.pid_started is None:
-        return False
-    started = process_start(owner.pid)
-    return started is not None and started != owner.pid_started
+    gone = None if owner is None else gone_on_this_host(owner.host, owner.pid, owner.pid_started)
+    return age_seconds > sweep_after_seconds if gone is None else gone
 
 
 class Folders(Protocol):
