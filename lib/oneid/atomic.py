@@ -200,6 +200,30 @@ def unfinished(files: ControlFiles, scope: str, entries: list[Entry] | None = No
     return [entry for entry in entries if entry.state == STARTED and entry.run not in ended]
 
 
+def status(files: ControlFiles) -> list[str]:
+    """One line per scope: its lease holder, unfinished runs and last ended run."""
+    from oneid.leases import describe_lease
+
+    lines = []
+    for scope in _scopes(files):
+        entries = journal(files, scope)
+        ended = [entry for entry in entries if entry.state in ENDED]
+        parts = []
+        if ended:
+            last = ended[-1]
+            parts.append(f"last {last.state} {last.label} at {_clock(last.at)}")
+        for run in unfinished(files, scope, entries):
+            parts.append(f"unfinished {run.label} since {_clock(run.at)}")
+        held = describe_lease(files, scope)
+        parts.append(f"held by {held}" if held else "free")
+        lines.append(f"{scope}: " + "; ".join(parts))
+    return lines
+
+
+def _clock(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
 def table_version_or_missing(files: ControlFiles, cfg: OneIdConfig, name: str) -> int:
     """The latest commit version of table ``name`` from its log folder (-1: no table)."""
     versions = [

@@ -68,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     jars.set_defaults(handler=_cmd_jars)
 
+    runs = sub.add_parser(
+        "runs", parents=[common], help="each stage's lease and last runs (docs/reliability.md)"
+    )
+    runs.set_defaults(handler=_cmd_runs)
+
     dictionary = sub.add_parser(
         "tag-dictionary", parents=[common], help="write the tag dictionary (Markdown) from conf"
     )
@@ -212,6 +217,18 @@ def _summary(
     if notes:
         lines += ["", *notes]
     return "\n".join(lines)
+
+
+def _cmd_runs(cfg: OneIdConfig, args: argparse.Namespace) -> int:
+    from oneid.atomic import status
+    from oneid.control_files import ControlFiles, is_local
+    from oneid.session import build_session, warehouse_root
+
+    root = warehouse_root(cfg)
+    spark = None if is_local(root) else build_session(cfg, app_name="oneid-runs")
+    lines = status(ControlFiles(spark, root))
+    print("\n".join(lines) if lines else f"no runs recorded under {root}/_oneid")
+    return 0
 
 
 def _cmd_jars(cfg: OneIdConfig, args: argparse.Namespace) -> int:

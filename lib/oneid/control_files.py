@@ -134,6 +134,11 @@ class ControlFiles:
         return hpath.getFileSystem(self._spark.sparkContext._jsc.hadoopConfiguration()), hpath
 
 
+def is_local(path: str) -> bool:
+    """Whether ``path`` is on the local file system (plain or ``file:``)."""
+    return _local_path(path) is not None
+
+
 def _local_path(path: str) -> Path | None:
     """The local path of ``path`` (plain or ``file:``), or None for another scheme."""
     if path.startswith("file:"):

@@ -135,6 +135,17 @@ def is_stale(files: ControlFiles, scope: str) -> bool:
     return text is None or current is None or _stale(current)
 
 
+def describe_lease(files: ControlFiles, scope: str) -> str | None:
+    """Who holds the lease of ``scope`` (``… (stale)`` when it may be taken over); None: free."""
+    text = files.read(lease_path(files, scope))
+    if text is None:
+        return None
+    current = _parse(text)
+    if current is None:
+        return "an unreadable lease (stale)"
+    return current.describe() + (" (stale)" if _stale(current) else "")
+
+
 def _take_over(files: ControlFiles, path: str, seen: str, holder: Holder | None) -> None:
     """Move the stale lease file aside so that one :func:`acquire` can create it anew.
 
