@@ -35,7 +35,7 @@ from oneid.publish.job import PUBLISH_LOG, exports_root
 from oneid.session import warehouse_root
 from oneid.stages import registered_stages
 from oneid.standardize.job import STANDARDIZE_TABLES
-from oneid.tables import COMMIT_HOOKS, PINS, read_table_or_none
+from oneid.tables import COMMIT_HOOKS, PINS, read_table_or_none, union_all
 from tests.support import small_config
 
 DAYS = (dt.date(2025, 6, 29), dt.date(2025, 6, 30))
@@ -168,20 +168,26 @@ def on_commit(action: Callable[[str], None]) -> Iterator[None]:
 
 
 def contents(spark, cfg: OneIdConfig, tables: list[str]) -> dict[str, list[str] | None]:
-    """Each table's rows (wall-clock columns left out) as sorted text; None: no table."""
+    """Each table's rows (wall-clock columns left out) as sorted JSON; None: no table. One
+    Spark job for all the tables."""
     out: dict[str, list[str] | None] = {}
+    frames = []
     for name in tables:
         frame = read_table_or_none(spark, cfg, name)
         if frame is None:
             out[name] = None
             continue
+        out[name] = []
         kept = frame.drop(*[c for c in frame.columns if c in VOLATILE])
         if name == "identity.run_stats":  # a Delta version number: a roll-back moves it on
             kept = kept.withColumn(
                 "metrics", F.map_filter("metrics", lambda k, _: k != "incidence_version")
             )
-        out[name] = sorted(str(tuple(row)) for row in kept.collect())
-    return out
+        frames.append(kept.select(F.lit(name).alias("t"), F.to_json(F.struct("*")).alias("r")))
+    if frames:
+        for row in union_all(frames).collect():
+            out[row.t].append(row.r)
+    return {name: None if rows is None else sorted(rows) for name, rows in out.items()}
 
 
 def as_readers_see(spark, cfg: OneIdConfig, tables: list[str]) -> dict[str, list[str] | None]:
@@ -247,23 +253,34 @@ ARGS_LABEL = {
 
 
 def test_a_kill_then_a_later_run_mints_no_oneid_twice(spark, chain: Chain, tmp_path: Path) -> None:
-    """Killed after every commit but the journal's, then a run under another id: it ends where
-    the killed one would have (same OneIDs, lineage once), and its gates pass."""
-    tables = tables_of("identity", chain.cfg(tmp_path))
+    """Killed after every commit but the journal's, then a run under another id: its gates pass,
+    every identifier gets the OneID the killed run would have given it, lineage is there once."""
     _, state = chain.killed["identity"][-1]
     cfg = chain.copy(state, tmp_path / "killed")
     stage_run(spark, cfg, "identity", run_id="r3", full=False)
-    renamed = {
-        name: None
-        if rows is None
-        else sorted(row.replace("'r2'", "'r3'") for rows_ in [rows] for row in rows_)
-        for name, rows in contents(spark, chain.cfg(chain.after["identity"]), tables).items()
-    }
-    assert contents(spark, cfg, tables) == renamed
-    states = [
-        entry.state for entry in journal(ControlFiles(spark, str(tmp_path / "killed")), "identity")
+    reference = chain.cfg(chain.after["identity"])
+    assert oneids(spark, cfg) == oneids(spark, reference)
+    lineage = read_table_or_none(spark, cfg, "identity.oneid_changes")
+    before = read_table_or_none(spark, reference, "identity.oneid_changes")
+    columns = [c for c in lineage.columns if c != "run_id"]
+    assert lineage.where("run_id = 'r2'").isEmpty()
+    assert sorted(lineage.where("run_id = 'r3'").select(*columns).collect()) == sorted(
+        before.where("run_id = 'r2'").select(*columns).collect()
+    )
+    stats = read_table_or_none(spark, cfg, "identity.run_stats")
+    assert [(r.run_id, r.passed) for r in stats.orderBy("finished_at").collect()] == [
+        ("r1", True),
+        ("r3", True),
     ]
+    files = ControlFiles(spark, str(tmp_path / "killed"))
+    states = [entry.state for entry in journal(files, "identity")]
     assert states[-4:] == ["started", "rolled_back", "started", "committed"]
+
+
+def oneids(spark, cfg: OneIdConfig) -> list[tuple[str, str, str]]:
+    """(id type, keyed hash, OneID) of every identifier."""
+    mapping = read_table_or_none(spark, cfg, "identity.oneid_map")
+    return sorted(tuple(row) for row in mapping.select("id_type", "value_hash", "oneid").collect())
 
 
 def test_oneid_runs_shows_what_a_kill_left_and_the_next_run_clears_it(
