@@ -53,7 +53,12 @@ ARGS = {
 """The second run of each stage, the one that is killed."""
 RERUN_EVERY_COMMIT = {"ingest", "audiences"}
 """Stages re-run after every kill; the others after the last (the most advanced kill)."""
-LABELS = {"standardize": "standardize", "identity": "identity run r2", "tags": f"tags {DAYS[1]}"}
+LABELS = {
+    "standardize": "standardize",
+    "identity": "identity run r2",
+    "tags": f"tags {DAYS[1]}",
+    "publish": f"publish {DAYS[1]}",
+}
 """How the journal names the second run of the others."""
 SHARED = {"ops.ingest_runs"}
 """Written by every source, read by ingest only under the source's lease (after recovery)."""
