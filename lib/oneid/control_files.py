@@ -9,6 +9,7 @@ ABFS and GCS; on S3 see ``docs/reliability.md``.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -22,7 +23,6 @@ class ControlFiles:
         """``spark`` reaches Hadoop's file systems; None serves local paths only."""
         self._spark = spark
         self.root = root.rstrip("/")
-        self._local = _local_path(self.root)
 
     def path(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
@@ -48,10 +48,7 @@ class ControlFiles:
                 staged.unlink()
             return True
         fs, hpath = self._hadoop(path)
-        staged = self._hadoop(temporary)[1]
-        stream = fs.create(staged, True)
-        stream.write(bytearray(text.encode("utf-8")))
-        stream.close()
+        staged = self._staged(temporary, text)
         if fs.rename(staged, hpath):
             return True
         fs.delete(staged, False)
@@ -68,10 +65,10 @@ class ControlFiles:
             staged.write_text(text, encoding="utf-8")
             os.replace(staged, local)
             return
-        self.create_new(temporary, text)
         fs, hpath = self._hadoop(path)
+        staged = self._staged(temporary, text)
         fs.delete(hpath, False)
-        fs.rename(self._hadoop(temporary)[1], hpath)
+        fs.rename(staged, hpath)
 
     def read(self, path: str) -> str | None:
         """The file's text, or None when it does not exist."""
@@ -117,14 +114,22 @@ class ControlFiles:
         local = _local_path(path)
         if local is not None:
             if local.is_dir() and recursive:
-                import shutil
-
                 shutil.rmtree(local, ignore_errors=True)
             elif local.exists():
                 local.unlink()
             return
         fs, hpath = self._hadoop(path)
         fs.delete(hpath, recursive)
+
+    def _staged(self, path: str, text: str):  # a py4j Path
+        """``text`` written to ``path`` (a temporary name) on a Hadoop file system."""
+        fs, hpath = self._hadoop(path)
+        stream = fs.create(hpath, True)
+        try:
+            stream.write(bytearray(text.encode("utf-8")))
+        finally:
+            stream.close()
+        return hpath
 
     def _hadoop(self, path: str):  # py4j objects
         if self._spark is None:
