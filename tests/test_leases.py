@@ -120,3 +120,22 @@ def test_of_many_processes_starting_at_once_exactly_one_holds(tmp_path: Path) ->
     processes = [holder(tmp_path, f"r{i}", hold=3, start=start) for i in range(8)]
     said = [process.communicate(timeout=60)[0].strip() for process in processes]
     assert sorted(said) == ["busy"] * 7 + ["held"]
+
+
+def test_a_live_lease_moved_aside_by_a_late_judge_is_put_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two runs judged one stale lease; the first took it over. The second's rename then moves
+    the *new* holder's file: it must put it back, not report a take-over."""
+    from oneid.leases import _take_over
+
+    files = ControlFiles(None, str(tmp_path))
+    lease = acquire(files, "tags", "tags d2", seconds=60)
+    path = lease_path(files, "tags")
+    live = files.read(path)
+    with caplog.at_level("WARNING", logger="oneid.leases"):
+        _take_over(files, path, seen='{"token": "the stale one"}', holder=None)
+    assert files.read(path) == live
+    assert files.names(str(Path(path).parent)) == ["tags.json"]
+    assert "taking over" not in caplog.text
+    lease.release()

@@ -155,8 +155,9 @@ def _take_over(files: ControlFiles, path: str, seen: str, holder: Holder | None)
     aside = f"{path}.stale-{uuid.uuid4().hex}"
     if not files.rename(path, aside):
         return
-    if files.read(aside) != seen and not files.rename(aside, path):
-        logger.error("lease %s: could not restore a live lease moved aside", path)
+    if files.read(aside) != seen:  # not the judged file: a live holder's, put it back
+        if not files.rename(aside, path):
+            logger.error("lease %s: could not restore a live lease moved aside", path)
         return
     logger.warning("lease %s: taking over from %s", path, holder.describe() if holder else "?")
     files.delete(aside)
@@ -176,4 +177,4 @@ def _parse(text: str | None) -> Holder | None:
     try:
         return Holder(**json.loads(text))
     except (ValueError, TypeError):
-        return None  # half-written by a killed run: judged by its age through the file's owner
+        return None  # not a lease we wrote (files appear whole): treated as stale
