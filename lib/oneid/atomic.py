@@ -30,7 +30,7 @@ from pyspark.sql import SparkSession
 
 from oneid.conf import OneIdConfig
 from oneid.control_files import ControlFiles
-from oneid.leases import acquire, is_stale
+from oneid.leases import acquire, describe_lease, is_stale
 from oneid.session import warehouse_root
 from oneid.tables import PINS, table_path
 
@@ -148,7 +148,7 @@ def recover_others(
     """Roll back other scopes' unfinished runs whose holder is gone, before anything else runs,
     so that readers outside OneID do not see them either."""
     for other in _scopes(files):
-        if other == scope or not unfinished(files, other) or not is_stale(files, other):
+        if other == scope or not _unfinished(_names(files, other)) or not is_stale(files, other):
             continue
         try:
             lease = acquire(files, other, f"recovery by {scope}", seconds)
@@ -172,47 +172,70 @@ def complete_versions(files: ControlFiles, exclude: str | None = None) -> dict[s
     for scope in _scopes(files):
         if scope == exclude:
             continue
-        entries = journal(files, scope)
-        last = [entry for entry in entries if entry.state == COMMITTED]
-        if last:
-            pins.update(last[-1].versions)
-        for run in unfinished(files, scope, entries):
-            pins.update(run.versions)
+        names = _names(files, scope)
+        last = _last(names, frozenset({COMMITTED}))
+        for name in ([last] if last else []) + _unfinished(names):
+            pins.update(_read(files, scope, name).versions)
     return pins
+
+
+@dataclass(frozen=True)
+class _Name:
+    """What a journal file's name tells without reading it: ``<ms>-<run>-<state>.json``."""
+
+    file: str
+    run: str
+    state: str
+
+
+def _names(files: ControlFiles, scope: str) -> list[_Name]:
+    """The entries of ``scope`` by file name, oldest first (no file is read)."""
+    names = []
+    for file in files.names(_folder(files, scope)):
+        parts = file.removesuffix(".json").split("-", 2)
+        if file.endswith(".json") and len(parts) == 3 and parts[0].isdigit():
+            names.append((int(parts[0]), parts[2] != STARTED, _Name(file, parts[1], parts[2])))
+    return [
+        name for *_, name in sorted(names, key=lambda n: n[:2])
+    ]  # a run ending in the ms it started: started first
+
+
+def _read(files: ControlFiles, scope: str, name: _Name) -> Entry:
+    return Entry(**json.loads(files.read(f"{_folder(files, scope)}/{name.file}") or "{}"))
 
 
 def journal(files: ControlFiles, scope: str) -> list[Entry]:
     """The entries of ``scope``, oldest first."""
-    folder = files.path("_oneid", "runs", scope)
-    entries = []
-    for name in files.names(folder):
-        if name.endswith(".json"):
-            text = files.read(f"{folder}/{name}")
-            if text:
-                entries.append(Entry(**json.loads(text)))
-    return sorted(entries, key=lambda entry: entry.at)
+    return [_read(files, scope, name) for name in _names(files, scope)]
 
 
-def unfinished(files: ControlFiles, scope: str, entries: list[Entry] | None = None) -> list[Entry]:
+def unfinished(files: ControlFiles, scope: str) -> list[Entry]:
     """The runs of ``scope`` that started and have not ended (oldest first)."""
-    entries = journal(files, scope) if entries is None else entries
-    ended = {entry.run for entry in entries if entry.state in ENDED}
-    return [entry for entry in entries if entry.state == STARTED and entry.run not in ended]
+    names = _names(files, scope)
+    return [_read(files, scope, name) for name in _unfinished(names)]
+
+
+def _unfinished(names: list[_Name]) -> list[_Name]:
+    ended = {name.run for name in names if name.state in ENDED}
+    return [name for name in names if name.state == STARTED and name.run not in ended]
+
+
+def _last(names: list[_Name], states: frozenset[str]) -> _Name | None:
+    return next((name for name in reversed(names) if name.state in states), None)
 
 
 def status(files: ControlFiles) -> list[str]:
-    """One line per scope: its lease holder, unfinished runs and last ended run."""
-    from oneid.leases import describe_lease
-
+    """One line per scope: its last ended run, unfinished runs and lease holder."""
     lines = []
     for scope in _scopes(files):
-        entries = journal(files, scope)
-        ended = [entry for entry in entries if entry.state in ENDED]
+        names = _names(files, scope)
         parts = []
-        if ended:
-            last = ended[-1]
-            parts.append(f"last {last.state} {last.label} at {_clock(last.at)}")
-        for run in unfinished(files, scope, entries):
+        last = _last(names, ENDED)
+        if last:
+            entry = _read(files, scope, last)
+            parts.append(f"last {entry.state} {entry.label} at {_clock(entry.at)}")
+        for name in _unfinished(names):
+            run = _read(files, scope, name)
             parts.append(f"unfinished {run.label} since {_clock(run.at)}")
         held = describe_lease(files, scope)
         parts.append(f"held by {held}" if held else "free")
@@ -256,7 +279,11 @@ def _roll_back(
 
 def _write(files: ControlFiles, entry: Entry) -> None:
     name = f"{int(entry.at * 1000):015d}-{entry.run}-{entry.state}.json"
-    files.replace(files.path("_oneid", "runs", entry.scope, name), json.dumps(asdict(entry)))
+    files.replace(f"{_folder(files, entry.scope)}/{name}", json.dumps(asdict(entry)))
+
+
+def _folder(files: ControlFiles, scope: str) -> str:
+    return files.path("_oneid", "runs", scope)
 
 
 def _scopes(files: ControlFiles) -> list[str]:
@@ -265,11 +292,10 @@ def _scopes(files: ControlFiles) -> list[str]:
 
 def _prune(files: ControlFiles, scope: str) -> None:
     """Keep the last :data:`KEEP_ENTRIES` ended runs of ``scope`` in its journal."""
-    entries = journal(files, scope)
-    ended_runs = list(dict.fromkeys(e.run for e in entries if e.state in ENDED))
-    committed = [e.run for e in entries if e.state == COMMITTED]
-    old = set(ended_runs[:-KEEP_ENTRIES]) - set(committed[-1:])  # the pins' entry stays
-    folder = files.path("_oneid", "runs", scope)
-    for entry in entries:
-        if entry.run in old:
-            files.delete(f"{folder}/{int(entry.at * 1000):015d}-{entry.run}-{entry.state}.json")
+    names = _names(files, scope)
+    ended_runs = list(dict.fromkeys(name.run for name in names if name.state in ENDED))
+    committed = _last(names, frozenset({COMMITTED}))
+    old = set(ended_runs[:-KEEP_ENTRIES]) - {committed.run if committed else ""}  # pins' entry
+    for name in names:
+        if name.run in old:
+            files.delete(f"{_folder(files, scope)}/{name.file}")
