@@ -115,7 +115,7 @@ def build_session(
     spark.conf.set(GRAPHFRAMES_FLAG, str(graphframes).lower())
 
     checkpoint_dir = start_run_folder(
-        _checkpoint_folders(spark, cfg), run, _sweep_after_seconds(cfg), UNMARKED_CHECKPOINTS
+        _checkpoint_folders(spark, cfg), run, cfg.env.sweep_after_seconds, UNMARKED_CHECKPOINTS
     )
     spark.sparkContext.setCheckpointDir(checkpoint_dir)
     spark.conf.set(CHECKPOINT_FLAG, checkpoint_dir)
@@ -168,11 +168,7 @@ def _local_scratch_dir(cfg: OneIdConfig, run: str) -> str | None:
         logger.info("spark.local.dir left as set by SPARK_LOCAL_DIRS or spark.extra")
         return None
     folders = LocalFolders(private_root(scratch_root(cfg)))
-    return start_run_folder(folders, f"{run}-{os.getpid()}", _sweep_after_seconds(cfg))
-
-
-def _sweep_after_seconds(cfg: OneIdConfig) -> float:
-    return cfg.env.sweep_after_hours * 3600
+    return start_run_folder(folders, f"{run}-{os.getpid()}", cfg.env.sweep_after_seconds)
 
 
 def session_jars(cfg: OneIdConfig) -> tuple[list[Path], bool]:

@@ -80,9 +80,14 @@ class EnvConf(StrictModel):
     sweep_after_hours: PositiveFloat = 48.0
     """Run folders (checkpoints, scratch) made on another host or without an owner marker are
     removed once older than this; on the same host, as soon as their process is gone."""
+
     spark: SparkConf = Field(default_factory=SparkConf)
     jars: JarsConf = Field(default_factory=JarsConf)
     secrets: SecretsConf = Field(default_factory=SecretsConf)
+
+    @property
+    def sweep_after_seconds(self) -> float:
+        return self.sweep_after_hours * 3600
 
     @field_validator("scratch_root")
     @classmethod

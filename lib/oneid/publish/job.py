@@ -173,9 +173,8 @@ def _publish_one(
 def _scratch_folder(cfg: OneIdConfig, root: Path) -> Path:
     """A new ``_building-<uuid>`` folder under ``root``, after sweeping those of killed runs."""
     folders = LocalFolders(str(root))
-    sweep_after = cfg.env.sweep_after_hours * 3600
     name = f"_building-{uuid.uuid4().hex}"
-    return Path(start_run_folder(folders, name, sweep_after, UNMARKED_BUILDS))
+    return Path(start_run_folder(folders, name, cfg.env.sweep_after_seconds, UNMARKED_BUILDS))
 
 
 def _write_marketing(
