@@ -27,7 +27,6 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from delta.tables import DeltaTable
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -40,15 +39,7 @@ from oneid.errors import DataContractError
 from oneid.publish.match_keys import exportable_types, match_keys, normalised_identifiers
 from oneid.scratch import OWNER_FILE, LocalFolders, start_run_folder
 from oneid.session import warehouse_root
-from oneid.tables import (
-    append,
-    committed,
-    read_table,
-    read_table_or_none,
-    table_exists,
-    table_path,
-    with_retries,
-)
+from oneid.tables import append, merge_keys, read_table, read_table_or_none, table_exists
 from oneid.tags import day_tags
 
 logger = logging.getLogger(__name__)
@@ -348,18 +339,7 @@ def _log(spark: SparkSession, cfg: OneIdConfig, name: str, as_of: dt.date, manif
         [(name, as_of, manifest["checksum"], len(manifest["files"]), counts)],
         "destination string, dt date, checksum string, files int, counts string",
     ).withColumn("published_at", F.current_timestamp())
-    if not table_exists(spark, cfg, PUBLISH_LOG):
+    if table_exists(spark, cfg, PUBLISH_LOG):
+        merge_keys(row, row, cfg, PUBLISH_LOG, ["destination", "dt"])
+    else:
         append(row, cfg, PUBLISH_LOG)
-        return
-    table = DeltaTable.forPath(spark, table_path(cfg, PUBLISH_LOG))
-    with_retries(
-        lambda: (
-            table.alias("t")
-            .merge(row.alias("s"), "t.destination = s.destination AND t.dt = s.dt")
-            .whenMatchedUpdateAll()
-            .whenNotMatchedInsertAll()
-            .execute()
-        ),
-        f"merge into {PUBLISH_LOG}",
-    )
-    committed(PUBLISH_LOG)
