@@ -52,7 +52,7 @@ def list_files(spark: SparkSession, path: str) -> list[str]:
     hpath = jvm.org.apache.hadoop.fs.Path(path)
     fs = hpath.getFileSystem(conf)
     statuses = fs.globStatus(hpath)
-    if statuses is None or (not statuses and not fs.exists(_glob_root(jvm, hpath))):
+    if statuses is None or (not statuses and not fs.exists(_glob_root(hpath))):
         raise FileNotFoundError(path)
     files: list[str] = []
     for status in statuses:
@@ -66,7 +66,7 @@ def list_files(spark: SparkSession, path: str) -> list[str]:
     return sorted(f for f in files if not f.rsplit("/", 1)[-1].startswith(hidden))
 
 
-def _glob_root(jvm, hpath):
+def _glob_root(hpath):  # a py4j Path
     """The deepest folder of a glob path that has no wildcard in it."""
     root = hpath
     while root.getParent() is not None and any(c in root.toUri().getPath() for c in "*?[{"):
