@@ -1,5 +1,9 @@
 """Errors a user can act on. Each message says what went wrong and which knob to turn."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+
 
 class OneIdError(Exception):
     """Base class: the CLI prints these as one clear line, without a stack trace."""
@@ -27,6 +31,11 @@ class DataContractError(OneIdError):
 
 class GateFailedError(OneIdError):
     """A quality gate failed; nothing downstream was published."""
+
+    def __init__(self, message: str, record_after_rollback: Callable[[], None] | None = None):
+        super().__init__(message)
+        self.record_after_rollback = record_after_rollback
+        """Writes why the run failed, once :func:`oneid.atomic.atomic_run` has rolled it back."""
 
 
 class StageBusyError(OneIdError):

@@ -110,12 +110,10 @@ def _run(
     if not all(ok for ok, _ in checks.values()):
         row = stats_row(spark, run_id, plan.full, False, stats, checks)
         failed = "; ".join(f"{k}: {why}" for k, (ok, why) in checks.items() if not ok)
-        error = GateFailedError(
-            f"identity run {run_id}: gate(s) failed, nothing published: {failed}"
+        raise GateFailedError(
+            f"identity run {run_id}: gate(s) failed, nothing published: {failed}",
+            record_after_rollback=lambda: _record_failure(cfg, audit, row),
         )
-        # after the run's rollback: why it failed stays on record
-        error.record_after_rollback = lambda: _record_failure(cfg, audit, row)
-        raise error
     append(audit, cfg, "identity.hub_audit")
 
     changes = materialize(resolved.changes)
