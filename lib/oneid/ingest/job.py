@@ -71,7 +71,7 @@ def ingest(
 
 @dataclass(frozen=True)
 class IngestState:
-    """What earlier batches recorded: finished runs, files taken, source column types."""
+    """What earlier batches of one source recorded: finished runs, files taken, column types."""
 
     runs: dict[tuple[str, str], tuple[int, int, int]]
     files: dict[str, dict[str, str]]
@@ -79,21 +79,24 @@ class IngestState:
     types: dict[str, dict[str, str]]
 
     @classmethod
-    def load(cls, spark: SparkSession, cfg: OneIdConfig) -> IngestState:
+    def load(cls, spark: SparkSession, cfg: OneIdConfig, source: str) -> IngestState:
+        mine = F.col("source") == source  # each source loads its own rows, under its lease
         runs: dict[tuple[str, str], tuple[int, int, int]] = {}
         files: dict[str, dict[str, str]] = {}
         frame = read_table_or_none(spark, cfg, RUNS)
         if frame is not None:
-            for row in frame.select(
-                "source", "batch_id", "rows_read", "accepted", "quarantined", "files"
-            ).collect():
+            for row in (
+                frame.where(mine)
+                .select("source", "batch_id", "rows_read", "accepted", "quarantined", "files")
+                .collect()
+            ):
                 runs[(row.source, row.batch_id)] = (row.rows_read, row.accepted, row.quarantined)
                 for path in row.files or []:
                     files.setdefault(row.source, {})[path] = row.batch_id
         types: dict[str, dict[str, str]] = {}
         frame = read_table_or_none(spark, cfg, SCHEMAS)
         if frame is not None:
-            for row in frame.select("source", "column", "type").collect():
+            for row in frame.where(mine).select("source", "column", "type").collect():
                 types.setdefault(row.source, {})[row.column] = row.type
         return cls(runs, files, types)
 
@@ -107,7 +110,7 @@ def ingest_source(
     own_run = f"source = '{name}' AND batch_id = '{batch_id}'"
     label = f"ingest {name} batch {batch_id}"
     with atomic_run(spark, cfg, f"ingest.{name}", label, tables, {RUNS: own_run}) as run:
-        state = IngestState.load(spark, cfg)  # under the lease: no other run takes these files
+        state = IngestState.load(spark, cfg, name)  # under the lease: no other run takes them
         return _ingest_batch(spark, cfg, name, source, batch_id, state, run)
 
 
