@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection
 from pathlib import Path
 
 from oneid.conf import OneIdConfig, load_config
@@ -44,6 +46,41 @@ def config_for(folder: Path, pipeline: dict, *extra: str) -> OneIdConfig:
     }
     (conf_dir / "local.yaml").write_text(yaml.safe_dump(env), encoding="utf-8")
     return load_config("local", conf_dir, list(extra))
+
+
+def delta_records(
+    path: str | Path, *, version: int | None = None, drop: Collection[str] = ()
+) -> list[dict]:
+    """A Delta table's rows (at ``version``, else the latest), read without Spark (delta-rs),
+    ``drop`` columns left out; maps as sorted lists of entries (see :func:`canonical`)."""
+    import pyarrow as pa
+    from deltalake import DeltaTable, QueryBuilder
+
+    # QueryBuilder reads deletion vectors (identity tables have them); to_pyarrow_table does not
+    table = DeltaTable(str(path), version=version)
+    query = QueryBuilder().register("t", table).execute("SELECT * FROM t")
+    rows = pa.table(query.read_all())
+    keep = [name for name in rows.column_names if name not in drop]
+    return [canonical(row) for row in rows.select(keep).to_pylist()]
+
+
+def canonical(value):
+    """Maps (pyarrow gives lists of key-value tuples) compare as sets of entries: their order
+    is that of the rows that built them, which differs with partitioning. Arrays keep order."""
+    if isinstance(value, dict):
+        return {key: canonical(item) for key, item in value.items()}
+    if isinstance(value, list):
+        items = [canonical(item) for item in value]
+        if items and all(isinstance(item, tuple) for item in value):
+            return sorted(items, key=lambda entry: json.dumps(entry, default=str))
+        return items
+    if isinstance(value, tuple):
+        return tuple(canonical(item) for item in value)
+    return value
+
+
+def as_json(record: dict) -> str:
+    return json.dumps(record, sort_keys=True, ensure_ascii=False, default=str)
 
 
 def dead_pid() -> int:

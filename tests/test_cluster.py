@@ -25,16 +25,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
 import pyspark
 import pytest
 import yaml
-from deltalake import DeltaTable, QueryBuilder
 
 from oneid.conf import load_config
 from oneid.stages import registered_stages
 from oneid_demo import generate_demo
-from tests.support import REPO
+from tests.support import REPO, as_json, delta_records
 
 pytestmark = pytest.mark.cluster
 
@@ -263,29 +261,7 @@ def _tables(warehouse: Path) -> list[str]:
 
 def _rows(path: Path) -> list[str]:
     """The table's rows as canonical JSON (run-specific columns dropped), sorted."""
-    # QueryBuilder reads deletion vectors (identity tables have them); to_pyarrow_table does not
-    query = QueryBuilder().register("t", DeltaTable(str(path))).execute("SELECT * FROM t")
-    table = pa.table(query.read_all())
-    keep = [name for name in table.column_names if name not in RUN_SPECIFIC_COLUMNS]
-    return sorted(
-        json.dumps(_canonical(row), sort_keys=True, ensure_ascii=False, default=str)
-        for row in table.select(keep).to_pylist()
-    )
-
-
-def _canonical(value):
-    """Maps (pyarrow gives lists of key-value tuples) compare as sets of entries: their order
-    is that of the rows that built them, which differs with partitioning. Arrays keep order."""
-    if isinstance(value, dict):
-        return {key: _canonical(item) for key, item in value.items()}
-    if isinstance(value, list):
-        items = [_canonical(item) for item in value]
-        if items and all(isinstance(item, tuple) for item in value):
-            return sorted(items, key=lambda entry: json.dumps(entry, default=str))
-        return items
-    if isinstance(value, tuple):
-        return tuple(_canonical(item) for item in value)
-    return value
+    return sorted(as_json(row) for row in delta_records(path, drop=RUN_SPECIFIC_COLUMNS))
 
 
 def _record_timings(root: Path, steps, cluster: PipelineRun, local: PipelineRun) -> None:

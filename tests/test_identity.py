@@ -12,8 +12,8 @@ from oneid.errors import GateFailedError
 from oneid.identity.job import resolve_identities
 from oneid.identity.outputs import profiles
 from oneid.standardize.hashing import DEMO_KEY, HashKey, keyed_hash
-from oneid.tables import overwrite, read_table
-from tests.support import config_for
+from oneid.tables import overwrite, read_table, table_path
+from tests.support import config_for, delta_records
 
 pytestmark = pytest.mark.unit
 
@@ -57,14 +57,20 @@ def _cfg(tmp_path, **identity):
     return config_for(tmp_path, {"identity": settings})
 
 
+def _rows(cfg, table: str) -> list[dict]:
+    """An identity table's rows, read without Spark (the chains read every table per step)."""
+    return delta_records(table_path(cfg, f"identity.{table}"))
+
+
 def _oneid_of(spark, cfg) -> dict[str, int]:
-    rows = read_table(spark, cfg, "identity.record_oneid").collect()
-    return {f"{r.source}:{r.record_key}": r.oneid for r in rows}
+    return {f"{r['source']}:{r['record_key']}": r["oneid"] for r in _rows(cfg, "record_oneid")}
 
 
 def _changes(spark, cfg, run_id):
-    rows = read_table(spark, cfg, "identity.oneid_changes").where(F.col("run_id") == run_id)
-    return sorted((r.kind, r.from_oneid, r.to_oneid) for r in rows.collect())
+    rows = _rows(cfg, "oneid_changes")
+    return sorted(
+        (r["kind"], r["from_oneid"], r["to_oneid"]) for r in rows if r["run_id"] == run_id
+    )
 
 
 PERSON_A = {
@@ -139,8 +145,7 @@ def test_weak_edge_over_a_limit_is_not_used(spark, tmp_path):
 
 
 def _map(spark, cfg):
-    rows = read_table(spark, cfg, "identity.oneid_map").select("id_type", "value_hash", "oneid")
-    return sorted(tuple(r) for r in rows.collect())
+    return sorted((r["id_type"], r["value_hash"], r["oneid"]) for r in _rows(cfg, "oneid_map"))
 
 
 # person A's phone typed on an order from person B's device: a weak bridge, not a hub
@@ -174,20 +179,17 @@ SNAPSHOT_METRICS = (
 def _snapshot(spark, cfg, run_id, report) -> dict:
     """Everything a run publishes, as sorted rows, plus how it ran."""
     tables = {
-        name: sorted(
-            str(sorted(r.asDict().items()))
-            for r in read_table(spark, cfg, f"identity.{name}").collect()
-        )
-        for name in SNAPSHOT_TABLES
+        name: sorted(str(sorted(r.items())) for r in _rows(cfg, name)) for name in SNAPSHOT_TABLES
     }
-    stats = read_table(spark, cfg, "identity.run_stats").where(F.col("run_id") == run_id).first()
+    [stats] = [r for r in _rows(cfg, "run_stats") if r["run_id"] == run_id]
+    metrics = dict(stats["metrics"])
     return {
         "ids": _oneid_of(spark, cfg),
         "map": _map(spark, cfg),
         "changes": _changes(spark, cfg, run_id),
         "tables": tables,
-        "metrics": {k: stats.metrics[k] for k in SNAPSHOT_METRICS},
-        "histogram": stats.size_histogram,
+        "metrics": {k: metrics[k] for k in SNAPSHOT_METRICS},
+        "histogram": stats["size_histogram"],
         "full": report.full,
         "changed_records": report.stats["changed_records"],
         "recomputed": report.stats["recomputed_identifiers"],
