@@ -9,6 +9,8 @@ as a killed process's lease is). For each copy the test checks what readers see,
 re-runs the stage and compares with the uninterrupted run, or (before the last commit of the
 longer stages, to keep the suite short) rolls it back as the re-run does first and checks that
 every table is as the run found it: a re-run from there is the uninterrupted run itself.
+Tables are compared as rows read without Spark (delta-rs); what a stage's run reads through
+``read_table`` is checked with Spark after the last commit, when every pinned table matters.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ from oneid.publish.job import PUBLISH_LOG, exports_root
 from oneid.session import warehouse_root
 from oneid.stages import registered_stages
 from oneid.standardize.job import STANDARDIZE_TABLES
-from oneid.tables import COMMIT_HOOKS, PINS, read_table_or_none, union_all
-from tests.support import small_config
+from oneid.tables import COMMIT_HOOKS, PINS, read_table_or_none, table_path, union_all
+from tests.support import as_json, delta_records, small_config
 
 DAYS = (dt.date(2025, 6, 29), dt.date(2025, 6, 30))
 VOLATILE = {"finished_at", "published_at", "_ingested_at"}
@@ -52,7 +54,8 @@ ARGS = {
 }
 """The second run of each stage, the one that is killed."""
 RERUN_EVERY_COMMIT = {"ingest", "audiences"}
-"""Stages re-run after every kill; the others after the last (the most advanced kill)."""
+"""Stages re-run after every kill; the others after the last (the most advanced kill), and
+publish also before its last commit (every export installed, none logged)."""
 LABELS = {
     "standardize": "standardize",
     "identity": "identity run r2",
@@ -172,9 +175,37 @@ def on_commit(action: Callable[[str], None]) -> Iterator[None]:
         COMMIT_HOOKS.remove(action)
 
 
-def contents(spark, cfg: OneIdConfig, tables: list[str]) -> dict[str, list[str] | None]:
-    """Each table's rows (wall-clock columns left out) as sorted JSON; None: no table. One
-    Spark job for all the tables."""
+def contents(
+    cfg: OneIdConfig, tables: list[str], versions: dict[str, int] | None = None
+) -> dict[str, list[str] | None]:
+    """Each table's rows (wall-clock columns left out) as sorted JSON, at ``versions`` when
+    given (-1: no table yet), read without Spark (delta-rs); None: no table."""
+    out: dict[str, list[str] | None] = {}
+    for name in tables:
+        path = Path(table_path(cfg, name))
+        version = (versions or {}).get(name)
+        if version == -1 or not (path / "_delta_log").is_dir():
+            out[name] = None
+            continue
+        rows = delta_records(path, version=version, drop=VOLATILE)
+        if name == "identity.run_stats":  # a Delta version number: a roll-back moves it on
+            for row in rows:
+                row["metrics"] = [e for e in row["metrics"] if e[0] != "incidence_version"]
+        out[name] = sorted(as_json(row) for row in rows)
+    return out
+
+
+def as_readers_see(spark, cfg: OneIdConfig, tables: list[str]) -> dict[str, list[str] | None]:
+    """Each table's rows as any stage's run reads them (``read_table``, each scope's last
+    complete run), through Spark, as sorted JSON; None: no table. One Spark job."""
+    token = PINS.set(complete_versions(ControlFiles(spark, warehouse_root(cfg))))
+    try:
+        return spark_contents(spark, cfg, tables)
+    finally:
+        PINS.reset(token)
+
+
+def spark_contents(spark, cfg: OneIdConfig, tables: list[str]) -> dict[str, list[str] | None]:
     out: dict[str, list[str] | None] = {}
     frames = []
     for name in tables:
@@ -184,7 +215,7 @@ def contents(spark, cfg: OneIdConfig, tables: list[str]) -> dict[str, list[str] 
             continue
         out[name] = []
         kept = frame.drop(*[c for c in frame.columns if c in VOLATILE])
-        if name == "identity.run_stats":  # a Delta version number: a roll-back moves it on
+        if name == "identity.run_stats":
             kept = kept.withColumn(
                 "metrics", F.map_filter("metrics", lambda k, _: k != "incidence_version")
             )
@@ -195,13 +226,9 @@ def contents(spark, cfg: OneIdConfig, tables: list[str]) -> dict[str, list[str] 
     return {name: None if rows is None else sorted(rows) for name, rows in out.items()}
 
 
-def as_readers_see(spark, cfg: OneIdConfig, tables: list[str]) -> dict[str, list[str] | None]:
-    """:func:`contents` as any stage's run reads them (each scope's last complete run)."""
-    token = PINS.set(complete_versions(ControlFiles(spark, warehouse_root(cfg))))
-    try:
-        return contents(spark, cfg, tables)
-    finally:
-        PINS.reset(token)
+def pinned(spark, cfg: OneIdConfig) -> dict[str, int]:
+    """The version of each table a stage's run reads (each scope's last complete run)."""
+    return complete_versions(ControlFiles(spark, warehouse_root(cfg)))
 
 
 def exports(cfg: OneIdConfig) -> dict[str, str]:
@@ -228,26 +255,31 @@ def test_a_kill_after_any_commit_leaves_the_last_complete_run_and_the_rerun_conv
     spark, chain: Chain, tmp_path: Path, stage: str
 ) -> None:
     tables = tables_of(stage, chain.cfg(tmp_path))
-    before = contents(spark, chain.cfg(chain.before[stage]), tables)
+    before = contents(chain.cfg(chain.before[stage]), tables)
     reference = chain.cfg(chain.after[stage])
-    expected = contents(spark, reference, tables)
+    expected = contents(reference, tables)
     killed = chain.killed[stage]
     assert expected != before, "the run under test must change its tables"
     assert len(killed) >= 2, killed
+    shown = [name for name in tables if name not in SHARED]
 
     for n, (table, state) in enumerate(killed, 1):
         where = f"{stage} killed after commit {n} of {len(killed)} ({table})"
         cfg = chain.copy(state, tmp_path / f"killed-{n}")
-        shown = [name for name in tables if name not in SHARED]
-        assert as_readers_see(spark, cfg, shown) == {name: before[name] for name in shown}, where
-        if stage in RERUN_EVERY_COMMIT or n == len(killed):
+        seen = contents(cfg, shown, pinned(spark, cfg))
+        assert seen == {name: before[name] for name in shown}, where
+        if n == len(killed):  # every table written by now: read_table reads them as pinned
+            was = spark_contents(spark, chain.cfg(chain.before[stage]), shown)
+            assert as_readers_see(spark, cfg, shown) == was, where
+        last = len(killed) - 1 if stage == "publish" else len(killed)
+        if stage in RERUN_EVERY_COMMIT or n >= last:
             stage_run(spark, cfg, stage, **ARGS[stage])
-            assert contents(spark, cfg, tables) == expected, where
+            assert contents(cfg, tables) == expected, where
             if stage == "publish":
                 assert exports(cfg) == exports(reference), where
         else:
             assert roll_back(spark, cfg, scope_of(stage)) == [LABELS[stage]], where
-            assert contents(spark, cfg, tables) == before, where
+            assert contents(cfg, tables) == before, where
 
 
 ARGS_LABEL = {
@@ -361,8 +393,8 @@ def test_a_second_identity_run_refuses_while_one_runs(spark, chain: Chain, tmp_p
         release.set()
         first.join(600)
     assert outcome == [None]
-    alone = contents(spark, chain.cfg(chain.after["identity"]), tables)
-    assert contents(spark, cfg, tables) == alone  # no duplicate row, no lineage twice
+    alone = contents(chain.cfg(chain.after["identity"]), tables)
+    assert contents(cfg, tables) == alone  # no duplicate row, no lineage twice
 
 
 def test_one_source_has_one_writer_and_other_sources_ingest_meanwhile(

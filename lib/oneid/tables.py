@@ -57,7 +57,8 @@ PINS: ContextVar[dict[str, int]] = ContextVar("pins", default={})  # noqa: B039 
 """Table → version that :func:`read_table` reads (-1: none yet): other stages' tables as their
 last complete run left them, set by :func:`oneid.atomic.atomic_run` for the run's block."""
 COMMIT_HOOKS: list[Callable[[str], None]] = []
-"""Called with the table's name after each commit this module makes (fault-injection tests)."""
+"""Called with the table's name after each commit this module makes, and with ``export <name>``
+after publish installs an export (fault-injection tests)."""
 
 
 def table_path(cfg: OneIdConfig, name: str) -> str:

@@ -6,7 +6,9 @@ scratch folder first; if the day was already published with the same checksum no
 written, with a different one the run fails unless ``--replace``; lines are in a canonical
 order, so equal content has an equal checksum whatever the partitioning. Scratch folders of a
 killed publish are swept by the next one (:mod:`oneid.scratch`). Holdout members are never
-exported. ``audience.publish_log`` gets one row per (destination, dt) published.
+exported. ``audience.publish_log`` gets one row per (destination, dt) published, all in one
+commit after the last export is installed; an export that a kill left installed but not logged
+is logged by the next run.
 
 - ``marketing_automation``: ``<audience>.jsonl``, one line per entered / exited / remapped
   OneID with the configured tags and masked contact data (never raw PII).
@@ -39,7 +41,14 @@ from oneid.errors import DataContractError
 from oneid.publish.match_keys import exportable_types, match_keys, normalised_identifiers
 from oneid.scratch import OWNER_FILE, LocalFolders, start_run_folder
 from oneid.session import warehouse_root
-from oneid.tables import append, merge_keys, read_table, read_table_or_none, table_exists
+from oneid.tables import (
+    append,
+    committed,
+    merge_keys,
+    read_table,
+    read_table_or_none,
+    table_exists,
+)
 from oneid.tags import day_tags
 
 logger = logging.getLogger(__name__)
@@ -102,14 +111,21 @@ def _run_publish(
         raise DataContractError(f"no audience changes for {as_of}: run `oneid audiences --as-of`")
     day = changes.where(F.col("dt") == F.lit(as_of))
     identifiers = _platform_identifiers(spark, cfg, [configured[n] for n in names], day)
+    logged = _logged(spark, cfg, as_of)
     try:
-        return [
+        published = [
             _publish_one(spark, cfg, name, configured[name], day, as_of, replace, identifiers)
             for name in names
         ]
     finally:
         if identifiers is not None:
             identifiers.unpersist()
+    # an unchanged export is logged too when a kill came between its install and the log
+    _log(spark, cfg, as_of, [
+        (report, manifest) for report, manifest in published
+        if report.status != "unchanged" or logged.get(report.destination) != report.checksum
+    ])  # fmt: skip
+    return [report for report, _ in published]
 
 
 def _platform_identifiers(
@@ -137,7 +153,8 @@ def _publish_one(
     as_of: dt.date,
     replace: bool,
     identifiers: DataFrame | None,
-) -> PublishReport:
+) -> tuple[PublishReport, dict]:
+    """The export of one destination, installed; its report and manifest."""
     root = exports_root(cfg) / name
     final = root / f"dt={as_of.isoformat()}"
     scratch = _scratch_folder(cfg, root)
@@ -155,10 +172,9 @@ def _publish_one(
         status = _install(scratch, final, manifest["checksum"], replace)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    if status != "unchanged" or not _logged(spark, cfg, name, as_of, manifest["checksum"]):
-        _log(spark, cfg, name, as_of, manifest)  # also after a kill between install and log
+    committed(f"export {name}")
     logger.info("publish %s %s: %s (%s)", name, as_of, status, manifest["checksum"][:12])
-    return PublishReport(name, as_of, status, str(final), manifest["checksum"], counts)
+    return PublishReport(name, as_of, status, str(final), manifest["checksum"], counts), manifest
 
 
 def _scratch_folder(cfg: OneIdConfig, root: Path) -> Path:
@@ -317,29 +333,33 @@ def _install(scratch: Path, final: Path, checksum: str, replace: bool) -> str:
     return "published"
 
 
-def _logged(
-    spark: SparkSession, cfg: OneIdConfig, name: str, as_of: dt.date, checksum: str
-) -> bool:
-    """Whether ``audience.publish_log`` has this export of (destination, dt)."""
+def _logged(spark: SparkSession, cfg: OneIdConfig, as_of: dt.date) -> dict[str, str]:
+    """destination → checksum of its export of ``as_of`` in ``audience.publish_log``."""
     log = read_table_or_none(spark, cfg, PUBLISH_LOG)
-    return (
-        log is not None
-        and not log.where(
-            (F.col("destination") == name)
-            & (F.col("dt") == F.lit(as_of))
-            & (F.col("checksum") == checksum)
-        ).isEmpty()
-    )
+    if log is None:
+        return {}
+    rows = log.where(F.col("dt") == F.lit(as_of)).select("destination", "checksum").collect()
+    return {row.destination: row.checksum for row in rows}
 
 
-def _log(spark: SparkSession, cfg: OneIdConfig, name: str, as_of: dt.date, manifest: dict) -> None:
-    """Upsert the (destination, dt) row of ``audience.publish_log``."""
-    counts = json.dumps(manifest["counts"])
-    row = spark.createDataFrame(
-        [(name, as_of, manifest["checksum"], len(manifest["files"]), counts)],
+def _log(
+    spark: SparkSession,
+    cfg: OneIdConfig,
+    as_of: dt.date,
+    exports: list[tuple[PublishReport, dict]],
+) -> None:
+    """Upsert the (destination, dt) rows of ``audience.publish_log``, in one commit."""
+    if not exports:
+        return
+    rows = spark.createDataFrame(
+        [
+            (report.destination, as_of, report.checksum, len(manifest["files"]),
+             json.dumps(manifest["counts"]))
+            for report, manifest in exports
+        ],
         "destination string, dt date, checksum string, files int, counts string",
-    ).withColumn("published_at", F.current_timestamp())
+    ).withColumn("published_at", F.current_timestamp())  # fmt: skip
     if table_exists(spark, cfg, PUBLISH_LOG):
-        merge_keys(row, row, cfg, PUBLISH_LOG, ["destination", "dt"])
+        merge_keys(rows, rows, cfg, PUBLISH_LOG, ["destination", "dt"])
     else:
-        append(row, cfg, PUBLISH_LOG)
+        append(rows, cfg, PUBLISH_LOG)
