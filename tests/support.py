@@ -48,6 +48,24 @@ def config_for(folder: Path, pipeline: dict, *extra: str) -> OneIdConfig:
     return load_config("local", conf_dir, list(extra))
 
 
+def parse_values(
+    spark, values: list[str], column: dict, aliases: dict[str, str] | None = None
+) -> dict:
+    """raw value -> (parsed, problem) by the field rules of ingest / standardize, for a column
+    declared as ``column`` in a source read in Asia/Shanghai (parsed is None with a problem)."""
+    from pyspark.sql import functions as F
+
+    from oneid.conf.pipeline import ColumnConf
+    from oneid.ingest.fields import field_problem, parse_field
+
+    conf = ColumnConf(field="v", **column)
+    frame = spark.createDataFrame([(v,) for v in values], "v string")
+    parsed = parse_field(F.col("v"), conf, "Asia/Shanghai", aliases or {})
+    problem = field_problem(F.col("v"), conf, "Asia/Shanghai", aliases or {})
+    out = frame.select("v", F.when(problem.isNull(), parsed).alias("parsed"), problem.alias("p"))
+    return {r.v: (r.parsed, r.p) for r in out.collect()}
+
+
 def delta_records(
     path: str | Path, *, version: int | None = None, drop: Collection[str] = ()
 ) -> list[dict]:

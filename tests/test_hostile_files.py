@@ -10,12 +10,10 @@ from decimal import Decimal
 import pytest
 from pyspark.sql import functions as F
 
-from oneid.conf.pipeline import ColumnConf
 from oneid.errors import ConfigError
-from oneid.ingest.fields import field_problem, parse_field
 from oneid.ingest.job import ingest
 from oneid.tables import read_table
-from tests.support import config_for
+from tests.support import config_for, parse_values
 from tests.test_ingest import members_source
 
 pytestmark = pytest.mark.unit
@@ -107,6 +105,7 @@ def test_bytes_invalid_in_the_declared_encoding_are_quarantined(spark, tmp_path)
             "members": members_source(folder),
             "events": {
                 "format": "json",
+                "max_quarantined_share": 1.0,
                 "path": str(events),
                 "record_key": ["event_id"],
                 "columns": {"event_id": {"field": "event_id"}},
@@ -132,6 +131,7 @@ def test_two_json_objects_on_one_line_are_counted_and_quarantined(spark, tmp_pat
     (events / "a.jsonl").write_text(f"{one}{two}\n{json.dumps({'event_id': 'E3'})}\n")
     source = {
         "format": "json",
+        "max_quarantined_share": 1.0,
         "path": str(events),
         "record_key": ["event_id"],
         "columns": {"event_id": {"field": "event_id"}},
@@ -141,16 +141,6 @@ def test_two_json_objects_on_one_line_are_counted_and_quarantined(spark, tmp_pat
     assert _counts(report) == (2, 1, 1)
     [row] = read_table(spark, cfg, "quarantine.events").collect()
     assert (row._reason, row._raw) == ("json_trailing_data", one + two)
-
-
-def _parse(spark, values: list[str], column: dict, aliases: dict[str, str] | None = None):
-    """(value, parsed, problem) for each raw value, with the field rules of ingest/standardize."""
-    conf = ColumnConf(field="v", **column)
-    frame = spark.createDataFrame([(v,) for v in values], "v string")
-    parsed = parse_field(F.col("v"), conf, "Asia/Shanghai", aliases or {})
-    problem = field_problem(F.col("v"), conf, "Asia/Shanghai", aliases or {})
-    out = frame.select("v", F.when(problem.isNull(), parsed).alias("parsed"), problem.alias("p"))
-    return {r.v: (r.parsed, r.p) for r in out.collect()}
 
 
 def test_timestamps_zone_names_abbreviations_and_range(spark):
@@ -170,7 +160,7 @@ def test_timestamps_zone_names_abbreviations_and_range(spark):
     def at(got):
         return {v: (p.astimezone(UTC) if p else None, r) for v, (p, r) in got.items()}
 
-    got = at(_parse(spark, values, {"type": "timestamp"}))
+    got = at(parse_values(spark, values, {"type": "timestamp"}))
     assert got == {
         "2026-03-01 10:00:00": (two_am, None),
         "2026-03-01T10:00:00+08:00": (two_am, None),
@@ -183,7 +173,7 @@ def test_timestamps_zone_names_abbreviations_and_range(spark):
         "1969-12-31 00:00:00": (None, "out_of_range:v"),
     }
     fmt = {"type": "timestamp", "format": "yyyy-MM-dd HH:mm:ss"}
-    got = at(_parse(spark, values[2:6], fmt, {"CST": "Asia/Shanghai"}))
+    got = at(parse_values(spark, values[2:6], fmt, {"CST": "Asia/Shanghai"}))
     assert got == {
         "2026-03-01 10:00:00 Asia/Shanghai": (two_am, None),
         "2026-03-01 10:00:00 UTC": (two_am.replace(hour=10), None),
@@ -191,13 +181,15 @@ def test_timestamps_zone_names_abbreviations_and_range(spark):
         "2026-03-01 10:00:00 IST": (None, "ambiguous_time_zone:v"),
     }
     bounds = {"type": "timestamp", "earliest": "1960-01-01", "latest": "2026-02-28"}
-    got = at(_parse(spark, ["1969-12-31 00:00:00", "2026-03-01 10:00:00"], bounds))
+    got = at(parse_values(spark, ["1969-12-31 00:00:00", "2026-03-01 10:00:00"], bounds))
     assert got["1969-12-31 00:00:00"][1] is None
     assert got["2026-03-01 10:00:00"] == (None, "out_of_range:v")
 
 
 def test_amount_range_and_precision(spark):
-    got = _parse(spark, ["10.50", "10.500", "0", "-5.00", "10.505", "abc"], {"type": "decimal"})
+    got = parse_values(
+        spark, ["10.50", "10.500", "0", "-5.00", "10.505", "abc"], {"type": "decimal"}
+    )
     assert got == {
         "10.50": (Decimal("10.50"), None),
         "10.500": (Decimal("10.50"), None),
@@ -207,10 +199,13 @@ def test_amount_range_and_precision(spark):
         "abc": (None, "bad_decimal:v"),
     }
     refund = {"type": "decimal", "min": -100, "max": 100}
-    got = _parse(spark, ["-5.00", "100.01"], refund)
+    got = parse_values(spark, ["-5.00", "100.01"], refund)
     assert got == {"-5.00": (Decimal("-5.00"), None), "100.01": (None, "out_of_range:v")}
     quantity = {"type": "integer", "min": 1, "max": 99}
-    assert _parse(spark, ["0", "3"], quantity) == {"0": (None, "out_of_range:v"), "3": (3, None)}
+    assert parse_values(spark, ["0", "3"], quantity) == {
+        "0": (None, "out_of_range:v"),
+        "3": (3, None),
+    }
 
 
 def test_amount_checks_quarantine_rows_at_ingest(spark, tmp_path):

@@ -435,3 +435,39 @@ def test_profile_best_phone_counts_and_dates(spark):
     assert rows[7].identifier_counts == {"device": 1, "phone": 2}
     assert (rows[7].first_seen, rows[7].last_seen, rows[8].last_seen) == (t[0], t[3], t[2])
     assert (rows[7].sources, rows[7].records) == (["crm", "orders"], 3)
+
+
+def test_a_heavy_buyers_member_id_is_no_hub_and_a_cut_account_key_is_a_warning(spark, tmp_path):
+    """Issue 17 item 7: the default record limit (200) cut a member id with 250 orders."""
+    from argparse import Namespace
+
+    from oneid.stages import registered_stages
+
+    records = {**PERSON_A}
+    for i in range(250):  # one loyal member's orders
+        records[f"orders:O{i}"] = [("member_id", "M1", "strong")]
+    stage = {s.name: s for s in registered_stages()}["identity"]
+
+    cfg = _cfg(tmp_path / "a")
+    _silver(spark, cfg, records)
+    result = stage.run(spark, cfg, Namespace(run_id="r1", full=False))
+    ids = _oneid_of(spark, cfg)
+    assert len({ids[record] for record in records}) == 1  # one customer, all linked
+    assert _rows(cfg, "hub_audit") == []
+    assert not any("WARNING" in note for note in result.notes)
+
+    cfg = _cfg(tmp_path / "b", hubs={"max_records": {"member_id": 100}})  # said on purpose
+    _silver(spark, cfg, records)
+    result = stage.run(spark, cfg, Namespace(run_id="r1", full=False))
+    [audit] = _rows(cfg, "hub_audit")
+    assert (audit["rule"], audit["id_type"], audit["threshold"]) == (
+        "max_records",
+        "member_id",
+        100,
+    )
+    [stats] = _rows(cfg, "run_stats")
+    assert dict(stats["metrics"])["account_keys_cut"] == "1"
+    assert [note for note in result.notes if note.startswith("WARNING")] == [
+        "WARNING: 1 account key(s) (identity.hubs.account_types) cut as hubs: those customers "
+        "link nothing (identity.hub_audit)"
+    ]

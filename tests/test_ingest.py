@@ -33,6 +33,7 @@ MEMBERS_CSV = (
 def members_source(path, **extra) -> dict:
     return {
         "format": "csv",
+        "max_quarantined_share": 1.0,
         "path": str(path),
         "record_key": ["member_id"],
         "timestamp": "registered_at",
@@ -131,6 +132,7 @@ def test_gbk_csv_and_json_lines(spark, tmp_path):
             "sources": {
                 "leads": {
                     "format": "csv",
+                    "max_quarantined_share": 1.0,
                     "path": str(leads),
                     "encoding": "gbk",
                     "record_key": ["lead_id"],
@@ -142,6 +144,7 @@ def test_gbk_csv_and_json_lines(spark, tmp_path):
                 },
                 "events": {
                     "format": "json",
+                    "max_quarantined_share": 1.0,
                     "path": str(events),
                     "record_key": ["event_id"],
                     "columns": {
@@ -197,6 +200,7 @@ def test_parquet_type_change_is_quarantined_not_coerced(spark, tmp_path):
     pq.write_table(pa.table({"order_id": ["O1"], "paid_amount": ["10.00"]}), folder / "a.parquet")
     source = {
         "format": "parquet",
+        "max_quarantined_share": 1.0,
         "path": str(folder),
         "record_key": ["order_id"],
         "columns": {

@@ -51,6 +51,7 @@ def standardized(spark, tmp_path_factory):
         "sources": {
             "crm": {
                 "format": "csv",
+                "max_quarantined_share": 1.0,
                 "path": str(crm),
                 "record_key": ["member_id"],
                 "timestamp": "joined",
@@ -73,6 +74,7 @@ def standardized(spark, tmp_path_factory):
             },
             "wechat": {
                 "format": "csv",
+                "max_quarantined_share": 1.0,
                 "path": str(wechat),
                 "record_key": ["appid", "openid"],
                 "columns": {

@@ -151,6 +151,11 @@ def _identity_stage() -> Stage:
             f"{stats['largest_component']}, hubs {stats['hubs']}, changes {report.changes}",
             f"component sizes: {stats['histogram']}",
         )
+        if stats.get("account_keys_cut"):
+            notes += (
+                f"WARNING: {stats['account_keys_cut']} account key(s) (identity.hubs."
+                "account_types) cut as hubs: those customers link nothing (identity.hub_audit)",
+            )
         tables = {"identity.oneid_map": stats["identifiers"], "identity.profiles": stats["oneids"]}
         return StageResult(tables, notes)
 

@@ -40,6 +40,9 @@ class DemoConf(_Strict):
 FieldType = Literal["string", "decimal", "integer", "timestamp", "date", "enum"]
 EARLIEST = {"timestamp": datetime.date(1990, 1, 1), "date": datetime.date(1900, 1, 1)}
 """Default earliest plausible value of a timestamp / date column (``earliest`` overrides)."""
+NUMERIC_TIME_FORMATS = ("epoch_seconds", "epoch_millis", "excel_serial")
+"""``format`` names of numbers that are times: seconds or milliseconds since 1970-01-01 UTC, or
+an Excel serial day (days since 1899-12-30 on the source's wall clock, fraction = time of day)."""
 LATEST = datetime.date(2100, 1, 1)
 """Default latest plausible value: a fixed far bound, because ingest never reads the clock
 (a re-run must give the same rows); ``latest`` tightens it per column."""
@@ -71,8 +74,10 @@ class ColumnConf(_Strict):
     required: bool = False
     values: tuple[str, ...] = ()
     """Allowed values of an ``enum`` column."""
-    format: str | None = None
-    """Spark datetime pattern for timestamp/date columns; ISO 8601 (with offset) if unset."""
+    format: str | tuple[str, ...] | None = None
+    """timestamp / date: a Spark datetime pattern (``yyyy/MM/dd HH:mm``), a list of them tried in
+    order, or one of ``epoch_seconds``, ``epoch_millis``, ``excel_serial``. Unset: ISO 8601
+    (with or without an offset; dates ``yyyy-MM-dd``)."""
     pii: bool = False
     """Personal data that is not an identifier (name, birthday, free text): bronze only."""
     min: Decimal | None = None
@@ -96,12 +101,37 @@ class ColumnConf(_Strict):
         }.get(self.type, set())
         checks = ("min", "max", "max_decimals", "earliest", "latest")
         wrong = [k for k in checks if getattr(self, k) is not None and k not in allowed]
+        if self.format is not None and self.type not in EARLIEST:
+            wrong.append("format")
         if wrong:
             raise ValueError(f"{wrong} do not apply to a {self.type} column")
         low, high = self.bounds()
         if low is not None and high is not None and low > high:
             raise ValueError(f"lower bound {low} is above upper bound {high}")
         return self
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
+        patterns = (value,) if isinstance(value, str) else value or ()
+        if isinstance(value, tuple) and not value:
+            raise ValueError("an empty list of formats: leave `format` out for ISO 8601")
+        for pattern in patterns:
+            if not pattern.strip():
+                raise ValueError("an empty format")
+            numeric_like = pattern.strip().lower().startswith(("epoch", "excel", "unix"))
+            if numeric_like and pattern not in NUMERIC_TIME_FORMATS:
+                raise ValueError(
+                    f"{pattern!r} is not a datetime pattern; numeric times are one of "
+                    f"{list(NUMERIC_TIME_FORMATS)}"
+                )
+        return value
+
+    def formats(self) -> tuple[str, ...]:
+        """The declared formats in the order they are tried (empty: ISO 8601)."""
+        if self.format is None:
+            return ()
+        return (self.format,) if isinstance(self.format, str) else self.format
 
     def bounds(self) -> tuple[Decimal | datetime.date | None, Decimal | datetime.date | None]:
         """(lowest, highest) accepted value with the defaults of the column's type applied."""
@@ -154,6 +184,10 @@ class SourceConf(_Strict):
     quoting: Literal["rfc4180", "backslash"] = "rfc4180"
     """CSV: ``rfc4180`` (``""`` inside quotes, newlines inside quoted fields: Excel, Python) or
     ``backslash`` (``\\"`` inside quotes, one record per line: Spark's own default)."""
+    max_quarantined_share: float = Field(default=0.05, ge=0, le=1)
+    """A batch that would quarantine more than this share of its rows fails before it writes
+    anything, naming the top reasons (a wrong format or column mapping quarantines every row);
+    1 accepts any share."""
     time_zone_aliases: dict[str, str] = Field(default_factory=dict)
     """Zone abbreviations this source's timestamps may end with, and the zone each means
     (``CST: Asia/Shanghai``); any other abbreviation is ambiguous and quarantined."""
@@ -247,6 +281,10 @@ class HubRulesConf(_Strict):
         default_factory=lambda: {"default": 200, "phone": 20, "email": 20, "device": 150}
     )
     max_member_ids: PositiveInt = 1
+    account_types: tuple[str, ...] = ("member_id",)
+    """Account keys: one customer's own id, however often they buy. ``default`` does not apply
+    to them (only a ``max_records`` entry of their own does), and every cut of one is a warning
+    in the run's summary."""
 
 
 class GatesConf(_Strict):

@@ -48,6 +48,8 @@ def find_hubs(
 
     limits = conf.hubs.max_records
     record_limit = F.lit(limits.get("default", 200))
+    for id_type in conf.hubs.account_types:  # only their own entry (below) cuts an account key
+        record_limit = F.when(base_type() == id_type, F.lit(None)).otherwise(record_limit)
     for id_type, limit in sorted(limits.items()):
         if id_type != "default":
             record_limit = F.when(base_type() == id_type, F.lit(limit)).otherwise(record_limit)
@@ -56,7 +58,7 @@ def find_hubs(
     # a listed node may hold no record any more: it is still a hub, with zero counts
     stats = stats.join(blocked, "node_id", "full").fillna(0, ["records", "member_ids"])
     most_ids = F.lit(conf.hubs.max_member_ids)
-    over_records = F.col("records") > record_limit
+    over_records = F.coalesce(F.col("records") > record_limit, F.lit(False))
     # the first rule that fires, in this order: blocklist, max_records, max_member_ids
     rule = (
         F.when(F.col("_listed"), F.lit("blocklist"))
@@ -75,6 +77,22 @@ def find_hubs(
         "member_ids",
         threshold.cast("long").alias("threshold"),
     ).where(F.col("rule").isNotNull())
+
+
+def account_key_cuts(hubs: DataFrame, nodes: DataFrame, conf: IdentityConf) -> dict[str, int]:
+    """Hubs that are account keys (``hubs.account_types``) cut by a frequency rule, counted by
+    rule: each is a customer who links nothing, so the run says so (a blocklist is meant)."""
+    types = list(conf.hubs.account_types)
+    if not types:
+        return {}
+    rows = (
+        hubs.join(nodes.select("node_id", "id_type"), "node_id")
+        .where(base_type().isin(types) & (F.col("rule") != "blocklist"))
+        .groupBy("rule")
+        .count()
+        .collect()
+    )
+    return {row["rule"]: int(row["count"]) for row in rows}
 
 
 def _blocklisted(

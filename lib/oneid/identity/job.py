@@ -24,7 +24,7 @@ from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import IdentityConf
 from oneid.errors import DataContractError, GateFailedError
 from oneid.identity import incremental as inc
-from oneid.identity.hubs import audit_rows
+from oneid.identity.hubs import account_key_cuts, audit_rows
 from oneid.identity.plan import Plan, Published, full_plan
 from oneid.identity.publish import STATE_TABLES, publish
 from oneid.identity.resolve import Resolution, resolve
@@ -103,6 +103,16 @@ def _run(
     published = plan.outputs(resolved.mapping)
     before = 0 if first_run else previous_map.count()
     stats = _figures(plan, resolved, published, before, history.minted, conf)
+    cuts = account_key_cuts(plan.hubs, plan.nodes, conf)
+    stats["account_keys_cut"] = sum(cuts.values())
+    if cuts:
+        logger.warning(
+            "identity run %s: %d account key(s) cut as hubs %s: those customers link nothing; "
+            "see identity.hub_audit and identity.hubs in conf",
+            run_id,
+            stats["account_keys_cut"],
+            cuts,
+        )
     clock("outputs and figures")
 
     checks = gates(stats, conf.gates, first_run)

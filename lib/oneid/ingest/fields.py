@@ -16,16 +16,29 @@ from collections.abc import Mapping
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from oneid.conf.pipeline import ColumnConf
+from oneid.conf.pipeline import NUMERIC_TIME_FORMATS, ColumnConf
 
 DECIMAL_TYPE = "decimal(18,2)"
 EXACT_DECIMAL = "decimal(38,18)"
-ISO_OFFSET = r"(Z|[+-]\d{2}:?\d{2})$"
+ISO_OFFSET = r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s?(Z|[+-]\d{2}(:?\d{2})?)$"
+"""A time of day followed by an offset (``08:00+08:00``, ``08:00:00Z``, ``08:00:00+08``)."""
+ISO_NO_SECONDS = r"^(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2})(\s?(Z|[+-]\d{2}(:?\d{2})?))?$"
+"""ISO 8601 without seconds, which Spark's cast refuses before an offset: ``:00`` is added."""
 ZONE_SUFFIX = r"\s+([A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*)$"
 """A zone written after a local time: a region (``Asia/Shanghai``) or an abbreviation."""
 UNAMBIGUOUS_ZONES = ("UTC", "GMT", "UT", "Z")
 NOT_ZONES = ("AM", "PM")
 FORMAT_ZONE_LETTERS = re.compile(r"[zZvVOXx]")
+NUMBER_TYPE = "decimal(24,6)"
+EPOCH_LIMITS = {"epoch_seconds": 10**11, "epoch_millis": 10**14}
+"""Beyond these (year 5138) a number is not a time of that unit (seconds sent as millis)."""
+EXCEL_EPOCH = datetime.date(1899, 12, 30)
+EXCEL_UNIX_DAYS = 25569
+"""Serial day of 1970-01-01."""
+EXCEL_FIRST = 61
+"""First serial Excel counts correctly (60 is its 1900-02-29, a day that never was)."""
+EXCEL_LAST = 2958466
+"""Serial of 10000-01-01, which Excel does not reach."""
 
 
 def present(raw: Column) -> Column:
@@ -46,10 +59,11 @@ def parse_field(
     if column.type == "integer":
         return value.try_cast("bigint")
     if column.type == "timestamp":
-        return _timestamp(value, column.format, time_zone, zone_aliases or {})
+        return _timestamp(value, column.formats(), time_zone, zone_aliases or {})
     if column.type == "date":
-        fmt = column.format or "yyyy-MM-dd"
-        return F.to_date(F.try_to_timestamp(value, F.lit(fmt)))
+        return F.coalesce(
+            *[_date(value, fmt, time_zone) for fmt in column.formats() or ("yyyy-MM-dd",)]
+        )
     if column.type == "enum":
         return F.when(value.isin(list(column.values)), value)
     return value
@@ -64,7 +78,7 @@ def field_problem(
     checks = F.when(~present(raw) & F.lit(column.required), F.lit(f"missing_required:{name}"))
     if column.type == "string":
         return checks
-    if column.type == "timestamp" and _zone_suffix_allowed(column.format):
+    if column.type == "timestamp" and _zone_suffix_allowed(column.formats()):
         zone = _zone(_zone_token(F.trim(raw)), time_zone, zone_aliases or {})
         checks = checks.when(present(raw) & zone.isNull(), F.lit(f"ambiguous_time_zone:{name}"))
     checks = checks.when(present(raw) & parsed.isNull(), F.lit(f"bad_{column.type}:{name}"))
@@ -98,9 +112,46 @@ def _utc_midnight(day: datetime.date) -> datetime.datetime:
     return datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.timezone.utc)
 
 
-def _zone_suffix_allowed(fmt: str | None) -> bool:
-    """A zone after the time is read by OneID unless the pattern itself parses a zone."""
-    return not fmt or not FORMAT_ZONE_LETTERS.search(re.sub(r"'[^']*'", "", fmt))
+def _patterns(formats: tuple[str, ...]) -> list[str]:
+    return [fmt for fmt in formats if fmt not in NUMERIC_TIME_FORMATS]
+
+
+def _zone_suffix_allowed(formats: tuple[str, ...]) -> bool:
+    """A zone after the time is read by OneID unless the formats are numbers only or a pattern
+    parses a zone itself."""
+    patterns = _patterns(formats)
+    if formats and not patterns:
+        return False
+    return not any(FORMAT_ZONE_LETTERS.search(re.sub(r"'[^']*'", "", p)) for p in patterns)
+
+
+def _number(value: Column) -> Column:
+    return value.try_cast(NUMBER_TYPE)
+
+
+def _numeric_timestamp(value: Column, fmt: str, time_zone: str) -> Column:
+    """UTC instant of an epoch number, or of an Excel serial read on the source's wall clock;
+    NULL for a number outside the format's range."""
+    number = _number(value)
+    if fmt == "excel_serial":
+        wall = F.timestamp_seconds((number - EXCEL_UNIX_DAYS) * 86400)
+        inside = (number >= EXCEL_FIRST) & (number < EXCEL_LAST)
+        return F.when(inside, F.to_utc_timestamp(wall, time_zone))
+    limit = EPOCH_LIMITS[fmt]
+    seconds = number if fmt == "epoch_seconds" else number / 1000
+    return F.when(F.abs(number) < limit, F.timestamp_seconds(seconds))
+
+
+def _date(value: Column, fmt: str, time_zone: str) -> Column:
+    """A date by one format: a pattern, an Excel serial's day, an epoch's day in the zone."""
+    if fmt == "excel_serial":
+        number = _number(value)
+        days = F.floor(number).cast("int")
+        inside = (number >= EXCEL_FIRST) & (number < EXCEL_LAST)
+        return F.when(inside, F.date_add(F.lit(EXCEL_EPOCH), days))
+    if fmt in NUMERIC_TIME_FORMATS:
+        return F.to_date(F.from_utc_timestamp(_numeric_timestamp(value, fmt, time_zone), time_zone))
+    return F.to_date(F.try_to_timestamp(value, F.lit(fmt)))
 
 
 def _zone_token(value: Column) -> Column:
@@ -119,25 +170,38 @@ def _zone(token: Column, time_zone: str, zone_aliases: Mapping[str, str]) -> Col
     return zone.when(token.contains("/") | upper.isin(*UNAMBIGUOUS_ZONES), token)
 
 
+def _wall_clock(value: Column, patterns: list[str]) -> Column:
+    """The local time of the first pattern that parses ``value``."""
+    return F.coalesce(*[F.try_to_timestamp(value, F.lit(p)) for p in patterns])
+
+
 def _timestamp(
-    value: Column, fmt: str | None, time_zone: str, zone_aliases: Mapping[str, str]
+    value: Column, formats: tuple[str, ...], time_zone: str, zone_aliases: Mapping[str, str]
 ) -> Column:
     """Local wall-clock strings are read in the zone written after them, else the source's
-    time zone; results are UTC instants."""
-    if fmt:
-        local = F.try_to_timestamp(value, F.lit(fmt))
-        plain = F.to_utc_timestamp(local, time_zone)
+    time zone; numbers as their format says; the first format that parses wins; results are
+    UTC instants."""
+    patterns = _patterns(formats)
+    if formats:
+        plain = F.coalesce(
+            *[
+                _numeric_timestamp(value, fmt, time_zone)
+                if fmt in NUMERIC_TIME_FORMATS
+                else F.to_utc_timestamp(_wall_clock(value, [fmt]), time_zone)
+                for fmt in formats
+            ]
+        )
     else:
-        parsed = value.try_cast("timestamp")
+        parsed = F.regexp_replace(value, ISO_NO_SECONDS, "$1:00$2").try_cast("timestamp")
         plain = F.when(value.rlike(ISO_OFFSET), parsed).otherwise(
             F.to_utc_timestamp(parsed, time_zone)
         )
-    if not _zone_suffix_allowed(fmt):
+    if not _zone_suffix_allowed(formats):
         return plain
     token = _zone_token(value)
     body = F.rtrim(F.left(value, F.length(value) - F.length(token)))
-    if fmt:
-        body = F.date_format(F.try_to_timestamp(body, F.lit(fmt)), "yyyy-MM-dd'T'HH:mm:ss.SSSSSS")
+    if patterns:
+        body = F.date_format(_wall_clock(body, patterns), "yyyy-MM-dd'T'HH:mm:ss.SSSSSS")
     # Spark reads "<local time> <zone id>" itself; try_cast gives NULL for an unknown region.
     zoned = F.concat(body, F.lit(" "), _zone(token, time_zone, zone_aliases)).try_cast("timestamp")
     return F.when(token == "", plain).otherwise(zoned)

@@ -148,6 +148,8 @@ def _ingest_batch(
         rows_read = sum(reasons.values())
         quarantined = sum(n for reason, n in reasons.items() if reason is not None)
         accepted = reasons.get(None, 0)
+        if quarantined > source.max_quarantined_share * rows_read:
+            raise _mostly_quarantined(checked, name, source, batch_id, rows_read, quarantined)
         condition = f"_batch_id = '{batch_id}'"
         tag = f"oneid ingest {name} {batch_id} {uuid.uuid4().hex}"
         bronze_cols = [c for c in checked.columns if c not in {"_reason", "_raw", "_malformed"}]
@@ -225,6 +227,42 @@ def with_lineage(df: DataFrame, name: str, batch_id: str, source: SourceConf) ->
         "_raw",
         "_malformed",
         "_reason",
+    )
+
+
+def _mostly_quarantined(
+    checked: DataFrame,
+    name: str,
+    source: SourceConf,
+    batch_id: str,
+    rows_read: int,
+    quarantined: int,
+    top: int = 5,
+) -> DataContractError:
+    """The error of a batch that would quarantine too much: its top reasons, with counts and up
+    to three files each (file names only: values stay in the files)."""
+    file_name = F.regexp_extract(F.col("_file"), r"([^/]*)$", 1)
+    rows = (
+        checked.where(F.col("_reason").isNotNull())
+        .groupBy("_reason")
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.slice(F.sort_array(F.collect_set(file_name)), 1, 3).alias("files"),
+        )
+        .orderBy(F.desc("rows"), "_reason")
+        .limit(top)
+        .collect()
+    )
+    reasons = "; ".join(
+        f"{r['_reason']}: {r['rows']} row{'s' * (r['rows'] != 1)} ({', '.join(r['files'])})"
+        for r in rows
+    )
+    return DataContractError(
+        f"sources.{name} batch {batch_id}: {quarantined} of {rows_read} rows "
+        f"({quarantined / rows_read:.0%}) would be quarantined, over max_quarantined_share "
+        f"{source.max_quarantined_share:g}; nothing was written. Top reasons: {reasons}. "
+        "Fix the conf (a column name, a format) or the files and run the batch again, or raise "
+        f"sources.{name}.max_quarantined_share."
     )
 
 

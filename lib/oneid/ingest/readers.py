@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import io
+import json
 import logging
 import os
 from collections import defaultdict
@@ -35,6 +37,8 @@ LINEAGE = ("_extra", "_file", "_raw", "_malformed", "_type_changed", "_problem")
 REPLACEMENT = "\ufffd"
 """What a decoder puts where bytes are not valid in the declared encoding."""
 HEAD_BYTES = 65536
+JSON_SAMPLE_LINES = 1000
+"""Lines of a JSON source whose keys are compared with the declared columns (typos)."""
 CSV_QUOTING = {
     "rfc4180": {"quote": '"', "escape": '"', "multiLine": "true"},
     "backslash": {"quote": '"', "escape": "\\"},
@@ -83,18 +87,22 @@ def read_source(
 ) -> DataFrame:
     """Raw frame of ``files`` (ignored for jdbc / delta tables) in the uniform layout."""
     if source.format == "csv":
-        return _read_csv(spark, source, files)
+        return _read_csv(spark, name, source, files)
     if source.format == "json":
+        _check_json_keys(spark, name, source, files)
         return _read_json_lines(spark, source, files)
     if source.format == "parquet":
         frame = spark.read.options(**source.options).parquet(*files)
+        _require_declared(name, source, frame.columns, files[0] if files else str(source.path))
         return _from_typed(frame, source, known_types or {}, F.col("_metadata.file_path"))
     if source.format == "delta":
         frame = spark.read.format("delta").options(**source.options).load(source.path or "")
+        _require_declared(name, source, frame.columns, str(source.path))
         return _from_typed(frame, source, known_types or {}, F.lit(source.path))
     if source.format == "jdbc":
         options = resolve_secret_options(name, source.options)
         frame = spark.read.format("jdbc").options(dbtable=source.table, **options).load()
+        _require_declared(name, source, frame.columns, f"table {source.table}")
         return _from_typed(frame, source, known_types or {}, F.lit(f"jdbc:{source.table}"))
     raise ConfigError(f"sources.{name}.format: unsupported {source.format!r}")
 
@@ -121,17 +129,73 @@ def source_types(frame: DataFrame, source: SourceConf) -> dict[str, str]:
     return {raw: present[raw] for raw in source.columns if raw in present}
 
 
+def missing_column(
+    name: str, source: SourceConf, raw: str, present: list[str], where: str
+) -> ConfigError:
+    """The error of a declared column ``raw`` that ``where`` does not have, naming the closest
+    column it has that no mapping takes (the likely typo) or else all of them."""
+    declared = {column.casefold() for column in source.columns}
+    spare = [column for column in present if column.casefold() not in declared]
+    closest = _closest(raw, spare)
+    hint = f"did you mean {closest!r}?" if closest else f"its columns are {present}"
+    return ConfigError(
+        f"sources.{name}.columns.{raw}: {where} has no column {raw!r} ({hint}); "
+        "map the column by its name in the file"
+    )
+
+
+def _closest(raw: str, candidates: list[str]) -> str | None:
+    """The candidate most like ``raw`` ignoring case, if one is close enough to be a typo."""
+    folded = {candidate.casefold(): candidate for candidate in candidates}
+    match = difflib.get_close_matches(raw.casefold(), list(folded), n=1, cutoff=0.6)
+    return folded[match[0]] if match else None
+
+
+def _require_declared(name: str, source: SourceConf, present: list[str], where: str) -> None:
+    """Every declared column is in ``present`` (ignoring case, as Spark does), or ConfigError."""
+    have = {column.casefold() for column in present}
+    for raw in source.columns:
+        if raw.casefold() not in have:
+            raise missing_column(name, source, raw, present, where)
+
+
+def _check_json_keys(spark: SparkSession, name: str, source: SourceConf, files: list[str]) -> None:
+    """A declared key that a sample of the lines never holds, while a key close to it that no
+    mapping takes is there, is a typo: ConfigError. (JSON lines may leave out empty keys, so a
+    key merely absent from the sample is not an error.)"""
+    if not files:
+        return
+    seen: dict[str, None] = {}
+    for row in spark.read.text(files).limit(JSON_SAMPLE_LINES).collect():
+        try:
+            record = json.loads(row.value)
+        except ValueError:
+            continue  # quarantined as malformed_row by the reader
+        if isinstance(record, dict):
+            seen.update(dict.fromkeys(record))
+    keys = list(seen)
+    spare = [key for key in keys if key not in source.columns]
+    for raw in source.columns:
+        if raw not in seen and _closest(raw, spare):
+            raise missing_column(name, source, raw, keys, f"{files[0]} (first lines)")
+
+
 def _canonical(raw_columns: list[str], source: SourceConf, value_of) -> list[Column]:
-    """Canonical string columns in conf order; columns absent from the input are NULL."""
+    """Canonical string columns in conf order, input columns matched ignoring case (as Spark
+    resolves them); a declared column absent from the input is NULL (JSON keys may be left out:
+    the other formats check their columns first)."""
+    actual = {column.casefold(): column for column in raw_columns}
     cols = []
     for raw, column in source.columns.items():
-        expr = value_of(raw) if raw in raw_columns else F.lit(None).cast("string")
+        found = actual.get(raw.casefold())
+        expr = value_of(found) if found is not None else F.lit(None).cast("string")
         cols.append(expr.alias(column.field))
     return cols
 
 
 def _extras(raw_columns: list[str], source: SourceConf, value_of) -> Column:
-    unknown = [c for c in raw_columns if c not in source.columns and c != CORRUPT]
+    declared = {column.casefold() for column in source.columns}
+    unknown = [c for c in raw_columns if c.casefold() not in declared and c != CORRUPT]
     if not unknown:
         return F.create_map().cast("map<string,string>")
     pairs: list[Column] = []
@@ -141,7 +205,7 @@ def _extras(raw_columns: list[str], source: SourceConf, value_of) -> Column:
     return F.map_filter(F.create_map(*pairs), lambda _k, v: v.isNotNull())
 
 
-def _read_csv(spark: SparkSession, source: SourceConf, files: list[str]) -> DataFrame:
+def _read_csv(spark: SparkSession, name: str, source: SourceConf, files: list[str]) -> DataFrame:
     """CSV, all columns as strings; files are grouped by header so drift is seen per file, and
     a file that is not a table is one ``_problem`` row instead of failing the batch."""
     options = {
@@ -160,6 +224,8 @@ def _read_csv(spark: SparkSession, source: SourceConf, files: list[str]) -> Data
             broken.append((path, problem))
         else:
             groups[header].append(path)
+    for header, paths in sorted(groups.items()):
+        _require_declared(name, source, list(header), paths[0])
     frames = [
         _csv_frame(spark, source, options, header, paths)
         for header, paths in sorted(groups.items())

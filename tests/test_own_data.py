@@ -1,0 +1,235 @@
+"""A brand's own files, first time right (issue 17): common time shapes parse, a typo'd column
+is an error naming the closest header, a batch that would mostly be quarantined fails first."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from oneid.errors import ConfigError, DataContractError
+from oneid.ingest.job import ingest
+from oneid.tables import read_table, read_table_or_none
+from tests.support import config_for, parse_values
+
+pytestmark = pytest.mark.unit
+
+UTC = datetime.timezone.utc
+JUNE_1 = datetime.datetime(2024, 6, 1, tzinfo=UTC)  # epoch 1717200000, Excel serial 45444
+
+
+def _instants(got: dict) -> dict:
+    return {v: (p.astimezone(UTC) if p else None, r) for v, (p, r) in got.items()}
+
+
+def test_epoch_excel_and_listed_patterns_parse(spark):
+    epoch = {"type": "timestamp", "format": "epoch_seconds"}
+    got = _instants(
+        parse_values(spark, ["1717200000", "1717200000.5", "1717200000123", "x"], epoch)
+    )
+    assert got == {
+        "1717200000": (JUNE_1, None),
+        "1717200000.5": (JUNE_1.replace(microsecond=500000), None),
+        "1717200000123": (None, "bad_timestamp:v"),  # milliseconds sent as seconds
+        "x": (None, "bad_timestamp:v"),
+    }
+    millis = {"type": "timestamp", "format": "epoch_millis"}
+    got = _instants(parse_values(spark, ["1717200000123", "1717200000"], millis))
+    assert got == {
+        "1717200000123": (JUNE_1.replace(microsecond=123000), None),
+        "1717200000": (None, "out_of_range:v"),  # seconds sent as millis: 1970-01-20
+    }
+    excel = {"type": "timestamp", "format": "excel_serial"}  # wall clock of the source's zone
+    got = _instants(parse_values(spark, ["45444.5", "60", "2024-06-01"], excel))
+    assert got == {
+        "45444.5": (JUNE_1.replace(hour=4), None),  # noon in Shanghai
+        "60": (None, "bad_timestamp:v"),  # Excel's 1900-02-29, a day that never was
+        "2024-06-01": (None, "bad_timestamp:v"),
+    }
+    listed = {"type": "timestamp", "format": ["yyyy/MM/dd HH:mm", "yyyy/MM/dd", "epoch_millis"]}
+    got = _instants(
+        parse_values(
+            spark, ["2024/06/01 08:00", "2024/06/01", "1717200000000", "06/01/2024"], listed
+        )
+    )
+    assert got == {
+        "2024/06/01 08:00": (JUNE_1, None),
+        "2024/06/01": (JUNE_1 - datetime.timedelta(hours=8), None),
+        "1717200000000": (JUNE_1, None),
+        "06/01/2024": (None, "bad_timestamp:v"),
+    }
+    iso = _instants(
+        parse_values(
+            spark,
+            [
+                "2024-06-01T08:00:00+08:00",
+                "2024-06-01T00:00Z",
+                "2024-06-01T08:00+0800",
+                "2024-06-01 08:00:00+08",
+                "2024-05-31T19:00:00-05:00",
+                "2024-06-01T08:00",
+            ],
+            {"type": "timestamp"},
+        )
+    )
+    assert set(iso.values()) == {(JUNE_1, None)}
+
+
+def test_dates_from_patterns_epochs_and_excel_serials(spark):
+    day = datetime.date(2024, 6, 1)
+    excel = parse_values(
+        spark, ["45444", "45444.99", "abc"], {"type": "date", "format": "excel_serial"}
+    )
+    assert excel == {"45444": (day, None), "45444.99": (day, None), "abc": (None, "bad_date:v")}
+    # 2024-05-31 20:00 UTC is already June 1 in Shanghai
+    epoch = parse_values(spark, ["1717185600"], {"type": "date", "format": "epoch_seconds"})
+    assert epoch == {"1717185600": (day, None)}
+    both = {"type": "date", "format": ["yyyy/MM/dd", "yyyyMMdd"]}
+    assert parse_values(spark, ["2024/06/01", "20240601"], both) == {
+        "2024/06/01": (day, None),
+        "20240601": (day, None),
+    }
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ({"type": "timestamp", "format": "epoch_secs"}, "not a datetime pattern"),
+        ({"type": "timestamp", "format": []}, "empty list of formats"),
+        ({"type": "decimal", "format": "yyyy"}, "do not apply to a decimal column"),
+    ],
+)
+def test_time_formats_are_checked_when_conf_loads(tmp_path, column, message):
+    source = {
+        "format": "csv",
+        "path": str(tmp_path),
+        "record_key": ["k"],
+        "columns": {"k": {"field": "k"}, "t": {"field": "t", **column}},
+    }
+    with pytest.raises(ConfigError, match=message):
+        config_for(tmp_path, {"sources": {"orders": source}})
+
+
+def _orders(folder, header: str = "order_no,paid_at,amount_usd,phone") -> None:
+    folder.mkdir(exist_ok=True)
+    lines = [header] + [f"A{i},{1717200000 + i * 60},{i}.25,1381234{i:04d}" for i in range(40)]
+    lines.append("A99,yesterday,1.00,13800000099")  # one really bad row: 2.4%, under 5%
+    (folder / "orders-2024-06.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _orders_source(folder, time_format: str, **extra) -> dict:
+    return {
+        "format": "csv",
+        "path": str(folder),
+        "record_key": ["order_id"],
+        "timestamp": "paid_at",
+        "facts": "orders",
+        "columns": {
+            "order_no": {"field": "order_id", "required": True},
+            "paid_at": {"field": "paid_at", "type": "timestamp", "format": time_format},
+            "amount_usd": {"field": "amount", "type": "decimal"},
+            "phone": {"field": "phone"},
+        },
+        "identifiers": [{"field": "phone", "type": "phone"}],
+        **extra,
+    }
+
+
+def test_a_mostly_quarantined_batch_fails_before_writing_and_runs_once_fixed(spark, tmp_path):
+    folder = tmp_path / "orders"
+    _orders(folder)
+    wrong = {"sources": {"orders": _orders_source(folder, "yyyy-MM-dd HH:mm:ss")}}
+    cfg = config_for(tmp_path, wrong)
+    with pytest.raises(DataContractError) as failure:
+        ingest(spark, cfg, "b1")
+    message = str(failure.value)
+    assert "41 of 41 rows (100%) would be quarantined" in message
+    assert "bad_timestamp:paid_at: 41 rows (orders-2024-06.csv)" in message
+    assert "1717200000" not in message and "13812340000" not in message  # no values
+    assert read_table_or_none(spark, cfg, "bronze.orders") is None
+    assert read_table_or_none(spark, cfg, "ops.ingest_runs") is None  # the files are not taken
+
+    cfg = config_for(tmp_path, {"sources": {"orders": _orders_source(folder, "epoch_seconds")}})
+    [report] = ingest(spark, cfg, "b1")  # the same batch, after the fix
+    assert (report.rows_read, report.accepted, report.quarantined) == (41, 40, 1)
+    assert report.reasons == {"bad_timestamp:paid_at": 1}
+    first = read_table(spark, cfg, "bronze.orders").where("order_id = 'A0'").first()
+    assert first.paid_at == "1717200000"  # bronze keeps the raw text; silver parses it
+
+
+def test_a_declared_column_missing_from_a_csv_names_the_closest_header(spark, tmp_path):
+    folder = tmp_path / "orders"
+    _orders(folder, header="order_no,paid_at,amount_usd,phone_no")
+    cfg = config_for(tmp_path, {"sources": {"orders": _orders_source(folder, "epoch_seconds")}})
+    with pytest.raises(ConfigError) as failure:
+        ingest(spark, cfg, "b1")
+    message = str(failure.value)
+    assert message.startswith("sources.orders.columns.phone: ")
+    assert "orders-2024-06.csv has no column 'phone' (did you mean 'phone_no'?)" in message
+    assert read_table_or_none(spark, cfg, "bronze.orders") is None
+
+
+def test_headers_match_declared_names_ignoring_case(spark, tmp_path):
+    folder = tmp_path / "orders"
+    _orders(folder, header="Order_No,PAID_AT,Amount_USD,Phone")
+    cfg = config_for(tmp_path, {"sources": {"orders": _orders_source(folder, "epoch_seconds")}})
+    [report] = ingest(spark, cfg, "b1")
+    assert (report.accepted, report.quarantined) == (40, 1)
+    row = read_table(spark, cfg, "bronze.orders").where("order_id = 'A1'").first()
+    assert (row.phone, row.amount, row._extra) == ("13812340001", "1.25", {})
+
+
+def test_json_key_typos_are_errors_and_absent_keys_are_not(spark, tmp_path):
+    folder = tmp_path / "events"
+    folder.mkdir()
+    lines = [
+        {"event_id": f"e{i}", "user_id": f"M{i}", "event_time": "2024-06-01 10:00:00"}
+        for i in range(3)
+    ]
+    (folder / "e.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n", encoding="utf-8")
+    source = {
+        "format": "json",
+        "path": str(folder),
+        "record_key": ["event_id"],
+        "facts": "events",
+        "columns": {
+            "event_id": {"field": "event_id", "required": True},
+            "userid": {"field": "member_id"},
+            "event_time": {"field": "event_time", "type": "timestamp"},
+        },
+    }
+    cfg = config_for(tmp_path, {"sources": {"events": source}})
+    with pytest.raises(
+        ConfigError, match=r"sources.events.columns.userid: .*did you mean 'user_id'"
+    ):
+        ingest(spark, cfg, "b1")
+
+    source["columns"]["user_id"] = source["columns"].pop("userid")
+    source["columns"]["channel"] = {"field": "channel"}  # left out of every line: NULL, no error
+    cfg = config_for(tmp_path, {"sources": {"events": source}})
+    [report] = ingest(spark, cfg, "b1")
+    assert (report.accepted, report.quarantined) == (3, 0)
+    rows = read_table(spark, cfg, "bronze.events").orderBy("event_id").collect()
+    assert [(r.member_id, r.channel) for r in rows] == [("M0", None), ("M1", None), ("M2", None)]
+
+
+def test_a_declared_column_missing_from_parquet_lists_its_columns(spark, tmp_path):
+    folder = tmp_path / "members"
+    folder.mkdir()
+    pq.write_table(
+        pa.table({"mid": ["M1"], "mobile_number": ["13812345678"]}), folder / "m.parquet"
+    )
+    source = {
+        "format": "parquet",
+        "path": str(folder),
+        "record_key": ["member_id"],
+        "columns": {"mid": {"field": "member_id"}, "cellphone": {"field": "phone"}},
+    }
+    cfg = config_for(tmp_path, {"sources": {"members": source}})
+    with pytest.raises(
+        ConfigError, match=r"no column 'cellphone' \(its columns are \['mid', 'mobile_number'\]\)"
+    ):
+        ingest(spark, cfg, "b1")
