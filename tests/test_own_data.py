@@ -10,10 +10,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from oneid.audiences.job import compiled_rules
+from oneid.conf import load_config
 from oneid.errors import ConfigError, DataContractError
 from oneid.ingest.job import ingest
 from oneid.tables import read_table, read_table_or_none
-from tests.support import config_for, parse_values
+from oneid.tags.job import run_tags
+from tests.support import CONF_DIR, config_for, parse_values
 
 pytestmark = pytest.mark.unit
 
@@ -233,3 +236,71 @@ def test_a_declared_column_missing_from_parquet_lists_its_columns(spark, tmp_pat
         ConfigError, match=r"no column 'cellphone' \(its columns are \['mid', 'mobile_number'\]\)"
     ):
         ingest(spark, cfg, "b1")
+
+
+def _brand_conf(tmp_path, folder, tags: dict | None = None):
+    """A brand's conf: its own orders source, the repo's tag registry (or ``tags``) and
+    audience rules left in place, as a new user starts."""
+    import shutil
+
+    import yaml
+
+    config_for(tmp_path, {"sources": {"orders": _orders_source(folder, "epoch_seconds")}})
+    conf_dir = tmp_path / "conf"
+    pipeline = yaml.safe_load((conf_dir / "pipeline.yaml").read_text(encoding="utf-8"))
+    shutil.copy(CONF_DIR / "audiences.yaml", conf_dir / "audiences.yaml")
+    if tags is None:
+        shutil.copy(CONF_DIR / "tags.yaml", conf_dir / "tags.yaml")
+        pipeline["include"] = ["tags.yaml"]
+    else:
+        pipeline["tags"] = tags
+    pipeline["audiences"] = {"rules": "audiences.yaml"}
+    (conf_dir / "pipeline.yaml").write_text(yaml.safe_dump(pipeline), encoding="utf-8")
+    return load_config("local", conf_dir)
+
+
+def test_the_demo_registry_does_not_block_ingest_and_tags_fail_first_naming_the_column(
+    spark, tmp_path
+):
+    folder = tmp_path / "orders"
+    _orders(folder)
+    cfg = _brand_conf(tmp_path, folder)
+    [report] = ingest(spark, cfg, "b1")  # the demo's tags and audiences are not ingest's business
+    assert report.accepted == 40
+    # the demo's registry derives is_paid from a status column this brand's orders lack: the
+    # tags job says so before it reads anything (no identity run yet: that would come later)
+    with pytest.raises(ConfigError) as failure:
+        run_tags(spark, cfg, [datetime.date(2024, 6, 30)])
+    assert str(failure.value).startswith("tags.derived_columns.orders.is_paid: ")
+    assert "column `status` is not there" in str(failure.value)
+    with pytest.raises(ConfigError, match="unknown event property 'category'"):
+        compiled_rules(cfg)  # audience rules: checked by the audiences job, against events
+
+
+def test_a_tag_over_a_column_no_source_provides_is_named(spark, tmp_path):
+    folder = tmp_path / "orders"
+    _orders(folder)
+    count = {"group": "value", "type": "bigint", "description": "-"}
+    tags = {
+        "definitions": [
+            {"name": "orders_n", **count, "aggregate": {"facts": "orders", "fn": "count"}},
+            {
+                "name": "spend",
+                **count,
+                "type": "decimal(18,2)",
+                "aggregate": {"facts": "orders", "fn": "sum", "value": "paid_amount"},
+            },
+            {"name": "views", **count, "aggregate": {"facts": "events", "fn": "count"}},
+        ]
+    }
+    cfg = _brand_conf(tmp_path, folder, tags)
+    with pytest.raises(ConfigError) as failure:
+        run_tags(spark, cfg, [datetime.date(2024, 6, 30)])
+    assert str(failure.value).startswith(
+        "tags.definitions spend: does not fit silver.orders: column `paid_amount` is not there; "
+        "did you mean one of"
+    )
+    tags["definitions"][1]["aggregate"]["value"] = "amount"
+    cfg = _brand_conf(tmp_path, folder, tags)
+    with pytest.raises(ConfigError, match=r"tags need silver\.events: .* \(views\)"):
+        run_tags(spark, cfg, [datetime.date(2024, 6, 30)])

@@ -301,10 +301,36 @@ def test_tag_declared_twice_or_on_a_reserved_name_is_rejected():
 # --- the job: tables, idempotence, backfill, one read per fact table --------------------------
 
 
+def sources_of(schemas: dict[str, str]) -> dict:
+    """Sources whose silver facts have the columns of ``schemas`` (facts -> DDL): what conf
+    declares for silver tables a test writes itself (the tags job checks its tags against it)."""
+    kinds = {"string": "string", "decimal(18,2)": "decimal", "timestamp": "timestamp"}
+    sources = {}
+    for facts, ddl in schemas.items():
+        fields = [part.split() for part in ddl.split(", ")][3:]  # after source, key, time
+        columns = {"id": {"field": "id"}} | {
+            name: {"field": name, "type": kinds[kind]} for name, kind in fields
+        }
+        sources[facts] = {
+            "format": "csv",
+            "path": "unused",
+            "facts": facts,
+            "record_key": ["id"],
+            "columns": columns,
+        }
+    return sources
+
+
+SOURCES = sources_of({"orders": ORDERS, "events": EVENTS, "contacts": CONTACTS})
+
+
 @pytest.fixture(scope="module")
 def warehouse(spark, silver, tmp_path_factory):
     facts, record_oneid, oneids = silver
-    cfg = config_for(tmp_path_factory.mktemp("tags"), {"include": [str(CONF_DIR / "tags.yaml")]})
+    cfg = config_for(
+        tmp_path_factory.mktemp("tags"),
+        {"include": [str(CONF_DIR / "tags.yaml")], "sources": SOURCES},
+    )
     for name, frame in facts.items():
         overwrite(frame, cfg, f"silver.{name}")
     overwrite(record_oneid, cfg, "identity.record_oneid")
@@ -389,7 +415,7 @@ def test_adding_an_aggregate_tag_is_a_conf_change(spark, warehouse, tmp_path):
     (tmp_path / "tags.yaml").write_text(yaml.safe_dump(registry, allow_unicode=True), "utf-8")
     cfg = config_for(
         tmp_path,
-        {"include": [str(tmp_path / "tags.yaml")]},
+        {"include": [str(tmp_path / "tags.yaml")], "sources": SOURCES},
         f"warehouse={warehouse.env.warehouse}",
     )
     run_tags(spark, cfg, [AS_OF])

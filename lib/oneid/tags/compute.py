@@ -20,6 +20,7 @@ from pyspark.sql.utils import AnalysisException
 from oneid.checkpoint import materialize
 from oneid.conf.tags import TagConf, TagsConf
 from oneid.errors import ConfigError
+from oneid.tags.facts import analysis_error
 
 FACT_BUILDERS = ("top_value", "count_by")
 ZERO_WHEN_EMPTY = ("count", "count_distinct", "sum")
@@ -100,21 +101,30 @@ def _fact_tags(frame: DataFrame, registry: TagsConf, name: str, as_of: dt.date) 
     parts = []
     if aggregates:
         columns = [_aggregate(tag, as_of).alias(tag.name) for tag in aggregates]
-        parts.append(_analysed(lambda: frame.groupBy("oneid").agg(*columns), aggregates, name))
+        make = lambda: frame.groupBy("oneid").agg(*columns)  # noqa: E731
+        parts.append(_analysed(make, aggregates, name, frame, as_of))
     for tag in registry.definitions:
         if tag.builder in FACT_BUILDERS and tag.params.get("facts") == name:
             build = _top_value if tag.builder == "top_value" else _count_by
-            parts.append(_analysed(lambda t=tag, b=build: b(frame, t, as_of), [tag], name))
+            make = lambda t=tag, b=build: b(frame, t, as_of)  # noqa: E731
+            parts.append(_analysed(make, [tag], name, frame, as_of))
     return parts
 
 
-def _analysed(make, tags: list[TagConf], facts: str) -> DataFrame:
+def _analysed(make, tags: list[TagConf], facts: str, frame: DataFrame, as_of: dt.date) -> DataFrame:
+    """``make()``, or a ConfigError naming the first tag that does not fit the fact table."""
     try:
         return make()
     except AnalysisException as exc:
-        names = ", ".join(tag.name for tag in tags)
+        culprit, error = tags[0], exc
+        for tag in tags if len(tags) > 1 else ():
+            try:
+                frame.groupBy("oneid").agg(_aggregate(tag, as_of))
+            except AnalysisException as alone:
+                culprit, error = tag, alone
+                break
         raise ConfigError(
-            f"tags over silver.{facts} ({names}) do not fit its columns: {str(exc).splitlines()[0]}"
+            f"tags.definitions {culprit.name}: does not fit silver.{facts}: {analysis_error(error)}"
         ) from None
 
 
@@ -246,7 +256,7 @@ def _with_expr(wide: DataFrame, tag: TagConf) -> DataFrame:
     except AnalysisException as exc:
         raise ConfigError(
             f"tags.definitions {tag.name}: expr {tag.expr!r} does not analyse (it may use tags "
-            f"declared above it and as_of_date): {str(exc).splitlines()[0]}"
+            f"declared above it and as_of_date): {analysis_error(exc)}"
         ) from None
 
 

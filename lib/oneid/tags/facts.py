@@ -50,6 +50,16 @@ def attribute_facts(
         except AnalysisException as exc:
             raise ConfigError(
                 f"tags.derived_columns.{name}.{column}: {sql!r} does not fit silver.{name}: "
-                f"{str(exc).splitlines()[0]}"
+                f"{analysis_error(exc)}"
             ) from None
     return frame
+
+
+def analysis_error(exc: AnalysisException) -> str:
+    """What Spark could not resolve, in one line (``column `x` is not there; it has ...``)."""
+    parameters = exc.getMessageParameters() or {}
+    if (exc.getCondition() or "").startswith("UNRESOLVED_COLUMN"):
+        offered = parameters.get("proposal")
+        there = f"; did you mean one of {offered}?" if offered else ""
+        return f"column {parameters.get('objectName')} is not there{there}"
+    return str(exc).splitlines()[0]

@@ -22,6 +22,7 @@ from oneid.conf import OneIdConfig
 from oneid.conf.tags import TagsConf
 from oneid.errors import DataContractError
 from oneid.tables import read_table_or_none, replace_where
+from oneid.tags.check import check_tags
 from oneid.tags.compute import compute_tags, needed_fact_tables
 from oneid.tags.facts import attribute_facts
 from oneid.tags.tables import tag_tables
@@ -51,6 +52,7 @@ def run_tags(spark: SparkSession, cfg: OneIdConfig, dates: list[dt.date]) -> Tag
     registry = cfg.pipeline.tags
     if not registry.definitions:
         raise DataContractError("no tags declared: add tags.definitions (conf/tags.yaml)")
+    check_tags(spark, cfg.pipeline, max(dates))  # before anything is read or locked
     tables = [*tag_tables(registry), SUMMARY_TABLE]
     label = f"tags {min(dates)}" + (f"..{max(dates)}" if len(dates) > 1 else "")
     with atomic_run(spark, cfg, "tags", label, tables):
