@@ -41,4 +41,4 @@ format: $(STAMP)
 	$(BIN)/ruff format lib demo tests jobs bench deploy
 
 clean:
-	rm -rf warehouse demo_data .pytest_cache
+	rm -rf warehouse warehouse-harbor-pine demo_data .pytest_cache

@@ -73,6 +73,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     runs.set_defaults(handler=_cmd_runs)
 
+    checker = sub.add_parser(
+        "check",
+        parents=[common],
+        help="try the conf on a sample of each source: what parses, what would be quarantined, "
+        "whether tags and audiences can be computed (writes nothing; exit 1 on errors)",
+    )
+    checker.add_argument("--source", action="append", default=[], help="only this source")
+    checker.add_argument("--rows", type=int, default=1000, help="rows sampled per source")
+    checker.set_defaults(handler=_cmd_check)
+
     dictionary = sub.add_parser(
         "tag-dictionary", parents=[common], help="write the tag dictionary (Markdown) from conf"
     )
@@ -217,6 +227,16 @@ def _summary(
     if notes:
         lines += ["", *notes]
     return "\n".join(lines)
+
+
+def _cmd_check(cfg: OneIdConfig, args: argparse.Namespace) -> int:
+    from oneid.check import check, report_lines
+    from oneid.session import build_session
+
+    spark = build_session(cfg, app_name="oneid-check")
+    report = check(spark, cfg, args.source, args.rows)
+    print("\n".join(report_lines(report)))
+    return 0 if report.ok else 1
 
 
 def _cmd_runs(cfg: OneIdConfig, args: argparse.Namespace) -> int:
