@@ -304,3 +304,63 @@ def test_a_tag_over_a_column_no_source_provides_is_named(spark, tmp_path):
     cfg = _brand_conf(tmp_path, folder, tags)
     with pytest.raises(ConfigError, match=r"tags need silver\.events: .* \(views\)"):
         run_tags(spark, cfg, [datetime.date(2024, 6, 30)])
+
+
+def test_device_kind_is_detected_from_the_value_when_no_kind_is_given(spark):
+    from oneid.conf.pipeline import SourceConf
+    from oneid.standardize.normalize import normalize
+    from oneid.standardize.records import identifier_rows
+
+    values = {
+        "r1": ("6D92078A-8246-4BA4-AE5B-76104861E7DC", None),  # iOS: upper-case UUID
+        "r2": ("6d92078a-8246-4ba4-ae5b-76104861e7dc", None),  # Huawei OAID: lower-case
+        "r3": ("a" * 20 + "0123456789abcdef" * 2 + "b" * 12, None),  # vivo / OPPO OAID
+        "r4": ("9774d56d682e5abc", None),  # Android id
+        "r5": ("35-209900-176148-1", None),  # IMEI with separators
+        "r6": ("not a device", None),
+        "r7": ("6D92078A-8246-4BA4-AE5B-76104861E7DC", "oaid"),  # the kind column wins
+    }
+    source = SourceConf(
+        format="csv",
+        path="unused",
+        record_key=("k",),
+        columns={"k": {"field": "k"}, "d": {"field": "device"}, "t": {"field": "device_type"}},
+        identifiers=({"field": "device", "type": "device", "kind_field": "device_type"},),
+    )
+    frame = spark.createDataFrame(
+        [("s", key, "b1", device, kind) for key, (device, kind) in values.items()],
+        "_source string, _record_key string, _batch_id string, device string, device_type string",
+    )
+    rows = {r.record_key: r.id_type for r in identifier_rows(frame, source).collect()}
+    assert rows == {
+        "r1": "device:idfa",
+        "r2": "device:oaid",
+        "r3": "device:oaid",
+        "r4": "device:android_id",
+        "r5": "device:imei",
+        "r6": "device:undetected",
+        "r7": "device:oaid",
+    }
+    assert normalize(rows["r5"], values["r5"][0]).value == "352099001761481"
+    assert normalize(rows["r2"], values["r2"][0]).value == values["r1"][0]  # same device id
+    assert normalize(rows["r6"], values["r6"][0]).reason == "undetected_device"
+
+
+@pytest.mark.parametrize(
+    ("identifier", "message"),
+    [
+        ({"field": "d", "type": "device"}, "needs `kind_field`"),
+        ({"field": "d", "type": "device", "kind": "gaid"}, "kind 'gaid': expected one of"),
+        ({"field": "d", "type": "phone", "kind": "auto"}, "apply to device identifiers only"),
+    ],
+)
+def test_device_kinds_are_checked_when_conf_loads(tmp_path, identifier, message):
+    source = {
+        "format": "csv",
+        "path": str(tmp_path),
+        "record_key": ["k"],
+        "columns": {"k": {"field": "k"}, "d": {"field": "d"}},
+        "identifiers": [identifier],
+    }
+    with pytest.raises(ConfigError, match=message):
+        config_for(tmp_path, {"sources": {"app": source}})

@@ -50,6 +50,7 @@ DECIMAL_MIN = Decimal(0)
 """Default lower bound of a decimal (amounts are not negative unless ``min`` says so)."""
 DECIMAL_PLACES = 2
 """Default most decimal places of a decimal (more would be rounded silently)."""
+DEVICE_KINDS = ("idfa", "oaid", "imei", "android_id")
 IdentifierType = Literal[
     "phone",
     "email",
@@ -152,7 +153,8 @@ class IdentifierConf(_Strict):
     """A canonical field that holds an identifier of a person.
 
     ``scope_field`` namespaces it (the WeChat appid of an openid), ``kind_field`` gives a device
-    id's kind (idfa, oaid, imei, android_id); ``kind`` fixes it for the whole source.
+    id's kind (idfa, oaid, imei, android_id); ``kind`` fixes it for the whole source, and
+    ``kind: auto`` (or an empty ``kind_field`` cell) detects it from the value's shape.
     """
 
     field: str
@@ -164,6 +166,20 @@ class IdentifierConf(_Strict):
     strength: Literal["strong", "weak"] | None = None
     """Edges between two strong identifiers of a record join first and are never cut by the
     per-type limits. Default: ``identity.strong_types``."""
+
+    @model_validator(mode="after")
+    def _device_kind(self) -> IdentifierConf:
+        if self.type == "device" and not (self.kind or self.kind_field):
+            raise ValueError(
+                f"device identifier {self.field!r} needs `kind_field` (a column holding idfa, "
+                "oaid, imei or android_id), `kind` (one of them for the whole source) or "
+                "`kind: auto` (detected from each value's shape)"
+            )
+        if self.kind and self.kind not in (*DEVICE_KINDS, "auto"):
+            raise ValueError(f"kind {self.kind!r}: expected one of {[*DEVICE_KINDS, 'auto']}")
+        if self.type != "device" and (self.kind or self.kind_field):
+            raise ValueError("`kind` / `kind_field` apply to device identifiers only")
+        return self
 
 
 class SourceConf(_Strict):

@@ -77,6 +77,8 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
 from phonenumbers.phonemetadata import PhoneMetadata
 
+from oneid.conf.pipeline import DEVICE_KINDS
+
 __all__ = [
     "BLOCKLISTED",
     "DEFAULT_JUNK_VALUES",
@@ -132,6 +134,9 @@ INVALID_DEVICE = "invalid_device"
 JUNK_DEVICE = "junk_device"
 """A well-formed device id that is a known placeholder (all-zero IDFA/OAID after the user limited
 ad tracking, IMEI 000000000000000, Android id 9774d56d682e549c) or one repeated character."""
+UNDETECTED_DEVICE = "undetected_device"
+"""A device id to be typed by its shape (``kind: auto`` or an empty kind cell) that fits no
+kind's shape."""
 INVALID_ID = "invalid_id"
 """An account id (member id, openid, unionid, external userid) with control characters or longer
 than 256 characters."""
@@ -150,6 +155,7 @@ REASONS: Mapping[str, str] = MappingProxyType(
             (INVALID_EMAIL, "not shaped like an e-mail address"),
             (INVALID_DEVICE, "wrong format for the device id kind"),
             (JUNK_DEVICE, "known placeholder device id or one repeated character"),
+            (UNDETECTED_DEVICE, "device id whose kind could not be told from its shape"),
             (INVALID_ID, "account id with control characters or too long"),
             (BLOCKLISTED, "value in the configured blocklist (hub guard only)"),
         )
@@ -195,7 +201,6 @@ ID_TYPES: tuple[str, ...] = (
 
 _NAMESPACED_TYPES = frozenset({"wx_openid", "douyin_openid"})
 
-DEVICE_KINDS: tuple[str, ...] = ("idfa", "oaid", "imei", "android_id")
 
 JUNK_TOKENS: frozenset[str] = frozenset(
     {"null", "none", "nil", "undefined", "-1", "0", "n/a", "#n/a", "na", "nan", "(null)", "\\n"}
@@ -442,6 +447,15 @@ def _canonical_device(text: str, kind: str) -> str | None:
     return None
 
 
+UNDETECTED_KIND = "undetected"
+"""The kind shape detection gives a device id that fits no kind (``device:undetected``)."""
+
+
+def _undetected_device(raw: str | None) -> Normalized:
+    _, rejected = _precheck(raw, UNDETECTED_DEVICE)
+    return rejected or _REJECT[UNDETECTED_DEVICE]
+
+
 def normalize_device(raw: str | None, kind: str) -> Normalized:
     """Normalise a device id of ``kind`` (idfa, oaid, imei, android_id); see module docstring."""
     if kind not in _DEVICE_JUNK:
@@ -522,6 +536,7 @@ _NORMALIZERS: Mapping[str, Callable[[str | None], Normalized]] = MappingProxyTyp
         "douyin_openid": normalize_openid,
         "wecom_external_userid": normalize_external_userid,
         **{f"device:{kind}": _device(kind) for kind in DEVICE_KINDS},
+        f"device:{UNDETECTED_KIND}": _undetected_device,
     }
 )
 

@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import IdentifierConf, SourceConf
 from oneid.ingest.fields import parse_field
-from oneid.standardize.normalize import DEFAULT_JUNK_VALUES
+from oneid.standardize.normalize import DEFAULT_JUNK_VALUES, UNDETECTED_KIND
 
 
 def junk_values(cfg: OneIdConfig) -> dict[str, frozenset[str]]:
@@ -81,10 +81,44 @@ def event_time(source: SourceConf) -> Column:
     return parse_field(F.col(column.field), column, source.time_zone, source.time_zone_aliases)
 
 
+DEVICE_SHAPES = (
+    ("imei", r"^[0-9]{14,15}$"),
+    ("idfa", r"^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$"),
+    ("oaid", r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+    ("oaid", r"^[0-9A-Fa-f]{64}$"),
+    ("android_id", r"^[0-9A-Fa-f]{16}$"),
+)
+"""Device id kinds by the shape of the value, first match wins: an IMEI is 14-15 digits
+(separators aside); Apple writes an IDFA as an upper-case UUID, Huawei's OAID is a lower-case
+one; 64 hex digits are a vivo / OPPO OAID; 16 hex digits an Android id (a 16-digit Xiaomi OAID
+has the same shape: declare ``kind_field`` where both occur)."""
+
+
+def device_kind(raw: Column) -> Column:
+    """The kind of a device id by its shape (:data:`DEVICE_SHAPES`), else ``undetected`` (which
+    standardize rejects as ``undetected_device``)."""
+    value = F.trim(raw)
+    digits = F.regexp_replace(value, r"[\s/-]", "")
+    kind = F.when(digits.rlike(DEVICE_SHAPES[0][1]), F.lit(DEVICE_SHAPES[0][0]))
+    for name, shape in DEVICE_SHAPES[1:]:
+        kind = kind.when(value.rlike(shape), F.lit(name))
+    return kind.otherwise(F.lit(UNDETECTED_KIND))
+
+
 def _id_type(ident: IdentifierConf) -> Column:
-    """Namespaced identifier type: ``wx_openid:<appid>``, ``device:<kind>``, ``phone``, ..."""
+    """Namespaced identifier type: ``wx_openid:<appid>``, ``device:<kind>``, ``phone``, ...
+
+    A device's kind is ``kind``, else the ``kind_field`` cell, else (``kind: auto`` or an empty
+    cell) detected from the value."""
     if ident.type == "device":
-        kind = F.lit(ident.kind) if ident.kind else F.lower(F.trim(F.col(ident.kind_field or "")))
+        detected = device_kind(F.col(ident.field))
+        if ident.kind and ident.kind != "auto":
+            kind = F.lit(ident.kind)
+        elif ident.kind_field:
+            cell = F.lower(F.trim(F.col(ident.kind_field)))
+            kind = F.when(F.length(cell) > 0, cell).otherwise(detected)
+        else:
+            kind = detected
         return F.concat(F.lit("device:"), kind)
     if ident.scope:
         return F.lit(f"{ident.type}:{ident.scope}")
