@@ -364,3 +364,50 @@ def test_device_kinds_are_checked_when_conf_loads(tmp_path, identifier, message)
     }
     with pytest.raises(ConfigError, match=message):
         config_for(tmp_path, {"sources": {"app": source}})
+
+
+def test_replay_reprocesses_a_batch_after_a_conf_fix_and_a_failed_replay_changes_nothing(
+    spark, tmp_path
+):
+    from oneid.tables import COMMIT_HOOKS
+
+    folder = tmp_path / "orders"
+    folder.mkdir()
+    lines = ["order_no,paid_at,amount_usd,phone"]
+    lines += [f"A{i},2024-06-01 10:{i:02d}:00,1.00,1381234{i:04d}" for i in range(40)]
+    lines += ["B1,2024/06/01 10:00,1.00,13800000001", "B2,2024/06/02 11:00,1.00,13800000002"]
+    (folder / "orders.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    source = _orders_source(folder, "yyyy-MM-dd HH:mm:ss")
+    cfg = config_for(tmp_path, {"sources": {"orders": source}})
+    [first] = ingest(spark, cfg, "b1")  # 2 of 42 quarantined: 4.8%, under the 5% limit
+    assert (first.accepted, first.quarantined) == (40, 2)
+
+    def counts():
+        runs = read_table(spark, cfg, "ops.ingest_runs").orderBy("finished_at").collect()
+        bronze = read_table(spark, cfg, "bronze.orders").count()
+        return [(r.accepted, r.quarantined) for r in runs], bronze
+
+    with pytest.raises(ConfigError, match="never ingested, nothing to replay"):
+        ingest(spark, cfg, "b9", replay=True)
+
+    source["columns"]["paid_at"]["format"] = ["yyyy-MM-dd HH:mm:ss", "yyyy/MM/dd HH:mm"]
+    cfg = config_for(tmp_path, {"sources": {"orders": source}})
+
+    def fail_after_the_run_row(table: str) -> None:
+        if table == "ops.ingest_runs":
+            raise RuntimeError("killed after recording the replay")
+
+    COMMIT_HOOKS.append(fail_after_the_run_row)
+    try:
+        with pytest.raises(RuntimeError):
+            ingest(spark, cfg, "b1", replay=True)
+    finally:
+        COMMIT_HOOKS.remove(fail_after_the_run_row)
+    assert counts() == ([(40, 2)], 40)  # rolled back: the batch as it was, its run row kept
+
+    [again] = ingest(spark, cfg, "b1", replay=True)
+    assert (again.rows_read, again.accepted, again.quarantined) == (42, 42, 0)
+    assert counts() == ([(40, 2), (42, 0)], 42)
+    assert read_table(spark, cfg, "quarantine.orders").count() == 0
+    [skipped] = ingest(spark, cfg, "b1")  # the latest run of the batch counts
+    assert (skipped.skipped, skipped.accepted, skipped.quarantined) == ("already ingested", 42, 0)

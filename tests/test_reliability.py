@@ -45,7 +45,7 @@ VOLATILE = {"finished_at", "published_at", "_ingested_at"}
 """Columns that hold the wall-clock time of a write."""
 SOURCE = "crm_members"
 ARGS = {
-    "ingest": {"batch_id": "b2", "source": [SOURCE]},
+    "ingest": {"batch_id": "b2", "source": [SOURCE], "replay": False},
     "standardize": {},
     "identity": {"run_id": "r2", "full": False},
     "tags": {"as_of": DAYS[1], "date_from": None, "date_to": None},
@@ -135,7 +135,7 @@ def chain(spark, tmp_path_factory: pytest.TempPathFactory) -> Chain:
     cfg = chain.cfg(warehouse)
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("ONEID_HMAC_KEY", raising=False)
-        stage_run(spark, cfg, "ingest", batch_id="b1", source=[])
+        stage_run(spark, cfg, "ingest", batch_id="b1", source=[], replay=False)
         stage_run(spark, cfg, "standardize")
         stage_run(spark, cfg, "identity", run_id="r1", full=False)
         stage_run(spark, cfg, "tags", as_of=DAYS[0], date_from=None, date_to=None)
@@ -156,7 +156,9 @@ def chain(spark, tmp_path_factory: pytest.TempPathFactory) -> Chain:
                 stage_run(spark, cfg, stage, **args)
             chain.after[stage] = _copy(warehouse, root / f"{stage}-after")
             if stage == "ingest":
-                stage_run(spark, cfg, "ingest", batch_id="b2", source=[])  # the other sources
+                stage_run(
+                    spark, cfg, "ingest", batch_id="b2", source=[], replay=False
+                )  # the others
     return chain
 
 

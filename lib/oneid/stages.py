@@ -89,11 +89,17 @@ def _ingest_stage() -> Stage:
         parser.add_argument(
             "--source", action="append", default=[], help="only this source (repeatable)"
         )
+        parser.add_argument(
+            "--replay",
+            action="store_true",
+            help="read the files this batch took again under the current conf and replace its "
+            "rows (after fixing a mapping or format)",
+        )
 
     def run(spark: SparkSession, cfg: OneIdConfig, args: argparse.Namespace) -> StageResult:
         from oneid.ingest.job import ingest
 
-        reports = ingest(spark, cfg, args.batch_id, args.source)
+        reports = ingest(spark, cfg, args.batch_id, args.source, args.replay)
         tables: dict[str, int] = {}
         notes = []
         for r in reports:
@@ -112,7 +118,7 @@ def _ingest_stage() -> Stage:
         help="land declared sources in bronze (bad rows in quarantine)",
         add_arguments=add_arguments,
         run=run,
-        demo_args=lambda cfg: [Namespace(batch_id="demo-1", source=[])],
+        demo_args=lambda cfg: [Namespace(batch_id="demo-1", source=[], replay=False)],
     )
 
 

@@ -9,6 +9,7 @@ batch takes only the files that arrived since; different sources ingest in paral
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import uuid
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 RUNS = "ops.ingest_runs"
+FILE_FORMATS = frozenset({"csv", "json", "parquet"})
 SCHEMAS = "ops.source_schemas"
 
 
@@ -48,9 +50,15 @@ class SourceReport:
 
 
 def ingest(
-    spark: SparkSession, cfg: OneIdConfig, batch_id: str, only: Sequence[str] = ()
+    spark: SparkSession,
+    cfg: OneIdConfig,
+    batch_id: str,
+    only: Sequence[str] = (),
+    replay: bool = False,
 ) -> list[SourceReport]:
-    """Ingest the declared sources (or ``only`` those) as batch ``batch_id``."""
+    """Ingest the declared sources (or ``only`` those) as batch ``batch_id``; with ``replay``,
+    read the files batch ``batch_id`` took again under the current conf and replace its rows
+    (after a conf fix: rows it quarantined that now pass move to bronze)."""
     if not BATCH_ID.match(batch_id):
         raise ConfigError(f"--batch-id {batch_id!r}: use letters, digits and _.:- (max 64)")
     sources = cfg.pipeline.sources
@@ -64,7 +72,8 @@ def ingest(
     # Sources are independent tables: ingesting a few at once hides Delta's per-commit latency.
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
         futures = [
-            pool.submit(ingest_source, spark, cfg, name, sources[name], batch_id) for name in names
+            pool.submit(ingest_source, spark, cfg, name, sources[name], batch_id, replay)
+            for name in names
         ]
         return [future.result() for future in futures]
 
@@ -85,11 +94,9 @@ class IngestState:
         files: dict[str, dict[str, str]] = {}
         frame = read_table_or_none(spark, cfg, RUNS)
         if frame is not None:
-            for row in (
-                frame.where(mine)
-                .select("source", "batch_id", "rows_read", "accepted", "quarantined", "files")
-                .collect()
-            ):
+            columns = ("source", "batch_id", "rows_read", "accepted", "quarantined", "files")
+            # a replayed batch has a row per run: the latest one counts
+            for row in frame.where(mine).orderBy("finished_at").select(*columns).collect():
                 runs[(row.source, row.batch_id)] = (row.rows_read, row.accepted, row.quarantined)
                 for path in row.files or []:
                     files.setdefault(row.source, {})[path] = row.batch_id
@@ -102,16 +109,25 @@ class IngestState:
 
 
 def ingest_source(
-    spark: SparkSession, cfg: OneIdConfig, name: str, source: SourceConf, batch_id: str
+    spark: SparkSession,
+    cfg: OneIdConfig,
+    name: str,
+    source: SourceConf,
+    batch_id: str,
+    replay: bool = False,
 ) -> SourceReport:
     """Ingest one source as one batch, as the only writer of the source (its lease), in one
-    atomic run (:mod:`oneid.atomic`): a kill leaves no trace of the batch but its rollback."""
+    atomic run (:mod:`oneid.atomic`): a kill leaves no trace of the batch but its rollback (a
+    replay's rollback leaves the batch as it was before the replay)."""
     tables = [f"bronze.{name}", f"quarantine.{name}"]
     own_run = f"source = '{name}' AND batch_id = '{batch_id}'"
-    label = f"ingest {name} batch {batch_id}"
+    if replay:  # the rows this run appends: its own, newer than the batch's earlier runs
+        started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+        own_run += f" AND finished_at >= TIMESTAMP '{started}'"
+    label = f"ingest {name} batch {batch_id}" + (" (replay)" if replay else "")
     with atomic_run(spark, cfg, f"ingest.{name}", label, tables, {RUNS: own_run}) as run:
         state = IngestState.load(spark, cfg, name)  # under the lease: no other run takes them
-        return _ingest_batch(spark, cfg, name, source, batch_id, state, run)
+        return _ingest_batch(spark, cfg, name, source, batch_id, state, run, replay)
 
 
 def _ingest_batch(
@@ -122,14 +138,17 @@ def _ingest_batch(
     batch_id: str,
     state: IngestState,
     run: Run,
+    replay: bool = False,
 ) -> SourceReport:
     done = state.runs.get((name, batch_id))
-    if done is not None:
+    if replay:
+        files = _replayed_files(spark, name, source, batch_id, state)
+    elif done is not None:
         logger.info("%s batch %s already ingested; nothing to do", name, batch_id)
         return SourceReport(name, batch_id, *done, skipped="already ingested")
-
-    files = _new_files(spark, name, source, batch_id, state)
-    if source.format in {"csv", "json", "parquet"} and not files:
+    else:
+        files = _new_files(spark, name, source, batch_id, state)
+    if source.format in FILE_FORMATS and not files:
         logger.info("%s batch %s: no new files", name, batch_id)
         return SourceReport(name, batch_id, 0, 0, 0, skipped="no new files")
 
@@ -281,14 +300,42 @@ def _new_files(
 ) -> list[str]:
     """Files under the source path that no other batch has taken; a missing path is an error
     (an empty folder is not: it just has no new files)."""
-    if source.format not in {"csv", "json", "parquet"}:
+    if source.format not in FILE_FORMATS:
         return []
     taken = state.files.get(name, {})
+    return [
+        path for path in _source_files(spark, name, source) if taken.get(path, batch_id) == batch_id
+    ]
+
+
+def _replayed_files(
+    spark: SparkSession, name: str, source: SourceConf, batch_id: str, state: IngestState
+) -> list[str]:
+    """The files batch ``batch_id`` took, all still there, for a replay."""
+    if (name, batch_id) not in state.runs:
+        raise ConfigError(
+            f"{name} batch {batch_id}: never ingested, nothing to replay (drop --replay)"
+        )
+    if source.format not in FILE_FORMATS:
+        raise ConfigError(
+            f"sources.{name}: a {source.format} source keeps no files per batch to read again; "
+            "ingest a new batch instead of replaying one"
+        )
+    taken = sorted(path for path, batch in state.files.get(name, {}).items() if batch == batch_id)
+    gone = sorted(set(taken) - set(_source_files(spark, name, source)))
+    if gone:
+        raise ConfigError(
+            f"{name} batch {batch_id}: {len(gone)} of its {len(taken)} file(s) are no longer "
+            f"under {source.path} (first: {gone[0]}); a replay reads the same files again"
+        )
+    return taken
+
+
+def _source_files(spark: SparkSession, name: str, source: SourceConf) -> list[str]:
     try:
-        files = list_files(spark, source.path or "")
+        return list_files(spark, source.path or "")
     except FileNotFoundError:
         raise ConfigError(f"sources.{name}.path: {source.path} does not exist") from None
-    return [path for path in files if taken.get(path, batch_id) == batch_id]
 
 
 def _types_of(
