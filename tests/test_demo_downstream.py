@@ -235,7 +235,7 @@ def test_published_tables_read_without_spark_as_docs_tables_md_says(spark, demo)
         arrow = with_query_builder(table_path(demo.cfg, name))
         assert arrow.num_rows == read_table(spark, demo.cfg, name).count() > 0, name
         assert pl.from_arrow(arrow).height == arrow.num_rows
-        assert duckdb.sql("SELECT count(*) FROM arrow").fetchone()[0] == arrow.num_rows
+        assert duckdb.sql("SELECT count(*) FROM arrow").fetchall() == [(arrow.num_rows,)]
     for name in ("gold.tags_value", "audience.membership", "audience.changes"):
         path = table_path(demo.cfg, name)
         rows = read_table(spark, demo.cfg, name).count()

@@ -12,8 +12,10 @@ import pytest
 
 from oneid.audiences.job import compiled_rules
 from oneid.conf import load_config
+from oneid.conf.tags import TagsConf
 from oneid.errors import ConfigError, DataContractError
 from oneid.ingest.job import ingest
+from oneid.standardize.job import standardize
 from oneid.tables import read_table, read_table_or_none
 from oneid.tags.job import run_tags
 from tests.support import CONF_DIR, config_for, parse_values
@@ -411,3 +413,87 @@ def test_replay_reprocesses_a_batch_after_a_conf_fix_and_a_failed_replay_changes
     assert read_table(spark, cfg, "quarantine.orders").count() == 0
     [skipped] = ingest(spark, cfg, "b1")  # the latest run of the batch counts
     assert (skipped.skipped, skipped.accepted, skipped.quarantined) == ("already ingested", 42, 0)
+
+
+def test_amounts_are_converted_by_the_rate_of_their_day_or_the_run_fails(spark, tmp_path):
+    from decimal import Decimal
+
+    from oneid.conf.tags import CurrencyConf
+    from oneid.tags.currency import load_rates, require_rates
+    from oneid.tags.facts import attribute_facts
+
+    rates_csv = tmp_path / "rates.csv"
+    rates_csv.write_text(
+        "date,currency,rate\n2024-06-01,USD,7.10\n2024-06-03,USD,7.20\n2024-06-02,EUR,7.80\n",
+        encoding="utf-8",
+    )
+    registry = TagsConf(currency=CurrencyConf(reporting="CNY", rates=str(rates_csv)))
+    rates = load_rates(spark, registry.currency, datetime.date(2024, 6, 30))
+    facts = spark.createDataFrame(
+        [
+            ("o", "1", datetime.datetime(2024, 6, 1, 4), Decimal("10.00"), "USD"),  # 7.10
+            ("o", "2", datetime.datetime(2024, 6, 2, 4), Decimal("10.00"), "USD"),  # still 7.10
+            ("o", "3", datetime.datetime(2024, 6, 3, 4), Decimal("10.00"), "USD"),  # 7.20
+            ("o", "4", datetime.datetime(2024, 6, 3, 4), Decimal("10.00"), "CNY"),  # as it is
+            ("o", "5", datetime.datetime(2024, 6, 1, 4), Decimal("10.00"), "EUR"),  # before EUR
+        ],
+        "source string, record_key string, event_time timestamp, paid decimal(18,2), "
+        "currency string",
+    )
+    owners = spark.createDataFrame([], "source string, record_key string, oneid bigint")
+    frame = attribute_facts(facts, owners, registry, "orders", datetime.date(2024, 6, 30), rates)
+    got = {r.record_key: (r.paid, r._no_rate) for r in frame.collect()}
+    assert got == {
+        "1": (Decimal("71.00"), False),
+        "2": (Decimal("71.00"), False),
+        "3": (Decimal("72.00"), False),
+        "4": (Decimal("10.00"), False),
+        "5": (None, True),
+    }
+    with pytest.raises(DataContractError, match=r"silver\.orders: .* EUR: 1 from 2024-06-01"):
+        require_rates(frame, "orders", registry.currency)
+    unconverted = attribute_facts(facts, owners, TagsConf(), "orders", datetime.date(2024, 6, 30))
+    with pytest.raises(
+        DataContractError, match=r"rates is not set\): EUR: 1 from 2024-06-01, USD: 3 from"
+    ):
+        require_rates(unconverted, "orders", TagsConf().currency)
+
+
+def test_currencies_are_declared_and_checked_before_tags_run(spark, tmp_path):
+    tag = {"name": "spend", "group": "value", "type": "decimal(18,2)", "description": "-"}
+    spend = {**tag, "unit": "CNY", "aggregate": {"facts": "orders", "fn": "sum", "value": "amount"}}
+    with pytest.raises(ValueError, match=r"\['spend \(CNY\)'\] count money in another currency"):
+        TagsConf(currency={"reporting": "USD"}, definitions=[spend])
+    folder = tmp_path / "orders"
+    _orders(folder)
+    source = _orders_source(folder, "epoch_seconds", currency="usd")
+    with pytest.raises(ConfigError, match="currency 'usd': an ISO 4217 code"):
+        config_for(tmp_path, {"sources": {"orders": source}})
+    source["currency"] = "USD"  # the file's amounts are dollars; the registry counts yuan
+    cfg = config_for(tmp_path, {"sources": {"orders": source}, "tags": {"definitions": [spend]}})
+    with pytest.raises(ConfigError, match=r"the amounts of orders \(USD\) are not: set tags"):
+        run_tags(spark, cfg, [datetime.date(2024, 6, 30)])
+
+
+def test_a_currency_column_that_is_not_a_code_is_quarantined(spark, tmp_path):
+    folder = tmp_path / "orders"
+    folder.mkdir()
+    lines = ["order_no,paid_at,amount,cur,mid"]
+    lines += [f"A{i},1717200000,1.00,usd,M{i}" for i in range(40)]
+    lines += ["B1,1717200000,1.00,US$,M1", "B2,1717200000,1.00,,M2"]  # empty: the default
+    (folder / "o.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    source = _orders_source(folder, "epoch_seconds", currency="CNY", currency_field="currency")
+    source["columns"] = {
+        "order_no": {"field": "order_id"},
+        "paid_at": {"field": "paid_at", "type": "timestamp", "format": "epoch_seconds"},
+        "amount": {"field": "amount", "type": "decimal"},
+        "cur": {"field": "currency"},
+        "mid": {"field": "member_id"},
+    }
+    source["identifiers"] = [{"field": "member_id", "type": "member_id"}]
+    cfg = config_for(tmp_path, {"sources": {"orders": source}})
+    [report] = ingest(spark, cfg, "b1")
+    assert report.reasons == {"bad_currency:currency": 1}
+    standardize(spark, cfg)
+    silver = {r.record_key: r.currency for r in read_table(spark, cfg, "silver.orders").collect()}
+    assert (silver["A0"], silver["B2"], len(silver)) == ("USD", "CNY", 41)

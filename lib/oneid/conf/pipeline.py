@@ -6,6 +6,7 @@ Each stage owns one section; later stages add theirs here. Unknown keys are erro
 from __future__ import annotations
 
 import datetime
+import re
 import zoneinfo
 from decimal import Decimal
 from typing import Literal
@@ -51,6 +52,9 @@ DECIMAL_MIN = Decimal(0)
 DECIMAL_PLACES = 2
 """Default most decimal places of a decimal (more would be rounded silently)."""
 DEVICE_KINDS = ("idfa", "oaid", "imei", "android_id")
+CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
+CURRENCY_COLUMN = "currency"
+"""The column of ``silver.<facts>`` holding the currency code of the row's amounts."""
 IdentifierType = Literal[
     "phone",
     "email",
@@ -200,6 +204,11 @@ class SourceConf(_Strict):
     quoting: Literal["rfc4180", "backslash"] = "rfc4180"
     """CSV: ``rfc4180`` (``""`` inside quotes, newlines inside quoted fields: Excel, Python) or
     ``backslash`` (``\\"`` inside quotes, one record per line: Spark's own default)."""
+    currency: str = "CNY"
+    """ISO 4217 code of the source's decimal amounts (``USD``), unless ``currency_field``."""
+    currency_field: str | None = None
+    """A field holding each row's currency code; an empty cell means ``currency``, a value that
+    is not three letters quarantines the row (``bad_currency:<field>``)."""
     max_quarantined_share: float = Field(default=0.05, ge=0, le=1)
     """A batch that would quarantine more than this share of its rows fails before it writes
     anything, naming the top reasons (a wrong format or column mapping quarantines every row);
@@ -207,6 +216,10 @@ class SourceConf(_Strict):
     time_zone_aliases: dict[str, str] = Field(default_factory=dict)
     """Zone abbreviations this source's timestamps may end with, and the zone each means
     (``CST: Asia/Shanghai``); any other abbreviation is ambiguous and quarantined."""
+
+    def has_amounts(self) -> bool:
+        """Whether the source has decimal columns (whose currency silver records)."""
+        return bool(self.currency_field) or any(c.type == "decimal" for c in self.columns.values())
 
     @field_validator("time_zone_aliases")
     @classmethod
@@ -228,6 +241,15 @@ class SourceConf(_Strict):
         refs = [*self.record_key, *([self.timestamp] if self.timestamp else [])]
         for ident in self.identifiers:
             refs += [f for f in (ident.field, ident.scope_field, ident.kind_field) if f]
+        if self.currency_field:
+            refs.append(self.currency_field)
+        if not CURRENCY_CODE.match(self.currency):
+            raise ValueError(f"currency {self.currency!r}: an ISO 4217 code such as CNY or USD")
+        if CURRENCY_COLUMN in known and self.currency_field != CURRENCY_COLUMN:
+            raise ValueError(
+                f"field {CURRENCY_COLUMN!r} is what silver calls the amounts' currency: map the "
+                f"column to it with `currency_field: {CURRENCY_COLUMN}` or to another field"
+            )
         unknown = sorted({ref for ref in refs if ref not in known})
         if unknown:
             raise ValueError(f"field(s) {unknown} are not produced by any column mapping")
@@ -398,7 +420,8 @@ class PipelineConf(_Strict):
     def fact_columns(self, facts: str) -> dict[str, str]:
         """Typed columns of ``silver.<facts>`` that rules may use: field → Spark SQL type.
 
-        Identifier and ``pii`` fields never reach silver, so they are not here.
+        Identifier and ``pii`` fields never reach silver, so they are not here; ``currency``
+        is, where a source of these facts has amounts.
         """
         types = {"decimal": "decimal(18,2)", "integer": "bigint", "timestamp": "timestamp"}
         columns: dict[str, str] = {}
@@ -411,4 +434,14 @@ class PipelineConf(_Strict):
                     columns[column.field] = types.get(
                         column.type, column.type.replace("enum", "string")
                     )
+            if source.has_amounts():
+                columns[CURRENCY_COLUMN] = "string"
         return columns
+
+    def amount_currencies(self, facts: str) -> dict[str, str]:
+        """Source → the currency its ``facts`` amounts are declared in (``*`` when per row)."""
+        return {
+            name: "*" if source.currency_field else source.currency
+            for name, source in self.sources.items()
+            if source.facts == facts and source.has_amounts()
+        }

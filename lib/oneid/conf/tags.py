@@ -94,9 +94,25 @@ class SummaryConf(_Strict):
     shares: dict[str, ShareConf] = Field(default_factory=dict)
 
 
+class CurrencyConf(_Strict):
+    """The currency tags count money in, and how other currencies are converted to it."""
+
+    reporting: str = "CNY"
+    """ISO 4217 code of every amount tags see; a tag whose ``unit`` is a currency code must
+    name this one."""
+    rates: str | None = None
+    """CSV with header ``date,currency,rate`` (one unit of ``currency`` is ``rate`` reporting
+    units on ``date``; the latest rate on or before a fact's day applies). Without it, facts in
+    another currency fail the tags job instead of being summed as if they were in this one."""
+
+
+CURRENCY_UNIT = re.compile(r"^[A-Z]{3}$")
+
+
 class TagsConf(_Strict):
     """The tag registry and the business rules it needs."""
 
+    currency: CurrencyConf = Field(default_factory=CurrencyConf)
     time_zone: str = "Asia/Shanghai"
     """Business time zone: ``--as-of D`` means facts up to the end of D there."""
     derived_columns: dict[FactTable, dict[str, str]] = Field(default_factory=dict)
@@ -118,6 +134,17 @@ class TagsConf(_Strict):
         reserved = {"oneid", "dt", "as_of_date"} & set(names)
         if reserved:
             raise ValueError(f"reserved column name(s) used as tags: {sorted(reserved)}")
+        reporting = self.currency.reporting
+        other = sorted(
+            f"{tag.name} ({tag.unit})"
+            for tag in self.definitions
+            if CURRENCY_UNIT.match(tag.unit) and tag.unit != reporting
+        )
+        if other:
+            raise ValueError(
+                f"tag(s) {other} count money in another currency than currency.reporting "
+                f"{reporting}: amounts are converted to {reporting}, so their unit is {reporting}"
+            )
         unknown = sorted(set(self.summary.counts_by) - set(names))
         if unknown:
             raise ValueError(f"summary.counts_by names unknown tag(s) {unknown}")

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from oneid.conf.pipeline import NUMERIC_TIME_FORMATS, ColumnConf
+from oneid.conf.pipeline import NUMERIC_TIME_FORMATS, ColumnConf, SourceConf
 
 DECIMAL_TYPE = "decimal(18,2)"
 EXACT_DECIMAL = "decimal(38,18)"
@@ -90,6 +90,24 @@ def field_problem(
         rounded = exact != F.round(exact, column.decimals())
         checks = checks.when(rounded, F.lit(f"too_many_decimals:{name}"))
     return checks
+
+
+def currency_of(source: SourceConf) -> Column:
+    """The ISO code of a row's amounts: its ``currency_field`` cell (upper-cased) when there is
+    one and it is not empty, else the source's ``currency``."""
+    declared = F.lit(source.currency)
+    if not source.currency_field:
+        return declared
+    cell = F.col(source.currency_field)
+    return F.coalesce(F.when(present(cell), F.upper(F.trim(cell))), declared)
+
+
+def currency_problem(source: SourceConf) -> Column | None:
+    """``bad_currency:<field>`` when a row's currency cell is not a three-letter code."""
+    if not source.currency_field:
+        return None
+    bad = ~currency_of(source).rlike(r"^[A-Z]{3}$")
+    return F.when(bad, F.lit(f"bad_currency:{source.currency_field}"))
 
 
 def _outside(parsed: Column, column: ColumnConf) -> Column | None:

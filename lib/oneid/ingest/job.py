@@ -24,7 +24,7 @@ from oneid.atomic import Run, atomic_run
 from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import SourceConf
 from oneid.errors import ConfigError, DataContractError
-from oneid.ingest.fields import field_problem, present
+from oneid.ingest.fields import currency_problem, field_problem, present
 from oneid.ingest.readers import list_files, read_source, resolve_secret_options, source_types
 from oneid.tables import append, read_table_or_none, replace_where, table_path
 
@@ -227,6 +227,8 @@ def quarantine_reason(source: SourceConf) -> Column:
         field_problem(F.col(column.field), column, source.time_zone, source.time_zone_aliases)
         for column in source.columns.values()
     ]
+    currency = currency_problem(source)
+    problems += [currency] if currency is not None else []
     return F.coalesce(reason, *problems) if problems else reason
 
 

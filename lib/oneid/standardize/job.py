@@ -23,9 +23,9 @@ from pyspark.sql import functions as F
 
 from oneid.atomic import atomic_run
 from oneid.conf import OneIdConfig
-from oneid.conf.pipeline import PipelineConf, SourceConf
+from oneid.conf.pipeline import CURRENCY_COLUMN, PipelineConf, SourceConf
 from oneid.errors import DataContractError
-from oneid.ingest.fields import parse_field
+from oneid.ingest.fields import currency_of, parse_field
 from oneid.standardize.hashing import load_key, normalize_and_hash
 from oneid.standardize.normalize import NORMALIZER_VERSION
 from oneid.standardize.records import event_time, identifier_rows, junk_values, latest_records
@@ -74,6 +74,11 @@ def _standardize(spark: SparkSession, cfg: OneIdConfig) -> StandardizeReport:
         for name, frame in latest.items()
         if sources[name].identifiers
     ]
+    if not extracted:
+        raise DataContractError(
+            "no declared source has identifiers, so no record can reach a person: declare "
+            "them under sources.<source>.identifiers"
+        )
     key = load_key(cfg.env.secrets)
     udf = normalize_and_hash(key, junk_values(cfg))
     checked = union_all(extracted).withColumn("_h", udf(F.col("id_type"), F.col("raw_value")))
@@ -149,13 +154,15 @@ def fact_schema(pipeline: PipelineConf, facts: str) -> str:
 
 def fact_rows(frame: DataFrame, name: str, source: SourceConf) -> DataFrame:
     """Typed fields of a record, with its event time; identifier and ``pii`` fields left out."""
-    identifying = {ident.field for ident in source.identifiers}
+    identifying = {ident.field for ident in source.identifiers} | {CURRENCY_COLUMN}
     zone, aliases = source.time_zone, source.time_zone_aliases
     keep = [
         parse_field(F.col(column.field), column, zone, aliases).alias(column.field)
         for column in source.columns.values()
         if not column.pii and column.field not in identifying
     ]
+    if source.has_amounts():
+        keep.append(currency_of(source).alias(CURRENCY_COLUMN))
     return frame.select(
         F.col("_source").alias("source"),
         F.col("_record_key").alias("record_key"),

@@ -14,15 +14,26 @@ import datetime as dt
 from pyspark.sql import SparkSession
 
 from oneid.conf.pipeline import PipelineConf
+from oneid.errors import ConfigError
 from oneid.standardize.job import fact_schema
 from oneid.tags.compute import compute_tags, needed_fact_tables
+from oneid.tags.currency import RATES_SCHEMA, undeclared_conversions
 from oneid.tags.facts import attribute_facts
 
 
 def check_tags(spark: SparkSession, pipeline: PipelineConf, as_of: dt.date) -> None:
     """Raise ConfigError when a tag cannot be computed from the declared sources."""
     registry = pipeline.tags
+    for name in needed_fact_tables(registry):
+        foreign = undeclared_conversions(pipeline, name)
+        if foreign:
+            raise ConfigError(
+                f"tags count money in {registry.currency.reporting} (tags.currency.reporting) "
+                f"but the amounts of {', '.join(foreign)} are not: set tags.currency.rates (a "
+                "rate table by date) or tags.currency.reporting"
+            )
     record_oneid = spark.createDataFrame([], "source string, record_key string, oneid bigint")
+    rates = spark.createDataFrame([], RATES_SCHEMA) if registry.currency.rates else None
     declared = {source.facts for source in pipeline.sources.values()}
     facts = {
         name: attribute_facts(
@@ -31,6 +42,7 @@ def check_tags(spark: SparkSession, pipeline: PipelineConf, as_of: dt.date) -> N
             registry,
             name,
             as_of,
+            rates,
         )
         for name in needed_fact_tables(registry)
         if name in declared  # compute_tags names the tags over a table no source feeds

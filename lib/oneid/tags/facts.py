@@ -16,6 +16,7 @@ from pyspark.sql.utils import AnalysisException
 
 from oneid.conf.tags import TagsConf
 from oneid.errors import ConfigError
+from oneid.tags.currency import in_reporting_currency
 
 FACT_TABLES = ("orders", "events", "contacts")
 
@@ -26,9 +27,16 @@ def business_date(event_time: Column, time_zone: str) -> Column:
 
 
 def attribute_facts(
-    facts: DataFrame, record_oneid: DataFrame, registry: TagsConf, name: str, until: dt.date
+    facts: DataFrame,
+    record_oneid: DataFrame,
+    registry: TagsConf,
+    name: str,
+    until: dt.date,
+    rates: DataFrame | None = None,
 ) -> DataFrame:
-    """``facts`` up to the end of ``until`` with ``oneid``, ``event_date`` and derived columns.
+    """``facts`` up to the end of ``until`` with ``oneid``, ``event_date``, amounts in the
+    reporting currency (``rates``: :func:`oneid.tags.currency.load_rates`; a fact without a rate
+    is marked ``_no_rate``, see :func:`~oneid.tags.currency.require_rates`) and derived columns.
 
     Only the owners of records from this table's sources take part in the join (a broadcast
     semi-join on the few source names): ``record_oneid`` holds the records of every fact table,
@@ -43,6 +51,7 @@ def attribute_facts(
         .withColumn("event_date", business_date(F.col("event_time"), registry.time_zone))
         .where(F.col("event_date") <= F.lit(until))
         .join(owners, ["source", "record_key"], "left")
+        .transform(lambda frame: in_reporting_currency(frame, registry.currency, rates))
     )
     for column, sql in registry.derived_columns.get(name, {}).items():  # type: ignore[call-overload]
         try:

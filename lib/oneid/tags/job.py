@@ -24,6 +24,7 @@ from oneid.errors import DataContractError
 from oneid.tables import read_table_or_none, replace_where
 from oneid.tags.check import check_tags
 from oneid.tags.compute import compute_tags, needed_fact_tables
+from oneid.tags.currency import load_rates, require_rates
 from oneid.tags.facts import attribute_facts
 from oneid.tags.tables import tag_tables
 
@@ -85,15 +86,18 @@ def load_facts(
     until: dt.date,
     record_oneid: DataFrame,
 ) -> dict[str, DataFrame]:
-    """Each fact table the registry needs, read once, attributed and cached."""
+    """Each fact table the registry needs, read once, attributed, in the reporting currency
+    and cached."""
     facts = {}
+    rates = load_rates(spark, registry.currency, until)
     for name in needed_fact_tables(registry):
         table = f"silver.{name}"
         frame = read_table_or_none(spark, cfg, table)
         if frame is None:
             continue  # compute_tags names the tags that need it
-        attributed = attribute_facts(frame, record_oneid, registry, name, until)
+        attributed = attribute_facts(frame, record_oneid, registry, name, until, rates)
         facts[name] = attributed.persist(StorageLevel.MEMORY_AND_DISK)
+        require_rates(facts[name], name, registry.currency)
     return facts
 
 
