@@ -19,8 +19,8 @@ from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import ColumnConf, SourceConf
 from oneid.errors import ConfigError, OneIdError
 from oneid.ingest.fields import field_problem, present
-from oneid.ingest.job import quarantine_reason
-from oneid.ingest.readers import list_files, read_source
+from oneid.ingest.job import FILE_FORMATS, quarantine_reason, source_files
+from oneid.ingest.readers import read_source
 
 SAMPLE_ROWS = 1000
 
@@ -78,11 +78,8 @@ def _check_source(spark: SparkSession, name: str, source: SourceConf, rows: int)
     result = SourceCheck(name)
     try:
         files = []
-        if source.format in {"csv", "json", "parquet"}:
-            try:
-                files = list_files(spark, source.path or "")
-            except FileNotFoundError:
-                raise ConfigError(f"sources.{name}.path: {source.path} does not exist") from None
+        if source.format in FILE_FORMATS:
+            files = source_files(spark, name, source)
             result.files = len(files)
             if not files:
                 return result

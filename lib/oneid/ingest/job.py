@@ -306,7 +306,7 @@ def _new_files(
         return []
     taken = state.files.get(name, {})
     return [
-        path for path in _source_files(spark, name, source) if taken.get(path, batch_id) == batch_id
+        path for path in source_files(spark, name, source) if taken.get(path, batch_id) == batch_id
     ]
 
 
@@ -324,7 +324,7 @@ def _replayed_files(
             "ingest a new batch instead of replaying one"
         )
     taken = sorted(path for path, batch in state.files.get(name, {}).items() if batch == batch_id)
-    gone = sorted(set(taken) - set(_source_files(spark, name, source)))
+    gone = sorted(set(taken) - set(source_files(spark, name, source)))
     if gone:
         raise ConfigError(
             f"{name} batch {batch_id}: {len(gone)} of its {len(taken)} file(s) are no longer "
@@ -333,7 +333,8 @@ def _replayed_files(
     return taken
 
 
-def _source_files(spark: SparkSession, name: str, source: SourceConf) -> list[str]:
+def source_files(spark: SparkSession, name: str, source: SourceConf) -> list[str]:
+    """Every data file under a file source's path; a path that does not exist is an error."""
     try:
         return list_files(spark, source.path or "")
     except FileNotFoundError:

@@ -129,7 +129,7 @@ def source_types(frame: DataFrame, source: SourceConf) -> dict[str, str]:
     return {raw: present[raw] for raw in source.columns if raw in present}
 
 
-def missing_column(
+def _missing_column(
     name: str, source: SourceConf, raw: str, present: list[str], where: str
 ) -> ConfigError:
     """The error of a declared column ``raw`` that ``where`` does not have, naming the closest
@@ -156,7 +156,7 @@ def _require_declared(name: str, source: SourceConf, present: list[str], where: 
     have = {column.casefold() for column in present}
     for raw in source.columns:
         if raw.casefold() not in have:
-            raise missing_column(name, source, raw, present, where)
+            raise _missing_column(name, source, raw, present, where)
 
 
 def _check_json_keys(spark: SparkSession, name: str, source: SourceConf, files: list[str]) -> None:
@@ -177,7 +177,7 @@ def _check_json_keys(spark: SparkSession, name: str, source: SourceConf, files: 
     spare = [key for key in keys if key not in source.columns]
     for raw in source.columns:
         if raw not in seen and _closest(raw, spare):
-            raise missing_column(name, source, raw, keys, f"{files[0]} (first lines)")
+            raise _missing_column(name, source, raw, keys, f"{files[0]} (first lines)")
 
 
 def _canonical(raw_columns: list[str], source: SourceConf, value_of) -> list[Column]:
