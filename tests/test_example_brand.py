@@ -27,6 +27,8 @@ TYPO = "sources.orders.path=./examples/harbor_pine/data/orders_typo"
 
 def test_check_fails_on_the_typod_export_and_names_the_header(spark, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(REPO)  # the example's paths are relative to the repository
+    # the test session as it is: the example's conf must not re-tune the shared session
+    monkeypatch.setattr("oneid.session.build_session", lambda cfg, **_: spark)
     code = main(["check", "--conf-dir", str(CONF), "--set", f"warehouse={tmp_path}", "--set", TYPO])
     out = capsys.readouterr().out
     assert code == 1

@@ -405,12 +405,13 @@ def test_one_source_has_one_writer_and_other_sources_ingest_meanwhile(
     cfg = chain.copy(chain.before["ingest"], tmp_path / "warehouse")
     with held_at_first_commit(table=f"bronze.{SOURCE}") as (reached, release):
         first, outcome = in_thread(
-            "first", lambda: stage_run(spark, cfg, "ingest", batch_id="b2", source=[SOURCE])
+            "first",
+            lambda: stage_run(spark, cfg, "ingest", batch_id="b2", source=[SOURCE], replay=False),
         )
         assert reached.wait(300)
         with pytest.raises(StageBusyError, match=rf"ingest.{SOURCE} is being written by"):
-            stage_run(spark, cfg, "ingest", batch_id="b3", source=[SOURCE])
-        stage_run(spark, cfg, "ingest", batch_id="b2", source=["orders"])  # not blocked
+            stage_run(spark, cfg, "ingest", batch_id="b3", source=[SOURCE], replay=False)
+        stage_run(spark, cfg, "ingest", batch_id="b2", source=["orders"], replay=False)
         release.set()
         first.join(600)
     assert outcome == [None]
@@ -419,5 +420,5 @@ def test_one_source_has_one_writer_and_other_sources_ingest_meanwhile(
         (SOURCE, "b2"),
         ("orders", "b2"),
     ]
-    stage_run(spark, cfg, "ingest", batch_id="b3", source=[SOURCE])  # nothing left to take
+    stage_run(spark, cfg, "ingest", batch_id="b3", source=[SOURCE], replay=False)  # none left
     assert [r.batch_id for r in runs.where(f"source = '{SOURCE}'").collect()] == ["b2"]
