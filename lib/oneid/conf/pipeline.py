@@ -438,6 +438,14 @@ class PipelineConf(_Strict):
                 columns[CURRENCY_COLUMN] = "string"
         return columns
 
+    def fact_schema(self, facts: str) -> str:
+        """The DDL schema of ``silver.<facts>`` as standardize writes it from the declared
+        sources (for checks that run before any data exists)."""
+        typed = ", ".join(f"`{name}` {kind}" for name, kind in self.fact_columns(facts).items())
+        return "source string, record_key string, event_time timestamp, " + (
+            f"{typed}, batch_id string" if typed else "batch_id string"
+        )
+
     def amount_currencies(self, facts: str) -> dict[str, str]:
         """Source → the currency its ``facts`` amounts are declared in (``*`` when per row)."""
         return {

@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 
 from oneid.atomic import atomic_run
 from oneid.conf import OneIdConfig
-from oneid.conf.pipeline import CURRENCY_COLUMN, PipelineConf, SourceConf
+from oneid.conf.pipeline import CURRENCY_COLUMN, SourceConf
 from oneid.errors import DataContractError
 from oneid.ingest.fields import currency_of, parse_field
 from oneid.standardize.hashing import load_key, normalize_and_hash
@@ -141,15 +141,6 @@ def _standardize(spark: SparkSession, cfg: OneIdConfig) -> StandardizeReport:
         overwrite(result, cfg, table)
         tables[table] = read_table_or_none(spark, cfg, table).count()
     return StandardizeReport(tables, by_reason)
-
-
-def fact_schema(pipeline: PipelineConf, facts: str) -> str:
-    """The DDL schema of ``silver.<facts>`` as :func:`fact_rows` writes it from the declared
-    sources (for checks that run before any data exists)."""
-    typed = ", ".join(f"`{name}` {kind}" for name, kind in pipeline.fact_columns(facts).items())
-    return "source string, record_key string, event_time timestamp, " + (
-        f"{typed}, batch_id string" if typed else "batch_id string"
-    )
 
 
 def fact_rows(frame: DataFrame, name: str, source: SourceConf) -> DataFrame:

@@ -15,7 +15,6 @@ from pyspark.sql import SparkSession
 
 from oneid.conf.pipeline import PipelineConf
 from oneid.errors import ConfigError
-from oneid.standardize.job import fact_schema
 from oneid.tags.compute import compute_tags, needed_fact_tables
 from oneid.tags.currency import RATES_SCHEMA, undeclared_conversions
 from oneid.tags.facts import attribute_facts
@@ -37,7 +36,7 @@ def check_tags(spark: SparkSession, pipeline: PipelineConf, as_of: dt.date) -> N
     declared = {source.facts for source in pipeline.sources.values()}
     facts = {
         name: attribute_facts(
-            spark.createDataFrame([], fact_schema(pipeline, name)),
+            spark.createDataFrame([], pipeline.fact_schema(name)),
             record_oneid,
             registry,
             name,
