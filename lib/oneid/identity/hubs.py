@@ -79,14 +79,15 @@ def find_hubs(
     ).where(F.col("rule").isNotNull())
 
 
-def account_key_cuts(hubs: DataFrame, nodes: DataFrame, conf: IdentityConf) -> dict[str, int]:
+def account_key_cuts(audit: DataFrame, conf: IdentityConf) -> dict[str, int]:
     """Hubs that are account keys (``hubs.account_types``) cut by a frequency rule, counted by
-    rule: each is a customer who links nothing, so the run says so (a blocklist is meant)."""
+    rule, from the run's :func:`audit_rows`: each is a customer who links nothing, so the run
+    says so (a blocklist is meant)."""
     types = list(conf.hubs.account_types)
     if not types:
         return {}
     rows = (
-        hubs.join(nodes.select("node_id", "id_type"), "node_id")
+        audit.where(F.col("other_node_id").isNull())  # hub rows, not rejected edges
         .where(base_type().isin(types) & (F.col("rule") != "blocklist"))
         .groupBy("rule")
         .count()

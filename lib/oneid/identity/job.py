@@ -103,7 +103,8 @@ def _run(
     published = plan.outputs(resolved.mapping)
     before = 0 if first_run else previous_map.count()
     stats = _figures(plan, resolved, published, before, history.minted, conf)
-    cuts = account_key_cuts(plan.hubs, plan.nodes, conf)
+    audit = materialize(audit_rows(run_id, plan.hubs, plan.nodes, resolved.rejected))
+    cuts = account_key_cuts(audit, conf)
     stats["account_keys_cut"] = sum(cuts.values())
     if cuts:
         logger.warning(
@@ -116,7 +117,6 @@ def _run(
     clock("outputs and figures")
 
     checks = gates(stats, conf.gates, first_run)
-    audit = materialize(audit_rows(run_id, plan.hubs, plan.nodes, resolved.rejected))
     if not all(ok for ok, _ in checks.values()):
         row = stats_row(spark, run_id, plan.full, False, stats, checks)
         failed = "; ".join(f"{k}: {why}" for k, (ok, why) in checks.items() if not ok)
