@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -27,14 +28,18 @@ ZERO_WHEN_EMPTY = ("count", "count_distinct", "sum")
 
 
 def compute_tags(
-    oneids: DataFrame, facts: dict[str, DataFrame], registry: TagsConf, as_of: dt.date
+    oneids: DataFrame,
+    facts: dict[str, DataFrame],
+    registry: TagsConf,
+    as_of: dt.date,
+    settle: Callable[[DataFrame], DataFrame] = materialize,
 ) -> DataFrame:
     """One row per OneID of ``oneids`` with a column per tag, typed as declared.
 
     ``facts`` maps a fact table name to its attributed frame (:func:`attribute_facts`).
-    Same as :func:`derive_tags` over :func:`fact_tags`.
+    Same as :func:`derive_tags` over :func:`fact_tags`; ``settle`` as there.
     """
-    return derive_tags(fact_tags(oneids, facts, registry, as_of), registry, as_of)
+    return derive_tags(fact_tags(oneids, facts, registry, as_of), registry, as_of, settle)
 
 
 def fact_tags(
@@ -57,12 +62,18 @@ def fact_tags(
     return wide
 
 
-def derive_tags(per_oneid: DataFrame, registry: TagsConf, as_of: dt.date) -> DataFrame:
+def derive_tags(
+    per_oneid: DataFrame,
+    registry: TagsConf,
+    as_of: dt.date,
+    settle: Callable[[DataFrame], DataFrame] = materialize,
+) -> DataFrame:
     """The fact tags of :func:`fact_tags` filled and typed, then ``expr`` and builder tags in
     declaration order.
 
     Each ``rfm_score`` reads its input twice (the population ranking and the join back), so
-    what came before it is materialised once (``localCheckpoint``): the fact aggregations
+    what came before it is materialised once (``settle``, by default ``localCheckpoint``;
+    :mod:`oneid.tags.check`, which only analyses, passes the frame on): the fact aggregations
     behind ``per_oneid`` run once, not once more per score.
     """
     wide = per_oneid.withColumn("as_of_date", F.lit(as_of))
@@ -74,7 +85,7 @@ def derive_tags(per_oneid: DataFrame, registry: TagsConf, as_of: dt.date) -> Dat
         elif tag.builder == "rfm_score":
             # the score ranks the whole population: materialise what came before once, so
             # the facts are not aggregated again for the ranking and for the join back
-            wide = _with_rfm_score(materialize(wide), tag)
+            wide = _with_rfm_score(settle(wide), tag)
         elif tag.builder == "rfm_segment":
             wide = wide.withColumn(tag.name, _rfm_segment(registry, tag).cast(tag.type))
         else:
@@ -101,27 +112,38 @@ def _fact_tags(frame: DataFrame, registry: TagsConf, name: str, as_of: dt.date) 
     parts = []
     if aggregates:
         columns = [_aggregate(tag, as_of).alias(tag.name) for tag in aggregates]
-        make = lambda: frame.groupBy("oneid").agg(*columns)  # noqa: E731
-        parts.append(_analysed(make, aggregates, name, frame, as_of))
+        parts.append(
+            _analysed(
+                lambda: frame.groupBy("oneid").agg(*columns),
+                aggregates,
+                name,
+                alone=lambda tag: frame.groupBy("oneid").agg(_aggregate(tag, as_of)),
+            )
+        )
     for tag in registry.definitions:
         if tag.builder in FACT_BUILDERS and tag.params.get("facts") == name:
             build = _top_value if tag.builder == "top_value" else _count_by
-            make = lambda t=tag, b=build: b(frame, t, as_of)  # noqa: E731
-            parts.append(_analysed(make, [tag], name, frame, as_of))
+            parts.append(_analysed(lambda t=tag, b=build: b(frame, t, as_of), [tag], name))
     return parts
 
 
-def _analysed(make, tags: list[TagConf], facts: str, frame: DataFrame, as_of: dt.date) -> DataFrame:
-    """``make()``, or a ConfigError naming the first tag that does not fit the fact table."""
+def _analysed(
+    make: Callable[[], DataFrame],
+    tags: list[TagConf],
+    facts: str,
+    alone: Callable[[TagConf], object] | None = None,
+) -> DataFrame:
+    """``make()``, or a ConfigError naming the tag that does not fit the fact table: the first
+    of ``tags`` that fails ``alone`` (analysing one tag by itself), else the first of them."""
     try:
         return make()
     except AnalysisException as exc:
         culprit, error = tags[0], exc
-        for tag in tags if len(tags) > 1 else ():
+        for tag in tags if alone else ():
             try:
-                frame.groupBy("oneid").agg(_aggregate(tag, as_of))
-            except AnalysisException as alone:
-                culprit, error = tag, alone
+                alone(tag)
+            except AnalysisException as own:
+                culprit, error = tag, own
                 break
         raise ConfigError(
             f"tags.definitions {culprit.name}: does not fit silver.{facts}: {analysis_error(error)}"
