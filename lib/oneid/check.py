@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from oneid.conf import OneIdConfig
@@ -52,13 +52,13 @@ class SourceCheck:
 @dataclass
 class CheckReport:
     sources: list[SourceCheck]
-    downstream: dict[str, str]
-    """``tags`` / ``audiences`` -> ``ok ...`` or the error that stops them."""
+    downstream: dict[str, tuple[bool, str]]
+    """``tags`` / ``audiences`` -> (computable, what was found or the error that stops them)."""
 
     @property
     def ok(self) -> bool:
-        failed = [c for c in self.downstream.values() if not c.startswith("ok")]
-        return not failed and not any(source.errors for source in self.sources)
+        computable = all(passed for passed, _ in self.downstream.values())
+        return computable and not any(source.errors for source in self.sources)
 
 
 def check(
@@ -92,11 +92,11 @@ def _check_source(spark: SparkSession, name: str, source: SourceConf, rows: int)
     except OneIdError as exc:
         result.errors.append(str(exc))
         return result
-    share = result.quarantined / result.rows if result.rows else 0.0
-    if share > source.max_quarantined_share:
+    if source.quarantines_too_much(result.quarantined, result.rows):
         result.errors.append(
-            f"sources.{name}: {share:.0%} of the sample would be quarantined, over "
-            f"max_quarantined_share {source.max_quarantined_share:g}: ingest would refuse it"
+            f"sources.{name}: {result.quarantined / result.rows:.0%} of the sample would be "
+            f"quarantined, over max_quarantined_share {source.max_quarantined_share:g}: ingest "
+            "would refuse it"
         )
     return result
 
@@ -107,28 +107,25 @@ def _measure(sample: DataFrame, source: SourceConf, result: SourceCheck) -> None
     result.rows = sum(row["count"] for row in reasons)
     result.reasons = {row["_reason"]: row["count"] for row in reasons if row["_reason"]}
     result.quarantined = sum(result.reasons.values())
+
+    def count(condition: Column) -> Column:
+        return F.coalesce(F.sum(condition.cast("long")), F.lit(0))
+
     zone, aliases = source.time_zone, source.time_zone_aliases
-    figures = []
-    for i, column in enumerate(source.columns.values()):
-        value = F.col(column.field)
-        problem = field_problem(value, column, zone, aliases)
-        figures += [
-            F.sum(present(value).cast("long")).alias(f"p{i}"),
-            F.sum((present(value) & problem.isNull()).cast("long")).alias(f"k{i}"),
-        ]
-    for j, ident in enumerate(source.identifiers):
-        figures.append(F.sum(present(F.col(ident.field)).cast("long")).alias(f"i{j}"))
-    totals = sample.agg(*figures).first() if figures else None
-    for i, (raw, column) in enumerate(source.columns.items()):
-        count = (totals[f"p{i}"] or 0, totals[f"k{i}"] or 0) if totals else (0, 0)
-        result.columns.append(ColumnFigures(raw, column, *count))
-    for j, ident in enumerate(source.identifiers):
-        result.identifiers[ident.type] = result.identifiers.get(ident.type, 0) + (
-            (totals[f"i{j}"] or 0) if totals else 0
-        )
+    columns = [(raw, column, F.col(column.field)) for raw, column in source.columns.items()]
+    figures = [F.count(F.lit(1))]
+    for _, column, value in columns:
+        parses = field_problem(value, column, zone, aliases).isNull()
+        figures += [count(present(value)), count(present(value) & parses)]
+    figures += [count(present(F.col(ident.field))) for ident in source.identifiers]
+    totals = list(sample.agg(*figures).first())[1:]
+    for i, (raw, column, _) in enumerate(columns):
+        result.columns.append(ColumnFigures(raw, column, totals[2 * i], totals[2 * i + 1]))
+    for ident, n in zip(source.identifiers, totals[2 * len(columns) :], strict=True):
+        result.identifiers[ident.type] = result.identifiers.get(ident.type, 0) + n
 
 
-def _downstream(spark: SparkSession, cfg: OneIdConfig) -> dict[str, str]:
+def _downstream(spark: SparkSession, cfg: OneIdConfig) -> dict[str, tuple[bool, str]]:
     """Whether the tag registry and the audience rules can be computed from the sources."""
     import datetime as dt
 
@@ -140,15 +137,15 @@ def _downstream(spark: SparkSession, cfg: OneIdConfig) -> dict[str, str]:
     if registry.definitions:
         try:
             check_tags(spark, cfg.pipeline, dt.date.today())
-            outcome["tags"] = f"ok: {len(registry.definitions)} tags"
+            outcome["tags"] = (True, f"{len(registry.definitions)} tags")
         except ConfigError as exc:
-            outcome["tags"] = str(exc)
+            outcome["tags"] = (False, str(exc))
     if cfg.audiences.audiences:
         try:
             compiled = compiled_rules(cfg)
-            outcome["audiences"] = f"ok: {len(compiled.audiences)} audiences"
+            outcome["audiences"] = (True, f"{len(compiled.audiences)} audiences")
         except ConfigError as exc:
-            outcome["audiences"] = str(exc)
+            outcome["audiences"] = (False, str(exc))
     return outcome
 
 
@@ -178,9 +175,7 @@ def report_lines(report: CheckReport) -> list[str]:
         lines += [f"  ERROR {error}" for error in source.errors]
         if not source.rows and not source.errors:
             lines.append("  (no rows to sample)")
-    for stage, outcome in report.downstream.items():
-        lines.append(
-            f"{stage}: {outcome}" if outcome.startswith("ok") else f"{stage}: ERROR {outcome}"
-        )
+    for stage, (passed, text) in report.downstream.items():
+        lines.append(f"{stage}: {'ok: ' if passed else 'ERROR '}{text}")
     lines.append("check: ok" if report.ok else "check: FAILED (see ERROR lines)")
     return lines

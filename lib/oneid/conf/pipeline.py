@@ -217,6 +217,10 @@ class SourceConf(_Strict):
     """Zone abbreviations this source's timestamps may end with, and the zone each means
     (``CST: Asia/Shanghai``); any other abbreviation is ambiguous and quarantined."""
 
+    def quarantines_too_much(self, quarantined: int, rows: int) -> bool:
+        """Whether a batch of ``rows`` quarantining ``quarantined`` is over the source's limit."""
+        return quarantined > self.max_quarantined_share * rows
+
     def has_amounts(self) -> bool:
         """Whether the source has decimal columns (whose currency silver records)."""
         return bool(self.currency_field) or any(c.type == "decimal" for c in self.columns.values())

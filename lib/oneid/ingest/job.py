@@ -167,7 +167,7 @@ def _ingest_batch(
         rows_read = sum(reasons.values())
         quarantined = sum(n for reason, n in reasons.items() if reason is not None)
         accepted = reasons.get(None, 0)
-        if quarantined > source.max_quarantined_share * rows_read:
+        if source.quarantines_too_much(quarantined, rows_read):
             raise _mostly_quarantined(checked, name, source, batch_id, rows_read, quarantined)
         condition = f"_batch_id = '{batch_id}'"
         tag = f"oneid ingest {name} {batch_id} {uuid.uuid4().hex}"
