@@ -147,26 +147,27 @@ def _number(value: Column) -> Column:
     return value.try_cast(NUMBER_TYPE)
 
 
+def _excel_serial(value: Column) -> Column:
+    """The serial day number where Excel counts days correctly, else NULL."""
+    number = _number(value)
+    return F.when((number >= EXCEL_FIRST) & (number < EXCEL_LAST), number)
+
+
 def _numeric_timestamp(value: Column, fmt: str, time_zone: str) -> Column:
     """UTC instant of an epoch number, or of an Excel serial read on the source's wall clock;
     NULL for a number outside the format's range."""
-    number = _number(value)
     if fmt == "excel_serial":
-        wall = F.timestamp_seconds((number - EXCEL_UNIX_DAYS) * 86400)
-        inside = (number >= EXCEL_FIRST) & (number < EXCEL_LAST)
-        return F.when(inside, F.to_utc_timestamp(wall, time_zone))
-    limit = EPOCH_LIMITS[fmt]
+        wall = F.timestamp_seconds((_excel_serial(value) - EXCEL_UNIX_DAYS) * 86400)
+        return F.to_utc_timestamp(wall, time_zone)
+    number = _number(value)
     seconds = number if fmt == "epoch_seconds" else number / 1000
-    return F.when(F.abs(number) < limit, F.timestamp_seconds(seconds))
+    return F.when(F.abs(number) < EPOCH_LIMITS[fmt], F.timestamp_seconds(seconds))
 
 
 def _date(value: Column, fmt: str, time_zone: str) -> Column:
     """A date by one format: a pattern, an Excel serial's day, an epoch's day in the zone."""
     if fmt == "excel_serial":
-        number = _number(value)
-        days = F.floor(number).cast("int")
-        inside = (number >= EXCEL_FIRST) & (number < EXCEL_LAST)
-        return F.when(inside, F.date_add(F.lit(EXCEL_EPOCH), days))
+        return F.date_add(F.lit(EXCEL_EPOCH), F.floor(_excel_serial(value)).cast("int"))
     if fmt in NUMERIC_TIME_FORMATS:
         return F.to_date(F.from_utc_timestamp(_numeric_timestamp(value, fmt, time_zone), time_zone))
     return F.to_date(F.try_to_timestamp(value, F.lit(fmt)))
