@@ -152,6 +152,7 @@ def _map(spark, cfg):
 BRIDGE = {"orders:BR": [("phone", "+8613800000001", "weak"), ("device:idfa", "D2", "weak")]}
 LENIENT = {
     "limits": {"device": 5},  # no member_id limit: the bridge may merge two members
+    "hubs": {"shared_types": []},  # nor the shared-device rule (B's device, A's phone)
     "gates": {"max_multi_member_components": 5, "max_changed_share": 1.0},
 }
 LEAD = {"lead:L1": [("phone", "+8613800000009", "weak")]}

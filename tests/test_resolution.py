@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from oneid.conf.pipeline import ComponentsConf, IdentityConf
 from oneid.identity.keys import Keys
-from oneid.identity.resolve import min_labels, resolve
+from oneid.identity.resolve import min_labels, resolve, resolve_part
 
 pytestmark = pytest.mark.unit
 
@@ -133,3 +134,44 @@ def test_an_edge_to_an_unknown_vertex_is_an_error(spark):
     nodes = spark.createDataFrame([(1, "phone"), (2, "phone")], "node_id long, id_type string")
     with pytest.raises(ValueError, match="not among the vertices"):
         resolve(spark, IdentityConf(), usable, inside, nodes, None, 0)
+
+
+# a family tablet (node 9) seen with member 1 (whose phone is 2) and with phone 3 of another person
+FAMILY = {1: "member_id", 2: "phone", 3: "phone", 4: "email", 9: "device"}
+
+
+def _components(edges: list[tuple[int, int, bool]], conf: IdentityConf) -> tuple[set, list]:
+    """The OneIDs (as sets of node ids) and sorted rejected (src, dst, reason) of ``edges``
+    (src, dst, strong) over :data:`FAMILY`, resolved from scratch by :func:`resolve_part`."""
+    ids = np.array(list(FAMILY), dtype=np.int64)
+    kinds = np.array(list(FAMILY.values()), dtype=object)
+    src, dst, strong = (np.array(column) for column in zip(*edges, strict=True))
+    previous = pd.DataFrame({"node_id": [], "oneid": []}, dtype="int64")
+    part = resolve_part(ids, kinds, src, dst, strong.astype(bool), previous, conf)
+    groups = part.mapping.groupby("component")["node_id"].apply(frozenset)
+    rejected = sorted(part.rejected.itertuples(index=False, name=None))
+    return set(groups), rejected
+
+
+def test_a_device_seen_with_two_peoples_logins_links_neither():
+    edges = [(1, 2, True), (1, 9, False), (3, 9, False)]
+    together, _ = _components(edges, IdentityConf(hubs={"shared_types": []}))
+    assert frozenset({1, 2, 3, 9}) in together  # before the rule: the limits allow it
+    apart, rejected = _components(edges, IdentityConf())
+    assert apart == {frozenset({1, 2}), frozenset({3}), frozenset({4}), frozenset({9})}
+    assert rejected == [(1, 9, "shared:device"), (3, 9, "shared:device")]
+
+
+def test_two_phone_only_people_on_one_tablet_stay_apart():
+    apart, rejected = _components([(2, 9, False), (3, 9, False)], IdentityConf())
+    assert apart == {frozenset({1}), frozenset({2}), frozenset({3}), frozenset({4}), frozenset({9})}
+    assert [reason for *_, reason in rejected] == ["shared:device"] * 2
+
+
+def test_one_persons_device_under_two_logins_that_strong_edges_join_still_links():
+    # member 1 and phone 2 are one person by a strong record: the tablet is theirs alone
+    one, rejected = _components([(1, 2, True), (1, 9, False), (2, 9, False)], IdentityConf())
+    assert frozenset({1, 2, 9}) in one and rejected == []
+    # a device seen with one login and an email (no login) is no shared device either
+    one, rejected = _components([(1, 9, False), (4, 9, False)], IdentityConf())
+    assert frozenset({1, 4, 9}) in one and rejected == []

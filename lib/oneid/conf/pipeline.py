@@ -327,6 +327,13 @@ class HubRulesConf(_Strict):
     """Account keys: one customer's own id, however often they buy. ``default`` does not apply
     to them (only a ``max_records`` entry of their own does), and every cut of one is a warning
     in the run's summary."""
+    shared_types: tuple[str, ...] = ("device",)
+    """Weak identifier types a household shares (a family tablet): one whose weak edges reach the
+    login identities (``login_types``) of two or more strong components links none of them (rule
+    ``shared:<type>`` in ``identity.hub_audit``); people that strong edges join are one login."""
+    login_types: tuple[str, ...] = ("member_id", "phone")
+    """Identifier types a person signs in with (their strong components are the "people" a shared
+    identifier is seen with)."""
 
 
 class GatesConf(_Strict):

@@ -17,7 +17,10 @@ tie-breaks (by component id, by partner id) are global orders, so a part compute
 whole computes. Minting is global and separate: components that inherit no OneID (*fresh*) get
 ``minted + 1, minted + 2, …`` in ascending component order.
 
-Strong components are connected components over strong edges. They are merged along weak edges
+Strong components are connected components over strong edges. A shared identifier (a family
+tablet: a ``hubs.shared_types`` identifier whose weak edges reach the login identities of two or
+more strong components, :func:`shared_cuts`) merges nothing; its edges are reported as
+``shared:<type>``. The other components are merged along weak edges
 in rounds: every component proposes its best partner (weak edges ordered by the identifier-type
 priority of their ends, then by partner id) among those it can merge with without exceeding any
 limit; mutual proposals merge. Mutual pairs form a matching, so two merges of one round can
@@ -156,10 +159,50 @@ def resolve_part(
     a = _positions(ids, src, "edge end")
     b = _positions(ids, dst, "edge end")
     labels = min_labels(len(ids), a[strong], b[strong])
-    weak = WeakEdges(a[~strong], b[~strong], kinds, conf)
+    weak_src, weak_dst = a[~strong], b[~strong]
+    cut = shared_cuts(weak_src, weak_dst, kinds, labels, conf)
+    usable = cut == ""
+    weak = WeakEdges(weak_src[usable], weak_dst[usable], kinds, conf)
     labels, rounds = weak.merge(labels)
     mapping, fresh, changes = assign(ids, ids[labels], previous)
-    return Part(mapping, fresh, changes, weak.rejected(labels, ids), rounds)
+    rejected = [weak.rejected(labels, ids)]
+    src, dst, reason = weak_src[~usable], weak_dst[~usable], cut[~usable]
+    apart = labels[src] != labels[dst]  # a cut edge inside one OneID after all is no loss
+    if apart.any():
+        rejected.append(
+            pd.DataFrame({"src": ids[src[apart]], "dst": ids[dst[apart]], "reason": reason[apart]})
+        )
+    return Part(mapping, fresh, changes, pd.concat(rejected, ignore_index=True), rounds)
+
+
+def shared_cuts(
+    src: np.ndarray, dst: np.ndarray, kinds: np.ndarray, labels: np.ndarray, conf: IdentityConf
+) -> np.ndarray:
+    """Per weak edge (vertex positions ``src``-``dst``): ``shared:<type>`` when an end is a
+    shared identifier (``hubs.shared_types``), else ``""``.
+
+    An identifier of a shared type is shared when the strong components (``labels``) holding a
+    login identity (``hubs.login_types``) that it touches, its own included, are two or more: a
+    family tablet seen with a member and with another person's phone. Strong edges already
+    joining two logins make them one person, so a device used by one person under two logins
+    that a strong record ties together keeps linking.
+    """
+    reason = np.full(len(src), "", dtype=object)
+    if not conf.hubs.shared_types or not len(src):
+        return reason
+    n = len(kinds)
+    with_login = np.zeros(n, dtype=bool)
+    with_login[labels[np.isin(kinds, conf.hubs.login_types)]] = True
+    candidate = np.isin(kinds, conf.hubs.shared_types)
+    vertex = np.concatenate([src, dst, np.flatnonzero(candidate)])
+    reached = labels[np.concatenate([dst, src, np.flatnonzero(candidate)])]  # the last: own
+    keep = candidate[vertex] & with_login[reached]
+    pairs = np.unique(vertex[keep].astype(np.int64) * n + reached[keep])  # (vertex, component)
+    shared = np.bincount(pairs // n, minlength=n) >= 2
+    for end in (dst, src):  # src's reason wins when both ends are shared
+        hit = shared[end]
+        reason[hit] = np.char.add("shared:", kinds[end[hit]].astype(str)).astype(object)
+    return reason
 
 
 def min_labels(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
