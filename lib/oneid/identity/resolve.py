@@ -161,18 +161,10 @@ def resolve_part(
     labels = min_labels(len(ids), a[strong], b[strong])
     weak_src, weak_dst = a[~strong], b[~strong]
     cut = shared_cuts(weak_src, weak_dst, kinds, labels, conf)
-    usable = cut == ""
-    weak = WeakEdges(weak_src[usable], weak_dst[usable], kinds, conf)
+    weak = WeakEdges(weak_src, weak_dst, kinds, conf, cut)
     labels, rounds = weak.merge(labels)
     mapping, fresh, changes = assign(ids, ids[labels], previous)
-    rejected = [weak.rejected(labels, ids)]
-    src, dst, reason = weak_src[~usable], weak_dst[~usable], cut[~usable]
-    apart = labels[src] != labels[dst]  # a cut edge inside one OneID after all is no loss
-    if apart.any():
-        rejected.append(
-            pd.DataFrame({"src": ids[src[apart]], "dst": ids[dst[apart]], "reason": reason[apart]})
-        )
-    return Part(mapping, fresh, changes, pd.concat(rejected, ignore_index=True), rounds)
+    return Part(mapping, fresh, changes, weak.rejected(labels, ids), rounds)
 
 
 def shared_cuts(
@@ -228,15 +220,25 @@ def min_labels(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 class WeakEdges:
-    """The weak edges of a part (vertex positions) and the limits they must keep."""
+    """The weak edges of a part (vertex positions) and the limits they must keep; ``cut`` gives
+    each edge a reason it is never used (:func:`shared_cuts`), ``""`` for a usable one."""
 
-    def __init__(self, src: np.ndarray, dst: np.ndarray, kind: np.ndarray, conf: IdentityConf):
-        self.src, self.dst = src, dst
+    def __init__(
+        self,
+        src: np.ndarray,
+        dst: np.ndarray,
+        kind: np.ndarray,
+        conf: IdentityConf,
+        cut: np.ndarray,
+    ):
+        usable = cut == ""
+        self.src, self.dst = src[usable], dst[usable]
+        self.cut = src[~usable], dst[~usable], cut[~usable]
         self.conf = conf
         self.limited = sorted(conf.limits)
         priority = {t: i for i, t in enumerate(conf.priority)}
         rank = np.array([priority.get(t, len(priority)) for t in kind], dtype=np.int64)
-        self.rank = np.maximum(rank[src], rank[dst])
+        self.rank = np.maximum(rank[self.src], rank[self.dst])
         self.is_type = [kind == t for t in self.limited]
         self.bounds = np.array([conf.limits[t] for t in self.limited], dtype=np.int64)
 
@@ -273,8 +275,9 @@ class WeakEdges:
         return labels, rounds
 
     def rejected(self, labels: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
-        """(src, dst, reason) of the weak edges still between two components, with the first
-        limit (by name) they break; ``ids`` turns vertex positions back into node ids."""
+        """(src, dst, reason) of the weak edges still between two components: a cut edge with
+        its cut, another with the first limit (by name) it breaks; ``ids`` turns vertex positions
+        back into node ids. A cut edge inside one component after all lost nothing."""
         counts = self._counts(labels)
         a, b = labels[self.src], labels[self.dst]
         index = np.flatnonzero(a != b)
@@ -282,8 +285,14 @@ class WeakEdges:
         reason = np.full(len(index), "limit:rounds", dtype=object)
         for column in reversed(range(len(self.limited))):
             reason[over[:, column]] = f"limit:{self.limited[column]}"
+        cut_src, cut_dst, cut_reason = self.cut
+        apart = labels[cut_src] != labels[cut_dst]
         return pd.DataFrame(
-            {"src": ids[self.src[index]], "dst": ids[self.dst[index]], "reason": reason}
+            {
+                "src": ids[np.concatenate([self.src[index], cut_src[apart]])],
+                "dst": ids[np.concatenate([self.dst[index], cut_dst[apart]])],
+                "reason": np.concatenate([reason, cut_reason[apart]]),
+            }
         )
 
     def _counts(self, labels: np.ndarray) -> np.ndarray:
