@@ -165,7 +165,7 @@ def test_a_device_seen_with_two_peoples_logins_links_neither():
 def test_two_phone_only_people_on_one_tablet_stay_apart():
     apart, rejected = _components([(2, 9, False), (3, 9, False)], IdentityConf())
     assert apart == {frozenset({1}), frozenset({2}), frozenset({3}), frozenset({4}), frozenset({9})}
-    assert [reason for *_, reason in rejected] == ["shared:device"] * 2
+    assert rejected == [(2, 9, "shared:device"), (3, 9, "shared:device")]
 
 
 def test_one_persons_device_under_two_logins_that_strong_edges_join_still_links():
