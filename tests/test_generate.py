@@ -98,7 +98,7 @@ UNPARSEABLE = frozenset({"malformed_row", "bad_amount", "bad_timestamp"})
 LINK_COLUMNS = {  # (identifier type, column) the identity pipeline links on, per source
     "crm_members": (("member", "会员编号"), ("phone", "手机号")),
     "orders": (("member", "member_id"), ("phone", "phone")),
-    "app_events": (("member", "user_id"), ("device", "device_id")),
+    "app_events": (("member", "user_id"), ("phone", "phone"), ("device", "device_id")),
     "wechat_users": (("unionid", "unionid"), ("phone", "phone")),
     "douyin_leads": (("phone", "phone"),),
     "xhs_leads": (("phone", "手机号"),),
@@ -370,7 +370,7 @@ def test_junk_identifiers_and_family_devices(default_like) -> None:
         for p in pq.read_table(out / "truth/people.parquet").to_pylist()
     }
     users_of_device: dict[str, set[str]] = {}
-    logins_on_device: dict[str, set[tuple[str, str]]] = {}  # (person, user_id) logged in
+    logins_on_device: dict[str, set[tuple[str, str]]] = {}  # (person, user_id|phone) logged in
     events_on_device: Counter[str] = Counter()
     anonymous_on_device: Counter[str] = Counter()
     buyers_of_store_phone: dict[int, set[str]] = {}
@@ -389,8 +389,9 @@ def test_junk_identifiers_and_family_devices(default_like) -> None:
                     users_of_device.setdefault(row["device_id"], set()).add(t["person_id"])
                     logins = logins_on_device.setdefault(row["device_id"], set())
                     events_on_device[row["device_id"]] += 1
-                    if row["user_id"]:
-                        logins.add((t["person_id"], row["user_id"]))
+                    login = row["user_id"] or _identifier("phone", row["phone"])
+                    if login:
+                        logins.add((t["person_id"], login))
                     else:
                         anonymous_on_device[row["device_id"]] += 1
             elif t["defect"] == "store_phone":
@@ -400,10 +401,15 @@ def test_junk_identifiers_and_family_devices(default_like) -> None:
     shared = {device: who for device, who in users_of_device.items() if len(who) > 1}
     assert shared and all(2 <= len(who) <= 4 for who in shared.values())
     assert all(len({household[p] for p in who}) == 1 for who in shared.values())
-    for device, who in shared.items():  # each user logs in there with a member id of theirs
+    kinds = Counter()  # shared devices by the logins seen there: member ids, phones
+    for device, who in shared.items():  # each user logs in there with a member id or phone
         logins = logins_on_device[device]
         assert {person for person, _ in logins} == who, device
         assert len({user for _, user in logins}) == len(who), device
+        phones = sum(user.startswith("+") for _, user in logins)
+        kinds[(len(logins) - phones, phones)] += 1
+    assert kinds[(1, 1)] and sum(n for (m, p), n in kinds.items() if m == 0 and p >= 2), kinds
+    assert sum(n for (m, _), n in kinds.items() if m >= 2), kinds  # member-only ones remain
     anonymous = sum(anonymous_on_device[device] for device in shared)
     assert anonymous < 0.1 * sum(events_on_device[device] for device in shared)
     assert 1 <= len(buyers_of_store_phone) <= 3

@@ -9,6 +9,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from oneid.errors import GateFailedError
+from oneid.identity.hubs import find_hubs
 from oneid.identity.job import resolve_identities
 from oneid.identity.outputs import profiles
 from oneid.standardize.hashing import DEMO_KEY, HashKey, keyed_hash
@@ -106,6 +107,24 @@ def test_hub_guard_cuts_a_shared_store_phone_and_audits_it(spark, tmp_path):
     assert profile.identifier_counts == {"member_id": 1, "phone": 1, "wx_openid": 1}
     assert profile.best_phone == "+8**" and profile.sources == ["crm", "orders", "wx"]
     assert profile.records == 3
+
+
+def test_event_records_count_once_per_set_of_identifiers(spark, tmp_path):
+    """A phone a user logged in with is on each of their events: 30 events from one device are
+    one piece of evidence for max_records; the same phone typed in 30 orders is a hub."""
+    conf = _cfg(tmp_path, hubs={"max_records": {"phone": 20}}).pipeline.identity
+    rows = [("app", f"e{i}", 1, "phone") for i in range(30)]
+    rows += [("app", f"e{i}", 2, "device:idfa") for i in range(30)]
+    rows += [("app", f"e{i}", 3, "device:idfa") for i in range(30, 35)]  # anonymous events
+    rows += [("orders", f"o{i}", 4, "phone") for i in range(30)]
+    incidence = spark.createDataFrame(
+        rows, "source string, record_key string, node_id long, id_type string"
+    )
+    nodes = incidence.select("node_id", "id_type", F.lit("h").alias("value_hash")).distinct()
+    hubs = find_hubs(spark, incidence, nodes, conf, KEY, event_sources=("app",))
+    assert [(r.node_id, r.rule, r.records) for r in hubs.collect()] == [(4, "max_records", 30)]
+    counted = find_hubs(spark, incidence, nodes, conf, KEY)  # app as if it held orders
+    assert sorted((r.node_id, r.records) for r in counted.collect()) == [(1, 30), (4, 30)]
 
 
 def test_member_id_rule_and_blocklist(spark, tmp_path):

@@ -1,11 +1,13 @@
 """App behaviour events (app_events): JSON lines keyed by device, with the member id when the
-user is logged in.
+user is logged in (or the phone number, for a non-member who logged in with an SMS code).
 
-Only members use the app, and every device a member uses sees at least one of their logged-in
+Members use the app, and every device a member uses sees at least one of their logged-in
 events, so anonymous events link through the device. Household members who are members also
-send events from one shared family device (logging in there too); the pipeline cuts such a
-device as a hub, so it is no identifier here. An orphan event comes from an anonymous device
-seen once.
+send events from one shared family device (logging in there too); in a share of households
+(rates.PHONE_LOGIN_HOUSEHOLD_SHARE) the non-members use that device as well, logged in by
+phone. The pipeline must not link anyone through such a device (max_member_ids cuts it when
+two member ids use it, the shared-device rule otherwise), so it is no identifier here. An
+orphan event comes from an anonymous device seen once.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from oneid_demo import ids, rates, text, timeline, vocab
-from oneid_demo.linkage import Ident, Identifier
+from oneid_demo import ids, phones, rates, text, timeline, vocab
+from oneid_demo.linkage import Ident, Identifier, phone_identifier
 from oneid_demo.population import (
     FAMILY_DEVICE_SLOT,
     ORPHAN_DEVICE_SLOT,
@@ -51,7 +53,8 @@ def draw(ctx: Context, rng: np.random.Generator, pop: Population) -> Draft:
     n = len(person)
     owner = person.copy()
     slot = _device_slots(rng, pop.n_devices[person])
-    shared = pop.family[person] & (rng.random(n) < rates.SHARED_DEVICE_EVENT_SHARE)
+    by_phone = pop.phone_login[person]  # these users have no device of their own
+    shared = pop.family[person] & ((rng.random(n) < rates.SHARED_DEVICE_EVENT_SHARE) | by_phone)
     owner[shared] = pop.leader[person[shared]]  # the family device sits on the first person
     slot[shared] = FAMILY_DEVICE_SLOT
     time = timeline.sample_times(rng, pop.first_seen[person], timeline.END)
@@ -63,8 +66,8 @@ def draw(ctx: Context, rng: np.random.Generator, pop: Population) -> Draft:
     orphan = orphan_rows(rng, pop, person, ~forced, SOURCE)
     owner[orphan] = person[orphan]
     slot[orphan] = ORPHAN_DEVICE_SLOT
-    logged_in &= pop.member[person] & ~orphan
-    member_no = np.where(logged_in, member_numbers(rng, pop, person), -1)
+    logged_in &= (pop.member[person] | by_phone) & ~orphan
+    member_no = np.where(logged_in & ~by_phone, member_numbers(rng, pop, person), -1)
     event = rng.choice(len(vocab.EVENTS), size=n, p=probs([e[1] for e in vocab.EVENTS]))
     page = event * 2 + rng.integers(0, 2, size=n)
     with_category = rng.random(n) < np.array([e[3] for e in vocab.EVENTS])[event]
@@ -73,6 +76,7 @@ def draw(ctx: Context, rng: np.random.Generator, pop: Population) -> Draft:
         person,
         time,
         pop.is_test,
+        has_phone=logged_in & by_phone,
         orphan=orphan,
         owner=owner,
         slot=slot,
@@ -84,13 +88,14 @@ def draw(ctx: Context, rng: np.random.Generator, pop: Population) -> Draft:
 
 
 def identifiers(draft: Draft, pop: Population) -> list[Identifier]:
-    """Member ids, and devices that are not all-zero nor used by several people."""
+    """Member ids, login phones, and devices that are not all-zero nor used by several people."""
     member_no = draft.facts["member_no"]
     device = device_numbers(draft, pop)
     usable = (draft.defect != Defect.PLACEHOLDER_DEVICE) & readable(draft.defect)
     return [
         (usable & ~np.isin(device, shared_devices(draft, pop, usable)), Ident.DEVICE, device),
         (member_no >= 0, Ident.MEMBER, member_no),
+        phone_identifier(draft),
     ]
 
 
@@ -122,6 +127,7 @@ def render(
         "device_id": text.from_byte_matrix(text.uuid_matrix(hex_bytes)),
         "device_type": text.take(("oaid", "idfa"), ios.astype(np.int64)),
         "user_id": text.where(member_no >= 0, ids.member_ids(np.maximum(member_no, 0)), None),
+        "phone": phones.phone_cells(rng, SOURCE, draft.phone, draft.phone_kind),
         "event": text.take(_EVENT_NAMES, draft.facts["event"]),
         "ts": text.local_times(draft.time, iso=True),
         "page": text.take(_PAGES, draft.facts["page"]),

@@ -92,7 +92,8 @@ def _clear_previous(out_dir: Path) -> None:
 
 
 def _people_table(ctx: Context, pop: Population, drafts: dict[str, Draft]) -> pa.Table:
-    """truth/people rows of one chunk: kind, household and the phones / devices really used."""
+    """truth/people rows of one chunk: kind, household, the phones / devices really used and
+    whether the person logs in to the app by phone on a shared device."""
     n = len(pop)
     people, numbers = [], []
     for draft in drafts.values():
@@ -112,6 +113,7 @@ def _people_table(ctx: Context, pop: Population, drafts: dict[str, Draft]) -> pa
             "household_id": ids.household_ids(pop.gidx[pop.leader], ctx.id_width),
             "n_phones": pa.array(n_phones.astype(np.int32)),
             "n_devices": pa.array(n_devices.astype(np.int32)),
+            "phone_login": pa.array(pop.phone_login),
         }
     )
 

@@ -76,7 +76,17 @@ ORDERS = SourceSpec(
 APP_EVENTS = SourceSpec(
     name="app_events",
     fmt="jsonl",
-    columns=("event_id", "device_id", "device_type", "user_id", "event", "ts", "page", "category"),
+    columns=(
+        "event_id",
+        "device_id",
+        "device_type",
+        "user_id",
+        "phone",
+        "event",
+        "ts",
+        "page",
+        "category",
+    ),
     time_column="ts",
     iso_time=True,
     late_rows=True,

@@ -63,6 +63,7 @@ class Population:
     is_test: np.ndarray
     leader: np.ndarray  # chunk-local index of the household's first person (self if alone)
     family: np.ndarray  # lives in a household of 2-4 sharing a device
+    phone_login: np.ndarray  # a non-member using only the family device, logged in by phone
     gender: np.ndarray  # index of vocab.GENDERS
     surname: np.ndarray
     given: np.ndarray  # (n, 2) indexes into the gender's given-name list, -1 = none
@@ -166,6 +167,9 @@ def draw_population(ctx: Context, rng: np.random.Generator, start: int, n: int) 
     n_douyin = np.where(seen, n_douyin, 1)
     n_orders = np.where(seen, n_orders, 1)
 
+    phone_login = family & ~member & (rng.random(n) < rates.PHONE_LOGIN_HOUSEHOLD_SHARE)[leader]
+    n_events = np.where(phone_login, rng.integers(lo_events, hi_events + 1, size=n), n_events)
+
     if test_rows.size:
         t = len(test_rows)
         n_orders[test_rows] = rng.integers(*rates.TEST_ORDER_RANGE, size=t, endpoint=True)
@@ -185,6 +189,7 @@ def draw_population(ctx: Context, rng: np.random.Generator, start: int, n: int) 
         is_test=is_test,
         leader=leader,
         family=family,
+        phone_login=phone_login,
         gender=gender,
         surname=surname,
         given=given,

@@ -12,7 +12,7 @@ values or unreadable defects cut off.
 
 from __future__ import annotations
 
-GENERATOR_VERSION = "1.1.0"
+GENERATOR_VERSION = "1.2.0"
 
 # --- time ---------------------------------------------------------------------------------
 TIMEZONE = "Asia/Shanghai"
@@ -54,7 +54,7 @@ BUYER_SHARE_GUEST = 0.32
 ORDER_COUNT_WEIGHTS = (30, 20, 14, 10, 8, 7, 6, 5)  # 1..8 orders per buyer
 MEMBER_ORDER_SHARE = 0.75  # a member's orders placed while logged in (carry member_id)
 MEMBER_ORDER_PHONE_SHARE = 0.90  # member orders that also carry a phone (guest orders always do)
-APP_SHARE_MEMBER = 0.70  # ~50 % of people use the app: members only (logging in is joining)
+APP_SHARE_MEMBER = 0.70  # ~50 % of people use the app: members (and PHONE_LOGIN households)
 EVENT_COUNT_RANGE = (5, 40)  # inclusive
 DEVICE_COUNT_WEIGHTS = (0.75, 0.20, 0.05)  # 1..3 own devices of an app user
 DEVICE_SLOT_WEIGHTS = (0.70, 0.20, 0.10)  # how often each own device is used
@@ -64,7 +64,12 @@ LOGIN_SHARE_RANGE = (0.40, 0.95)  # per member: share of their events sent while
 HOUSEHOLD_PEOPLE_SHARE = 0.05  # people living in a 2-4 person household sharing one device
 HOUSEHOLD_SIZE_WEIGHTS = (0.50, 0.30, 0.20)  # 2, 3, 4 people
 SHARED_DEVICE_EVENT_SHARE = 0.30  # events a household member sends from the family device
-SHARED_DEVICE_LOGIN_SHARE = 0.95  # of those, sent logged in (only members use the family device)
+SHARED_DEVICE_LOGIN_SHARE = 0.95  # of those, sent logged in
+# Households whose people who are not CRM members use the family device too, logging in with
+# their phone number (an SMS code) and sending all their events from it: one device then holds
+# a member id and another person's phone, or two people's phones (the precision trap of
+# docs/identity.md, "shared devices").
+PHONE_LOGIN_HOUSEHOLD_SHARE = 0.50
 WECHAT_SHARE = 0.60
 SECOND_APPID_SHARE = 0.65  # WeChat users seen in two appids
 APPID_WEIGHTS = (0.60, 0.28, 0.12)  # wx_mini_01, wx_oa_01, wx_mini_02
@@ -111,6 +116,7 @@ PHONE_FORMAT_WEIGHTS = {
     #                   plain +86  +86_sp 86-  0086  dash space fullw padded
     "crm_members": (0.56, 0.10, 0.05, 0.03, 0.03, 0.10, 0.04, 0.04, 0.05),
     "orders": (0.75, 0.10, 0.02, 0.02, 0.02, 0.03, 0.02, 0.02, 0.02),
+    "app_events": (0.85, 0.15, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),  # SMS-code logins
     "wechat_users": (0.90, 0.10, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
     "douyin_leads": (0.80, 0.04, 0.02, 0.02, 0.02, 0.04, 0.02, 0.02, 0.02),
     "xhs_leads": (0.80, 0.04, 0.02, 0.02, 0.02, 0.04, 0.02, 0.02, 0.02),

@@ -35,6 +35,7 @@ PEOPLE_SCHEMA = pa.schema(
         ("household_id", pa.string()),  # H + number of the household's first person
         ("n_phones", pa.int32()),  # distinct own phone numbers that appear in the data
         ("n_devices", pa.int32()),  # distinct devices in app_events (incl. a shared family one)
+        ("phone_login", pa.bool_()),  # a non-member in the app on the family device, by phone
     ]
 )
 

@@ -428,6 +428,10 @@ class PipelineConf(_Strict):
     audiences: AudienceSettings = Field(default_factory=AudienceSettings)
     publish: PublishConf = Field(default_factory=PublishConf)
 
+    def sources_of(self, facts: str) -> tuple[str, ...]:
+        """The names of the sources whose records are ``facts`` (contacts, orders, events)."""
+        return tuple(name for name, source in self.sources.items() if source.facts == facts)
+
     def fact_columns(self, facts: str) -> dict[str, str]:
         """Typed columns of ``silver.<facts>`` that rules may use: field → Spark SQL type.
 

@@ -11,9 +11,12 @@ from dataclasses import asdict, dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import ComponentsConf
 from oneid.identity.components import connected_components
 from oneid.identity.graph import edges, record_nodes
+from oneid.identity.plan import whole_graph_plan
+from oneid.identity.resolve import resolve
 
 
 @dataclass(frozen=True)
@@ -97,3 +100,16 @@ def unguarded_record_components(
         .groupBy("source", "record_key")
         .agg(F.min("component").alias("oneid"))
     )
+
+
+def resolved_record_oneids(
+    spark: SparkSession, cfg: OneIdConfig, identifiers: DataFrame, nodes: DataFrame
+) -> DataFrame:
+    """(source, record_key, oneid) of a full identity run over ``identifiers`` with the rules of
+    ``cfg``, computed without writing any table (every identifier must be in ``nodes``): how
+    the published OneIDs would look on other data or under other rules (for comparison)."""
+    rows = record_nodes(identifiers, nodes)
+    plan = whole_graph_plan(spark, cfg, rows, nodes, None, lambda _phase: None)
+    conf = cfg.pipeline.identity
+    resolved = resolve(spark, conf, plan.vertices, plan.inside, plan.vertex_nodes, None, 0)
+    return plan.outputs(resolved.mapping).records

@@ -3,9 +3,16 @@
 One shared store phone must not merge ten thousand shoppers: an identifier in more records than
 its type allows, or shared by the records of more than ``max_member_ids`` member ids, is a hub.
 Hubs keep their node but join no edge; every cut is a row in ``identity.hub_audit``.
+
+Records of an event source (``facts: events``) repeat the same evidence with every event: a
+phone a user logged in with is on each of their thousand events. So such records count once
+per distinct set of identifiers they hold (per source): a login phone seen on one device is one
+record there, while a value typed in many orders or forms counts every one.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -25,16 +32,18 @@ def find_hubs(
     conf: IdentityConf,
     key: HashKey,
     scope: DataFrame | None = None,
+    event_sources: Collection[str] = (),
 ) -> DataFrame:
     """(node_id, rule, records, member_ids, threshold): one row per hub, first rule that fired.
 
     With ``scope`` (distinct node_id), only the hubs among those nodes; ``incidence`` must then
     hold every record of the scope's nodes. Both counts of a node depend on its own records
     only, so a node's hub status can change only when one of its records changes.
+    ``event_sources``: the sources whose records count once per set of identifiers.
     """
-    held = incidence if scope is None else incidence.join(scope, "node_id", "left_semi")
-    # incidence has one row per (record, node): counting rows counts records
-    per_node = held.groupBy("node_id", "id_type").agg(F.count(F.lit(1)).alias("records"))
+    evidence = _evidence(incidence, event_sources)
+    held = evidence if scope is None else evidence.join(scope, "node_id", "left_semi")
+    per_node = held.groupBy("node_id", "id_type").agg(F.countDistinct("_evidence").alias("records"))
     members = incidence.where(base_type() == "member_id").select(
         "source", "record_key", F.col("node_id").alias("member_node")
     )
@@ -77,6 +86,22 @@ def find_hubs(
         "member_ids",
         threshold.cast("long").alias("threshold"),
     ).where(F.col("rule").isNotNull())
+
+
+def _evidence(incidence: DataFrame, event_sources: Collection[str]) -> DataFrame:
+    """``incidence`` with ``_evidence``: the record, or for an event source's record the set
+    of identifiers it holds (a 64-bit hash; a collision can only lower a count)."""
+    record = F.xxhash64("source", "record_key")
+    if not event_sources:
+        return incidence.withColumn("_evidence", record)
+    sets = (
+        incidence.where(F.col("source").isin(*sorted(event_sources)))
+        .groupBy("source", "record_key")
+        .agg(F.xxhash64("source", F.array_sort(F.collect_list("node_id"))).alias("_set"))
+    )
+    return incidence.join(sets, ["source", "record_key"], "left").withColumn(
+        "_evidence", F.coalesce("_set", record)
+    )
 
 
 def account_key_cuts(audit: DataFrame, conf: IdentityConf) -> dict[str, int]:

@@ -297,7 +297,8 @@ def incremental_plan(
 
     touched = change.touched.hint()
     key = load_key(cfg.env.secrets)
-    found = materialize(find_hubs(spark, change.gathered, nodes, conf, key, touched))
+    events = cfg.pipeline.sources_of("events")
+    found = materialize(find_hubs(spark, change.gathered, nodes, conf, key, touched, events))
     kept = read_table(spark, cfg, "identity.hubs").join(touched, "node_id", "left_anti")
     hubs = materialize(kept.unionByName(found))
     hub_ids = Keys.of(hubs.select("node_id"))

@@ -4,7 +4,8 @@ Both kinds of run give a :class:`Plan` with the same fields: the incidence rows 
 the hubs and edges it recomputed, the vertices to resolve with the edges between them, and their
 previous OneIDs. A plan then turns the resolved mapping into the rows to publish
 (:meth:`Plan.outputs`) and the writes that publish them (:meth:`Plan.writes`), so the run itself
-reads the same top to bottom whichever kind it is. :func:`full_plan` is here;
+reads the same top to bottom whichever kind it is. :func:`full_plan` (and
+:func:`whole_graph_plan`, its part that writes nothing) is here;
 :func:`oneid.identity.incremental.incremental_plan` builds the scoped one.
 """
 
@@ -118,16 +119,30 @@ def full_plan(
     clock: Clock,
 ) -> Plan:
     """Every silver row, every hub and edge; the previous mapping is all there is to keep."""
-    conf = cfg.pipeline.identity
     nodes = extend_nodes(spark, cfg, identifiers, run_id)
     rows = materialize(record_nodes(identifiers, nodes))
     clock("changed records and nodes")
-    hubs = materialize(find_hubs(spark, rows, nodes, conf, load_key(cfg.env.secrets)))
+    previous = None if previous_map is None else previous_map.select("node_id", "oneid")
+    return whole_graph_plan(spark, cfg, rows, nodes, previous, clock)
+
+
+def whole_graph_plan(
+    spark: SparkSession,
+    cfg: OneIdConfig,
+    rows: DataFrame,
+    nodes: DataFrame,
+    previous: DataFrame | None,
+    clock: Clock,
+) -> Plan:
+    """The plan over every incidence row in ``rows`` (nodes of ``nodes``): writes nothing."""
+    conf = cfg.pipeline.identity
+    key = load_key(cfg.env.secrets)
+    events = cfg.pipeline.sources_of("events")
+    hubs = materialize(find_hubs(spark, rows, nodes, conf, key, event_sources=events))
     hub_ids = Keys.of(hubs.select("node_id"))
     graph_edges = materialize(edges(rows, hub_ids.hint()))
     clock("hubs and edges")
     vertices = Keys.of(rows.select("node_id").join(hub_ids.hint(), "node_id", "left_anti"))
-    previous = None if previous_map is None else previous_map.select("node_id", "oneid")
     records = rows.select(*RECORD_KEY).distinct().count()
     clock("vertices")
     return Plan(
