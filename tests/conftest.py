@@ -11,7 +11,7 @@ import pytest
 
 from oneid.conf import OneIdConfig
 from oneid.stages import DemoRun
-from tests.support import small_config
+from tests.support import redis_server, small_config
 
 DEMO_PEOPLE = 5000  # the default demo: the identity accuracy targets are stated for it
 
@@ -28,6 +28,13 @@ def spark(cfg: OneIdConfig):
     session = build_session(cfg, app_name="oneid-tests", run_id="tests")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory):
+    """A real redis-server on loopback for the run (stopped at the end)."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @dataclass(frozen=True)

@@ -75,8 +75,7 @@ class SqliteStore(ProfileStore):
         self._local.connections = held
         connection = held.get(version)
         if connection is None:
-            for old in list(held):  # a thread reads one version at a time
-                held.pop(old).close()
+            held.clear()  # older versions' connections close when their last snapshot goes
             uri = f"{self._path(version).as_uri()}?mode=ro&immutable=1"
             connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
             held[version] = connection
