@@ -152,10 +152,10 @@ def redis_server(folder: Path):
     if binary is None:
         raise RuntimeError("redis-server is not installed: run scripts/ensure-redis.sh")
     port = free_port()
+    options = {"port": port, "bind": "127.0.0.1", "save": "", "appendonly": "no", "dir": folder}
+    arguments = [part for name, value in options.items() for part in (f"--{name}", str(value))]
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        + ["--dir", str(folder), "--logfile", str(folder / "redis.log")],
-        stdout=subprocess.DEVNULL,
+        [binary, *arguments, "--logfile", str(folder / "redis.log")], stdout=subprocess.DEVNULL
     )
     url = f"redis://127.0.0.1:{port}/0"
     try:

@@ -58,9 +58,9 @@ class RedisStore(ProfileStore):
     # --- reads ---------------------------------------------------------------------------
     def current(self) -> StoreVersion | None:
         version = self.client.get(self._key("current"))
-        return self._info(version.decode()) if version else None
+        return self.info(version.decode()) if version else None
 
-    def _info(self, version: str) -> StoreVersion | None:
+    def info(self, version: str) -> StoreVersion | None:
         raw = self.client.hget(self._key("versions"), version)
         return StoreVersion(**json.loads(raw)) if raw else None
 
@@ -75,7 +75,7 @@ class RedisStore(ProfileStore):
         version = version.decode()
         buckets = self._buckets.get(version)
         if buckets is None:
-            info = self._info(version)
+            info = self.info(version)
             buckets = info.counts.get("buckets", DEFAULT_BUCKETS) if info else DEFAULT_BUCKETS
             self._buckets[version] = buckets
         return _RedisSnapshot(self, version, buckets)

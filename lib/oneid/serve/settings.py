@@ -35,8 +35,10 @@ def sqlite_dir(cfg: OneIdConfig) -> Path:
 
 def access_log_path(cfg: OneIdConfig) -> Path:
     """``serve.access_log``, default ``<sqlite_dir>/access.jsonl``."""
-    return Path(cfg.env.serve.access_log) if cfg.env.serve.access_log else sqlite_dir(cfg) / (
-        "access.jsonl"
+    return (
+        Path(cfg.env.serve.access_log)
+        if cfg.env.serve.access_log
+        else sqlite_dir(cfg) / ("access.jsonl")
     )
 
 

@@ -83,16 +83,23 @@ class SqliteStore(ProfileStore):
 
     def current(self) -> StoreVersion | None:
         version = self._serving()
-        return self._info(version) if version else None
+        return self.info(version) if version else None
 
-    def _info(self, version: str) -> StoreVersion:
-        with sqlite3.connect(f"{self._path(version).as_uri()}?mode=ro", uri=True) as db:
+    def info(self, version: str) -> StoreVersion | None:
+        path = self._path(version)
+        try:
+            db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        except sqlite3.OperationalError:
+            return None  # not held (or dropped meanwhile)
+        try:
             (info,) = db.execute("SELECT info FROM meta").fetchone()
+        finally:
+            db.close()
         return StoreVersion(**json.loads(info))
 
     def versions(self) -> list[StoreVersion]:
-        held = [self._info(p.name[2:-7]) for p in self.folder.glob("v-*.sqlite")]
-        return sorted(held, key=lambda info: (info.loaded_at, info.version))
+        held = [self.info(p.name[2:-7]) for p in self.folder.glob("v-*.sqlite")]
+        return sorted(filter(None, held), key=lambda info: (info.loaded_at, info.version))
 
     def snapshot(self) -> Snapshot | None:
         version = self._serving()
@@ -227,4 +234,3 @@ class _SqliteSnapshot(Snapshot):
 
     def merged_into(self, oneids: Sequence[int]) -> list[int | None]:
         return self._get("SELECT oneid, merged_into FROM merges WHERE oneid IN ({marks})", oneids)
-

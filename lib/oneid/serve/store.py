@@ -102,6 +102,10 @@ class ProfileStore(ABC):
         """The serving version (None before the first load)."""
 
     @abstractmethod
+    def info(self, version: str) -> StoreVersion | None:
+        """What a held version holds (None: not held)."""
+
+    @abstractmethod
     def versions(self) -> list[StoreVersion]:
         """Complete versions held, oldest first."""
 
