@@ -5,8 +5,6 @@ Routes: ``POST /v1/lookup``, ``POST /v1/lookup/batch``, ``GET /v1/profiles/{onei
 ``{"error": {"code", "message"}}``; validation errors never echo the values sent.
 """
 
-from __future__ import annotations
-
 import logging
 from typing import Annotated
 
@@ -72,8 +70,7 @@ def create_app(answers: Answers, keys: KeyRing) -> FastAPI:
     PageSize = Annotated[int, Query(ge=1, le=conf.max_page_size)]
     Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
-    @app.post("/v1/lookup", response_model=LookupResponse, responses=ERRORS,
-              response_model_exclude_none=True)  # fmt: skip
+    @app.post("/v1/lookup", response_model=LookupResponse, responses=ERRORS)
     def lookup(body: LookupRequest, who: Who) -> dict:
         """The OneID of one identifier (the raw value goes in the body, never in a URL)."""
         return answers.lookup(who, body.id_type, body.value, body.with_profile, body.tags)
