@@ -9,12 +9,14 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from oneid.conf import load_config
 from oneid.conf.models import ApiKeyConf
 from oneid.serve.auth import new_key
 from oneid.serve.server import build_app
 from oneid.serve.settings import open_store, sqlite_dir
 from oneid.serve.sync import sync_store
 from oneid.tables import overwrite, read_table
+from tests.support import CONF_DIR
 from tests.test_identity import LENIENT, STEPS, _cfg, _oneid_of, _silver
 
 pytestmark = pytest.mark.slow
@@ -68,6 +70,8 @@ def chain(spark, tmp_path_factory, monkeypatch_module):
 
     monkeypatch_module.delenv("ONEID_HMAC_KEY", raising=False)  # the demo key, as the chain
     cfg = _cfg(tmp_path_factory.mktemp("serve_chain"), **LENIENT)
+    registry = load_config("local", CONF_DIR).pipeline.tags  # gold.tags_value is one of its tables
+    cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"tags": registry})})
     cfg, key = _with_key(cfg)
     steps = []
     for n, records in enumerate(STEPS, start=1):
@@ -104,7 +108,7 @@ def test_look_ups_follow_the_merge_and_the_split(chain):
     first, merged, split = chain["steps"]
     a, b, lead = (first["ids"][k] for k in ("crm:M1", "crm:M2", "lead:L1"))
     assert first["found"] == {"A": a, "B": b, "M2": b, "lead": lead}
-    oldest, younger = min(a, b), max(a, b)
+    oldest = min(a, b)
     assert merged["found"] == {"A": oldest, "B": oldest, "M2": oldest, "lead": lead}
     # the split: each phone answers the OneID identity gave its member's records
     ids = split["ids"]

@@ -34,6 +34,7 @@ API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API k
 ERRORS = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in {
+        400: "the body is not JSON",
         401: "missing or unknown API key",
         403: "the key lacks the scope",
         404: "not found",
@@ -80,7 +81,8 @@ def create_app(answers: Answers, keys: KeyRing) -> FastAPI:
         """The OneIDs of up to ``serve.batch_limit`` identifiers, in the order sent."""
         return answers.batch(who, [(item.id_type, item.value) for item in body.items])
 
-    @app.get("/v1/profiles/{oneid}", response_model=Profile, responses=ERRORS)
+    @app.get("/v1/profiles/{oneid}", response_model=Profile, responses=ERRORS,
+             dependencies=[_only("tags", "page_size")])  # fmt: skip
     def profile(
         oneid: OneIdPath,
         who: Who,
@@ -91,14 +93,16 @@ def create_app(answers: Answers, keys: KeyRing) -> FastAPI:
         OneID answers with the OneID it was merged into."""
         return answers.profile(who, oneid, tags, page_size)
 
-    @app.get("/v1/profiles/{oneid}/identifiers", response_model=IdentifierPage, responses=ERRORS)
+    @app.get("/v1/profiles/{oneid}/identifiers", response_model=IdentifierPage, responses=ERRORS,
+             dependencies=[_only("offset", "limit")])  # fmt: skip
     def identifiers(
         oneid: OneIdPath, who: Who, offset: Offset = 0, limit: PageSize = conf.page_size
     ) -> dict:
         """A page of the OneID's identifiers (masked, with sources, first and last seen)."""
         return answers.page(who, oneid, "identifiers", offset, limit)
 
-    @app.get("/v1/profiles/{oneid}/audiences", response_model=AudiencePage, responses=ERRORS)
+    @app.get("/v1/profiles/{oneid}/audiences", response_model=AudiencePage, responses=ERRORS,
+             dependencies=[_only("offset", "limit")])  # fmt: skip
     def audiences(
         oneid: OneIdPath, who: Who, offset: Offset = 0, limit: PageSize = conf.page_size
     ) -> dict:
@@ -118,6 +122,18 @@ def create_app(answers: Answers, keys: KeyRing) -> FastAPI:
 
     _error_handlers(app)
     return app
+
+
+def _only(*names: str):
+    """Refuse query parameters the route does not know (``tag=`` for ``tags=`` would
+    otherwise silently answer every tag)."""
+
+    def check(request: Request) -> None:
+        unknown = sorted(set(request.query_params) - set(names))
+        if unknown:
+            raise ApiError(422, "invalid_request", f"unknown query parameter(s): {unknown}")
+
+    return Depends(check)
 
 
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
@@ -141,7 +157,8 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+        code = codes.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
