@@ -11,7 +11,7 @@ import pytest
 
 from oneid.conf import OneIdConfig
 from oneid.stages import DemoRun
-from tests.support import redis_server, small_config
+from tests.support import small_config
 
 DEMO_PEOPLE = 5000  # the default demo: the identity accuracy targets are stated for it
 
@@ -33,6 +33,8 @@ def spark(cfg: OneIdConfig):
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory):
     """A real redis-server on loopback for the run (stopped at the end)."""
+    from oneid.serve.local_redis import redis_server
+
     with redis_server(tmp_path_factory.mktemp("redis")) as url:
         yield url
 
