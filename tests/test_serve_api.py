@@ -188,6 +188,7 @@ def test_batch_look_up_keeps_order_and_its_limit(client):
         {"id_type": "phone", "value": "13999999999"},
         {"id_type": "phone", "value": "not a phone"},
         {"id_type": "phone", "value": "+8613800000002"},
+        {"id_type": "passport", "value": "E1234567"},
     ]
     answer = post(client, "/v1/lookup/batch", {"items": items}, key="lookup").json()
     assert answer == {"store_version": "v1", "results": [
@@ -195,8 +196,9 @@ def test_batch_look_up_keeps_order_and_its_limit(client):
         {"index": 1, "status": "not_found", "oneid": None, "reason": None},
         {"index": 2, "status": "invalid", "oneid": None, "reason": "invalid_phone"},
         {"index": 3, "status": "found", "oneid": 1002, "reason": None},
+        {"index": 4, "status": "invalid", "oneid": None, "reason": "unknown_id_type"},
     ]}  # fmt: skip
-    too_many = post(client, "/v1/lookup/batch", {"items": items * 2})
+    too_many = post(client, "/v1/lookup/batch", {"items": items + items[:1]})
     assert too_many.status_code == 422 and too_many.json()["error"]["code"] == "batch_too_large"
 
 
@@ -328,3 +330,18 @@ def test_answers_never_mix_versions_while_loads_swap(redis_url, tmp_path):
     store.close()
     assert problems == []
     assert len(seen) >= 3
+
+
+def test_serve_key_prints_a_key_once_and_only_its_digest_for_conf(capsys):
+    import yaml
+
+    from oneid.cli import main
+
+    assert main(["serve-key", "--name", "wecom_sidebar", "--scope", "profile:read"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    key = lines[1].strip()
+    entry = yaml.safe_load(lines[3].strip().removeprefix("- "))
+    assert key.startswith("oid_") and len(key) > 40
+    conf = ApiKeyConf(**entry)
+    assert conf.sha256 == digest(key) and conf.scopes == ("profile:read",)
+    assert KeyRing((conf,)).caller(key).name == "wecom_sidebar"

@@ -99,6 +99,12 @@ class Answers:
             return Hashed(None, result.reason)
         return Hashed(identifier_key(id_type, keyed_hash(self.key, result.value)), None)
 
+    def _hashed_or_reason(self, id_type: str, raw: str) -> Hashed:
+        try:
+            return self.hashed(id_type, raw)
+        except ApiError as error:
+            return Hashed(None, error.code)
+
     def lookup(
         self, caller: Caller, id_type: str, raw: str, with_profile: bool, tags: list[str] | None
     ) -> dict:
@@ -124,7 +130,7 @@ class Answers:
             raise ApiError(
                 422, "batch_too_large", f"at most {self.conf.batch_limit} identifiers per batch"
             )
-        hashed = [self.hashed(id_type, raw) for id_type, raw in items]
+        hashed = [self._hashed_or_reason(id_type, raw) for id_type, raw in items]
         snap = self.snapshot()
         keys = [h.key for h in hashed if h.key is not None]
         found = iter(snap.oneids(keys))
