@@ -1,5 +1,9 @@
 """The look-up API (FastAPI). It reads the online store only and never starts a Spark job.
 
+Handlers are ``async`` and call the store directly: a store read is a local SQLite page or a
+loopback Redis round trip (tens of microseconds), cheaper than the thread-pool hop a sync
+handler costs (BENCHMARKS.md); scale out with ``serve.workers``.
+
 Routes: ``POST /v1/lookup``, ``POST /v1/lookup/batch``, ``GET /v1/profiles/{oneid}`` (and its
 ``/identifiers`` and ``/audiences`` pages), ``GET /health``, ``GET /ready``. Every error is
 ``{"error": {"code", "message"}}``; validation errors never echo the values sent.
@@ -57,7 +61,7 @@ def create_app(answers: Answers, keys: KeyRing) -> FastAPI:
         "audiences from the online store (docs/serving.md).",
     )
 
-    def caller(request: Request, key: Annotated[str | None, Depends(API_KEY)]) -> Caller:
+    async def caller(request: Request, key: Annotated[str | None, Depends(API_KEY)]) -> Caller:
         found = keys.caller(key)
         if found is None:
             raise ApiError(401, "unauthorized", "missing or unknown API key (header X-API-Key)")
@@ -72,18 +76,18 @@ def create_app(answers: Answers, keys: KeyRing) -> FastAPI:
     Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
     @app.post("/v1/lookup", response_model=LookupResponse, responses=ERRORS)
-    def lookup(body: LookupRequest, who: Who) -> dict:
+    async def lookup(body: LookupRequest, who: Who) -> dict:
         """The OneID of one identifier (the raw value goes in the body, never in a URL)."""
         return answers.lookup(who, body.id_type, body.value, body.with_profile, body.tags)
 
     @app.post("/v1/lookup/batch", response_model=BatchLookupResponse, responses=ERRORS)
-    def lookup_batch(body: BatchLookupRequest, who: Who) -> dict:
+    async def lookup_batch(body: BatchLookupRequest, who: Who) -> dict:
         """The OneIDs of up to ``serve.batch_limit`` identifiers, in the order sent."""
         return answers.batch(who, [(item.id_type, item.value) for item in body.items])
 
     @app.get("/v1/profiles/{oneid}", response_model=Profile, responses=ERRORS,
              dependencies=[_only("tags", "page_size")])  # fmt: skip
-    def profile(
+    async def profile(
         oneid: OneIdPath,
         who: Who,
         tags: Annotated[list[str] | None, Query(max_length=200)] = None,
@@ -95,7 +99,7 @@ def create_app(answers: Answers, keys: KeyRing) -> FastAPI:
 
     @app.get("/v1/profiles/{oneid}/identifiers", response_model=IdentifierPage, responses=ERRORS,
              dependencies=[_only("offset", "limit")])  # fmt: skip
-    def identifiers(
+    async def identifiers(
         oneid: OneIdPath, who: Who, offset: Offset = 0, limit: PageSize = conf.page_size
     ) -> dict:
         """A page of the OneID's identifiers (masked, with sources, first and last seen)."""
@@ -103,19 +107,19 @@ def create_app(answers: Answers, keys: KeyRing) -> FastAPI:
 
     @app.get("/v1/profiles/{oneid}/audiences", response_model=AudiencePage, responses=ERRORS,
              dependencies=[_only("offset", "limit")])  # fmt: skip
-    def audiences(
+    async def audiences(
         oneid: OneIdPath, who: Who, offset: Offset = 0, limit: PageSize = conf.page_size
     ) -> dict:
         """A page of the audiences the OneID is in, with the day it entered each."""
         return answers.page(who, oneid, "audiences", offset, limit)
 
     @app.get("/health", response_model=Health)
-    def health() -> dict:
+    async def health() -> dict:
         """Liveness, and which store version serves."""
         return {**answers.readiness(), "status": "ok"}
 
     @app.get("/ready", response_model=Health, responses={503: {"model": Health}})
-    def ready() -> JSONResponse | dict:
+    async def ready() -> JSONResponse | dict:
         """Ready when a store version serves, hashed with this service's HMAC key."""
         state = answers.readiness()
         return state if state["status"] == "ok" else JSONResponse(state, status_code=503)
@@ -128,7 +132,7 @@ def _only(*names: str):
     """Refuse query parameters the route does not know (``tag=`` for ``tags=`` would
     otherwise silently answer every tag)."""
 
-    def check(request: Request) -> None:
+    async def check(request: Request) -> None:
         unknown = sorted(set(request.query_params) - set(names))
         if unknown:
             raise ApiError(422, "invalid_request", f"unknown query parameter(s): {unknown}")
@@ -143,11 +147,11 @@ def _error(status: int, code: str, message: str, headers: dict | None = None) ->
 
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    def api_error(request: Request, exc: ApiError) -> JSONResponse:
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # only where and what: the input (maybe a raw phone number) is never echoed
         problems = [
             f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}"
@@ -156,13 +160,13 @@ def _error_handlers(app: FastAPI) -> None:
         return _error(422, "invalid_request", "; ".join(problems) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
-    def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
         code = codes.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    def unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.error("unexpected %s on %s %s", type(exc).__name__, request.method,
                      request.url.path)  # fmt: skip
         return _error(500, "internal", "internal error")
