@@ -166,3 +166,10 @@ def test_redis_identifiers_are_compact_hash_buckets(redis_url):
     assert len(buckets) == 50
     assert {client.object("encoding", b) for b in buckets} == {b"listpack"}
     store.close()
+
+
+def test_sqlite_store_in_a_relative_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # conf/local.yaml's warehouse is ./warehouse
+    store = SqliteStore("warehouse/_serve")
+    load(store, "v1", 2)
+    assert store.current().version == "v1" and store.snapshot().oneids(keys(1)) == [1000]

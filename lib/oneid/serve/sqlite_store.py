@@ -43,7 +43,7 @@ class SqliteStore(ProfileStore):
     kind = "sqlite"
 
     def __init__(self, folder: str | Path, keep_versions: int = 2, batch_rows: int = 5000):
-        self.folder = Path(folder)
+        self.folder = Path(folder).resolve()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.keep_versions = keep_versions
         self.batch_rows = batch_rows
