@@ -62,21 +62,37 @@ def phone(n: int) -> str:
 def document(oneid: int, version: str, identifiers: int = 2) -> str:
     """A profile document as serve-sync writes it."""
     ids = [
-        {"id_type": "phone", "masked": f"138****{i:04d}", "sources": ["crm"],
-         "first_seen": "2025-01-01T00:00:00.000Z", "last_seen": "2025-06-01T00:00:00.000Z"}
+        {
+            "id_type": "phone",
+            "masked": f"138****{i:04d}",
+            "sources": ["crm"],
+            "first_seen": "2025-01-01T00:00:00.000Z",
+            "last_seen": "2025-06-01T00:00:00.000Z",
+        }
         for i in range(identifiers)
-    ]  # fmt: skip
-    return json.dumps({
-        "oneid": oneid, "version": version, "identifiers": ids,
-        "identifier_counts": {"phone": identifiers}, "best_phone": "138****0000",
-        "best_email": None, "first_seen": "2025-01-01T00:00:00.000Z",
-        "last_seen": "2025-06-01T00:00:00.000Z", "sources": ["crm"], "records": 3,
-        "tags": {"value_tier": {"value": "high", "as_of": "2025-06-30"},
-                 "monetary": {"value": 1234.5, "as_of": "2025-06-30"}},
-        "audiences": [{"audience_id": "vip", "version": 1, "entered_at": "2025-06-29",
-                       "holdout": False}],
-        "audiences_as_of": "2025-06-30",
-    })  # fmt: skip
+    ]
+    return json.dumps(
+        {
+            "oneid": oneid,
+            "version": version,
+            "identifiers": ids,
+            "identifier_counts": {"phone": identifiers},
+            "best_phone": "138****0000",
+            "best_email": None,
+            "first_seen": "2025-01-01T00:00:00.000Z",
+            "last_seen": "2025-06-01T00:00:00.000Z",
+            "sources": ["crm"],
+            "records": 3,
+            "tags": {
+                "value_tier": {"value": "high", "as_of": "2025-06-30"},
+                "monetary": {"value": 1234.5, "as_of": "2025-06-30"},
+            },
+            "audiences": [
+                {"audience_id": "vip", "version": 1, "entered_at": "2025-06-29", "holdout": False}
+            ],
+            "audiences_as_of": "2025-06-30",
+        }
+    )
 
 
 def load(store, k: int, people: int = 20, key_version: int = 0) -> None:
@@ -148,11 +164,21 @@ def test_look_up_with_the_profile_and_selected_tags(client):
     body = {"id_type": "phone", "value": "13800000003", "with_profile": True, "tags": ["monetary"]}
     profile = post(client, "/v1/lookup", body).json()["profile"]
     assert profile["oneid"] == 1003 and profile["merged_into"] is None
-    assert profile["tags"] == [{"name": "monetary", "value": 1234.5, "source": "batch",
-                                "as_of": "2025-06-30", "updated_at": None}]  # fmt: skip
+    assert profile["tags"] == [
+        {
+            "name": "monetary",
+            "value": 1234.5,
+            "source": "batch",
+            "as_of": "2025-06-30",
+            "updated_at": None,
+        }
+    ]
     assert profile["audiences"]["items"][0] == {
-        "audience_id": "vip", "version": 1, "entered_at": "2025-06-29", "holdout": False
-    }  # fmt: skip
+        "audience_id": "vip",
+        "version": 1,
+        "entered_at": "2025-06-29",
+        "holdout": False,
+    }
 
 
 def test_realtime_tags_join_the_batch_tags(client, store):
@@ -191,13 +217,16 @@ def test_batch_look_up_keeps_order_and_its_limit(client):
         {"id_type": "passport", "value": "E1234567"},
     ]
     answer = post(client, "/v1/lookup/batch", {"items": items}, key="lookup").json()
-    assert answer == {"store_version": "v1", "results": [
-        {"index": 0, "status": "found", "oneid": 1001, "reason": None},
-        {"index": 1, "status": "not_found", "oneid": None, "reason": None},
-        {"index": 2, "status": "invalid", "oneid": None, "reason": "invalid_phone"},
-        {"index": 3, "status": "found", "oneid": 1002, "reason": None},
-        {"index": 4, "status": "invalid", "oneid": None, "reason": "unknown_id_type"},
-    ]}  # fmt: skip
+    assert answer == {
+        "store_version": "v1",
+        "results": [
+            {"index": 0, "status": "found", "oneid": 1001, "reason": None},
+            {"index": 1, "status": "not_found", "oneid": None, "reason": None},
+            {"index": 2, "status": "invalid", "oneid": None, "reason": "invalid_phone"},
+            {"index": 3, "status": "found", "oneid": 1002, "reason": None},
+            {"index": 4, "status": "invalid", "oneid": None, "reason": "unknown_id_type"},
+        ],
+    }
     too_many = post(client, "/v1/lookup/batch", {"items": items + items[:1]})
     assert too_many.status_code == 422 and too_many.json()["error"]["code"] == "batch_too_large"
 
@@ -211,8 +240,9 @@ def test_keys_and_scopes(client):
     with_profile = post(client, "/v1/lookup", {**body, "with_profile": True}, key="lookup")
     assert with_profile.status_code == 403
     assert with_profile.json()["error"] == {
-        "code": "forbidden", "message": "this API key lacks the scope profile:read"
-    }  # fmt: skip
+        "code": "forbidden",
+        "message": "this API key lacks the scope profile:read",
+    }
     assert get(client, "/v1/profiles/1001", key="lookup").status_code == 403
     assert get(client, "/v1/profiles/1001", key="full").status_code == 200
 
@@ -284,9 +314,14 @@ def test_openapi_spec_in_the_repo_is_current(store, tmp_path):
     assert committed == spec_text(), "run: python -m oneid.serve.openapi docs/openapi.json"
     assert json.loads(committed) == _app(store, tmp_path).openapi()  # what the API serves
     assert set(json.loads(committed)["paths"]) == {
-        "/v1/lookup", "/v1/lookup/batch", "/v1/profiles/{oneid}",
-        "/v1/profiles/{oneid}/identifiers", "/v1/profiles/{oneid}/audiences", "/health", "/ready",
-    }  # fmt: skip
+        "/v1/lookup",
+        "/v1/lookup/batch",
+        "/v1/profiles/{oneid}",
+        "/v1/profiles/{oneid}/identifiers",
+        "/v1/profiles/{oneid}/audiences",
+        "/health",
+        "/ready",
+    }
 
 
 def test_answers_never_mix_versions_while_loads_swap(redis_url, tmp_path):

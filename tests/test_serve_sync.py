@@ -112,8 +112,12 @@ def test_look_ups_follow_the_merge_and_the_split(chain):
     assert merged["found"] == {"A": oldest, "B": oldest, "M2": oldest, "lead": lead}
     # the split: each phone answers the OneID identity gave its member's records
     ids = split["ids"]
-    assert split["found"] == {"A": ids["crm:M1"], "B": ids["crm:M2"], "M2": ids["crm:M2"],
-                              "lead": lead}  # fmt: skip
+    assert split["found"] == {
+        "A": ids["crm:M1"],
+        "B": ids["crm:M2"],
+        "M2": ids["crm:M2"],
+        "lead": lead,
+    }
     assert ids["crm:M1"] != ids["crm:M2"] and oldest in (ids["crm:M1"], ids["crm:M2"])
 
 
@@ -131,8 +135,13 @@ def test_a_retired_oneid_answers_with_the_one_it_merged_into(chain):
     answer = merged["profiles"][oldest]
     assert answer["oneid"] == oldest and answer["merged_into"] is None
     assert sorted(i["id_type"] for i in answer["identifiers"]["items"]) == [
-        "device:idfa", "member_id", "member_id", "phone", "phone", "wx_openid:app"
-    ]  # fmt: skip
+        "device:idfa",
+        "member_id",
+        "member_id",
+        "phone",
+        "phone",
+        "wx_openid:app",
+    ]
     with TestClient(build_app(cfg)) as client:
         # the split minted a new id; the retired one of r2 is still a merge in the lineage
         got = client.get(f"/v1/profiles/{younger}", headers={"X-API-Key": key}).json()
@@ -147,14 +156,22 @@ def test_profile_holds_masked_identifiers_tags_and_audiences_of_the_day(chain):
     assert [(p["masked"], p["sources"]) for p in phones] == [("+8**", ["crm", "wx"])]
     assert phones[0]["first_seen"] <= phones[0]["last_seen"]
     tags = {t["name"]: t for t in profile["tags"]}
-    assert tags["value_tier"] == {"name": "value_tier", "value": "high", "source": "batch",
-                                  "as_of": "2025-06-30", "updated_at": None}  # fmt: skip
+    assert tags["value_tier"] == {
+        "name": "value_tier",
+        "value": "high",
+        "source": "batch",
+        "as_of": "2025-06-30",
+        "updated_at": None,
+    }
     assert tags["order_count_lifetime"]["value"] == 3
     assert profile["audiences"] == {
-        "items": [{"audience_id": "vip", "version": 1, "entered_at": "2025-06-29",
-                   "holdout": False}],
-        "total": 1, "next_offset": None, "as_of": "2025-06-30",
-    }  # fmt: skip
+        "items": [
+            {"audience_id": "vip", "version": 1, "entered_at": "2025-06-29", "holdout": False}
+        ],
+        "total": 1,
+        "next_offset": None,
+        "as_of": "2025-06-30",
+    }
     lead_profile = split["profiles"][lead]
     assert lead_profile["audiences"]["items"][0]["entered_at"] == "2025-06-30"
     assert {t["name"]: t["value"] for t in lead_profile["tags"]}["order_count_lifetime"] is None
@@ -176,8 +193,9 @@ def test_syncing_the_same_batch_again_writes_nothing(spark, chain):
 
 def test_sync_into_redis_gives_the_same_answers(spark, chain, redis_url):
     cfg = chain["cfg"]
-    serve = cfg.env.serve.model_copy(update={"store": "redis", "redis_url": redis_url,
-                                             "namespace": "sync"})  # fmt: skip
+    serve = cfg.env.serve.model_copy(
+        update={"store": "redis", "redis_url": redis_url, "namespace": "sync"}
+    )
     cfg = cfg.model_copy(update={"env": cfg.env.model_copy(update={"serve": serve})})
     report = sync_store(spark, cfg, AS_OF)
     assert report.status == "loaded" and report.version == chain["steps"][-1]["report"].version

@@ -75,8 +75,12 @@ class Answers:
     def readiness(self) -> dict:
         info = self.store.current()
         if info is None:
-            return {"status": "not_ready", "store": self.store.kind, "version": None,
-                    "reason": "no_version"}  # fmt: skip
+            return {
+                "status": "not_ready",
+                "store": self.store.kind,
+                "version": None,
+                "reason": "no_version",
+            }
         answer = {
             "status": "ok",
             "store": self.store.kind,
@@ -142,8 +146,9 @@ class Answers:
             oneid = next(found)
             status = "found" if oneid is not None else "not_found"
             results.append({"index": index, "status": status, "oneid": oneid})
-            self.access.write(caller.name, "batch_lookup", snap.version, id_type=id_type,
-                              oneid=oneid)  # fmt: skip
+            self.access.write(
+                caller.name, "batch_lookup", snap.version, id_type=id_type, oneid=oneid
+            )
         return {"store_version": snap.version, "results": results}
 
     # --- profiles ------------------------------------------------------------------------
@@ -151,8 +156,9 @@ class Answers:
         require(caller, "profile:read")
         snap = self.snapshot()
         answer = self._profile(snap, oneid, tags, page_size)
-        self.access.write(caller.name, "profile", snap.version, oneid=answer["oneid"],
-                          requested_oneid=oneid)  # fmt: skip
+        self.access.write(
+            caller.name, "profile", snap.version, oneid=answer["oneid"], requested_oneid=oneid
+        )
         return answer
 
     def page(self, caller: Caller, oneid: int, listing: str, offset: int, limit: int) -> dict:
@@ -160,8 +166,9 @@ class Answers:
         require(caller, "profile:read")
         snap = self.snapshot()
         live, document = self._document(snap, oneid)
-        self.access.write(caller.name, f"profile_{listing}", snap.version, oneid=live,
-                          requested_oneid=oneid)  # fmt: skip
+        self.access.write(
+            caller.name, f"profile_{listing}", snap.version, oneid=live, requested_oneid=oneid
+        )
         items = document.get(listing) or []
         answer = _page(items, offset, limit)
         if listing == "audiences":

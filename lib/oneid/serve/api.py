@@ -85,8 +85,12 @@ def create_app(answers: Answers, keys: KeyRing) -> FastAPI:
         """The OneIDs of up to ``serve.batch_limit`` identifiers, in the order sent."""
         return answers.batch(who, [(item.id_type, item.value) for item in body.items])
 
-    @app.get("/v1/profiles/{oneid}", response_model=Profile, responses=ERRORS,
-             dependencies=[_only("tags", "page_size")])  # fmt: skip
+    @app.get(
+        "/v1/profiles/{oneid}",
+        response_model=Profile,
+        responses=ERRORS,
+        dependencies=[_only("tags", "page_size")],
+    )
     async def profile(
         oneid: OneIdPath,
         who: Who,
@@ -97,16 +101,24 @@ def create_app(answers: Answers, keys: KeyRing) -> FastAPI:
         OneID answers with the OneID it was merged into."""
         return answers.profile(who, oneid, tags, page_size)
 
-    @app.get("/v1/profiles/{oneid}/identifiers", response_model=IdentifierPage, responses=ERRORS,
-             dependencies=[_only("offset", "limit")])  # fmt: skip
+    @app.get(
+        "/v1/profiles/{oneid}/identifiers",
+        response_model=IdentifierPage,
+        responses=ERRORS,
+        dependencies=[_only("offset", "limit")],
+    )
     async def identifiers(
         oneid: OneIdPath, who: Who, offset: Offset = 0, limit: PageSize = conf.page_size
     ) -> dict:
         """A page of the OneID's identifiers (masked, with sources, first and last seen)."""
         return answers.page(who, oneid, "identifiers", offset, limit)
 
-    @app.get("/v1/profiles/{oneid}/audiences", response_model=AudiencePage, responses=ERRORS,
-             dependencies=[_only("offset", "limit")])  # fmt: skip
+    @app.get(
+        "/v1/profiles/{oneid}/audiences",
+        response_model=AudiencePage,
+        responses=ERRORS,
+        dependencies=[_only("offset", "limit")],
+    )
     async def audiences(
         oneid: OneIdPath, who: Who, offset: Offset = 0, limit: PageSize = conf.page_size
     ) -> dict:
@@ -167,6 +179,5 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.error("unexpected %s on %s %s", type(exc).__name__, request.method,
-                     request.url.path)  # fmt: skip
+        logger.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
         return _error(500, "internal", "internal error")

@@ -10,7 +10,7 @@ Keys (``<ns>`` is ``serve.namespace``)::
     <ns>:v:<version>:m            hash retired OneID -> OneID it was merged into
     <ns>:rt:<oneid>               hash tag name -> JSON {value, updated_at} (realtime tags)
 
-Identifiers sit in hash buckets of about 100 entries, which Redis keeps as compact listpacks
+Identifiers sit in hash buckets of about 64 entries, which Redis keeps as compact listpacks
 (a key of their own would cost ~4x the memory). A reader reads the pointer once and then only
 keys of that version, so it never mixes two loads.
 """
@@ -36,7 +36,9 @@ from oneid.serve.store import (
     identifier_key,
 )
 
-ENTRIES_PER_BUCKET = 100
+ENTRIES_PER_BUCKET = 64
+"""Mean entries per identifier bucket: the fullest of millions of buckets stays under Redis's
+``hash-max-listpack-entries`` (128), so every bucket stays a compact listpack."""
 DEFAULT_BUCKETS = 1024
 
 

@@ -47,15 +47,27 @@ def serve(cfg: OneIdConfig, host: str, port: int, reference: tuple[str, str, lis
     import uvicorn
 
     workers = cfg.env.serve.workers
-    logger.info("oneid serve: http://%s:%d (store %s, %d worker(s))", host, port,
-                cfg.env.serve.store, workers)  # fmt: skip
+    logger.info(
+        "oneid serve: http://%s:%d (store %s, %d worker(s))",
+        host,
+        port,
+        cfg.env.serve.store,
+        workers,
+    )
     if workers == 1:
         uvicorn.run(build_app(cfg), host=host, port=port, access_log=False, log_level="warning")
         return
     env, conf_dir, sets = reference
     os.environ[CONF_ENV] = f"{env}|{conf_dir}|" + "\x1f".join(sets)
-    uvicorn.run("oneid.serve.server:worker_app", factory=True, host=host, port=port,
-                workers=workers, access_log=False, log_level="warning")  # fmt: skip
+    uvicorn.run(
+        "oneid.serve.server:worker_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_level="warning",
+    )
 
 
 @contextlib.contextmanager
