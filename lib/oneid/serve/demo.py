@@ -34,8 +34,9 @@ def demo_lookup(spark: SparkSession, cfg: OneIdConfig) -> list[str]:
     profile = answer["profile"]
     audiences = ", ".join(a["audience_id"] for a in profile["audiences"]["items"]) or "none"
     return [
-        f"serve: POST {url}/v1/lookup (a phone of crm_members, masked {profile['best_phone']}) "
-        f"-> OneID {answer['oneid']} in {millis:.1f} ms, store version {answer['store_version']}",
+        f"serve: POST {url}/v1/lookup (a phone of crm_members) -> OneID {answer['oneid']} "
+        f"(best phone {profile['best_phone']}) in {millis:.1f} ms, "
+        f"store version {answer['store_version']}",
         f"serve: profile: {profile['identifiers']['total']} identifiers, "
         f"{len(profile['tags'])} tags, audiences: {audiences}",
     ]
