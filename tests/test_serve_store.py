@@ -47,6 +47,7 @@ def keys(n: int) -> list[bytes]:
 
 def test_an_empty_store_serves_nothing(store):
     assert store.current() is None and store.snapshot() is None and store.versions() == []
+    assert store.lookup(keys(1)) is None
 
 
 def test_a_load_serves_identifiers_profiles_and_merges(store):
@@ -63,6 +64,9 @@ def test_a_load_serves_identifiers_profiles_and_merges(store):
     assert snap.profiles([5]) == [None]
     assert snap.merged_into([1, 2]) == [1000, None]
     assert snap.oneids([]) == snap.profiles([]) == snap.merged_into([]) == []
+    bound, found = store.lookup([*keys(2), identifier_key("phone", "nobody")])
+    assert (bound.version, found) == ("v1", [1000, 1001, None])
+    assert bound.profiles([1001]) == snap.profiles([1001])
 
 
 def test_many_keys_in_one_read(store):
@@ -131,9 +135,8 @@ def test_readers_never_see_a_mix_while_loads_swap(store):
 
     def read() -> None:
         while not stop.is_set():
-            snap = store.snapshot()
+            snap, ids = store.lookup(keys(people))  # one round trip on Redis
             k = int(snap.version[1:])
-            ids = snap.oneids(keys(people))
             docs = snap.profiles(ids)
             seen.add(snap.version)
             if ids != [k * 1000 + i for i in range(people)]:

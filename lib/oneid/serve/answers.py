@@ -55,6 +55,16 @@ class Answers:
         snap = self.store.snapshot()
         if snap is None:
             raise ApiError(503, "no_version", "the store holds no loaded version yet")
+        return self._checked(snap)
+
+    def _oneids(self, keys: list[bytes]) -> tuple[Snapshot, list[int | None]]:
+        """The serving version and the OneIDs of ``keys`` in it (one round trip on Redis)."""
+        found = self.store.lookup(keys)
+        if found is None:
+            raise ApiError(503, "no_version", "the store holds no loaded version yet")
+        return self._checked(found[0]), found[1]
+
+    def _checked(self, snap: Snapshot) -> Snapshot:
         if self._key_version(snap.version) != self.key.version:
             raise ApiError(
                 503,
@@ -118,8 +128,7 @@ class Answers:
         hashed = self.hashed(id_type, raw)
         if hashed.key is None:
             raise ApiError(422, "invalid_identifier", f"not a valid {id_type}: {hashed.reason}")
-        snap = self.snapshot()
-        [oneid] = snap.oneids([hashed.key])
+        snap, [oneid] = self._oneids([hashed.key])
         self.access.write(caller.name, "lookup", snap.version, id_type=id_type, oneid=oneid)
         if oneid is None:
             raise ApiError(404, "not_found", f"no OneID for this {id_type}")
@@ -135,9 +144,8 @@ class Answers:
                 422, "batch_too_large", f"at most {self.conf.batch_limit} identifiers per batch"
             )
         hashed = [self._hashed_or_reason(id_type, raw) for id_type, raw in items]
-        snap = self.snapshot()
-        keys = [h.key for h in hashed if h.key is not None]
-        found = iter(snap.oneids(keys))
+        snap, oneids = self._oneids([h.key for h in hashed if h.key is not None])
+        found = iter(oneids)
         results = []
         for index, ((id_type, _), h) in enumerate(zip(items, hashed, strict=True)):
             if h.key is None:

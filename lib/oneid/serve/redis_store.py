@@ -4,6 +4,7 @@ Keys (``<ns>`` is ``serve.namespace``)::
 
     <ns>:current                  the serving version (one SET switches it)
     <ns>:versions                 hash version -> StoreVersion JSON (complete loads)
+    <ns>:buckets                  hash version -> its number of identifier buckets
     <ns>:loading                  hash version -> pid of a load in progress
     <ns>:v:<version>:i:<bucket>   hash identifier_key (16 bytes) -> OneID
     <ns>:v:<version>:p:<oneid>    the profile document (deflated JSON)
@@ -12,7 +13,8 @@ Keys (``<ns>`` is ``serve.namespace``)::
 
 Identifiers sit in hash buckets of about 64 entries, which Redis keeps as compact listpacks
 (a key of their own would cost ~4x the memory). A reader reads the pointer once and then only
-keys of that version, so it never mixes two loads.
+keys of that version, so it never mixes two loads; a look-up reads the pointer and the
+identifiers in one script (one round trip, atomic).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class RedisStore(ProfileStore):
         self.keep_versions = keep_versions
         self.batch_rows = batch_rows
         self._buckets: dict[str, int] = {}
+        self._lookup = self.client.register_script(LOOKUP)
 
     def _key(self, *parts: object) -> str:
         return ":".join([self.ns, *map(str, parts)])
@@ -82,6 +85,14 @@ class RedisStore(ProfileStore):
             self._buckets[version] = buckets
         return _RedisSnapshot(self, version, buckets)
 
+    def lookup(self, keys: Sequence[bytes]) -> tuple[Snapshot, list[int | None]] | None:
+        found = self._lookup(args=[self.ns, *keys])
+        if not found:
+            return None
+        version, buckets, *oneids = found
+        snap = _RedisSnapshot(self, version.decode(), int(buckets))
+        return snap, [int(value) if value is not None else None for value in oneids]
+
     # --- loads ---------------------------------------------------------------------------
     @contextmanager
     def load(self, info: StoreVersion) -> Iterator[Loader]:
@@ -101,6 +112,7 @@ class RedisStore(ProfileStore):
         stored = StoreVersion(**{**info.to_dict(), "counts": counts})
         with self.client.pipeline(transaction=True) as tx:
             tx.hset(self._key("versions"), info.version, json.dumps(stored.to_dict()))
+            tx.hset(self._key("buckets"), info.version, buckets)
             tx.hdel(self._key("loading"), info.version)
             tx.execute()
         self.activate(info.version)
@@ -112,6 +124,7 @@ class RedisStore(ProfileStore):
         held = [v.version for v in self.versions() if v.version != version]
         for old in held[: max(0, len(held) - (self.keep_versions - 1))]:
             self.client.hdel(self._key("versions"), old)
+            self.client.hdel(self._key("buckets"), old)
             self._drop(old)
 
     def _drop(self, version: str) -> None:
@@ -151,7 +164,25 @@ class RedisStore(ProfileStore):
 
 
 def _bucket(key: bytes, buckets: int) -> int:
-    return int.from_bytes(key[:8], "big") % buckets
+    """The bucket of an identifier key (first 4 bytes: :data:`LOOKUP` computes the same)."""
+    return int.from_bytes(key[:4], "big") % buckets
+
+
+LOOKUP = """
+local ns = ARGV[1]
+local version = redis.call('GET', ns .. ':current')
+if not version then return false end
+local buckets = tonumber(redis.call('HGET', ns .. ':buckets', version) or '1024')
+local out = {version, buckets}
+for i = 2, #ARGV do
+  local b1, b2, b3, b4 = string.byte(ARGV[i], 1, 4)
+  local bucket = (((b1 * 256 + b2) * 256 + b3) * 256 + b4) % buckets
+  out[i + 1] = redis.call('HGET', ns .. ':v:' .. version .. ':i:' .. bucket, ARGV[i]) or false
+end
+return out
+"""
+"""The serving version and the OneIDs of identifier keys, read atomically in one round trip
+(keys are computed in the script: standalone Redis, not Redis Cluster)."""
 
 
 class _RedisLoader(Loader):

@@ -113,6 +113,12 @@ class ProfileStore(ABC):
     def snapshot(self) -> Snapshot | None:
         """Reads bound to the serving version (None before the first load)."""
 
+    def lookup(self, keys: Sequence[bytes]) -> tuple[Snapshot, list[int | None]] | None:
+        """The serving version and the OneIDs of ``keys`` in it (None before the first load);
+        a store may answer this in one round trip."""
+        snap = self.snapshot()
+        return (snap, snap.oneids(keys)) if snap is not None else None
+
     @abstractmethod
     def load(self, info: StoreVersion) -> AbstractContextManager[Loader]:
         """Write version ``info``; leaving the block without an error makes it serve and drops
