@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import threading
@@ -32,7 +33,12 @@ def build_app(cfg: OneIdConfig) -> FastAPI:
         cfg.env.serve,
         AccessLog(access_log_path(cfg)),
     )
-    return create_app(answers, KeyRing(cfg.env.serve.api_keys))
+    app = create_app(answers, KeyRing(cfg.env.serve.api_keys))
+    # what start-up built lives as long as the process: keep it out of the collector's full
+    # passes, which otherwise pause requests for milliseconds (the p99)
+    gc.collect()
+    gc.freeze()
+    return app
 
 
 def worker_app() -> FastAPI:
