@@ -380,3 +380,53 @@ def test_serve_key_prints_a_key_once_and_only_its_digest_for_conf(capsys):
     conf = ApiKeyConf(**entry)
     assert conf.sha256 == digest(key) and conf.scopes == ("profile:read",)
     assert KeyRing((conf,)).caller(key).name == "wecom_sidebar"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_oneid_serve_runs_the_api_from_conf(tmp_path, workers):
+    """`oneid serve` as a user starts it: a process of its own, conf from an environment file."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from oneid.serve.local_redis import free_port
+
+    store = SqliteStore(tmp_path / "store")
+    load(store, 1)
+    port = free_port()
+    env = {
+        "mode": "local",
+        "pipeline": str(REPO / "conf" / "pipeline.yaml"),
+        "warehouse": str(tmp_path / "warehouse"),
+        "secrets": {"allow_demo_key": True},
+        "serve": {
+            "sqlite_dir": str(tmp_path / "store"),
+            "port": port,
+            "workers": workers,
+            "api_keys": [{"name": "clerk_app", "sha256": digest(KEYS["full"])}],
+        },
+    }
+    (tmp_path / "env.yaml").write_text(yaml.safe_dump(env), encoding="utf-8")
+    environment = {k: v for k, v in os.environ.items() if k != "ONEID_HMAC_KEY"}
+    command = [sys.executable, "-m", "oneid", "serve", "--env", str(tmp_path / "env.yaml")]
+    process = subprocess.Popen(command, env=environment, cwd=tmp_path)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(150):
+            try:
+                if httpx.get(f"{url}/ready").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        body = {"id_type": "phone", "value": "13800000002"}
+        answer = httpx.post(f"{url}/v1/lookup", json=body, headers={"X-API-Key": KEYS["full"]})
+        assert answer.json() == {"oneid": 1002, "store_version": "v1", "profile": None}
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    assert process.returncode in (0, -15)
+    rows = (tmp_path / "store" / "access.jsonl").read_text().splitlines()
+    assert [json.loads(row)["oneid"] for row in rows] == [1002]
