@@ -33,9 +33,12 @@ def build_app(cfg: OneIdConfig) -> FastAPI:
         cfg.env.serve,
         AccessLog(access_log_path(cfg)),
     )
-    app = create_app(answers, KeyRing(cfg.env.serve.api_keys))
-    # what start-up built lives as long as the process: keep it out of the collector's full
-    # passes, which otherwise pause requests for milliseconds (the p99)
+    return create_app(answers, KeyRing(cfg.env.serve.api_keys))
+
+
+def _frozen(app: FastAPI) -> FastAPI:
+    """In a server process, what start-up built lives as long as the process: keep it out of
+    the garbage collector's full passes, which otherwise pause requests (the p99)."""
     gc.collect()
     gc.freeze()
     return app
@@ -45,7 +48,7 @@ def worker_app() -> FastAPI:
     """uvicorn's factory in each worker process (``--workers`` > 1)."""
     env, conf_dir, overrides = os.environ[CONF_ENV].split("|", 2)
     sets = [item for item in overrides.split("\x1f") if item]
-    return build_app(load_config(env, conf_dir or None, sets))
+    return _frozen(build_app(load_config(env, conf_dir or None, sets)))
 
 
 def serve(cfg: OneIdConfig, host: str, port: int, reference: tuple[str, str, list[str]]) -> None:
@@ -61,7 +64,8 @@ def serve(cfg: OneIdConfig, host: str, port: int, reference: tuple[str, str, lis
         workers,
     )
     if workers == 1:
-        uvicorn.run(build_app(cfg), host=host, port=port, access_log=False, log_level="warning")
+        app = _frozen(build_app(cfg))
+        uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
         return
     env, conf_dir, sets = reference
     os.environ[CONF_ENV] = f"{env}|{conf_dir}|" + "\x1f".join(sets)
