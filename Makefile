@@ -8,8 +8,9 @@ STAMP := $(VENV)/.oneid-installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml demo/pyproject.toml scripts/ensure-java.sh
+$(STAMP): pyproject.toml demo/pyproject.toml scripts/ensure-java.sh scripts/ensure-redis.sh
 	@bash scripts/ensure-java.sh
+	@bash scripts/ensure-redis.sh
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "OneID needs Python >= 3.10")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' -e ./demo

@@ -30,6 +30,15 @@ def spark(cfg: OneIdConfig):
     session.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory):
+    """A real redis-server on loopback for the run (stopped at the end)."""
+    from oneid.serve.local_redis import redis_server
+
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
 @dataclass(frozen=True)
 class DemoWarehouse:
     """The default demo run through every stage, as `make demo` runs it."""

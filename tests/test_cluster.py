@@ -43,14 +43,20 @@ COMPARED_ZONES = ("bronze", "quarantine", "silver", "identity", "gold", "audienc
 # legitimately different between two runs: commit times, run end times, file paths
 RUN_SPECIFIC_COLUMNS = frozenset({"_ingested_at", "_file", "finished_at", "published_at"})
 SUBMIT_OPTIONS = (
-    "--driver-memory", "1g",
-    "--executor-memory", "1g",
-    "--conf", "spark.ui.enabled=false",
-    "--conf", "spark.driver.host=127.0.0.1",
-    "--conf", "spark.driver.bindAddress=127.0.0.1",
+    "--driver-memory",
+    "1g",
+    "--executor-memory",
+    "1g",
+    "--conf",
+    "spark.ui.enabled=false",
+    "--conf",
+    "spark.driver.host=127.0.0.1",
+    "--conf",
+    "spark.driver.bindAddress=127.0.0.1",
     # Delta replays its log in 50 partitions by default; local mode uses shuffle_partitions
-    "--conf", "spark.databricks.delta.snapshotPartitions=2",
-)  # fmt: skip
+    "--conf",
+    "spark.databricks.delta.snapshotPartitions=2",
+)
 
 
 @dataclass(frozen=True)
@@ -78,10 +84,17 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PipelineRun]:
             root,
             "cluster",
             [
-                str(REPO / "deploy" / "submit.sh"), "demo", "--master", master,
-                "--env", str(cluster_env), *SUBMIT_OPTIONS, "--", *demo_args,
+                str(REPO / "deploy" / "submit.sh"),
+                "demo",
+                "--master",
+                master,
+                "--env",
+                str(cluster_env),
+                *SUBMIT_OPTIONS,
+                "--",
+                *demo_args,
             ],
-        )  # fmt: skip
+        )
     local = _run_pipeline(
         root,
         "local",
@@ -135,15 +148,35 @@ def standalone_cluster(work: Path, workers: int) -> Iterator[str]:
         master = f"spark://127.0.0.1:{port}"
         loopback = ("--host", "127.0.0.1")
         daemons.append(
-            _daemon(work / "master.log", env, "master.Master", *loopback,
-                    "--port", str(port), "--webui-port", str(ui_port))
-        )  # fmt: skip
+            _daemon(
+                work / "master.log",
+                env,
+                "master.Master",
+                *loopback,
+                "--port",
+                str(port),
+                "--webui-port",
+                str(ui_port),
+            )
+        )
         for i in range(workers):
             daemons.append(
-                _daemon(work / f"worker{i}.log", env, "worker.Worker", master, *loopback,
-                        "--cores", "1", "--memory", "2g", "--work-dir", str(work / f"worker{i}"),
-                        "--webui-port", str(_free_port()))
-            )  # fmt: skip
+                _daemon(
+                    work / f"worker{i}.log",
+                    env,
+                    "worker.Worker",
+                    master,
+                    *loopback,
+                    "--cores",
+                    "1",
+                    "--memory",
+                    "2g",
+                    "--work-dir",
+                    str(work / f"worker{i}"),
+                    "--webui-port",
+                    str(_free_port()),
+                )
+            )
         _wait_for_workers(ui_port, workers, daemons)
         yield master
     finally:

@@ -146,10 +146,24 @@ def test_oneid_jars_prints_the_resolved_delta_jars():
 
 def test_submit_script_builds_the_spark_submit_command(dist):
     result = subprocess.run(
-        [str(DEPLOY / "submit.sh"), "identity", "--master", "spark://127.0.0.1:7077",
-         "--env", "cluster", "--executor-memory", "1g", "--dry-run", "--", "--run-id", "r1"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            str(DEPLOY / "submit.sh"),
+            "identity",
+            "--master",
+            "spark://127.0.0.1:7077",
+            "--env",
+            "cluster",
+            "--executor-memory",
+            "1g",
+            "--dry-run",
+            "--",
+            "--run-id",
+            "r1",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     argv = shlex.split(result.stdout)
     assert Path(argv[0]).name == "spark-submit"
     jars = argv[argv.index("--jars") + 1].split(",")
@@ -232,10 +246,21 @@ def test_daily_runner_stops_the_chain_at_the_first_failing_stage(tmp_path):
         "steps:\n  - {stage: standardize}\n  - {stage: identity, args: [--run-id, x]}\n"
     )
     result = subprocess.run(
-        [sys.executable, str(DEPLOY / "daily.py"), "--as-of", "2025-07-01", "--steps", str(steps),
-         "--", "--env", str(tmp_path / "env.yaml")],
-        capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(DEPLOY / "daily.py"),
+            "--as-of",
+            "2025-07-01",
+            "--steps",
+            str(steps),
+            "--",
+            "--env",
+            str(tmp_path / "env.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert "daily: as-of 2025-07-01: standardize -> identity" in result.stderr
     assert "oneid: error: no bronze table found" in result.stderr

@@ -17,7 +17,14 @@ from types import ModuleType
 
 from oneid.conf import OneIdConfig, load_config
 from oneid.errors import OneIdError
-from oneid.stages import Stage, StageResult, registered_stages, run_demo_stages
+from oneid.stages import (
+    Stage,
+    StageResult,
+    demo_label,
+    registered_stages,
+    run_demo_stages,
+    serve_sync_stage,
+)
 
 logger = logging.getLogger("oneid")
 
@@ -89,7 +96,29 @@ def _parser() -> argparse.ArgumentParser:
     dictionary.add_argument("--out", default=None, help="file to write (default: stdout)")
     dictionary.set_defaults(handler=_cmd_tag_dictionary)
 
-    for stage in registered_stages():
+    serve = sub.add_parser(
+        "serve", parents=[common], help="run the data service's look-up API (no Spark)"
+    )
+    serve.add_argument("--host", default=None, help="address (default: serve.host)")
+    serve.add_argument("--port", type=int, default=None, help="port (default: serve.port)")
+    serve.set_defaults(handler=_cmd_serve)
+
+    key = sub.add_parser(
+        "serve-key",
+        parents=[common],
+        help="make an API key for the data service: prints the key once and its conf entry",
+    )
+    key.add_argument("--name", required=True, help="who holds the key, e.g. ma_platform")
+    key.add_argument(
+        "--scope",
+        action="append",
+        choices=["lookup", "profile:read"],
+        default=[],
+        help="scope (repeatable; default lookup)",
+    )
+    key.set_defaults(handler=_cmd_serve_key)
+
+    for stage in [*registered_stages(), serve_sync_stage()]:
         stage_parser = sub.add_parser(stage.name, parents=[common], help=stage.help)
         stage.add_arguments(stage_parser)
         stage_parser.set_defaults(handler=_stage_handler(stage))
@@ -192,8 +221,24 @@ def _cmd_demo(cfg: OneIdConfig, args: argparse.Namespace) -> int:
     run = run_demo_stages(spark, cfg)
     timings += run.timings
     tables.update(run.tables)
+    stage = serve_sync_stage()
+    for stage_args in stage.demo_args(cfg):
+        started = time.perf_counter()
+        result = stage.run(spark, cfg, stage_args)
+        timings.append((demo_label(stage, stage_args), time.perf_counter() - started))
+        run.notes.extend(f"{stage.name}: {note}" for note in result.notes)
+    started = time.perf_counter()
+    run.notes.extend(_demo_lookup(spark, cfg))
+    timings.append(("serve (one look-up)", time.perf_counter() - started))
     print(_summary(people, cfg, timings, tables, run.notes))
     return 0
+
+
+def _demo_lookup(spark, cfg: OneIdConfig) -> list[str]:
+    """Start the API for a moment on the store the demo just loaded and look one phone up."""
+    from oneid.serve.demo import demo_lookup
+
+    return demo_lookup(spark, cfg)
 
 
 def _same_demo_data(manifest_path: Path, people: int, seed: int, version: str) -> bool:
@@ -227,6 +272,26 @@ def _summary(
     if notes:
         lines += ["", *notes]
     return "\n".join(lines)
+
+
+def _cmd_serve(cfg: OneIdConfig, args: argparse.Namespace) -> int:
+    from oneid.serve.server import serve
+
+    host, port = args.host or cfg.env.serve.host, args.port or cfg.env.serve.port
+    serve(cfg, host, port, (args.env, args.conf_dir or "", list(args.set)))
+    return 0
+
+
+def _cmd_serve_key(cfg: OneIdConfig, args: argparse.Namespace) -> int:
+    from oneid.serve.auth import new_key
+
+    key, digest = new_key()
+    scopes = ", ".join(args.scope or ["lookup"])
+    print(f"API key for {args.name} (shown once; give it to its holder, store it nowhere else):")
+    print(f"  {key}")
+    print("conf (serve.api_keys in the environment file):")
+    print(f"  - {{name: {args.name}, sha256: {digest}, scopes: [{scopes}]}}")
+    return 0
 
 
 def _cmd_check(cfg: OneIdConfig, args: argparse.Namespace) -> int:

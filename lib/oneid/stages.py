@@ -274,6 +274,34 @@ def _publish_stage() -> Stage:
     )
 
 
+def serve_sync_stage() -> Stage:
+    """``oneid serve-sync``: after a batch, load the data service's online store. Not part of
+    the batch chain (:func:`registered_stages`): only deployments that serve run it."""
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--as-of",
+            type=_date,
+            help="date of the tags and audiences to serve (default: identity only)",
+        )
+
+    def run(spark: SparkSession, cfg: OneIdConfig, args: argparse.Namespace) -> StageResult:
+        from oneid.serve.sync import sync_store
+
+        report = sync_store(spark, cfg, args.as_of)
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(report.counts.items()))
+        note = f"store {cfg.env.serve.store} version {report.version}: {report.status} ({shown})"
+        return StageResult({}, (note,))
+
+    return Stage(
+        name="serve-sync",
+        help="load the data service's online store from a batch (versioned, atomic)",
+        add_arguments=add_arguments,
+        run=run,
+        demo_args=lambda cfg: [Namespace(as_of=cfg.pipeline.demo.as_of[-1])],
+    )
+
+
 def _explain(cfg: OneIdConfig, args: argparse.Namespace) -> str | None:
     if not args.explain:
         return None

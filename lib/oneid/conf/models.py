@@ -68,6 +68,65 @@ class SecretsConf(StrictModel):
     allow_demo_key: bool = False
 
 
+class ApiKeyConf(StrictModel):
+    """One API key of the data service, known only by its SHA-256 (``oneid serve-key`` makes
+    one). The key itself is never in a file."""
+
+    name: str
+    """Who holds the key (written to the access log), e.g. ``ma_platform``."""
+    sha256: str
+    """Hex SHA-256 of the key, or ``env:NAME`` to read that hex digest from the environment."""
+    scopes: tuple[Literal["lookup", "profile:read"], ...] = ("lookup",)
+    rate_per_second: PositiveFloat = 100.0
+    """Sustained requests per second (a token bucket per key and API process)."""
+    burst: PositiveInt = 200
+    """Requests a key may send at once before the rate applies."""
+
+    @field_validator("sha256")
+    @classmethod
+    def _digest(cls, value: str) -> str:
+        if value.startswith("env:"):
+            return value
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value.lower()):
+            raise ValueError("expected the key's hex SHA-256 (64 hex digits) or env:NAME")
+        return value.lower()
+
+
+class ServeConf(StrictModel):
+    """The data service: the online store ``oneid serve-sync`` loads and ``oneid serve`` reads
+    (``docs/serving.md``)."""
+
+    store: Literal["sqlite", "redis"] = "sqlite"
+    """``sqlite``: embedded, one file per loaded version (laptops, ``make demo``);
+    ``redis``: a Redis server (production)."""
+    sqlite_dir: str | None = None
+    """Folder of the SQLite store; default ``<warehouse>/_serve`` (a local warehouse only)."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis to load and read, or ``env:NAME`` to read the URL (with its password) from the
+    environment."""
+    namespace: str = Field("oneid", pattern=r"^[A-Za-z0-9_.-]+$")
+    """Prefix of every Redis key, so one Redis can hold several warehouses' stores."""
+    keep_versions: int = Field(2, ge=2)
+    """Loaded versions kept (the serving one and the one before, for readers still on it)."""
+    load_batch_rows: PositiveInt = 5000
+    """Rows written to the store per round trip / transaction during a load."""
+    host: str = "127.0.0.1"
+    port: int = Field(8350, ge=1, le=65535)
+    workers: PositiveInt = 1
+    """uvicorn worker processes of ``oneid serve`` (rate limits are per process)."""
+    batch_limit: PositiveInt = 100
+    """Most identifiers one batch look-up may carry."""
+    page_size: PositiveInt = 50
+    """Identifiers and audiences per page of a profile (a request may ask for up to
+    ``max_page_size``)."""
+    max_page_size: PositiveInt = 500
+    access_log: str | None = None
+    """JSON-lines file with one row per look-up and profile read (key name, OneID, time);
+    default ``<sqlite_dir>/access.jsonl``."""
+    api_keys: tuple[ApiKeyConf, ...] = ()
+    """Who may call the API; with none, every request is refused (401)."""
+
+
 class EnvConf(StrictModel):
     """One environment: local development or a cluster."""
 
@@ -84,6 +143,7 @@ class EnvConf(StrictModel):
     spark: SparkConf = Field(default_factory=SparkConf)
     jars: JarsConf = Field(default_factory=JarsConf)
     secrets: SecretsConf = Field(default_factory=SecretsConf)
+    serve: ServeConf = Field(default_factory=ServeConf)
 
     @property
     def sweep_after_seconds(self) -> float:

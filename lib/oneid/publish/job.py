@@ -121,10 +121,16 @@ def _run_publish(
         if identifiers is not None:
             identifiers.unpersist()
     # an unchanged export is logged too when a kill came between its install and the log
-    _log(spark, cfg, as_of, [
-        (report, manifest) for report, manifest in published
-        if report.status != "unchanged" or logged.get(report.destination) != report.checksum
-    ])  # fmt: skip
+    _log(
+        spark,
+        cfg,
+        as_of,
+        [
+            (report, manifest)
+            for report, manifest in published
+            if report.status != "unchanged" or logged.get(report.destination) != report.checksum
+        ],
+    )
     return [report for report, _ in published]
 
 
@@ -353,12 +359,17 @@ def _log(
         return
     rows = spark.createDataFrame(
         [
-            (report.destination, as_of, report.checksum, len(manifest["files"]),
-             json.dumps(manifest["counts"]))
+            (
+                report.destination,
+                as_of,
+                report.checksum,
+                len(manifest["files"]),
+                json.dumps(manifest["counts"]),
+            )
             for report, manifest in exports
         ],
         "destination string, dt date, checksum string, files int, counts string",
-    ).withColumn("published_at", F.current_timestamp())  # fmt: skip
+    ).withColumn("published_at", F.current_timestamp())
     if table_exists(spark, cfg, PUBLISH_LOG):
         merge_keys(rows, rows, cfg, PUBLISH_LOG, ["destination", "dt"])
     else:

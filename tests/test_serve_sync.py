@@ -1,0 +1,208 @@
+"""serve-sync from a real (small) warehouse: identity runs that merge and then split two
+people, tags and audiences of a day; look-ups through the API after each sync."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from oneid.conf import load_config
+from oneid.conf.models import ApiKeyConf
+from oneid.serve.auth import new_key
+from oneid.serve.server import build_app
+from oneid.serve.settings import open_store, sqlite_dir
+from oneid.serve.sync import sync_store
+from oneid.tables import overwrite, read_table
+from tests.support import CONF_DIR
+from tests.test_identity import LENIENT, STEPS, _cfg, _oneid_of, _silver
+
+pytestmark = pytest.mark.slow
+
+AS_OF = dt.date(2025, 6, 30)
+PHONE_A, PHONE_B = "138 0000 0001", "+86 138-0000-0002"  # raw, as a clerk types them
+
+
+def _with_key(cfg, scopes=("lookup", "profile:read")):
+    key, digest = new_key()
+    clerk = ApiKeyConf(name="clerk_app", sha256=digest, scopes=scopes)
+    serve = cfg.env.serve.model_copy(update={"api_keys": (clerk,)})
+    return cfg.model_copy(update={"env": cfg.env.model_copy(update={"serve": serve})}), key
+
+
+def _lookup(client, key, id_type, value) -> int | None:
+    answer = client.post(
+        "/v1/lookup", json={"id_type": id_type, "value": value}, headers={"X-API-Key": key}
+    )
+    assert answer.status_code in (200, 404), answer.text
+    return answer.json()["oneid"] if answer.status_code == 200 else None
+
+
+def _day_tables(spark, cfg, ids: dict[str, int]) -> None:
+    """A tag table and an audience of AS_OF (two days of membership) over the chain's OneIDs."""
+    a, lead = ids["crm:M1"], ids["lead:L1"]
+    day0 = AS_OF - dt.timedelta(days=1)
+    tags = spark.createDataFrame(
+        [(a, "high", 3, AS_OF), (lead, "low", None, AS_OF), (a, "low", 1, day0)],
+        "oneid long, value_tier string, order_count_lifetime bigint, dt date",
+    )
+    overwrite(tags, cfg, "gold.tags_value", ("dt",))
+    membership = spark.createDataFrame(
+        [("vip", 1, a, False, day0), ("vip", 1, a, False, AS_OF), ("new", 2, lead, True, AS_OF)],
+        "audience_id string, version int, oneid long, holdout boolean, dt date",
+    )
+    overwrite(membership, cfg, "audience.membership", ("audience_id", "dt"))
+    changes = spark.createDataFrame(
+        [("new", 2, lead, "entered", None, True, AS_OF)],
+        "audience_id string, version int, oneid long, change string, from_oneid long, "
+        "holdout boolean, dt date",
+    )
+    overwrite(changes, cfg, "audience.changes", ("dt",))
+
+
+@pytest.fixture(scope="module")
+def chain(spark, tmp_path_factory, monkeypatch_module):
+    """Per identity run r1 (three people), r2 (A and B merge), r3 (they split again): the
+    record → OneID map, the sync reports and the look-ups the API answered."""
+    from oneid.identity.job import resolve_identities
+
+    monkeypatch_module.delenv("ONEID_HMAC_KEY", raising=False)  # the demo key, as the chain
+    cfg = _cfg(tmp_path_factory.mktemp("serve_chain"), **LENIENT)
+    registry = load_config("local", CONF_DIR).pipeline.tags  # gold.tags_value is one of its tables
+    cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"tags": registry})})
+    cfg, key = _with_key(cfg)
+    steps = []
+    for n, records in enumerate(STEPS, start=1):
+        _silver(spark, cfg, records)
+        resolve_identities(spark, cfg, f"r{n}")
+        ids = _oneid_of(spark, cfg)
+        as_of = None
+        if n == len(STEPS):
+            _day_tables(spark, cfg, ids)
+            as_of = AS_OF
+        report = sync_store(spark, cfg, as_of)
+        with TestClient(build_app(cfg)) as client:
+            found = {
+                "A": _lookup(client, key, "phone", PHONE_A),
+                "B": _lookup(client, key, "phone", PHONE_B),
+                "M2": _lookup(client, key, "member_id", "M2"),
+                "lead": _lookup(client, key, "phone", "13800000009"),
+            }
+            profiles = {
+                oneid: client.get(f"/v1/profiles/{oneid}", headers={"X-API-Key": key}).json()
+                for oneid in set(ids.values())
+            }
+        steps.append({"ids": ids, "report": report, "found": found, "profiles": profiles})
+    return {"cfg": cfg, "key": key, "steps": steps}
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_look_ups_follow_the_merge_and_the_split(chain):
+    first, merged, split = chain["steps"]
+    a, b, lead = (first["ids"][k] for k in ("crm:M1", "crm:M2", "lead:L1"))
+    assert first["found"] == {"A": a, "B": b, "M2": b, "lead": lead}
+    oldest = min(a, b)
+    assert merged["found"] == {"A": oldest, "B": oldest, "M2": oldest, "lead": lead}
+    # the split: each phone answers the OneID identity gave its member's records
+    ids = split["ids"]
+    assert split["found"] == {
+        "A": ids["crm:M1"],
+        "B": ids["crm:M2"],
+        "M2": ids["crm:M2"],
+        "lead": lead,
+    }
+    assert ids["crm:M1"] != ids["crm:M2"] and oldest in (ids["crm:M1"], ids["crm:M2"])
+
+
+def test_a_retired_oneid_answers_with_the_one_it_merged_into(chain):
+    first, merged, _ = chain["steps"]
+    a, b = first["ids"]["crm:M1"], first["ids"]["crm:M2"]
+    oldest, younger = min(a, b), max(a, b)
+    cfg, key = chain["cfg"], chain["key"]
+    store = open_store(cfg)
+    try:
+        assert store.current().version == chain["steps"][-1]["report"].version
+    finally:
+        store.close()
+    # in the merged version (r2), the younger id was retired into the oldest
+    answer = merged["profiles"][oldest]
+    assert answer["oneid"] == oldest and answer["merged_into"] is None
+    assert sorted(i["id_type"] for i in answer["identifiers"]["items"]) == [
+        "device:idfa",
+        "member_id",
+        "member_id",
+        "phone",
+        "phone",
+        "wx_openid:app",
+    ]
+    with TestClient(build_app(cfg)) as client:
+        # the split minted a new id; the retired one of r2 is still a merge in the lineage
+        got = client.get(f"/v1/profiles/{younger}", headers={"X-API-Key": key}).json()
+    assert got["requested_oneid"] == younger and got["merged_into"] == got["oneid"] == oldest
+
+
+def test_profile_holds_masked_identifiers_tags_and_audiences_of_the_day(chain):
+    split = chain["steps"][-1]
+    a, lead = split["ids"]["crm:M1"], split["ids"]["lead:L1"]
+    profile = split["profiles"][a]
+    phones = [i for i in profile["identifiers"]["items"] if i["id_type"] == "phone"]
+    assert [(p["masked"], p["sources"]) for p in phones] == [("+8**", ["crm", "wx"])]
+    assert phones[0]["first_seen"] <= phones[0]["last_seen"]
+    tags = {t["name"]: t for t in profile["tags"]}
+    assert tags["value_tier"] == {
+        "name": "value_tier",
+        "value": "high",
+        "source": "batch",
+        "as_of": "2025-06-30",
+        "updated_at": None,
+    }
+    assert tags["order_count_lifetime"]["value"] == 3
+    assert profile["audiences"] == {
+        "items": [
+            {"audience_id": "vip", "version": 1, "entered_at": "2025-06-29", "holdout": False}
+        ],
+        "total": 1,
+        "next_offset": None,
+        "as_of": "2025-06-30",
+    }
+    lead_profile = split["profiles"][lead]
+    assert lead_profile["audiences"]["items"][0]["entered_at"] == "2025-06-30"
+    assert {t["name"]: t["value"] for t in lead_profile["tags"]}["order_count_lifetime"] is None
+    # no raw value and no HMAC key anywhere in a stored answer
+    text = json.dumps(split["profiles"])
+    assert "13800000001" not in text and "oneid-demo-key" not in text
+
+
+def test_syncing_the_same_batch_again_writes_nothing(spark, chain):
+    cfg = chain["cfg"]
+    before = sorted(p.name for p in sqlite_dir(cfg).iterdir())
+    report = sync_store(spark, cfg, AS_OF)
+    assert report.status == "unchanged" and report.version == chain["steps"][-1]["report"].version
+    assert sorted(p.name for p in sqlite_dir(cfg).iterdir()) == before
+    versions = [step["report"].version for step in chain["steps"]]
+    assert len(set(versions)) == 3 and versions[-1].startswith("2025-06-30.r3.")
+    assert [s["report"].status for s in chain["steps"]] == ["loaded"] * 3
+
+
+def test_sync_into_redis_gives_the_same_answers(spark, chain, redis_url):
+    cfg = chain["cfg"]
+    serve = cfg.env.serve.model_copy(
+        update={"store": "redis", "redis_url": redis_url, "namespace": "sync"}
+    )
+    cfg = cfg.model_copy(update={"env": cfg.env.model_copy(update={"serve": serve})})
+    report = sync_store(spark, cfg, AS_OF)
+    assert report.status == "loaded" and report.version == chain["steps"][-1]["report"].version
+    with TestClient(build_app(cfg)) as client:
+        key = chain["key"]
+        assert _lookup(client, key, "phone", PHONE_A) == chain["steps"][-1]["found"]["A"]
+        for oneid, expected in chain["steps"][-1]["profiles"].items():
+            got = client.get(f"/v1/profiles/{oneid}", headers={"X-API-Key": key}).json()
+            assert {**got, "store_version": None} == {**expected, "store_version": None}
+    assert read_table(spark, cfg, "identity.oneid_map").count() > 0
