@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from oneid.conf.realtime import RealtimeConf
 from oneid.conf.tags import TagsConf
 
 
@@ -427,6 +428,7 @@ class PipelineConf(_Strict):
     tags: TagsConf = Field(default_factory=TagsConf)
     audiences: AudienceSettings = Field(default_factory=AudienceSettings)
     publish: PublishConf = Field(default_factory=PublishConf)
+    realtime: RealtimeConf = Field(default_factory=RealtimeConf)
 
     def fact_columns(self, facts: str) -> dict[str, str]:
         """Typed columns of ``silver.<facts>`` that rules may use: field → Spark SQL type.
