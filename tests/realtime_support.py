@@ -59,10 +59,13 @@ def produce(bootstrap: str, topic: str, values: list[str | bytes]) -> None:
     assert producer.flush(30) == 0
 
 
-def wait_for(check, timeout: float = 120.0, every: float = 0.5):
-    """Poll ``check()`` until it returns a truthy value; fail after ``timeout`` seconds."""
+def wait_for(check, timeout: float = 120.0, every: float = 0.5, query=None):
+    """Poll ``check()`` until it returns a truthy value; fail after ``timeout`` seconds, or at
+    once when ``query`` (a streaming query) has failed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if query is not None and not query.isActive:
+            raise AssertionError(f"the stream stopped: {query.exception()}")
         found = check()
         if found:
             return found

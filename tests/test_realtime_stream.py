@@ -85,10 +85,10 @@ def streamed(spark, broker, receiver, secrets, tmp_path_factory):
     produce(broker.bootstrap_servers, "ev1", [*GOOD, *BAD])
     run = start_realtime(spark, cfg)
     try:
-        wait_for(lambda: read_so_far(cfg) == len(GOOD) + len(BAD))
+        wait_for(lambda: read_so_far(cfg) == len(GOOD) + len(BAD), query=run.query)
         produce(broker.bootstrap_servers, "ev1", [LATE])
-        wait_for(lambda: read_so_far(cfg) == len(GOOD) + len(BAD) + 1)
-        wait_for(lambda: len(_rows(cfg, "realtime.tags")) >= 3)
+        wait_for(lambda: read_so_far(cfg) == len(GOOD) + len(BAD) + 1, query=run.query)
+        wait_for(lambda: len(_rows(cfg, "realtime.tags")) >= 3, query=run.query)
     finally:
         run.query.stop()
     return cfg, run
@@ -184,3 +184,75 @@ def test_the_hmac_key_is_not_in_the_query_plan(streamed, spark):
     plan = frame._jdf.queryExecution().toString()
     assert "oneid_resolve_events" in plan
     assert HMAC_KEY not in plan and WEBHOOK_SECRET not in plan
+
+
+DEVICE_D = "0F8A3C4E-1B2D-4E5F-8A9B-0C1D2E3F4A5B"
+
+
+def test_a_new_identity_run_is_picked_up_mid_stream_and_batch_tags_gate_rules(
+    spark, broker, secrets, tmp_path
+):
+    """Device D is provisional until an identity run maps it to OneID 42; member M9 (OneID 77)
+    bought in the last 90 days (gold.tags_value), so the consultation rule skips them."""
+    from oneid.standardize.hashing import HashKey, keyed_hash
+    from oneid.standardize.normalize import normalize
+
+    key = HashKey(HMAC_KEY.encode(), 1)
+    device_hash = keyed_hash(key, normalize("device:idfa", DEVICE_D).value)
+    member_hash = keyed_hash(key, normalize("member_id", "M9").value)
+    with WebhookReceiver(Secret(WEBHOOK_SECRET.encode())) as receiver:
+        cfg = stream_config(
+            tmp_path, broker.bootstrap_servers, receiver.url, "realtime.events_topic=ev2"
+        )
+        broker.create_topics("ev2")
+        device = {"device:idfa": DEVICE_D}
+        produce(
+            broker.bootstrap_servers,
+            "ev2",
+            [
+                event("d1", "2025-07-01 10:00", "view_item", device, category="双眼皮"),
+            ],
+        )
+        run = start_realtime(spark, cfg)
+        try:
+            wait_for(lambda: read_so_far(cfg) == 1, query=run.query)
+            spark.createDataFrame(
+                [(1, "device:idfa", device_hash, 42), (2, "member_id", member_hash, 77)],
+                "node_id long, id_type string, value_hash string, oneid long",
+            ).write.format("delta").save(table_path(cfg, "identity.oneid_map"))
+            spark.sql("SELECT 77L AS oneid, 3L AS orders_90d, DATE'2025-06-30' AS dt").write.format(
+                "delta"
+            ).save(table_path(cfg, "gold.tags_value"))
+            produce(
+                broker.bootstrap_servers,
+                "ev2",
+                [
+                    event("d2", "2025-07-01 10:03", "view_item", device, category="双眼皮"),
+                    event("d3", "2025-07-01 10:04", "view_item", device, category="双眼皮"),
+                    event(
+                        "m1",
+                        "2025-07-01 10:03",
+                        "view_item",
+                        {"member_id": "M9"},
+                        category="双眼皮",
+                    ),
+                    event(
+                        "m2",
+                        "2025-07-01 10:04",
+                        "view_item",
+                        {"member_id": "M9"},
+                        category="双眼皮",
+                    ),
+                ],
+            )
+            wait_for(lambda: read_so_far(cfg) == 5, query=run.query)
+        finally:
+            run.query.stop()
+        received = receiver.received.first
+    # d1 stayed with the provisional key: the OneID's own count starts at d2 (never merged)
+    assert set(received) == {trigger_id("d3", "eyelid_consult")}
+    payload, _ = received[trigger_id("d3", "eyelid_consult")]
+    assert (payload["oneid"], payload["provisional"], payload["key"]) == (42, False, "42")
+    batches = _rows(cfg, "realtime.batches")
+    assert max(b["map_version"] for b in batches) == 0
+    assert min(b["map_version"] for b in batches if b["read"]) == -1

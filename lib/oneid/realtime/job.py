@@ -47,6 +47,7 @@ from oneid.tables import table_exists, table_path
 logger = logging.getLogger(__name__)
 
 QUARANTINE_KEY = "!quarantine"
+QUERY_NAME = "oneid_realtime"
 ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 RESOLVED = (
     "key string, oneid long, event_id string, time_ms long, name string, props string, "
@@ -79,7 +80,7 @@ TABLES = {
     "realtime.batches": (
         "batch_id long, read long, processed long, late long, quarantined long, "
         "triggers long, sent long, delivered long, dead_letters long, skipped_redelivery long, "
-        "map_version long, finished_at timestamp"
+        "map_version long, finished_at timestamp, query_id string"
     ),
 }
 
@@ -384,23 +385,30 @@ class Sink:
         self.spark = spark
         self.cfg = cfg
         self.secret = secret
-        self.app_id = "oneid-realtime"
+        self.query_id: str | None = None
         self.reports: list[BatchReport] = []
-        self.last_batch = self._last_recorded_batch()
+        self.last_batch = -1
         self.map_version = -1
 
     def _last_recorded_batch(self) -> int:
+        """The last batch of this query (its id survives restarts from the checkpoint) that
+        ``realtime.batches`` records as finished."""
         if not table_exists(self.spark, self.cfg, "realtime.batches"):
             return -1
         found = (
             self.spark.read.format("delta")
             .load(table_path(self.cfg, "realtime.batches"))
+            .where(F.col("query_id") == self.query_id)
             .agg(F.max("batch_id"))
             .first()[0]
         )
         return -1 if found is None else int(found)
 
     def __call__(self, frame: DataFrame, batch_id: int) -> None:
+        if self.query_id is None:
+            (query,) = [q for q in self.spark.streams.active if q.name == QUERY_NAME]
+            self.query_id = str(query.id)
+            self.last_batch = self._last_recorded_batch()
         frame = frame.persist()
         try:
             self._write(frame, batch_id)
@@ -539,6 +547,7 @@ class Sink:
             skipped,
             self.map_version,
             _ts(int(time.time() * 1000)),
+            self.query_id,
         )
         self._append(
             self.spark.createDataFrame([row], TABLES["realtime.batches"]),
@@ -556,7 +565,7 @@ class Sink:
             frame.write.format("delta")
             .mode("append")
             .option("mergeSchema", "true")
-            .option("txnAppId", f"{self.app_id}:{name}")
+            .option("txnAppId", f"oneid-realtime:{self.query_id}:{name}")
             .option("txnVersion", batch_id)
             .save(table_path(self.cfg, name))
         )
@@ -609,7 +618,7 @@ def start_realtime(spark: SparkSession, cfg: OneIdConfig) -> RealtimeRun:
     sink = Sink(spark, cfg, secret)
     writer = (
         realtime_frame(spark, cfg)
-        .writeStream.queryName("oneid_realtime")
+        .writeStream.queryName(QUERY_NAME)
         .option("checkpointLocation", checkpoint_dir(cfg))
         .foreachBatch(sink)
         .trigger(processingTime=f"{int(conf.trigger_seconds * 1000)} milliseconds")

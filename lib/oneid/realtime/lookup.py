@@ -44,6 +44,7 @@ class TableCache:
         entry = self._entries.get(path)
         if entry is not None and now - entry.checked < self.refresh_seconds:
             return entry.version, entry.value
+        import pyarrow as pa
         from deltalake import DeltaTable, QueryBuilder
         from deltalake.exceptions import TableNotFoundError
 
@@ -58,7 +59,7 @@ class TableCache:
             return version, entry.value
         started = time.monotonic()
         reader = QueryBuilder().register("t", table).execute(sql)
-        rows = reader.read_all().to_pylist()
+        rows = pa.table(reader.read_all()).to_pylist()
         value = build(rows)
         self._entries[path] = _Entry(version, value, now)
         logger.info(
