@@ -52,10 +52,13 @@ def event(event_id: str, at: str, name: str, ids: dict, **properties) -> str:
     )
 
 
-def produce(bootstrap: str, topic: str, values: list[str | bytes]) -> None:
+def produce(bootstrap: str, topic: str, values: list[str | tuple[str, str]]) -> None:
+    """Each value, or ``(key, value)``: a key keeps a person's events in one partition, in
+    order, as an app's event collector does."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    for value in values:
-        producer.produce(topic, value.encode("utf-8") if isinstance(value, str) else value)
+    for item in values:
+        key, value = item if isinstance(item, tuple) else (None, item)
+        producer.produce(topic, value.encode("utf-8"), key=key)
     assert producer.flush(30) == 0
 
 

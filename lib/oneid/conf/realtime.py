@@ -203,6 +203,8 @@ class RealtimeConf(_Strict):
     """Where a new stream (no checkpoint yet) starts; a checkpoint always wins."""
     trigger_seconds: float = Field(default=0.5, ge=0)
     max_offsets_per_trigger: PositiveInt = 50_000
+    max_restarts: int = Field(default=5, ge=0)
+    """A failed query is restarted from its checkpoint this many times in a row, then fails."""
     checkpoint_dir: str | None = None
     """Default ``<warehouse>/_streaming/realtime``."""
     allowed_lateness: str = "10m"

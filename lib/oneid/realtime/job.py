@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pandas as pd
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
@@ -634,20 +635,32 @@ def run_realtime(
     seconds: float | None = None,
     stop: threading.Event | None = None,
 ) -> RealtimeRun:
-    """Run until ``seconds`` pass, ``stop`` is set, or the query fails (then it raises)."""
-    run = start_realtime(spark, cfg)
+    """Run until ``seconds`` pass or ``stop`` is set. A query that fails is restarted from its
+    checkpoint up to ``realtime.max_restarts`` times in a row (Spark 4.1.1's Kafka source fails
+    the first batch retried after a crash while reporting progress, SPARK-55271; the batch is
+    committed by then, so the restart goes on from the next one); then the error is raised."""
     started = time.monotonic()
-    try:
-        while run.query.isActive:
-            if stop is not None and stop.is_set():
-                break
-            if seconds is not None and time.monotonic() - started >= seconds:
-                break
-            run.query.awaitTermination(0.5)
-    finally:
-        if run.query.isActive:
-            run.query.stop()
-    exc = run.query.exception()
-    if exc is not None:
-        raise exc
-    return run
+    failures = 0
+    while True:
+        run = start_realtime(spark, cfg)
+        try:
+            while run.query.isActive:
+                if stop is not None and stop.is_set():
+                    return run
+                if seconds is not None and time.monotonic() - started >= seconds:
+                    return run
+                try:
+                    run.query.awaitTermination(0.5)
+                except StreamingQueryException:
+                    break  # handled below, from query.exception()
+        finally:
+            if run.query.isActive:
+                run.query.stop()
+        exc = run.query.exception()
+        if exc is None:
+            return run
+        failures = failures + 1 if not run.sink.reports else 1
+        if failures > cfg.pipeline.realtime.max_restarts:
+            raise exc
+        logger.warning("realtime query failed (%s); restarting from its checkpoint", exc)
+        time.sleep(min(2.0 * failures, 10.0))
