@@ -26,7 +26,13 @@ from pydantic import (
     model_validator,
 )
 
-from oneid.conf.audiences import AudienceRef, TagCondition, TagOp, kind_by_first_key
+from oneid.conf.audiences import (
+    AUDIENCE_ID,
+    AudienceRef,
+    TagCondition,
+    TagOp,
+    kind_by_first_key,
+)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _DURATION = re.compile(r"^(\d+)\s*(s|m|h|d)$")
@@ -238,6 +244,9 @@ class RealtimeConf(_Strict):
             if not _NAME.match(rule_id):
                 raise ValueError(f"rule id {rule_id!r} must be lower_snake_case")
             for condition in iter_rule_conditions(rule.when):
+                named = getattr(condition, "audience", None) or getattr(condition, "tag", None)
+                if named is not None and not AUDIENCE_ID.match(named):
+                    raise ValueError(f"rules.{rule_id}: {named!r} is not a tag or audience id")
                 if isinstance(condition, RealtimeTagCondition) and condition.realtime_tag not in (
                     names
                 ):

@@ -167,9 +167,10 @@ def resolve_udf(cfg: OneIdConfig):
 class RealtimeProcessor(StatefulProcessor):
     """Per key (OneID, provisional key, or the quarantine key): realtime tags and triggers.
 
-    State: one JSON value (:class:`KeyState`). Timers (processing time): a ``realtime.tags`` row
-    ``tags_every_seconds`` after the key's tags changed, and the state's removal ``state_ttl``
-    after its last event.
+    State: one JSON value (:class:`KeyState`) with a TTL of ``state_ttl``. A processing-time
+    timer writes a ``realtime.tags`` row ``tags_every_seconds`` after the key's tags changed.
+    The state server is a socket away (each call a round trip), so a key costs one ``get``, one
+    ``update`` and, when its tags start to differ from the last row, one timer per batch.
     """
 
     def __init__(self, cfg: OneIdConfig) -> None:
@@ -183,7 +184,8 @@ class RealtimeProcessor(StatefulProcessor):
 
     def init(self, handle: StatefulProcessorHandle) -> None:
         self.handle = handle
-        self.state = handle.getValueState("key_state", STATE)
+        # the state expires state_ttl after its last update (Spark's TTL, no timer of ours)
+        self.state = handle.getValueState("key_state", STATE, ttlDurationMs=self.ttl_ms)
 
     def handleInputRows(self, key, rows, timerValues) -> Iterator[pd.DataFrame]:
         (name,) = key
@@ -205,7 +207,8 @@ class RealtimeProcessor(StatefulProcessor):
             yield pd.DataFrame(out, columns=self.columns)
             return
         now = timerValues.getCurrentProcessingTimeInMs()
-        held = KeyState.loads(self.state.get()[0] if self.state.exists() else None)
+        stored = self.state.get()  # one call to the state server per key and batch
+        held = KeyState.loads(stored[0] if stored else None)
         frame = frame.sort_values(["time_ms", "kafka_partition", "kafka_offset"])
         known = frame["oneid"].dropna()
         oneid = int(known.iloc[-1]) if len(known) else None
@@ -213,7 +216,9 @@ class RealtimeProcessor(StatefulProcessor):
             StreamEvent(r.event_id, int(r.time_ms), r.name, json.loads(r.props))
             for r in frame.itertuples(index=False)
         ]
-        fired, late = process_events(self.conf, held, events, oneid, self.facts.get(oneid))
+        fired, late = process_events(
+            self.conf, held, events, oneid, self.facts.get(oneid), key=name
+        )
         late_ids = {e.event_id for e in late}
         ids_by_event = {r.event_id: r.ids for r in frame.itertuples(index=False)}
         out = []
@@ -260,32 +265,21 @@ class RealtimeProcessor(StatefulProcessor):
                 )
             )
         if len(events) > len(late) and not held.pending_ms:
-            held.pending_ms = now
+            held.pending_ms = now  # the tags changed: a realtime.tags row is due later
+            self.handle.registerTimer(now + self.tags_every_ms)
         self.state.update((held.dumps(),))
-        self._reset_timers(
-            held.pending_ms + self.tags_every_ms if held.pending_ms else now + self.ttl_ms
-        )
         yield pd.DataFrame(out, columns=self.columns)
 
     def handleExpiredTimer(self, key, timerValues, expiredTimerInfo) -> Iterator[pd.DataFrame]:
+        """The key's tags are due in ``realtime.tags``."""
         (name,) = key
-        if not self.state.exists():
+        stored = self.state.get()
+        if not stored:
             return
-        held = KeyState.loads(self.state.get()[0])
-        now = timerValues.getCurrentProcessingTimeInMs()
-        if held.pending_ms:
-            row = _tag_row(self.conf, name, held)
-            held.pending_ms = 0
-            self.state.update((held.dumps(),))
-            self._reset_timers(now + self.ttl_ms)
-            yield pd.DataFrame([row], columns=self.columns)
-        else:
-            self.state.clear()
-
-    def _reset_timers(self, at_ms: int) -> None:
-        for timer in list(self.handle.listTimers()):
-            self.handle.deleteTimer(timer)
-        self.handle.registerTimer(at_ms)
+        held = KeyState.loads(stored[0])
+        held.pending_ms = 0
+        self.state.update((held.dumps(),))
+        yield pd.DataFrame([_tag_row(self.conf, name, held)], columns=self.columns)
 
     def close(self) -> None:
         pass

@@ -161,6 +161,7 @@ def process_events(
     events: list[StreamEvent],
     oneid: int | None,
     batch: BatchFacts,
+    key: str = "",
 ) -> tuple[list[Fired], list[StreamEvent]]:
     """Count ``events`` (event-time order) into ``state``; the triggers they fire and the
     events too late to count (older than the key's latest event by more than the lateness)."""
@@ -178,7 +179,7 @@ def process_events(
             tags = tags if tags is not None else tag_values(conf, state)
             if rule.when is not None and not holds(rule.when, event, tags, batch):
                 continue
-            status = _status(rule_id, rule, state, event, oneid, batch)
+            status = _status(rule_id, rule, state, event, oneid, batch, key)
             if status in (SENT, HOLDOUT):
                 state.fired.setdefault(rule_id, []).append(event.time_ms)
             fired.append(Fired(rule_id, trigger_id(event.event_id, rule_id), status, event, tags))
@@ -253,6 +254,7 @@ def _status(
     event: StreamEvent,
     oneid: int | None,
     batch: BatchFacts,
+    key: str,
 ) -> str:
     times = state.fired.get(rule_id, [])
     if rule.cap.per == "day":
@@ -264,7 +266,6 @@ def _status(
         return CAPPED
     if in_quiet_hours(rule, event.time_ms):
         return QUIET
-    key = str(oneid) if oneid is not None else event.event_id
     if in_holdout(rule_id, rule.holdout, oneid, key) or _audience_holdout(rule, batch):
         return HOLDOUT
     return SENT
