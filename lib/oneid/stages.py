@@ -80,7 +80,6 @@ def registered_stages() -> list[Stage]:
         _tags_stage(),
         _audiences_stage(),
         _publish_stage(),
-        _realtime_stage(),
     ]
 
 
@@ -272,32 +271,6 @@ def _publish_stage() -> Stage:
         demo_args=lambda cfg: [
             Namespace(as_of=day, destination=[], replace=False) for day in cfg.pipeline.demo.as_of
         ],
-    )
-
-
-def _realtime_stage() -> Stage:
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "--seconds", type=float, default=None, help="stop after this long (default: run on)"
-        )
-
-    def run(spark: SparkSession, cfg: OneIdConfig, args: argparse.Namespace) -> StageResult:
-        from oneid.realtime.job import run_realtime
-
-        run = run_realtime(spark, cfg, seconds=args.seconds)
-        totals: dict[str, int] = {}
-        for report in run.sink.reports:
-            for kind, count in report.counts.items():
-                totals[kind] = totals.get(kind, 0) + count
-        shown = ", ".join(f"{k}={v}" for k, v in sorted(totals.items()))
-        return StageResult({}, (f"{len(run.sink.reports)} micro-batches: {shown}",))
-
-    return Stage(
-        name="realtime",
-        help="stream Kafka events into realtime tags and triggers (a signed webhook)",
-        add_arguments=add_arguments,
-        run=run,
-        demo_args=lambda cfg: [],
     )
 
 
