@@ -11,7 +11,16 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PIPELINE_ORDER = ("generate", "ingest", "identity", "resolution", "tags", "cluster")
+PIPELINE_ORDER = (
+    "generate",
+    "ingest",
+    "identity",
+    "resolution",
+    "tags",
+    "cluster",
+    "realtime",
+    "serve",
+)
 """BENCHMARKS.md sections in pipeline order; benchmarks not named here follow."""
 sys.path.insert(0, str(HERE))
 

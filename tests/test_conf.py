@@ -142,6 +142,7 @@ def test_repo_conf_files_are_all_read():
         "local.yaml",
         "pipeline.yaml",
         "tags.yaml",
+        "realtime.yaml",
         "audiences.yaml",
     ]
     assert "win_back" in cfg.audiences.audiences

@@ -21,7 +21,13 @@ import yaml
 
 import oneid
 from oneid.conf import load_config
-from oneid.jars import DELTA_JARS, DELTA_VERSION, SPARK_VERSION, parse_coordinate
+from oneid.jars import (
+    DELTA_JARS,
+    DELTA_VERSION,
+    SPARK_KAFKA_JARS,
+    SPARK_VERSION,
+    parse_coordinate,
+)
 from oneid.java import SUPPORTED_JAVA
 from oneid.stages import registered_stages
 from tests.support import REPO
@@ -32,6 +38,8 @@ DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s"
 APP_DIR = "/opt/oneid"
 DELTA_JAR_FILES = [parse_coordinate(c).filename for c in DELTA_JARS]
+PACKAGE_JAR_FILES = DELTA_JAR_FILES + [parse_coordinate(c).filename for c in SPARK_KAFKA_JARS]
+"""dist/jars: Delta Lake, and Spark's Kafka connector for `oneid realtime`."""
 DAG_FILE = DEPLOY / "airflow" / "oneid_daily.py"
 
 
@@ -102,7 +110,7 @@ def test_make_package_holds_the_package_jars_jobs_and_conf(dist):
         assert package <= set(archive.namelist())
         metadata = archive.read(f"oneid-{version}.dist-info/METADATA").decode()
     assert f"Requires-Dist: pyspark=={SPARK_VERSION}" in metadata
-    assert sorted(p.name for p in (dist / "jars").iterdir()) == sorted(DELTA_JAR_FILES)
+    assert sorted(p.name for p in (dist / "jars").iterdir()) == sorted(PACKAGE_JAR_FILES)
 
     with tarfile.open(dist / f"oneid-{version}-deploy.tar.gz") as bundle:
         names = set(bundle.getnames())
@@ -115,7 +123,7 @@ def test_make_package_holds_the_package_jars_jobs_and_conf(dist):
         "deploy/daily.yaml",
         f"dist/{wheel.name}",
         f"dist/{py_zip.name}",
-        *(f"dist/jars/{name}" for name in DELTA_JAR_FILES),
+        *(f"dist/jars/{name}" for name in PACKAGE_JAR_FILES),
     }
     assert {prefix + name for name in expected} <= names
 

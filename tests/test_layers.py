@@ -16,7 +16,7 @@ import pytest
 pytestmark = pytest.mark.unit
 
 LIB = Path(__file__).resolve().parents[1] / "lib"
-STAGES = ("ingest", "standardize", "identity", "tags", "audiences", "publish", "serve")
+STAGES = ("ingest", "standardize", "identity", "tags", "audiences", "publish", "serve", "realtime")
 """Stage packages of oneid, in data-flow order."""
 SHARED = (
     "tables",

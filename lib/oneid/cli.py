@@ -75,6 +75,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     jars.set_defaults(handler=_cmd_jars)
 
+    broker = sub.add_parser(
+        "broker",
+        parents=[common],
+        help="run a development Kafka broker on loopback until Ctrl-C (jars from Maven Central)",
+    )
+    broker.add_argument("--port", type=int, default=9092, help="listener port (default 9092)")
+    broker.add_argument("--dir", default="./warehouse/_kafka", help="the broker's data folder")
+    broker.set_defaults(handler=_cmd_broker)
+
+    realtime = sub.add_parser(
+        "realtime",
+        parents=[common],
+        help="stream Kafka events into realtime tags and signed webhook triggers (runs on; "
+        "not a stage of the daily chain)",
+    )
+    realtime.add_argument(
+        "--seconds", type=float, default=None, help="stop after this long (default: run on)"
+    )
+    realtime.set_defaults(handler=_cmd_realtime)
+
     runs = sub.add_parser(
         "runs", parents=[common], help="each stage's lease and last runs (docs/reliability.md)"
     )
@@ -313,6 +333,35 @@ def _cmd_runs(cfg: OneIdConfig, args: argparse.Namespace) -> int:
     spark = None if is_local(root) else build_session(cfg, app_name="oneid-runs")
     lines = status(ControlFiles(spark, root))
     print("\n".join(lines) if lines else f"no runs recorded under {root}/_oneid")
+    return 0
+
+
+def _cmd_realtime(cfg: OneIdConfig, args: argparse.Namespace) -> int:
+    from oneid.realtime.job import run_realtime
+    from oneid.session import build_session
+
+    spark = build_session(cfg, app_name="oneid-realtime")
+    run = run_realtime(spark, cfg, seconds=args.seconds)
+    totals: dict[str, int] = {}
+    for report in run.sink.reports:
+        for kind, count in report.counts.items():
+            totals[kind] = totals.get(kind, 0) + count
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(totals.items()))
+    print(f"realtime: {len(run.sink.reports)} micro-batches with data: {shown}")
+    return 0
+
+
+def _cmd_broker(cfg: OneIdConfig, args: argparse.Namespace) -> int:
+    from oneid.realtime.broker import LocalBroker
+
+    with LocalBroker(cfg, args.dir, port=args.port) as broker:
+        broker.create_topics(cfg.pipeline.realtime.events_topic)
+        print(f"kafka broker on {broker.bootstrap_servers} (data in {args.dir}); Ctrl-C stops it")
+        try:
+            while broker.process is not None and broker.process.poll() is None:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Resolve the pinned JVM jars (Delta Lake, GraphFrames) to local files, with a cache.
+"""Resolve the pinned JVM jars (Delta Lake, GraphFrames, Kafka) to local files, with a cache.
 
 We fetch exact ``group:artifact:version`` coordinates over HTTP ourselves instead of
 ``spark.jars.packages``: the set is pinned and verified, so no transitive resolution is needed;
@@ -34,6 +34,71 @@ GRAPHFRAMES_JARS: tuple[str, ...] = (
     f"io.graphframes:graphframes-spark4_2.13:{GRAPHFRAMES_VERSION}",
     f"io.graphframes:graphframes-graphx-spark4_2.13:{GRAPHFRAMES_VERSION}",
 )
+
+KAFKA_VERSION = "4.1.1"
+SPARK_KAFKA_CLIENTS_VERSION = "3.9.1"
+"""The kafka-clients version spark-sql-kafka-0-10 4.1.1 is built against (its pom);
+a 3.9 client talks to a 4.x broker."""
+SPARK_KAFKA_JARS: tuple[str, ...] = (
+    f"org.apache.spark:spark-sql-kafka-0-10_2.13:{SPARK_VERSION}",
+    f"org.apache.spark:spark-token-provider-kafka-0-10_2.13:{SPARK_VERSION}",
+    f"org.apache.kafka:kafka-clients:{SPARK_KAFKA_CLIENTS_VERSION}",
+    "org.apache.commons:commons-pool2:2.12.1",
+)
+"""Spark's Kafka source and sink; their other dependencies (lz4, snappy, zstd, slf4j, jsr305,
+scala-parallel-collections) are jars of pyspark itself."""
+KAFKA_BROKER_JARS: tuple[str, ...] = (
+    "com.dynatrace.hash4j:hash4j:0.22.0",
+    "com.fasterxml.jackson.core:jackson-annotations:2.19.0",
+    "com.fasterxml.jackson.core:jackson-core:2.19.0",
+    "com.fasterxml.jackson.core:jackson-databind:2.19.0",
+    "com.fasterxml.jackson.dataformat:jackson-dataformat-csv:2.19.0",
+    "com.fasterxml.jackson.dataformat:jackson-dataformat-yaml:2.19.0",
+    "com.fasterxml.jackson.datatype:jackson-datatype-jdk8:2.19.0",
+    "com.github.ben-manes.caffeine:caffeine:3.2.0",
+    "com.github.luben:zstd-jni:1.5.6-10",
+    "com.google.re2j:re2j:1.8",
+    "com.typesafe.scala-logging:scala-logging_2.13:3.9.5",
+    "com.yammer.metrics:metrics-core:2.2.0",
+    "commons-beanutils:commons-beanutils:1.9.4",
+    "commons-collections:commons-collections:3.2.2",
+    "commons-digester:commons-digester:2.1",
+    "commons-logging:commons-logging:1.3.2",
+    "commons-validator:commons-validator:1.9.0",
+    "net.sf.jopt-simple:jopt-simple:5.0.4",
+    "net.sourceforge.argparse4j:argparse4j:0.7.0",
+    f"org.apache.kafka:kafka-clients:{KAFKA_VERSION}",
+    f"org.apache.kafka:kafka-coordinator-common:{KAFKA_VERSION}",
+    f"org.apache.kafka:kafka-group-coordinator-api:{KAFKA_VERSION}",
+    f"org.apache.kafka:kafka-group-coordinator:{KAFKA_VERSION}",
+    f"org.apache.kafka:kafka-metadata:{KAFKA_VERSION}",
+    f"org.apache.kafka:kafka-raft:{KAFKA_VERSION}",
+    f"org.apache.kafka:kafka-server-common:{KAFKA_VERSION}",
+    f"org.apache.kafka:kafka-server:{KAFKA_VERSION}",
+    f"org.apache.kafka:kafka-share-coordinator:{KAFKA_VERSION}",
+    f"org.apache.kafka:kafka-storage-api:{KAFKA_VERSION}",
+    f"org.apache.kafka:kafka-storage:{KAFKA_VERSION}",
+    f"org.apache.kafka:kafka-tools-api:{KAFKA_VERSION}",
+    f"org.apache.kafka:kafka-transaction-coordinator:{KAFKA_VERSION}",
+    f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}",
+    "org.apache.logging.log4j:log4j-api:2.24.3",
+    "org.apache.logging.log4j:log4j-core:2.24.3",
+    "org.apache.logging.log4j:log4j-slf4j-impl:2.24.3",
+    "org.bitbucket.b_c:jose4j:0.9.6",
+    "org.hdrhistogram:HdrHistogram:2.2.2",
+    "org.jspecify:jspecify:1.0.0",
+    "org.lz4:lz4-java:1.8.0",
+    "org.pcollections:pcollections:4.0.2",
+    "org.scala-lang:scala-library:2.13.16",
+    "org.scala-lang:scala-reflect:2.13.16",
+    "org.slf4j:slf4j-api:1.7.36",
+    "org.xerial.snappy:snappy-java:1.1.10.7",
+    "org.yaml:snakeyaml:2.4",
+)
+"""The runtime classpath of a Kafka 4.1.1 broker (``kafka.Kafka``), as Maven resolves
+``org.apache.kafka:kafka_2.13:4.1.1`` (runtime scope), plus the log4j binding of its
+slf4j. Only the embedded development broker (:mod:`oneid.realtime.broker`) uses them; it runs
+in a JVM of its own, so these never meet Spark's classpath."""
 
 
 @dataclass(frozen=True)

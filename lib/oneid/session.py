@@ -189,6 +189,8 @@ def session_jars(cfg: OneIdConfig) -> tuple[list[Path], bool]:
         "timeout": jars_conf.timeout_seconds,
     }
     jars = resolve_jars(jars_conf.delta, conf_key="jars.delta", **options)
+    # Spark's Kafka source/sink (the realtime stage): four small jars, always on the classpath
+    jars += resolve_jars(jars_conf.kafka, conf_key="jars.kafka", **options)
     engine = cfg.pipeline.identity.components.engine
     if engine == "native":
         return jars, False

@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DELETION_VECTORS = "delta.enableDeletionVectors"
-ZONES = ("bronze", "quarantine", "silver", "identity", "gold", "audience", "ops")
+ZONES = ("bronze", "quarantine", "silver", "identity", "gold", "audience", "ops", "realtime")
 WRITE_CONFLICTS = (
     ConcurrentAppendException,
     ConcurrentDeleteReadException,

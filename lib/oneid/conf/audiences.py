@@ -138,12 +138,21 @@ _KIND_BY_KEY = {
 _MODEL_NAMES = frozenset(_KIND_BY_KEY.values())
 
 
-def _condition_kind(raw: Any) -> str | None:
-    if isinstance(raw, BaseModel):
-        return type(raw).__name__
-    if isinstance(raw, Mapping):
-        return next((kind for key, kind in _KIND_BY_KEY.items() if key in raw), None)
-    return None
+def kind_by_first_key(kinds: Mapping[str, str]):
+    """A discriminator: the model name of a condition, told by which of ``kinds``' keys the
+    mapping has (the audience rules here, the realtime trigger rules in conf/realtime.py)."""
+
+    def kind(raw: Any) -> str | None:
+        if isinstance(raw, BaseModel):
+            return type(raw).__name__
+        if isinstance(raw, Mapping):
+            return next((kind for key, kind in kinds.items() if key in raw), None)
+        return None
+
+    return kind
+
+
+_condition_kind = kind_by_first_key(_KIND_BY_KEY)
 
 
 Condition = Annotated[

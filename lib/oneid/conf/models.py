@@ -13,7 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, f
 
 from oneid.conf.audiences import AudiencesConf
 from oneid.conf.pipeline import PipelineConf
-from oneid.jars import DELTA_JARS, GRAPHFRAMES_JARS, MAVEN_CENTRAL, parse_coordinate
+from oneid.jars import (
+    DELTA_JARS,
+    GRAPHFRAMES_JARS,
+    KAFKA_BROKER_JARS,
+    MAVEN_CENTRAL,
+    SPARK_KAFKA_JARS,
+    parse_coordinate,
+)
 
 
 class StrictModel(BaseModel):
@@ -51,8 +58,12 @@ class JarsConf(StrictModel):
     timeout_seconds: float = 60.0
     delta: tuple[str, ...] = DELTA_JARS
     graphframes: tuple[str, ...] = GRAPHFRAMES_JARS
+    kafka: tuple[str, ...] = SPARK_KAFKA_JARS
+    """Spark's Kafka source/sink (local sessions always load them; ``()`` leaves them out)."""
+    kafka_broker: tuple[str, ...] = KAFKA_BROKER_JARS
+    """The embedded development broker's classpath (``oneid broker``, tests, the demo)."""
 
-    @field_validator("delta", "graphframes")
+    @field_validator("delta", "graphframes", "kafka", "kafka_broker")
     @classmethod
     def _coordinates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for item in value:
@@ -127,6 +138,26 @@ class ServeConf(StrictModel):
     """Who may call the API; with none, every request is refused (401)."""
 
 
+class KafkaConf(StrictModel):
+    """Where the event bus is. Locally the project's own broker (``oneid broker``) on loopback;
+    on a cluster the brand's brokers, with SASL credentials read from environment variables."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username_env: str | None = None
+    sasl_password_env: str | None = None
+    options: dict[str, str] = Field(default_factory=dict)
+    """Further Kafka client settings (``fetch.max.bytes`` ...), without the ``kafka.`` prefix."""
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers(cls, value: str) -> str:
+        if not value.strip() or any(":" not in part for part in value.split(",")):
+            raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return value
+
+
 class EnvConf(StrictModel):
     """One environment: local development or a cluster."""
 
@@ -144,6 +175,8 @@ class EnvConf(StrictModel):
     jars: JarsConf = Field(default_factory=JarsConf)
     secrets: SecretsConf = Field(default_factory=SecretsConf)
     serve: ServeConf = Field(default_factory=ServeConf)
+
+    kafka: KafkaConf = Field(default_factory=KafkaConf)
 
     @property
     def sweep_after_seconds(self) -> float:

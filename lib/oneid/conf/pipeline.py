@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from oneid.conf.realtime import RealtimeConf
 from oneid.conf.tags import TagsConf
 
 
@@ -427,6 +428,7 @@ class PipelineConf(_Strict):
     tags: TagsConf = Field(default_factory=TagsConf)
     audiences: AudienceSettings = Field(default_factory=AudienceSettings)
     publish: PublishConf = Field(default_factory=PublishConf)
+    realtime: RealtimeConf = Field(default_factory=RealtimeConf)
 
     def sources_of(self, facts: str) -> tuple[str, ...]:
         """The names of the sources whose records are ``facts`` (contacts, orders, events)."""

@@ -76,10 +76,7 @@ def normalize_and_hash(key: HashKey, junk_values: Mapping[str, frozenset[str]]):
     """
 
     def one(id_type: str, raw: str | None) -> tuple[str | None, str | None, str | None]:
-        value, reason = _normalized(id_type, raw, junk_values)
-        if value is None:
-            return None, None, reason
-        return keyed_hash(key, value), mask(id_type, value), None
+        return hash_identifier(key, junk_values, id_type, raw)
 
     @pandas_udf(RESULT_TYPE)
     def oneid_normalize_and_hash(id_types: pd.Series, raws: pd.Series) -> pd.DataFrame:
@@ -87,6 +84,17 @@ def normalize_and_hash(key: HashKey, junk_values: Mapping[str, frozenset[str]]):
         return pd.DataFrame(rows, columns=["value_hash", "masked", "reason"])
 
     return oneid_normalize_and_hash
+
+
+def hash_identifier(
+    key: HashKey, junk_values: Mapping[str, frozenset[str]], id_type: str, raw: str | None
+) -> tuple[str | None, str | None, str | None]:
+    """``(value_hash, masked, None)`` of one raw identifier, or ``(None, None, reason)``: the
+    one normalise-and-hash every stage uses (the standardize UDF, the realtime stream)."""
+    value, reason = _normalized(id_type, raw, junk_values)
+    if value is None:
+        return None, None, reason
+    return keyed_hash(key, value), mask(id_type, value), None
 
 
 def normalize_for_export(key: HashKey, junk_values: Mapping[str, frozenset[str]]):

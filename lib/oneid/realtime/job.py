@@ -1,0 +1,660 @@
+"""``oneid realtime``: Kafka events → identity → realtime tags and triggers → webhook.
+
+One Structured Streaming query (checkpoint ``realtime.checkpoint_dir``, RocksDB state store):
+
+1. the Kafka source reads ``realtime.events_topic``;
+2. a pandas UDF parses each event, normalises and keyed-hashes its identifiers with the
+   standardize code (:func:`oneid.standardize.hashing.hash_identifier`) and resolves them
+   through ``identity.oneid_map`` (:mod:`oneid.realtime.lookup`); bad events get a reason;
+3. ``transformWithStateInPandas`` per key (OneID, provisional key, or the quarantine key) counts the
+   events into the realtime tags and evaluates the trigger rules (:mod:`oneid.realtime.rules`);
+4. ``foreachBatch`` delivers the batch's triggers (:mod:`oneid.realtime.delivery`), then
+   records them and the rest in Delta with idempotent writes (``txnAppId`` / ``txnVersion``).
+
+A replayed micro-batch (after a crash) decides the same triggers with the same ids; those the
+table already records as delivered are not sent again, and the receiver deduplicates the rest
+by their ``Idempotency-Key`` (docs/realtime.md, "Exactly once").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pandas as pd
+from pyspark.errors import StreamingQueryException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.functions import pandas_udf
+from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
+
+from oneid.conf import OneIdConfig
+from oneid.conf.models import KafkaConf
+from oneid.errors import ConfigError
+from oneid.realtime import lookup
+from oneid.realtime.delivery import Secret, deliver, load_secret
+from oneid.realtime.events import Event, parse_event
+from oneid.realtime.rules import KeyState, StreamEvent, process_events, tag_values
+from oneid.session import warehouse_root
+from oneid.standardize.hashing import load_key
+from oneid.standardize.records import junk_values
+from oneid.tables import table_exists, table_path
+
+logger = logging.getLogger(__name__)
+
+QUARANTINE_KEY = "!quarantine"
+QUERY_NAME = "oneid_realtime"
+ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+RESOLVED = (
+    "key string, oneid long, event_id string, time_ms long, name string, props string, "
+    "ids string, link string, reason string, map_version long"
+)
+OUTPUT = (
+    "kind string, key string, oneid long, event_id string, time_ms long, status string, "
+    "reason string, raw string, rule_id string, trigger_id string, body string, "
+    "kafka_partition int, kafka_offset long, map_version long"
+)
+STATE = "state string"
+TABLES = {
+    "realtime.triggers": (
+        "trigger_id string, rule_id string, key string, oneid long, event_id string, "
+        "event_time timestamp, status string, delivered boolean, attempts int, "
+        "http_status int, error string, delivered_at timestamp, batch_id long"
+    ),
+    "realtime.dead_letters": (
+        "trigger_id string, rule_id string, key string, payload string, error string, "
+        "attempts int, failed_at timestamp, batch_id long"
+    ),
+    "realtime.tags": None,  # columns from the tag declarations (tags_schema)
+    "realtime.links": (
+        "event_id string, key string, oneid long, identifiers string, oneids string, "
+        "event_time timestamp, batch_id long"
+    ),
+    "quarantine.realtime_events": (
+        "raw string, reason string, kafka_partition int, kafka_offset long, batch_id long"
+    ),
+    "realtime.batches": (
+        "batch_id long, read long, processed long, late long, quarantined long, "
+        "triggers long, sent long, delivered long, dead_letters long, skipped_redelivery long, "
+        "map_version long, finished_at timestamp, query_id string"
+    ),
+}
+
+
+def kafka_options(kafka: KafkaConf) -> dict[str, str]:
+    """Spark Kafka source options; SASL credentials read from the environment here."""
+    import os
+
+    options = {"kafka.bootstrap.servers": kafka.bootstrap_servers}
+    options["kafka.security.protocol"] = kafka.security_protocol
+    if kafka.sasl_mechanism:
+        user = os.environ.get(kafka.sasl_username_env or "", "")
+        password = os.environ.get(kafka.sasl_password_env or "", "")
+        if not user or not password:
+            raise ConfigError(
+                "kafka.sasl_mechanism is set: the environment variables named by "
+                "kafka.sasl_username_env and kafka.sasl_password_env must hold the credentials"
+            )
+        module = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule"
+            if kafka.sasl_mechanism == "PLAIN"
+            else "org.apache.kafka.common.security.scram.ScramLoginModule"
+        )
+        options["kafka.sasl.mechanism"] = kafka.sasl_mechanism
+        options["kafka.sasl.jaas.config"] = (
+            f'{module} required username="{user}" password="{password}";'
+        )
+    options.update({f"kafka.{k}": v for k, v in kafka.options.items()})
+    return options
+
+
+def checkpoint_dir(cfg: OneIdConfig) -> str:
+    return cfg.pipeline.realtime.checkpoint_dir or f"{warehouse_root(cfg)}/_streaming/realtime"
+
+
+def resolve_udf(cfg: OneIdConfig):
+    """The pandas UDF ``raw JSON → RESOLVED``. The HMAC key lives only in its closure."""
+    key = load_key(cfg.env.secrets)
+    junk = junk_values(cfg)
+    map_path = table_path(cfg, "identity.oneid_map")
+    priority = cfg.pipeline.identity.priority
+    refresh = cfg.pipeline.realtime.identity_refresh_seconds
+
+    def one(raw: str | None, version: int, index: dict) -> tuple:
+        parsed = parse_event(raw, key, junk)
+        if not isinstance(parsed, Event):
+            return (QUARANTINE_KEY, None, None, None, None, None, None, None, parsed, version)
+        found = lookup.resolve(parsed.identifiers, index, priority)
+        ids = [[i.id_type, i.masked] for i in parsed.identifiers]
+        link = None
+        if len(parsed.identifiers) > 1 and (len(found.oneids) > 1 or not all(found.known)):
+            link = json.dumps(
+                [
+                    [i.id_type, i.value_hash, o]
+                    for i, o in zip(parsed.identifiers, found.known, strict=True)
+                ]
+            )
+        props = json.dumps(parsed.properties, ensure_ascii=False, sort_keys=True)
+        return (
+            found.key,
+            found.oneid,
+            parsed.event_id,
+            parsed.time_ms,
+            parsed.name,
+            props,
+            json.dumps(ids, ensure_ascii=False),
+            link,
+            None,
+            version,
+        )
+
+    @pandas_udf(RESOLVED)
+    def oneid_resolve_events(raws: pd.Series) -> pd.DataFrame:
+        version, index = lookup.shared_cache(refresh).get(
+            map_path, lookup.ONEID_MAP_SQL, lookup.oneid_map_index, {}
+        )
+        rows = [one(raw, version, index) for raw in raws]
+        return pd.DataFrame(rows, columns=[f.split()[0] for f in RESOLVED.split(", ")])
+
+    return oneid_resolve_events
+
+
+class RealtimeProcessor(StatefulProcessor):
+    """Per key (OneID, provisional key, or the quarantine key): realtime tags and triggers.
+
+    State: one JSON value (:class:`KeyState`) with a TTL of ``state_ttl``. A processing-time
+    timer writes a ``realtime.tags`` row ``tags_every_seconds`` after the key's tags changed.
+    The state server is a socket away (each call a round trip), so a key costs one ``get``, one
+    ``update`` and, when its tags start to differ from the last row, one timer per batch.
+    """
+
+    def __init__(self, cfg: OneIdConfig) -> None:
+        conf = cfg.pipeline.realtime
+        self.conf = conf
+        self.facts = lookup.BatchFactsReader.for_conf(cfg)
+        self.tags_every_ms = int(conf.tags_every_seconds * 1000)
+        self.ttl_ms = conf_ttl_ms(cfg)
+        self.masked_ids = conf.webhook.payload_identifiers == "masked"
+        self.columns = [f.split()[0] for f in OUTPUT.split(", ")]
+
+    def init(self, handle: StatefulProcessorHandle) -> None:
+        self.handle = handle
+        # the state expires state_ttl after its last update (Spark's TTL, no timer of ours)
+        self.state = handle.getValueState("key_state", STATE, ttlDurationMs=self.ttl_ms)
+
+    def handleInputRows(self, key, rows, timerValues) -> Iterator[pd.DataFrame]:
+        (name,) = key
+        frame = pd.concat(list(rows), ignore_index=True)
+        if name == QUARANTINE_KEY:
+            out = [
+                _row(
+                    "event",
+                    name,
+                    status="quarantine",
+                    reason=r.reason,
+                    raw=r.raw,
+                    partition=r.kafka_partition,
+                    offset=r.kafka_offset,
+                    version=r.map_version,
+                )
+                for r in frame.itertuples(index=False)
+            ]
+            yield pd.DataFrame(out, columns=self.columns)
+            return
+        now = timerValues.getCurrentProcessingTimeInMs()
+        stored = self.state.get()  # one call to the state server per key and batch
+        held = KeyState.loads(stored[0] if stored else None)
+        frame = frame.sort_values(["time_ms", "kafka_partition", "kafka_offset"])
+        known = frame["oneid"].dropna()
+        oneid = int(known.iloc[-1]) if len(known) else None
+        events = [
+            StreamEvent(r.event_id, int(r.time_ms), r.name, json.loads(r.props))
+            for r in frame.itertuples(index=False)
+        ]
+        fired, late = process_events(
+            self.conf, held, events, oneid, self.facts.get(oneid), key=name
+        )
+        late_ids = {e.event_id for e in late}
+        ids_by_event = {r.event_id: r.ids for r in frame.itertuples(index=False)}
+        out = []
+        for r in frame.itertuples(index=False):
+            status = "late" if r.event_id in late_ids else "processed"
+            out.append(
+                _row(
+                    "event",
+                    name,
+                    oneid=oneid,
+                    event_id=r.event_id,
+                    time_ms=r.time_ms,
+                    status=status,
+                    partition=r.kafka_partition,
+                    offset=r.kafka_offset,
+                    version=r.map_version,
+                )
+            )
+            if r.link is not None:
+                out.append(
+                    _row(
+                        "link",
+                        name,
+                        oneid=oneid,
+                        event_id=r.event_id,
+                        time_ms=r.time_ms,
+                        body=r.link,
+                    )
+                )
+        for f in fired:
+            ids = json.loads(ids_by_event[f.event.event_id]) if self.masked_ids else None
+            body = _payload(f, name, oneid, self.conf.rules[f.rule_id].message, ids)
+            out.append(
+                _row(
+                    "trigger",
+                    name,
+                    oneid=oneid,
+                    event_id=f.event.event_id,
+                    time_ms=f.event.time_ms,
+                    status=f.status,
+                    rule_id=f.rule_id,
+                    trigger_id=f.trigger_id,
+                    body=body,
+                )
+            )
+        if len(events) > len(late) and not held.pending_ms:
+            held.pending_ms = now  # the tags changed: a realtime.tags row is due later
+            self.handle.registerTimer(now + self.tags_every_ms)
+        self.state.update((held.dumps(),))
+        yield pd.DataFrame(out, columns=self.columns)
+
+    def handleExpiredTimer(self, key, timerValues, expiredTimerInfo) -> Iterator[pd.DataFrame]:
+        """The key's tags are due in ``realtime.tags``."""
+        (name,) = key
+        stored = self.state.get()
+        if not stored:
+            return
+        held = KeyState.loads(stored[0])
+        held.pending_ms = 0
+        self.state.update((held.dumps(),))
+        yield pd.DataFrame([_tag_row(self.conf, name, held)], columns=self.columns)
+
+    def close(self) -> None:
+        pass
+
+
+def conf_ttl_ms(cfg: OneIdConfig) -> int:
+    from oneid.conf.realtime import duration_seconds
+
+    return duration_seconds(cfg.pipeline.realtime.state_ttl) * 1000
+
+
+def _row(kind: str, key: str, **values) -> dict:
+    return {
+        "kind": kind,
+        "key": key,
+        "oneid": values.get("oneid"),
+        "event_id": values.get("event_id"),
+        "time_ms": values.get("time_ms"),
+        "status": values.get("status"),
+        "reason": values.get("reason"),
+        "raw": values.get("raw"),
+        "rule_id": values.get("rule_id"),
+        "trigger_id": values.get("trigger_id"),
+        "body": values.get("body"),
+        "kafka_partition": values.get("partition"),
+        "kafka_offset": values.get("offset"),
+        "map_version": values.get("version"),
+    }
+
+
+def _tag_row(conf, key: str, held: KeyState) -> dict:
+    body = json.dumps({"as_of_ms": held.max_ms, "tags": tag_values(conf, held)}, ensure_ascii=False)
+    return _row("tags", key, time_ms=held.max_ms, body=body)
+
+
+def _payload(fired, key: str, oneid: int | None, message: str, ids: list | None) -> str:
+    """The webhook body: OneID or provisional key, the event, the rule's realtime tags; masked
+    identifiers only (or none). Built from event data only, so a resend is byte-identical."""
+    from oneid.realtime.rules import _iso
+
+    body = {
+        "trigger_id": fired.trigger_id,
+        "rule": fired.rule_id,
+        "message": message,
+        "oneid": oneid,
+        "key": key,
+        "provisional": oneid is None,
+        "event": {
+            "event_id": fired.event.event_id,
+            "name": fired.event.name,
+            "time": _iso(fired.event.time_ms),
+        },
+        "realtime_tags": fired.tags,
+    }
+    if ids is not None:
+        body["identifiers"] = [{"type": t, "masked": m} for t, m in ids]
+    return json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def realtime_frame(spark: SparkSession, cfg: OneIdConfig) -> DataFrame:
+    """The streaming frame of ``OUTPUT`` rows (before the sink)."""
+    conf = cfg.pipeline.realtime
+    spark.conf.set("spark.sql.streaming.stateStore.providerClass", ROCKSDB)
+    reader = spark.readStream.format("kafka")
+    for option, value in kafka_options(cfg.env.kafka).items():
+        reader = reader.option(option, value)
+    source = (
+        reader.option("subscribe", conf.events_topic)
+        .option("startingOffsets", conf.starting_offsets)
+        .option("maxOffsetsPerTrigger", str(conf.max_offsets_per_trigger))
+        .option("failOnDataLoss", "false")
+        .load()
+    )
+    resolved = source.select(
+        F.col("value").cast("string").alias("raw"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+    ).withColumn("r", resolve_udf(cfg)(F.col("raw")))
+    flat = resolved.select("raw", "kafka_partition", "kafka_offset", "r.*")
+    return flat.groupBy("key").transformWithStateInPandas(
+        statefulProcessor=RealtimeProcessor(cfg),
+        outputStructType=OUTPUT,
+        outputMode="Append",
+        timeMode="ProcessingTime",
+    )
+
+
+@dataclass
+class BatchReport:
+    batch_id: int
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class Sink:
+    """The ``foreachBatch`` sink: deliver, then record (idempotently per batch id)."""
+
+    def __init__(self, spark: SparkSession, cfg: OneIdConfig, secret: Secret) -> None:
+        self.spark = spark
+        self.cfg = cfg
+        self.secret = secret
+        self.query_id: str | None = None
+        self.reports: list[BatchReport] = []
+        self.last_batch = -1
+        self.map_version = -1
+
+    def _last_recorded_batch(self) -> int:
+        """The last batch of this query (its id survives restarts from the checkpoint) that
+        ``realtime.batches`` records as finished."""
+        if not table_exists(self.spark, self.cfg, "realtime.batches"):
+            return -1
+        found = (
+            self.spark.read.format("delta")
+            .load(table_path(self.cfg, "realtime.batches"))
+            .where(F.col("query_id") == self.query_id)
+            .agg(F.max("batch_id"))
+            .first()[0]
+        )
+        return -1 if found is None else int(found)
+
+    def __call__(self, frame: DataFrame, batch_id: int) -> None:
+        if self.query_id is None:
+            (query,) = [q for q in self.spark.streams.active if q.name == QUERY_NAME]
+            self.query_id = str(query.id)
+            self.last_batch = self._last_recorded_batch()
+        frame = frame.persist()
+        try:
+            self._write(frame, batch_id)
+        finally:
+            frame.unpersist()
+
+    def _write(self, frame: DataFrame, batch_id: int) -> None:
+        summary = (
+            frame.groupBy("kind", "status")
+            .agg(F.count("*").alias("n"), F.max("map_version").alias("v"))
+            .collect()
+        )
+        kinds = {(r["kind"], r["status"]): r["n"] for r in summary}
+        self.map_version = max((r["v"] for r in summary if r["v"] is not None), default=-1)
+        if not kinds:
+            return
+        if batch_id <= self.last_batch:
+            logger.info("batch %d is already recorded (a replay): nothing to do", batch_id)
+            return
+        triggers = frame.where("kind = 'trigger'").collect()
+        already = self._delivered_before(batch_id) if triggers else set()
+        to_send = [
+            (t["trigger_id"], t["body"].encode("utf-8"))
+            for t in triggers
+            if t["status"] == "send" and t["trigger_id"] not in already
+        ]
+        outcomes = {
+            o.trigger_id: o
+            for o in deliver(self.cfg.pipeline.realtime.webhook, self.secret, to_send)
+        }
+        if triggers:
+            self._record_triggers(triggers, outcomes, already, batch_id)
+        quarantined = frame.where("kind = 'event' AND status = 'quarantine'")
+        if kinds.get(("event", "quarantine")):
+            self._append(
+                quarantined.select("raw", "reason", "kafka_partition", "kafka_offset"),
+                "quarantine.realtime_events",
+                batch_id,
+            )
+        if kinds.get(("link", None)):
+            links = frame.where("kind = 'link'").select(
+                "event_id",
+                "key",
+                "oneid",
+                F.col("body").alias("identifiers"),
+                F.lit(None).cast("string").alias("oneids"),
+                F.timestamp_millis("time_ms").alias("event_time"),
+            )
+            self._append(links, "realtime.links", batch_id)
+        if kinds.get(("tags", None)):
+            self._append(
+                tags_rows(frame.where("kind = 'tags'"), self.cfg), "realtime.tags", batch_id
+            )
+        self._record_batch(kinds, outcomes, len(already), batch_id)
+
+    def _delivered_before(self, batch_id: int) -> set[str]:
+        """Trigger ids of this batch the table records as delivered (a replay after a crash
+        between recording the triggers and finishing the batch)."""
+        if not table_exists(self.spark, self.cfg, "realtime.triggers"):
+            return set()
+        rows = (
+            self.spark.read.format("delta")
+            .load(table_path(self.cfg, "realtime.triggers"))
+            .where(F.col("batch_id") == batch_id)
+            .where("delivered")
+            .select("trigger_id")
+            .collect()
+        )
+        return {r[0] for r in rows}
+
+    def _record_triggers(self, triggers, outcomes, already: set[str], batch_id: int) -> None:
+        rows, dead = [], []
+        for t in triggers:
+            o = outcomes.get(t["trigger_id"])
+            delivered = t["trigger_id"] in already or (o is not None and o.delivered)
+            rows.append(
+                (
+                    t["trigger_id"],
+                    t["rule_id"],
+                    t["key"],
+                    t["oneid"],
+                    t["event_id"],
+                    _ts(t["time_ms"]),
+                    "sent" if delivered else ("dead_letter" if o is not None else t["status"]),
+                    delivered,
+                    o.attempts if o else 0,
+                    o.http_status if o else None,
+                    o.error if o else None,
+                    _ts(o.delivered_at_ms) if o and o.delivered_at_ms else None,
+                    batch_id,
+                )
+            )
+            if o is not None and not o.delivered:
+                dead.append(
+                    (
+                        t["trigger_id"],
+                        t["rule_id"],
+                        t["key"],
+                        t["body"],
+                        o.error,
+                        o.attempts,
+                        _ts(int(time.time() * 1000)),
+                        batch_id,
+                    )
+                )
+        schema = TABLES["realtime.triggers"]
+        self._append(
+            self.spark.createDataFrame(rows, schema),
+            "realtime.triggers",
+            batch_id,
+            with_batch=False,
+        )
+        if dead:
+            self._append(
+                self.spark.createDataFrame(dead, TABLES["realtime.dead_letters"]),
+                "realtime.dead_letters",
+                batch_id,
+                with_batch=False,
+            )
+
+    def _record_batch(self, kinds, outcomes, skipped: int, batch_id: int) -> None:
+        count = lambda kind, status=None: sum(  # noqa: E731
+            n for (k, s), n in kinds.items() if k == kind and (status is None or s == status)
+        )
+        events = count("event")
+        row = (
+            batch_id,
+            events,
+            count("event", "processed") + count("event", "late"),
+            count("event", "late"),
+            count("event", "quarantine"),
+            count("trigger"),
+            count("trigger", "send"),
+            sum(o.delivered for o in outcomes.values()),
+            sum(not o.delivered for o in outcomes.values()),
+            skipped,
+            self.map_version,
+            _ts(int(time.time() * 1000)),
+            self.query_id,
+        )
+        self._append(
+            self.spark.createDataFrame([row], TABLES["realtime.batches"]),
+            "realtime.batches",
+            batch_id,
+            with_batch=False,
+        )
+        self.last_batch = batch_id
+        self.reports.append(BatchReport(batch_id, {f"{k}:{s}": n for (k, s), n in kinds.items()}))
+
+    def _append(self, frame: DataFrame, name: str, batch_id: int, with_batch: bool = True) -> None:
+        if with_batch:
+            frame = frame.withColumn("batch_id", F.lit(batch_id).cast("long"))
+        (
+            frame.write.format("delta")
+            .mode("append")
+            .option("mergeSchema", "true")
+            .option("txnAppId", f"oneid-realtime:{self.query_id}:{name}")
+            .option("txnVersion", batch_id)
+            .save(table_path(self.cfg, name))
+        )
+
+
+def tags_rows(frame: DataFrame, cfg: OneIdConfig) -> DataFrame:
+    """``realtime.tags`` rows: key, provisional, oneid, one column per declared tag, as_of."""
+    tags = cfg.pipeline.realtime.tags
+    kinds = {"count": "bigint", "sum": "double", "last_time": "string", "last_value": "string"}
+    body = F.from_json(
+        "body",
+        "as_of_ms bigint, tags struct<"
+        + ", ".join(f"`{t.name}`: {kinds[t.kind]}" for t in tags)
+        + ">",
+    )
+    columns = [
+        (
+            F.to_timestamp(F.col(f"b.tags.`{t.name}`"))
+            if t.kind == "last_time"
+            else F.col(f"b.tags.`{t.name}`")
+        ).alias(t.name)
+        for t in tags
+    ]
+    provisional = F.col("key").startswith(lookup.PROVISIONAL_PREFIX)
+    return frame.withColumn("b", body).select(
+        "key",
+        provisional.alias("provisional"),
+        F.when(~provisional, F.col("key").cast("long")).alias("oneid"),
+        *columns,
+        F.timestamp_millis("b.as_of_ms").alias("as_of"),
+    )
+
+
+def _ts(ms: int | None):
+    import datetime as dt
+
+    return None if ms is None else dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
+
+
+@dataclass
+class RealtimeRun:
+    query: StreamingQuery
+    sink: Sink
+
+
+def start_realtime(spark: SparkSession, cfg: OneIdConfig) -> RealtimeRun:
+    """Start the query (from its checkpoint when one exists); the caller waits or stops it."""
+    conf = cfg.pipeline.realtime
+    secret = load_secret(conf.webhook)
+    sink = Sink(spark, cfg, secret)
+    writer = (
+        realtime_frame(spark, cfg)
+        .writeStream.queryName(QUERY_NAME)
+        .option("checkpointLocation", checkpoint_dir(cfg))
+        .foreachBatch(sink)
+        .trigger(processingTime=f"{int(conf.trigger_seconds * 1000)} milliseconds")
+    )
+    query = writer.start()
+    logger.info("realtime query %s started (checkpoint %s)", query.id, checkpoint_dir(cfg))
+    return RealtimeRun(query, sink)
+
+
+def run_realtime(
+    spark: SparkSession,
+    cfg: OneIdConfig,
+    seconds: float | None = None,
+    stop: threading.Event | None = None,
+) -> RealtimeRun:
+    """Run until ``seconds`` pass or ``stop`` is set. A query that fails is restarted from its
+    checkpoint up to ``realtime.max_restarts`` times in a row (Spark 4.1.1's Kafka source fails
+    the first batch retried after a crash while reporting progress, SPARK-55271; the batch is
+    committed by then, so the restart goes on from the next one); then the error is raised."""
+    started = time.monotonic()
+    failures = 0
+    while True:
+        run = start_realtime(spark, cfg)
+        try:
+            while run.query.isActive:
+                if stop is not None and stop.is_set():
+                    return run
+                if seconds is not None and time.monotonic() - started >= seconds:
+                    return run
+                try:
+                    run.query.awaitTermination(0.5)
+                except StreamingQueryException:
+                    break  # handled below, from query.exception()
+        finally:
+            if run.query.isActive:
+                run.query.stop()
+        exc = run.query.exception()
+        if exc is None:
+            return run
+        failures = failures + 1 if not run.sink.reports else 1
+        if failures > cfg.pipeline.realtime.max_restarts:
+            raise exc
+        logger.warning("realtime query failed (%s); restarting from its checkpoint", exc)
+        time.sleep(min(2.0 * failures, 10.0))

@@ -1,0 +1,240 @@
+"""The realtime stage's pure parts: parsing and quarantine reasons, identity resolution with
+provisional keys, windowed tags, trigger rules (caps, quiet hours, holdouts, batch facts),
+the webhook's signature and retries, and the conf's checks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from oneid.conf.realtime import RealtimeConf
+from oneid.errors import ConfigError
+from oneid.realtime import lookup
+from oneid.realtime.delivery import Secret, deliver
+from oneid.realtime.events import Event, parse_event
+from oneid.realtime.receiver import WebhookReceiver
+from oneid.realtime.rules import (
+    CAPPED,
+    HOLDOUT,
+    QUIET,
+    SENT,
+    BatchFacts,
+    KeyState,
+    StreamEvent,
+    process_events,
+    tag_values,
+    trigger_id,
+)
+from oneid.standardize.hashing import HashKey, keyed_hash
+from oneid.standardize.normalize import normalize
+from tests.realtime_support import event, shanghai_ms
+from tests.support import small_config
+
+pytestmark = pytest.mark.unit
+
+KEY = HashKey(b"unit-test-key-0123456789abcdef", 1)
+RULES = {
+    "tags": [
+        {
+            "name": "eyelid_10m",
+            "kind": "count",
+            "event": "view_item",
+            "where": {"category": "双眼皮"},
+            "window": "10m",
+        },
+        {"name": "cart_24h", "kind": "sum", "event": "add_cart", "sum": "amount", "window": "24h"},
+        {
+            "name": "last_category",
+            "kind": "last_value",
+            "event": "view_item",
+            "property": "category",
+        },
+    ],
+    "rules": {
+        "consult": {
+            "on_event": {"event": "view_item", "where": {"category": "双眼皮"}},
+            "when": {
+                "and": [
+                    {"realtime_tag": "eyelid_10m", "op": "gte", "value": 2},
+                    {"not": {"tag": "orders_90d", "op": "gt", "value": 0}},
+                ]
+            },
+            "message": "consult_offer",
+            "cap": {"max": 1, "per": "day"},
+            "quiet_hours": {"start": "22:00", "end": "08:00"},
+        }
+    },
+}
+
+
+def conf(**changes) -> RealtimeConf:
+    return RealtimeConf.model_validate({**RULES, **changes})
+
+
+def view(event_id: str, at: str, category: str = "双眼皮") -> StreamEvent:
+    return StreamEvent(event_id, shanghai_ms(at), "view_item", {"category": category})
+
+
+def test_parse_event_normalises_and_hashes_with_the_standardize_code():
+    raw = event("e1", "2025-07-01 10:00", "view_item", {"phone": "+86 138-1234-5678"}, n=3)
+    parsed = parse_event(raw, KEY, {})
+    assert isinstance(parsed, Event)
+    value = normalize("phone", "+86 138-1234-5678").value
+    assert parsed.identifiers[0].value_hash == keyed_hash(KEY, value)
+    assert parsed.identifiers[0].masked == "138****5678"
+    assert parsed.time_ms == shanghai_ms("2025-07-01 10:00")
+    assert parsed.properties == {"n": "3"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("{", "unparseable"),
+        ("42", "not_an_object"),
+        ('{"time": 1, "name": "x", "ids": {"member_id": "M"}}', "missing_event_id"),
+        ('{"event_id": "e", "name": "x", "ids": {"member_id": "M"}}', "missing_time"),
+        (
+            '{"event_id": "e", "time": "yesterday", "name": "x", "ids": {"member_id": "M"}}',
+            "bad_time",
+        ),
+        ('{"event_id": "e", "time": 1, "ids": {"member_id": "M"}}', "missing_name"),
+        ('{"event_id": "e", "time": 1, "name": "x", "ids": {}}', "no_identifier"),
+        (
+            '{"event_id": "e", "time": 1, "name": "x", "ids": {"qq": "1"}}',
+            "unknown_identifier_type",
+        ),
+        (
+            '{"event_id": "e", "time": 1, "name": "x", "ids": {"device:idfa": "0000"}}',
+            "no_identifier:invalid_device",
+        ),
+    ],
+)
+def test_bad_events_get_a_reason(raw, reason):
+    assert parse_event(raw, KEY, {}) == reason
+
+
+def test_resolution_prefers_identity_priority_and_keys_the_unknown_provisionally():
+    parsed = parse_event(
+        event(
+            "e",
+            "2025-07-01 10:00",
+            "v",
+            {"member_id": "M1", "device:idfa": "6D92078A-8246-4BA4-AE5B-76104861E7DC"},
+        ),
+        KEY,
+        {},
+    )
+    member, device = sorted(parsed.identifiers, key=lambda i: i.id_type != "member_id")
+    index = {(device.id_type, device.value_hash): 7, (member.id_type, member.value_hash): 9}
+    priority = small_config("/tmp/unused").pipeline.identity.priority
+    found = lookup.resolve(parsed.identifiers, index, priority)
+    assert (found.key, found.oneid, found.oneids) == ("9", 9, (7, 9))  # a conflict, not merged
+    unknown = lookup.resolve(parsed.identifiers, {}, priority)
+    assert unknown.oneid is None and unknown.key.startswith(lookup.PROVISIONAL_PREFIX)
+    assert unknown == lookup.resolve(parsed.identifiers, {}, priority)  # stable
+
+
+def test_the_hand_case_fires_once_a_day_and_not_for_customers():
+    c = conf()
+    state = KeyState()
+    fired, late = process_events(
+        c,
+        state,
+        [
+            view("v1", "2025-07-01 10:00"),
+            view("v2", "2025-07-01 10:05"),
+            view("v3", "2025-07-01 10:06"),
+            view("v0", "2025-07-01 09:40"),
+        ],
+        oneid=5,
+        batch=BatchFacts(),
+    )
+    assert [(f.event.event_id, f.status) for f in fired] == [("v2", SENT), ("v3", CAPPED)]
+    assert fired[0].trigger_id == trigger_id("v2", "consult")
+    assert [e.event_id for e in late] == ["v0"]
+    # the next Shanghai day the cap is free again; 11 minutes apart is not "twice in 10 min"
+    fired, _ = process_events(
+        c, state, [view("w1", "2025-07-02 10:00"), view("w2", "2025-07-02 10:11")], 5, BatchFacts()
+    )
+    assert fired == []
+    fired, _ = process_events(c, state, [view("w3", "2025-07-02 10:12")], 5, BatchFacts())
+    assert [(f.event.event_id, f.status) for f in fired] == [("w3", SENT)]
+    customer = BatchFacts(tags={"orders_90d": 2})
+    fired, _ = process_events(
+        c, KeyState(), [view("x1", "2025-07-01 10:00"), view("x2", "2025-07-01 10:01")], 6, customer
+    )
+    assert fired == []
+
+
+def test_quiet_hours_and_holdouts_record_but_do_not_send():
+    fired, _ = process_events(
+        conf(),
+        KeyState(),
+        [view("q1", "2025-07-01 23:00"), view("q2", "2025-07-01 23:01")],
+        1,
+        BatchFacts(),
+    )
+    assert [f.status for f in fired] == [QUIET]
+    everyone = conf(
+        rules={"consult": {**RULES["rules"]["consult"], "holdout": 0.5, "quiet_hours": None}}
+    )
+    statuses = set()
+    for oneid in range(40):
+        fired, _ = process_events(
+            everyone,
+            KeyState(),
+            [view("h1", "2025-07-01 10:00"), view("h2", "2025-07-01 10:01")],
+            oneid,
+            BatchFacts(),
+        )
+        statuses.add(fired[0].status)
+    assert statuses == {SENT, HOLDOUT}
+
+
+def test_tags_over_sliding_windows_and_state_round_trip():
+    c = conf()
+    state = KeyState()
+    events = [
+        view("a", "2025-07-01 10:00"),
+        StreamEvent("b", shanghai_ms("2025-07-01 10:02"), "add_cart", {"amount": "10.5"}),
+        view("c", "2025-07-01 10:11", "护肤"),
+        StreamEvent("d", shanghai_ms("2025-07-02 09:00"), "add_cart", {"amount": "2"}),
+    ]
+    process_events(c, state, events, 1, BatchFacts())
+    state = KeyState.loads(state.dumps())
+    assert tag_values(c, state) == {"eyelid_10m": 0, "cart_24h": 12.5, "last_category": "护肤"}
+
+
+def test_conf_rejects_unknown_realtime_tags_and_bad_windows():
+    with pytest.raises(ValueError, match="unknown realtime_tag"):
+        conf(
+            rules={
+                "r": {
+                    "on_event": {"event": "x"},
+                    "message": "m",
+                    "when": {"realtime_tag": "nope", "op": "gt", "value": 1},
+                }
+            }
+        )
+    with pytest.raises(ValueError, match="duration"):
+        conf(tags=[{"name": "t", "kind": "count", "window": "ten minutes"}])
+    with pytest.raises(ConfigError, match="on_event"):
+        small_config("/tmp/unused", "realtime.rules.r.message=m")
+
+
+def test_webhook_is_signed_and_retried_and_a_lost_cause_is_a_dead_letter():
+    secret = Secret(b"s3cret-for-the-test")
+    with WebhookReceiver(secret, fail_first=2) as receiver:
+        webhook = conf().webhook.model_copy(update={"url": receiver.url, "backoff_seconds": 0.01})
+        body = json.dumps({"trigger_id": "t1"}).encode()
+        (outcome,) = deliver(webhook, secret, [("t1", body)])
+        assert (outcome.delivered, outcome.attempts) == (True, 3)
+        assert receiver.received.bodies == {"t1": body}
+        wrong = deliver(webhook, Secret(b"not-the-secret"), [("t2", body)])
+        assert (wrong[0].delivered, wrong[0].http_status, wrong[0].attempts) == (False, 401, 1)
+    assert "s3cret" not in repr(secret)
+    with pytest.raises(TypeError):
+        import pickle
+
+        pickle.dumps(secret)
