@@ -2,7 +2,8 @@
 
 - ``silver.identifiers``: one row per (source, record_key, id_type, value_hash), the value
   normalised by :mod:`oneid.standardize.normalize` and keyed-hashed (HMAC-SHA256, key version),
-  plus its masked display form.
+  plus its masked display form; :mod:`oneid.standardize.builtin` evaluates the common cases
+  with Spark built-ins, the Python normaliser the rest.
 - ``quarantine.identifiers``: identifiers that were rejected (invalid phone, junk device, ...)
   with the reason; ``ops.standardize_stats`` counts kept and dropped identifiers per reason.
 - ``silver.contacts`` / ``silver.orders`` / ``silver.events``: one row per (source, record_key),
@@ -26,7 +27,8 @@ from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import CURRENCY_COLUMN, SourceConf
 from oneid.errors import DataContractError
 from oneid.ingest.fields import currency_of, parse_field
-from oneid.standardize.hashing import load_key, normalize_and_hash
+from oneid.standardize.builtin import normalized_and_hashed
+from oneid.standardize.hashing import load_key
 from oneid.standardize.normalize import NORMALIZER_VERSION
 from oneid.standardize.records import event_time, identifier_rows, junk_values, latest_records
 from oneid.tables import overwrite, read_table_or_none, union_all
@@ -80,9 +82,7 @@ def _standardize(spark: SparkSession, cfg: OneIdConfig) -> StandardizeReport:
             "them under sources.<source>.identifiers"
         )
     key = load_key(cfg.env.secrets)
-    udf = normalize_and_hash(key, junk_values(cfg))
-    checked = union_all(extracted).withColumn("_h", udf(F.col("id_type"), F.col("raw_value")))
-    checked = checked.persist()
+    checked = normalized_and_hashed(spark, union_all(extracted), key, junk_values(cfg)).persist()
     try:
         good = (
             checked.where(F.col("_h.reason").isNull())
