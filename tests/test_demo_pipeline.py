@@ -162,3 +162,4 @@ def test_identity_accuracy_with_and_without_shared_devices(spark, demo):
     )
     assert unguarded.pairwise_precision < published.pairwise_precision - 0.05, unguarded
     print(f"without hub guard: {unguarded}")
+    truth.unpersist()

@@ -76,7 +76,7 @@ class Population:
     first_seen: np.ndarray  # local seconds
     n_orders: np.ndarray
     n_events: np.ndarray
-    n_devices: np.ndarray  # own devices (app users: 1..3)
+    n_devices: np.ndarray  # own devices (app users: 1..3; phone_login users: 0)
     device_hex: np.ndarray  # (n, DEVICE_SLOTS, 32) hex bytes of the devices
     device_ios: np.ndarray  # (n, DEVICE_SLOTS) device reports an IDFA (else an OAID)
     login_share: np.ndarray

@@ -15,6 +15,7 @@ from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import ComponentsConf
 from oneid.identity.components import connected_components
 from oneid.identity.graph import edges, record_nodes
+from oneid.identity.outputs import record_oneids
 from oneid.identity.plan import whole_graph_plan
 from oneid.identity.resolve import resolve
 
@@ -112,4 +113,4 @@ def resolved_record_oneids(
     plan = whole_graph_plan(spark, cfg, rows, nodes, None, lambda _phase: None)
     conf = cfg.pipeline.identity
     resolved = resolve(spark, conf, plan.vertices, plan.inside, plan.vertex_nodes, None, 0)
-    return plan.outputs(resolved.mapping).records
+    return record_oneids(plan.rows, resolved.mapping, plan.priority)

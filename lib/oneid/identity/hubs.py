@@ -41,9 +41,13 @@ def find_hubs(
     only, so a node's hub status can change only when one of its records changes.
     ``event_sources``: the sources whose records count once per set of identifiers.
     """
-    evidence = _evidence(incidence, event_sources)
-    held = evidence if scope is None else evidence.join(scope, "node_id", "left_semi")
-    per_node = held.groupBy("node_id", "id_type").agg(F.countDistinct("_evidence").alias("records"))
+    sets = _event_sets(incidence, event_sources)
+    held = sets if scope is None else sets.join(scope, "node_id", "left_semi")
+    # incidence has one row per (record, node): counting rows counts records; an event
+    # source's records count once per set of identifiers (countDistinct skips the NULLs)
+    per_node = held.groupBy("node_id", "id_type").agg(
+        (F.count(F.when(F.col("_set").isNull(), 1)) + F.countDistinct("_set")).alias("records")
+    )
     members = incidence.where(base_type() == "member_id").select(
         "source", "record_key", F.col("node_id").alias("member_node")
     )
@@ -88,20 +92,17 @@ def find_hubs(
     ).where(F.col("rule").isNotNull())
 
 
-def _evidence(incidence: DataFrame, event_sources: Collection[str]) -> DataFrame:
-    """``incidence`` with ``_evidence``: the record, or for an event source's record the set
-    of identifiers it holds (a 64-bit hash; a collision can only lower a count)."""
-    record = F.xxhash64("source", "record_key")
+def _event_sets(incidence: DataFrame, event_sources: Collection[str]) -> DataFrame:
+    """``incidence`` with ``_set``: for a record of an event source, its source and the set of
+    identifiers it holds (a 64-bit hash; a collision can only lower a count); NULL otherwise."""
     if not event_sources:
-        return incidence.withColumn("_evidence", record)
+        return incidence.withColumn("_set", F.lit(None).cast("long"))
     sets = (
         incidence.where(F.col("source").isin(*sorted(event_sources)))
         .groupBy("source", "record_key")
         .agg(F.xxhash64("source", F.array_sort(F.collect_list("node_id"))).alias("_set"))
     )
-    return incidence.join(sets, ["source", "record_key"], "left").withColumn(
-        "_evidence", F.coalesce("_set", record)
-    )
+    return incidence.join(sets, ["source", "record_key"], "left")
 
 
 def account_key_cuts(audit: DataFrame, conf: IdentityConf) -> dict[str, int]:
