@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pyspark.sql import functions as F
 
 from oneid.standardize.builtin import key_pads, normalized_and_hashed
 from oneid.standardize.hashing import HashKey, _normalized, keyed_hash
@@ -165,7 +164,7 @@ def test_both_paths_agree_on_a_large_random_sample(spark, tmp_path):
 
 def test_the_builtins_decide_the_common_inputs(spark):
     """Chinese mobiles, e-mails, IDFA / OAID and account ids stay in the JVM."""
-    from oneid.standardize.builtin import check
+    from oneid.standardize.builtin import with_checks
 
     common = [
         ("phone", "13812345678"),
@@ -180,8 +179,10 @@ def test_the_builtins_decide_the_common_inputs(spark):
     ]
     undecided = [("phone", "021-6123-4567"), ("email", "张@qq.com"), ("device:imei", "3568...")]
     frame = spark.createDataFrame(common + undecided, "id_type string, raw_value string")
-    decided = frame.select(check(F.col("id_type"), F.col("raw_value"), JUNK).decided.alias("d"))
-    assert [r.d for r in decided.collect()] == [True] * len(common) + [False] * len(undecided)
+    decided = with_checks(frame, JUNK).select("_decided")
+    assert [r._decided for r in decided.collect()] == [True] * len(common) + [False] * len(
+        undecided
+    )
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -51,16 +50,6 @@ _HEX = "[0-9A-F]"
 _UUID = f"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}"
 
 
-@dataclass(frozen=True)
-class Checked:
-    """Per row: the normalised ``value`` or the rejection ``reason``, and whether the built-ins
-    ``decided`` (false: the Python normaliser must)."""
-
-    value: Column
-    reason: Column
-    decided: Column
-
-
 def _full(pattern: str) -> str:
     return f"^(?:{pattern})\\z"
 
@@ -75,21 +64,66 @@ def _kind(id_type: Column) -> Column:
     return known.when(id_type.rlike(f"^(?:{namespaced}):.+"), F.lit("account"))
 
 
-def _phone(text: Column) -> tuple[Column, Column, Column]:
-    """(value, reason, decided) of a pre-checked phone text: Chinese mobiles only."""
+def _texts(kind: Column, text: Column, id_type: Column) -> dict[str, Column]:
+    """Stage 2: each rule's working text, only for the rows of its kind."""
     unsuffixed = F.regexp_extract(text, r"^(\+?[0-9]+)\.0+\z", 1)
-    text = F.when(F.length(unsuffixed) > 0, unsuffixed).otherwise(text)
+    member = F.regexp_extract(text, r"^([0-9]+)\.0+\z", 1)
+    return {
+        "_pt": F.when(
+            kind == "phone", F.when(F.length(unsuffixed) > 0, unsuffixed).otherwise(text)
+        ),
+        "_lower": F.when(kind == "email", F.lower(text)),
+        "_upper": F.when(kind.isin(*_DECIDED_DEVICES), F.upper(text)),
+        "_at": F.when(
+            kind == "account",
+            F.when((id_type == "member_id") & (F.length(member) > 0), member).otherwise(text),
+        ),
+    }
+
+
+def _parts(kind: Column) -> dict[str, Column]:
+    """Stage 3: phone digits, e-mail local part, device value."""
+    text = F.col("_pt")
     plus = text.startswith("+")
-    digits = F.regexp_replace(
-        F.when(plus, F.substring(text, 2, 1 << 20)).otherwise(text), r"[ \t\-.()/]+", ""
+    upper = F.col("_upper")
+    hex32 = F.regexp_replace(
+        upper,
+        rf"^({_HEX}{{8}})({_HEX}{{4}})({_HEX}{{4}})({_HEX}{{4}})({_HEX}{{12}})\z",
+        "$1-$2-$3-$4-$5",
     )
-    national = (
-        F.when(plus & digits.startswith("86"), F.substring(digits, 3, 1 << 20))
+    uuid = F.when(upper.rlike(rf"^{_UUID}\z"), upper).when(upper.rlike(rf"^{_HEX}{{32}}\z"), hex32)
+    device = (
+        F.when(kind == "android_id", F.when(upper.rlike(rf"^{_HEX}{{16}}\z"), upper))
+        .when(kind == "idfa", uuid)
+        .when(
+            kind == "oaid",
+            uuid.when(upper.rlike(rf"^(?:{_HEX}{{16}}|{_HEX}{{64}})\z"), upper),
+        )
+    )
+    return {
+        "_pd": F.regexp_replace(
+            F.when(plus, F.substring(text, 2, 1 << 20)).otherwise(text), r"[ \t\-.()/]+", ""
+        ),
+        "_local": F.substring_index(F.col("_lower"), "@", 1),
+        "_dv": F.when(F.length(F.col("_text")) <= 80, device),
+    }
+
+
+def _national() -> dict[str, Column]:
+    """Stage 4: the national number of a phone's digits."""
+    digits, plus = F.col("_pd"), F.col("_pt").startswith("+")
+    return {
+        "_pn": F.when(plus & digits.startswith("86"), F.substring(digits, 3, 1 << 20))
         .when(plus, F.lit(None))
         .when(digits.startswith("0086"), F.substring(digits, 5, 1 << 20))
         .when((F.length(digits) == 13) & digits.startswith("86"), F.substring(digits, 3, 1 << 20))
         .otherwise(digits)
-    )
+    }
+
+
+def _phone() -> tuple[Column, Column, Column]:
+    """(value, reason, decided) of a phone: Chinese mobiles only."""
+    text, digits, national = F.col("_pt"), F.col("_pd"), F.col("_pn")
     mobile = (
         (F.length(national) == 11)
         & national.startswith("1")
@@ -101,14 +135,13 @@ def _phone(text: Column) -> tuple[Column, Column, Column]:
         | ~text.rlike(r"^\+?[0-9 \t\-.()/]+\z")
         | ~digits.rlike(r"^[0-9]{1,20}\z")
     )
-    value = F.when(~bad & F.coalesce(mobile, F.lit(False)), F.concat(F.lit("+86"), national))
-    reason = F.when(bad, F.lit(INVALID_PHONE))
-    return value, reason, bad | value.isNotNull()
+    good = ~bad & F.coalesce(mobile, F.lit(False))
+    value = F.when(good, F.concat(F.lit("+86"), national))
+    return value, F.when(bad, F.lit(INVALID_PHONE)), bad | good
 
 
-def _email(text: Column) -> tuple[Column, Column, Column]:
-    lower = F.lower(text)
-    local = F.substring_index(lower, "@", 1)
+def _email() -> tuple[Column, Column, Column]:
+    text, lower, local = F.col("_text"), F.col("_lower"), F.col("_local")
     domain = F.substring(lower, F.length(local) + 2, 1 << 20)
     good = (
         (F.length(text) <= 254)
@@ -121,22 +154,8 @@ def _email(text: Column) -> tuple[Column, Column, Column]:
     return F.when(good, lower), F.when(~good, F.lit(INVALID_EMAIL)), F.lit(True)
 
 
-def _device(text: Column, kind: str) -> tuple[Column, Column, Column]:
-    upper = F.upper(text)
-    if kind == "android_id":
-        value = F.when(upper.rlike(rf"^{_HEX}{{16}}\z"), upper)
-    else:
-        hex32 = F.regexp_replace(
-            upper,
-            rf"^({_HEX}{{8}})({_HEX}{{4}})({_HEX}{{4}})({_HEX}{{4}})({_HEX}{{12}})\z",
-            "$1-$2-$3-$4-$5",
-        )
-        value = F.when(upper.rlike(rf"^{_UUID}\z"), upper).when(
-            upper.rlike(rf"^{_HEX}{{32}}\z"), hex32
-        )
-        if kind == "oaid":
-            value = value.when(upper.rlike(rf"^(?:{_HEX}{{16}}|{_HEX}{{64}})\z"), upper)
-    value = F.when(F.length(text) <= 80, value)
+def _device(kind: str) -> tuple[Column, Column, Column]:
+    value = F.col("_dv")
     junk = value.isin(*sorted(_DEVICE_JUNK[kind])) | F.regexp_replace(value, "-", "").rlike(
         r"^(.)\1*\z"
     )
@@ -144,43 +163,68 @@ def _device(text: Column, kind: str) -> tuple[Column, Column, Column]:
     return F.when(reason.isNull(), value), reason, F.lit(True)
 
 
-def _account(text: Column, id_type: Column) -> tuple[Column, Column, Column]:
-    digits = F.regexp_extract(text, r"^([0-9]+)\.0+\z", 1)
-    text = F.when((id_type == "member_id") & (F.length(digits) > 0), digits).otherwise(text)
+def _account() -> tuple[Column, Column, Column]:
+    text = F.col("_at")
     reason = F.when(F.length(text) > _MAX_ID, F.lit(INVALID_ID)).when(
         F.lower(text).isin(*sorted(JUNK_TOKENS)), F.lit(JUNK_VALUE)
     )
     return F.when(reason.isNull(), text), reason, F.lit(True)
 
 
-def check(id_type: Column, raw: Column, junk_values: Mapping[str, frozenset[str]]) -> Checked:
-    """The normaliser (and the conf blocklist, ``blocklisted``) as built-in expressions."""
-    kind = _kind(id_type)
-    printable = raw.rlike(r"^[ -~]*\z") & (F.length(raw) <= _MAX_RAW)
-    text = F.trim(raw)
-    token = (F.length(text) <= 9) & F.lower(text).isin(*sorted(JUNK_TOKENS))
+_WORK = ("_kind", "_text", "_pt", "_lower", "_upper", "_at", "_pd", "_local", "_dv", "_pn")
+_RULE = ("_rv", "_rr", "_rd", "_early", "_handled")
+
+
+def with_checks(frame: DataFrame, junk_values: Mapping[str, frozenset[str]]) -> DataFrame:
+    """``frame`` (``id_type``, ``raw_value`` strings) plus the normaliser's outcome as built-in
+    expressions: ``_value`` (normalised) or ``_reason``, and ``_decided`` (false: the Python
+    normaliser must decide the row). The conf blocklist gives ``blocklisted``, as in Python.
+
+    The rules build on columns of earlier projections, never on the expressions behind them:
+    nested expressions referenced several times grow a plan exponentially, while Spark keeps
+    apart a projection whose costly columns later ones read more than once."""
+    id_type, raw = F.col("id_type"), F.col("raw_value")
+    staged = frame.withColumns({"_kind": _kind(id_type), "_text": F.trim(raw)})
+    kind, text = F.col("_kind"), F.col("_text")
+    staged = staged.withColumns(_texts(kind, text, id_type))
+    staged = staged.withColumns(_parts(kind))
+    staged = staged.withColumns(_national())
     rules = {
-        "phone": _phone(text),
-        "email": _email(text),
-        "account": _account(text, id_type),
-        **{kind_name: _device(text, kind_name) for kind_name in _DECIDED_DEVICES},
+        "phone": _phone(),
+        "email": _email(),
+        "account": _account(),
+        **{name: _device(name) for name in _DECIDED_DEVICES},
     }
     value, reason, decided = F.lit(None), F.lit(None), F.lit(False)
     for name, (v, r, d) in rules.items():
         value = F.when(kind == name, v).otherwise(value)
         reason = F.when(kind == name, r).otherwise(reason)
         decided = F.when(kind == name, d).otherwise(decided)
+    printable = raw.rlike(r"^[ -~]*\z") & (F.length(raw) <= _MAX_RAW)
+    token = (F.length(text) <= 9) & F.lower(text).isin(*sorted(JUNK_TOKENS))
     early = F.when(raw.isNull(), F.lit(EMPTY)).when(F.length(text) == 0, F.lit(EMPTY))
-    early = early.when(token, F.lit(JUNK_VALUE))
-    handled = kind.isNotNull() & (raw.isNull() | printable)
-    reason = F.coalesce(early, reason)
-    value = F.when(early.isNull(), value)
-    blocked = _blocklisted(id_type, value, junk_values)
-    return Checked(
-        value=F.when(handled & ~blocked, value),
-        reason=F.when(handled, F.when(blocked, F.lit(BLOCKLISTED)).otherwise(reason)),
-        decided=handled & (early.isNotNull() | F.coalesce(decided, F.lit(False))),
+    staged = staged.withColumns(
+        {
+            "_rv": value,
+            "_rr": reason,
+            "_rd": F.coalesce(decided, F.lit(False)),
+            "_early": early.when(token, F.lit(JUNK_VALUE)),
+            "_handled": kind.isNotNull() & (raw.isNull() | printable),
+        },
     )
+    early, handled = F.col("_early"), F.col("_handled")
+    staged = staged.withColumns({"_rv": F.when(early.isNull(), F.col("_rv"))})
+    blocked = _blocklisted(id_type, F.col("_rv"), junk_values)
+    return staged.withColumns(
+        {
+            "_value": F.when(handled & ~blocked, F.col("_rv")),
+            "_reason": F.when(
+                handled,
+                F.when(blocked, F.lit(BLOCKLISTED)).otherwise(F.coalesce(early, F.col("_rr"))),
+            ),
+            "_decided": handled & (early.isNotNull() | F.col("_rd")),
+        },
+    ).drop(*_WORK, *_RULE)
 
 
 def _blocklisted(
@@ -254,21 +298,22 @@ def normalized_and_hashed(
 ) -> DataFrame:
     """``frame`` (with ``id_type``, ``raw_value`` strings) plus ``_h`` struct<value_hash,
     masked, reason>: the built-ins where they decide, the Python normaliser for the rest."""
+    columns = frame.columns
     if dict(frame.dtypes)["raw_value"] == "string":
-        checked = check(F.col("id_type"), F.col("raw_value"), junk_values)
+        checked = with_checks(frame, junk_values)
     else:  # typed cells (a Parquet number): the Python normaliser reads them as text
-        checked = Checked(F.lit(None), F.lit(None), F.lit(False))
+        checked = frame.withColumns(
+            {"_value": F.lit(None), "_reason": F.lit(None), "_decided": F.lit(False)}
+        )
     python = normalize_and_hash(key, junk_values)
-    with_pads = frame.crossJoin(F.broadcast(key_pads(spark, key)))
-    slow = python(F.col("id_type"), F.col("raw_value"), ~checked.decided)
-    value = checked.value
+    with_pads = checked.crossJoin(F.broadcast(key_pads(spark, key)))
+    value, decided = F.col("_value"), F.col("_decided")
+    slow = python(F.col("id_type"), F.col("raw_value"), ~decided)
     fast = F.struct(
         F.when(value.isNotNull(), hmac_sha256_hex(value, F.col("ipad"), F.col("opad"))).alias(
             "value_hash"
         ),
         F.when(value.isNotNull(), mask(F.col("id_type"), value)).alias("masked"),
-        checked.reason.alias("reason"),
+        F.col("_reason").alias("reason"),
     )
-    return with_pads.withColumn("_h", F.when(checked.decided, fast).otherwise(slow)).drop(
-        "ipad", "opad"
-    )
+    return with_pads.select(*columns, F.when(decided, fast).otherwise(slow).alias("_h"))
