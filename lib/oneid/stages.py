@@ -126,16 +126,23 @@ def _standardize_stage() -> Stage:
     def run(spark: SparkSession, cfg: OneIdConfig, args: argparse.Namespace) -> StageResult:
         from oneid.standardize.job import standardize
 
-        report = standardize(spark, cfg)
+        report = standardize(spark, cfg, args.full)
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(report.identifiers_by_reason.items()))
-        return StageResult(report.tables, (f"identifiers: {reasons}",))
+        return StageResult(report.tables, (report.mode, f"identifiers: {reasons}"))
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--full",
+            action="store_true",
+            help="rebuild silver from all of bronze, not only the records that changed",
+        )
 
     return Stage(
         name="standardize",
         help="bronze -> silver: normalised, keyed-hashed identifiers and typed facts",
-        add_arguments=lambda parser: None,
+        add_arguments=add_arguments,
         run=run,
-        demo_args=lambda cfg: [Namespace()],
+        demo_args=lambda cfg: [Namespace(full=False)],
     )
 
 

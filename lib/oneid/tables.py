@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DELETION_VECTORS = "delta.enableDeletionVectors"
+CHANGE_FEED = "delta.enableChangeDataFeed"
 ZONES = ("bronze", "quarantine", "silver", "identity", "gold", "audience", "ops", "realtime")
 WRITE_CONFLICTS = (
     ConcurrentAppendException,
@@ -97,6 +98,12 @@ def read_table(spark: SparkSession, cfg: OneIdConfig, name: str) -> DataFrame:
     return reader.load(table_path(cfg, name))
 
 
+def read_version(spark: SparkSession, cfg: OneIdConfig, name: str) -> int:
+    """The version :func:`read_table` reads: the pinned one inside a run, else the latest."""
+    version = PINS.get().get(name)
+    return table_version(spark, cfg, name) if version is None or version < 0 else version
+
+
 def read_table_or_none(spark: SparkSession, cfg: OneIdConfig, name: str) -> DataFrame | None:
     return read_table(spark, cfg, name) if table_exists(spark, cfg, name) else None
 
@@ -108,10 +115,13 @@ def replace_where(
     condition: str,
     partition_by: tuple[str, ...] = (),
     user_metadata: str | None = None,
+    change_feed: bool = False,
 ) -> None:
     """Atomically replace the rows matching ``condition`` (e.g. one batch or one ``dt``).
 
-    ``user_metadata`` tags the commit so a caller can find it in the table history.
+    ``user_metadata`` tags the commit so a caller can find it in the table history;
+    ``change_feed``: the table records its row changes (:data:`CHANGE_FEED`, set before the
+    write, so this write is in the feed).
     """
     path = table_path(cfg, name)
     writer = (
@@ -120,6 +130,10 @@ def replace_where(
         .option("replaceWhere", condition)
         .option("mergeSchema", "true")
     )
+    if change_feed:
+        writer = writer.option(CHANGE_FEED, "true")  # applies when the table is created
+        if DeltaTable.isDeltaTable(df.sparkSession, path):
+            enable_property(df.sparkSession, path, CHANGE_FEED)
     if user_metadata:
         writer = writer.option("userMetadata", user_metadata)
     if partition_by:
@@ -157,7 +171,7 @@ def overwrite(
     path = table_path(cfg, name)
     with_retries(lambda: writer.save(path), f"overwrite {name}")
     if deletion_vectors:
-        enable_deletion_vectors(df.sparkSession, path)
+        enable_property(df.sparkSession, path, DELETION_VECTORS)
     committed(name)
 
 
@@ -241,11 +255,12 @@ def _comparable(alias: str, column: str, kind: DataType) -> str:
     return f"array_sort(map_entries({ref}))" if isinstance(kind, MapType) else ref
 
 
-def enable_deletion_vectors(spark: SparkSession, path: str) -> None:
-    """Turn on Delta deletion vectors for a table (once; readers need Delta reader version 3)."""
+def enable_property(spark: SparkSession, path: str, name: str) -> None:
+    """Turn on a boolean Delta table property once (:data:`DELETION_VECTORS`: readers then need
+    Delta reader version 3; :data:`CHANGE_FEED`: later commits record their row changes)."""
     properties = DeltaTable.forPath(spark, path).detail().select("properties").first()[0]
-    if (properties or {}).get(DELETION_VECTORS) != "true":
-        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{DELETION_VECTORS}' = 'true')")
+    if (properties or {}).get(name) != "true":
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{name}' = 'true')")
 
 
 def table_version(spark: SparkSession, cfg: OneIdConfig, name: str) -> int:

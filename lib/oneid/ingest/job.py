@@ -179,6 +179,7 @@ def _ingest_batch(
             condition,
             partition_by=("_batch_id",),
             user_metadata=tag,
+            change_feed=True,  # standardize reads what changed from the feed
         )
         quarantine_cols = [c for c in checked.columns if c != "_malformed"]
         replace_where(

@@ -2,15 +2,17 @@
 
 - ``silver.identifiers``: one row per (source, record_key, id_type, value_hash), the value
   normalised by :mod:`oneid.standardize.normalize` and keyed-hashed (HMAC-SHA256, key version),
-  plus its masked display form.
+  plus its masked display form; :mod:`oneid.standardize.builtin` evaluates the common cases
+  with Spark built-ins, the Python normaliser the rest.
 - ``quarantine.identifiers``: identifiers that were rejected (invalid phone, junk device, ...)
   with the reason; ``ops.standardize_stats`` counts kept and dropped identifiers per reason.
 - ``silver.contacts`` / ``silver.orders`` / ``silver.events``: one row per (source, record_key),
   typed fields only; identifier and ``pii`` fields are left out. Duplicates collapse
   deterministically: the latest batch wins, ties broken by the row hash.
 
-Silver is rebuilt from all of bronze on every run (one Delta commit per table), so a re-run
-gives identical rows.
+A run standardizes the bronze records that changed since the last run and replaces their
+silver rows (one MERGE per table); ``--full`` rebuilds silver from all of bronze. Both give the
+same rows (:mod:`oneid.standardize.changes`).
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import CURRENCY_COLUMN, SourceConf
 from oneid.errors import DataContractError
 from oneid.ingest.fields import currency_of, parse_field
-from oneid.standardize.hashing import load_key, normalize_and_hash
+from oneid.standardize.builtin import normalized_and_hashed
+from oneid.standardize.changes import STATE_TABLE, fingerprints, plan_changes, state_rows
+from oneid.standardize.hashing import HashKey, load_key
 from oneid.standardize.normalize import NORMALIZER_VERSION
 from oneid.standardize.records import event_time, identifier_rows, junk_values, latest_records
-from oneid.tables import overwrite, read_table_or_none, union_all
+from oneid.tables import merge_keys, overwrite, read_table, read_table_or_none, union_all
 
 logger = logging.getLogger(__name__)
 
@@ -40,23 +44,28 @@ FACT_TABLES = {"contacts": "silver.contacts", "orders": "silver.orders", "events
 class StandardizeReport:
     tables: dict[str, int]
     identifiers_by_reason: dict[str, int]
+    mode: str = "full"
+    """``full: why`` or ``N source(s) changed: ...``."""
 
 
 STANDARDIZE_TABLES = (
     "silver.identifiers",
     "quarantine.identifiers",
     "ops.standardize_stats",
+    STATE_TABLE,
     *FACT_TABLES.values(),
 )
 
 
-def standardize(spark: SparkSession, cfg: OneIdConfig) -> StandardizeReport:
-    """Rebuild the silver tables from bronze, in one atomic run (:mod:`oneid.atomic`)."""
+def standardize(spark: SparkSession, cfg: OneIdConfig, full: bool = False) -> StandardizeReport:
+    """Bring silver up to date with bronze, in one atomic run (:mod:`oneid.atomic`): only the
+    records whose bronze rows changed since the last run, or all of them with ``full``
+    (:mod:`oneid.standardize.changes` says when a run is full anyway)."""
     with atomic_run(spark, cfg, "standardize", "standardize", STANDARDIZE_TABLES):
-        return _standardize(spark, cfg)
+        return _standardize(spark, cfg, full)
 
 
-def _standardize(spark: SparkSession, cfg: OneIdConfig) -> StandardizeReport:
+def _standardize(spark: SparkSession, cfg: OneIdConfig, full: bool) -> StandardizeReport:
     bronze = {
         name: frame
         for name in cfg.pipeline.sources
@@ -64,25 +73,93 @@ def _standardize(spark: SparkSession, cfg: OneIdConfig) -> StandardizeReport:
     }
     if not bronze:
         raise DataContractError("no bronze table found: run `oneid ingest --batch-id B` first")
-    latest = {name: latest_records(frame) for name, frame in bronze.items()}
     sources = cfg.pipeline.sources
-
-    tables: dict[str, int] = {}
+    if not any(sources[name].identifiers for name in bronze):
+        raise DataContractError(
+            "no declared source has identifiers, so no record can reach a person: declare "
+            "them under sources.<source>.identifiers"
+        )
+    key = load_key(cfg.env.secrets)
+    changes = plan_changes(
+        spark, cfg, bronze, fingerprints(cfg, key.version, NORMALIZER_VERSION), full
+    )
+    if not changes.full and not changes.sources:
+        logger.info("standardize: bronze has not changed since the last run; nothing to do")
+        return _report(
+            spark,
+            cfg,
+            _outcomes(read_table(spark, cfg, "ops.standardize_stats")),
+            "nothing changed",
+        )
+    latest = {name: latest_records(part.rows) for name, part in changes.sources.items()}
+    write = _Writer(cfg, changes.keys(), changes.full)
     strong = cfg.pipeline.identity.strong_types
     extracted = [
         identifier_rows(frame, sources[name], strong)
         for name, frame in latest.items()
         if sources[name].identifiers
     ]
-    if not extracted:
-        raise DataContractError(
-            "no declared source has identifiers, so no record can reach a person: declare "
-            "them under sources.<source>.identifiers"
-        )
-    key = load_key(cfg.env.secrets)
-    udf = normalize_and_hash(key, junk_values(cfg))
-    checked = union_all(extracted).withColumn("_h", udf(F.col("id_type"), F.col("raw_value")))
-    checked = checked.persist()
+    if extracted:
+        _write_identifiers(spark, write, union_all(extracted), key, junk_values(cfg))
+    for facts, table in FACT_TABLES.items():
+        frames = [
+            fact_rows(frame, name, sources[name])
+            for name, frame in latest.items()
+            if sources[name].facts == facts
+        ]
+        if frames:
+            write.facts(union_all(frames), table)
+    overwrite(state_rows(spark, cfg, changes, bronze), cfg, STATE_TABLE)
+    mode = "full" if changes.full else f"{len(changes.sources)} source(s) changed"
+    return _report(spark, cfg, _write_stats(spark, cfg), f"{mode}: {changes.why}")
+
+
+def _report(
+    spark: SparkSession, cfg: OneIdConfig, by_reason: dict[str, int], mode: str
+) -> StandardizeReport:
+    tables = {
+        "silver.identifiers": by_reason.get("kept", 0),
+        "quarantine.identifiers": sum(v for k, v in by_reason.items() if k != "kept"),
+    }
+    for table in FACT_TABLES.values():
+        if (frame := read_table_or_none(spark, cfg, table)) is not None:
+            tables[table] = frame.count()
+    return StandardizeReport(tables, by_reason, mode)
+
+
+@dataclass(frozen=True)
+class _Writer:
+    """Writes a run's rows: whole tables in a full run, else the rows of the changed records
+    (``keys``: source, record_key) in one MERGE per table."""
+
+    cfg: OneIdConfig
+    keys: DataFrame | None
+    full: bool
+
+    def replace(self, rows: DataFrame, name: str, keys: list[str]) -> None:
+        if self.full:
+            overwrite(rows, self.cfg, name, deletion_vectors=True)
+            return
+        current = read_table_or_none(rows.sparkSession, self.cfg, name)
+        if current is None:
+            overwrite(rows, self.cfg, name, deletion_vectors=True)
+            return
+        scope = current.join(self.keys, ["source", "record_key"], "left_semi").select(*keys)
+        merge_keys(rows, scope, self.cfg, name, keys)
+
+    def facts(self, rows: DataFrame, name: str) -> None:
+        self.replace(rows, name, ["source", "record_key"])
+
+
+def _write_identifiers(
+    spark: SparkSession,
+    write: _Writer,
+    extracted: DataFrame,
+    key: HashKey,
+    junk: dict[str, frozenset[str]],
+) -> None:
+    """``silver.identifiers`` and ``quarantine.identifiers`` of the extracted identifiers."""
+    checked = normalized_and_hashed(spark, extracted, key, junk).persist()
     try:
         good = (
             checked.where(F.col("_h.reason").isNull())
@@ -106,41 +183,36 @@ def _standardize(spark: SparkSession, cfg: OneIdConfig) -> StandardizeReport:
                 "batch_id",
             )
         )
-        overwrite(good, cfg, "silver.identifiers")
-        rejected = checked.where(F.col("_h.reason").isNotNull()).select(
-            "source",
-            "record_key",
-            "id_type",
-            "raw_value",
-            F.col("_h.reason").alias("reason"),
-            "batch_id",
+        write.replace(good, "silver.identifiers", ["source", "record_key", "id_type", "value_hash"])
+        rejected = (
+            checked.where(F.col("_h.reason").isNotNull())
+            .groupBy("source", "record_key", "id_type", "raw_value")
+            .agg(F.min("_h.reason").alias("reason"), F.max("batch_id").alias("batch_id"))
         )
-        overwrite(rejected, cfg, "quarantine.identifiers")
-        stats = checked.groupBy(
-            "source", "id_type", F.coalesce(F.col("_h.reason"), F.lit("kept")).alias("outcome")
-        ).count()
-        overwrite(stats, cfg, "ops.standardize_stats")
-        by_reason = {
-            row["outcome"]: row["n"]
-            for row in stats.groupBy("outcome").agg(F.sum("count").alias("n")).collect()
-        }
+        write.replace(
+            rejected, "quarantine.identifiers", ["source", "record_key", "id_type", "raw_value"]
+        )
     finally:
         checked.unpersist()
-    tables["silver.identifiers"] = by_reason.get("kept", 0)
-    tables["quarantine.identifiers"] = sum(v for k, v in by_reason.items() if k != "kept")
 
-    for facts, table in FACT_TABLES.items():
-        frames = [
-            fact_rows(frame, name, sources[name])
-            for name, frame in latest.items()
-            if sources[name].facts == facts
-        ]
-        if not frames:
-            continue
-        result = union_all(frames)
-        overwrite(result, cfg, table)
-        tables[table] = read_table_or_none(spark, cfg, table).count()
-    return StandardizeReport(tables, by_reason)
+
+def _write_stats(spark: SparkSession, cfg: OneIdConfig) -> dict[str, int]:
+    """``ops.standardize_stats`` from the tables as they now are; identifiers per outcome."""
+    kept = read_table(spark, cfg, "silver.identifiers").select(
+        "source", "id_type", F.lit("kept").alias("outcome")
+    )
+    dropped = read_table(spark, cfg, "quarantine.identifiers").select(
+        "source", "id_type", F.col("reason").alias("outcome")
+    )
+    stats = kept.unionByName(dropped).groupBy("source", "id_type", "outcome").count()
+    overwrite(stats, cfg, "ops.standardize_stats")
+    return _outcomes(stats)
+
+
+def _outcomes(stats: DataFrame) -> dict[str, int]:
+    """Identifiers per outcome (``kept`` or a reason) of ``ops.standardize_stats`` rows."""
+    totals = stats.groupBy("outcome").agg(F.sum("count").alias("n")).collect()
+    return {row["outcome"]: row["n"] for row in totals}
 
 
 def fact_rows(frame: DataFrame, name: str, source: SourceConf) -> DataFrame:

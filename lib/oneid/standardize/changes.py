@@ -1,0 +1,199 @@
+"""What a standardize run must redo: the bronze records that changed since the last run.
+
+Standardize remembers, per source, the bronze version it last read and a fingerprint of all
+that shapes silver (the source's conf, the strong types, the junk values, the HMAC key's version
+and the normaliser's version) in ``ops.standardize_state``. A run then reads each bronze table's
+change feed from the version after that one:
+
+- a source with no new version is skipped;
+- when every change is an insert of batches that sort after the last batch read (the daily
+  case), the new rows are all standardize needs: they win over older rows of their records;
+- otherwise (a replayed batch, a batch id that sorts earlier) the changed records are read
+  again from all of bronze, so the latest row of each record wins as in a full run.
+
+A run is full (silver rebuilt from all of bronze) with ``--full``, on the first run, when a
+fingerprint differs, when a source was added or removed, or when a change feed does not reach
+back to the version read last (it was off, or vacuumed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from oneid.conf import OneIdConfig
+from oneid.tables import read_table_or_none, read_version, table_path
+
+logger = logging.getLogger(__name__)
+
+STATE_TABLE = "ops.standardize_state"
+_FEED_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+
+
+@dataclass(frozen=True)
+class SourceChanges:
+    """One source's part of a run: ``rows`` to standardize (all of its bronze in a full run),
+    ``keys`` (``source``, ``record_key``) whose silver rows they replace (None in a full run)."""
+
+    rows: DataFrame
+    keys: DataFrame | None
+    version: int
+
+
+@dataclass(frozen=True)
+class Changes:
+    """The sources a run standardizes; ``full``: silver is rebuilt (``why`` says why)."""
+
+    full: bool
+    why: str
+    sources: dict[str, SourceChanges]
+    fingerprints: dict[str, str]
+
+    def keys(self) -> DataFrame | None:
+        """(source, record_key) of every changed record (None in a full run or with none)."""
+        frames = [c.keys for c in self.sources.values() if c.keys is not None]
+        if not frames:
+            return None
+        union = frames[0]
+        for frame in frames[1:]:
+            union = union.unionByName(frame)
+        return union
+
+
+def fingerprints(cfg: OneIdConfig, key_version: str, normalizer_version: str) -> dict[str, str]:
+    """Per source, a digest of everything that shapes its silver rows."""
+    common = {
+        "strong": list(cfg.pipeline.identity.strong_types),
+        "junk": {k: sorted(v) for k, v in cfg.pipeline.standardize.junk_values.items()},
+        "key_version": key_version,
+        "normalizer": normalizer_version,
+    }
+    digests = {}
+    for name, source in cfg.pipeline.sources.items():
+        shape = {"source": source.model_dump(mode="json"), **common}
+        text = json.dumps(shape, sort_keys=True, default=str)
+        digests[name] = hashlib.sha256(text.encode()).hexdigest()
+    return digests
+
+
+def plan_changes(
+    spark: SparkSession,
+    cfg: OneIdConfig,
+    bronze: Mapping[str, DataFrame],
+    digests: Mapping[str, str],
+    full: bool,
+) -> Changes:
+    """What this run standardizes (see the module's docstring)."""
+    versions = {name: read_version(spark, cfg, f"bronze.{name}") for name in bronze}
+    state = _state(spark, cfg)
+    why = _full_because(state, bronze, digests, full)
+    if why is None:
+        changed: dict[str, SourceChanges] = {}
+        for name, frame in bronze.items():
+            last = state[name]
+            if versions[name] == last["bronze_version"]:
+                continue
+            feed = _feed(spark, cfg, name, last["bronze_version"] + 1, versions[name])
+            if feed is None:
+                why = f"bronze.{name}'s change feed does not reach back to its last read version"
+                break
+            changed[name] = _source_changes(frame, feed, last["max_batch_id"], versions[name])
+        else:
+            return Changes(False, "changes since the last run", changed, dict(digests))
+    logger.info("standardize: full run (%s)", why)
+    everything = {
+        name: SourceChanges(frame, None, versions[name]) for name, frame in bronze.items()
+    }
+    return Changes(True, why, everything, dict(digests))
+
+
+def state_rows(
+    spark: SparkSession, cfg: OneIdConfig, changes: Changes, bronze: Mapping[str, DataFrame]
+) -> DataFrame:
+    """``ops.standardize_state`` after this run: per source the bronze version read, its last
+    batch id and its fingerprint (sources this run skipped keep their row)."""
+    previous = {} if changes.full else _state(spark, cfg)
+    rows = []
+    for name, frame in bronze.items():
+        part = changes.sources.get(name)
+        if part is None:
+            kept = previous[name]
+            rows.append((name, kept["bronze_version"], kept["max_batch_id"], kept["fingerprint"]))
+        else:
+            last = frame.agg(F.max("_batch_id")).first()[0]
+            rows.append((name, part.version, last, changes.fingerprints[name]))
+    frame = spark.createDataFrame(
+        rows, "source string, bronze_version long, max_batch_id string, fingerprint string"
+    )
+    return frame.withColumn("standardized_at", F.current_timestamp())
+
+
+def _state(spark: SparkSession, cfg: OneIdConfig) -> dict[str, dict]:
+    frame = read_table_or_none(spark, cfg, STATE_TABLE)
+    return {} if frame is None else {row["source"]: row.asDict() for row in frame.collect()}
+
+
+def _full_because(
+    state: Mapping[str, dict],
+    bronze: Mapping[str, DataFrame],
+    digests: Mapping[str, str],
+    full: bool,
+) -> str | None:
+    if full:
+        return "--full"
+    if not state:
+        return "first run"
+    if set(state) != set(bronze):
+        return f"sources changed: {sorted(set(state) ^ set(bronze))}"
+    for name in bronze:
+        if state[name]["fingerprint"] != digests[name]:
+            return f"{name}: conf, key or normaliser changed since the last run"
+    return None
+
+
+def _feed(
+    spark: SparkSession, cfg: OneIdConfig, name: str, start: int, end: int
+) -> DataFrame | None:
+    """Bronze's change feed from ``start`` to ``end`` (both included), or None if unreadable."""
+    reader = (
+        spark.read.format("delta")
+        .option("readChangeFeed", "true")
+        .option("startingVersion", start)
+        .option("endingVersion", end)
+    )
+    try:
+        feed = reader.load(table_path(cfg, f"bronze.{name}"))
+        feed.limit(0).collect()  # resolves the feed's range now: fails if it is not there
+    except AnalysisException as exc:
+        logger.info("bronze.%s change feed %d..%d: %s", name, start, end, exc)
+        return None
+    return feed
+
+
+def _source_changes(
+    bronze: DataFrame, feed: DataFrame, last_batch: str | None, version: int
+) -> SourceChanges:
+    """The rows to standardize for one source's changes, and the records they replace."""
+    summary = feed.agg(
+        F.count(F.when(F.col("_change_type") != "insert", 1)).alias("other"),
+        F.min("_batch_id").alias("first_batch"),
+    ).first()
+    keys = feed.select(F.col("_source").alias("source"), F.col("_record_key").alias("record_key"))
+    keys = keys.distinct()
+    appended = summary["other"] == 0 and (
+        last_batch is None or summary["first_batch"] is None or summary["first_batch"] > last_batch
+    )
+    if appended:
+        rows = feed.where(F.col("_change_type") == "insert").drop(*_FEED_COLUMNS)
+    else:
+        rows = bronze.join(
+            keys.select(F.col("record_key").alias("_record_key")), "_record_key", "left_semi"
+        )
+    return SourceChanges(rows, keys, version)
