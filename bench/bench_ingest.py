@@ -97,7 +97,12 @@ def _new_events(folder: Path, count: int, tag: str) -> int:
     for path in sorted(folder.glob("*.json*")):
         with path.open(encoding="utf-8") as handle:
             for line in handle:
-                event = json.loads(line)
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue  # the demo's deliberately broken lines
+                if not isinstance(event, dict) or "event_id" not in event:
+                    continue
                 event["event_id"] = f"{event['event_id']}-{tag}"
                 lines.append(json.dumps(event, ensure_ascii=False))
                 if len(lines) == count:

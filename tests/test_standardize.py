@@ -8,6 +8,7 @@ import hmac
 import pytest
 from pyspark.sql import functions as F
 
+from oneid.identity.job import resolve_identities
 from oneid.ingest.job import ingest
 from oneid.standardize.builtin import normalized_and_hashed
 from oneid.standardize.hashing import load_key
@@ -232,6 +233,7 @@ def _crm_config(tmp_path, junk: list[str]):
     pipeline = {
         "sources": {"crm": _crm_source(crm)},
         "standardize": {"junk_values": {"email": junk}},
+        "identity": {"incremental_min_identifiers": 0},  # incremental on a tiny graph
     }
     return crm, config_for(tmp_path, pipeline)
 
@@ -251,11 +253,16 @@ def test_a_run_redoes_only_what_changed_and_equals_a_full_run(spark, tmp_path, m
     )
     ingest(spark, cfg, "b1")
     assert standardize(spark, cfg).mode == "full: first run"
+    resolve_identities(spark, cfg, "r1")
 
-    def same_as_full(expected_mode: str) -> None:
+    def same_as_full(expected_mode: str, identity_run: str | None = None) -> None:
         report = standardize(spark, cfg)
         assert report.mode == expected_mode
         incremental = _snapshot(spark, cfg)
+        if identity_run:  # identity finds the changed records in silver's change feed
+            run = resolve_identities(spark, cfg, identity_run)
+            assert (run.full, run.stats["changes_from"]) == (False, "change feed")
+            assert run.stats["changed_records"] == 2
         full = standardize(spark, cfg, full=True)
         assert full.mode == "full: --full"
         assert _snapshot(spark, cfg) == incremental
@@ -270,7 +277,12 @@ def test_a_run_redoes_only_what_changed_and_equals_a_full_run(spark, tmp_path, m
         encoding="utf-8",
     )
     ingest(spark, cfg, "b2")
-    same_as_full("1 source(s) changed: changes since the last run")
+    same_as_full("1 source(s) changed: changes since the last run", identity_run="r2")
+    mapping = sorted(tuple(r) for r in read_table(spark, cfg, "identity.oneid_map").collect())
+    resolve_identities(spark, cfg, "r3", full=True)  # on the silver --full rewrote
+    assert sorted(tuple(r) for r in read_table(spark, cfg, "identity.oneid_map").collect()) == (
+        mapping
+    )
     silver = read_table(spark, cfg, "silver.identifiers")
     assert silver.where("record_key = 'M2' AND id_type = 'phone'").count() == 1
     assert standardize(spark, cfg).mode == "nothing changed"

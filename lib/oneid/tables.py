@@ -157,21 +157,26 @@ def overwrite(
     name: str,
     partition_by: tuple[str, ...] = (),
     deletion_vectors: bool = False,
+    change_feed: bool = False,
 ) -> None:
     """Replace a whole table in one Delta commit (readers see the old or the new version).
 
-    ``deletion_vectors``: the table will take :func:`merge_keys` (turned on once, at creation
-    or by one extra commit).
+    ``deletion_vectors``: the table will take :func:`merge_keys`; ``change_feed``: its later
+    commits record their row changes (:func:`change_feed`). Each is turned on once, at creation
+    or by one extra commit.
     """
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
-    if deletion_vectors:
-        writer = writer.option(DELETION_VECTORS, "true")  # applies when the table is created
+    properties = [
+        p for p, on in ((DELETION_VECTORS, deletion_vectors), (CHANGE_FEED, change_feed)) if on
+    ]
+    for prop in properties:
+        writer = writer.option(prop, "true")  # applies when the table is created
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     path = table_path(cfg, name)
     with_retries(lambda: writer.save(path), f"overwrite {name}")
-    if deletion_vectors:
-        enable_property(df.sparkSession, path, DELETION_VECTORS)
+    for prop in properties:
+        enable_property(df.sparkSession, path, prop)
     committed(name)
 
 
@@ -267,6 +272,50 @@ def table_version(spark: SparkSession, cfg: OneIdConfig, name: str) -> int:
     """The latest commit version of a Delta table."""
     history = DeltaTable.forPath(spark, table_path(cfg, name)).history(1)
     return int(history.select("version").first()[0])
+
+
+FEED_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+"""Columns Delta's change data feed adds to a table's rows."""
+
+
+def change_feed(
+    spark: SparkSession,
+    cfg: OneIdConfig,
+    name: str,
+    after: int,
+    until: int,
+    only: frozenset[str] = frozenset(),
+) -> DataFrame | None:
+    """The row changes of the commits after version ``after`` up to ``until`` (Delta's change
+    data feed, :data:`FEED_COLUMNS` added), or None when the feed cannot give them: it was not
+    on for every commit of the range, or its files were vacuumed, or ``only`` names the
+    operations allowed and a commit of the range did another (a full overwrite would mark every
+    row as changed). Reading one column of the feed here is the check."""
+    path = table_path(cfg, name)
+    if until <= after:
+        empty = read_table(spark, cfg, name).limit(0)
+        kinds = dict(zip(FEED_COLUMNS, ("string", "long", "timestamp"), strict=True))
+        return empty.withColumns({c: F.lit(None).cast(k) for c, k in kinds.items()})
+    if only:
+        history = DeltaTable.forPath(spark, path).history()
+        done = history.where(f"version > {after} AND version <= {until}").select("operation")
+        others = {row.operation for row in done.distinct().collect()} - only
+        if others:
+            logger.info("%s: no change feed over %d..%d (%s)", name, after, until, others)
+            return None
+    feed = (
+        spark.read.format("delta")
+        .option("readChangeFeed", "true")
+        .option("startingVersion", after + 1)
+        .option("endingVersion", until)
+        .load(path)
+    )
+    try:
+        feed.select("_commit_version").limit(1).collect()
+    except Exception as exc:  # any failure means: no feed here, the caller reads everything
+        logger.info("%s: no change feed over %d..%d (%s)", name, after, until, exc)
+        return None
+    return feed
 
 
 def with_retries(action: Callable[[], T], what: str, attempts: int = 4) -> T:

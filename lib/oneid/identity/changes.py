@@ -1,9 +1,11 @@
 """What changed since the last run: records whose silver rows differ from identity.incidence.
 
-Every incidence row keeps the hash of the silver row it came from (type, keyed hash, strength,
-event time), so one join of the two tables on (record, row hash) finds the records that are new,
-gone or different, without looking up any identifier. Everything else a run recomputes is
-reached from these records.
+``silver.identifiers``' change feed names them when it covers every commit since the last run
+and those were MERGEs of an incremental standardize (:func:`records_in_feed`). Otherwise every
+incidence row keeps the hash of the silver row it came from (type, keyed hash, strength, event
+time), so one join of the two tables on (record, row hash) finds the records that are new, gone
+or different, without looking up any identifier (:func:`changed_records`). Everything else a run
+recomputes is reached from these records.
 """
 
 from __future__ import annotations
@@ -45,6 +47,23 @@ def changed_records(silver: DataFrame, incidence: DataFrame) -> tuple[Keys, Data
         .drop("_record")
     )
     records = Keys.of(rows.select(*RECORD_KEY).unionByName(old_rows.select(*RECORD_KEY)))
+    return records, rows, old_rows
+
+
+FEED_OPERATIONS = frozenset({"MERGE", "SET TBLPROPERTIES"})
+"""Commits of ``silver.identifiers`` whose change feed names exactly the records they changed
+(a full rewrite names every record: then :func:`changed_records` is cheaper)."""
+
+
+def records_in_feed(
+    feed: DataFrame, silver: DataFrame, incidence: DataFrame
+) -> tuple[Keys, DataFrame, DataFrame]:
+    """As :func:`changed_records`, for the records that ``silver.identifiers``' change ``feed``
+    names: no pass over every row of both tables. A record the feed names without a change
+    (rewritten the same) is recomputed the same; none is missed."""
+    records = Keys.of(feed.select(*RECORD_KEY))
+    rows = materialize(silver.join(records.hint(), RECORD_KEY, "left_semi"))
+    old_rows = materialize(incidence.join(records.hint(), RECORD_KEY, "left_semi"))
     return records, rows, old_rows
 
 

@@ -20,7 +20,13 @@ from oneid.checkpoint import materialize
 from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import IdentityConf
 from oneid.identity.affected import affected_nodes
-from oneid.identity.changes import Change, changed_records, incremental_change
+from oneid.identity.changes import (
+    FEED_OPERATIONS,
+    Change,
+    changed_records,
+    incremental_change,
+    records_in_feed,
+)
 from oneid.identity.graph import RECORD_KEY, edges, record_nodes, touching
 from oneid.identity.hubs import find_hubs
 from oneid.identity.keys import Keys, hinted
@@ -29,7 +35,7 @@ from oneid.identity.plan import Clock, Plan, Published, extend_nodes
 from oneid.identity.publish import MERGE_KEYS, STATE_TABLES, Write
 from oneid.identity.stats import changed_identifiers
 from oneid.standardize.hashing import load_key
-from oneid.tables import read_table, table_exists, table_version
+from oneid.tables import change_feed, read_table, read_version, table_exists, table_version
 
 logger = logging.getLogger(__name__)
 
@@ -276,6 +282,21 @@ class IncrementalPlan(Plan):
         return writes
 
 
+def _silver_feed(spark: SparkSession, cfg: OneIdConfig, last: dict) -> DataFrame | None:
+    """``silver.identifiers``' changes since the silver version the last run read, when its
+    change feed gives them (:data:`FEED_OPERATIONS`)."""
+    since = last.get("silver_version")
+    if since is None:
+        return None
+    now = read_version(spark, cfg, "silver.identifiers")
+    feed = change_feed(spark, cfg, "silver.identifiers", int(since), now, FEED_OPERATIONS)
+    logger.info(
+        "identity: changed records %s",
+        "from the change feed" if feed is not None else "by a join with silver",
+    )
+    return feed
+
+
 def incremental_plan(
     spark: SparkSession,
     cfg: OneIdConfig,
@@ -288,7 +309,12 @@ def incremental_plan(
     """The changed records, the hubs and edges of the nodes they touch, the affected scope."""
     conf = cfg.pipeline.identity
     old_incidence = read_table(spark, cfg, "identity.incidence")
-    changed, silver, old_rows = changed_records(identifiers, old_incidence)
+    feed = _silver_feed(spark, cfg, last)
+    changes_from = "silver join" if feed is None else "change feed"
+    if feed is None:
+        changed, silver, old_rows = changed_records(identifiers, old_incidence)
+    else:
+        changed, silver, old_rows = records_in_feed(feed, identifiers, old_incidence)
     changed_rows = silver.count()  # materialised: a cheap count
     nodes = extend_nodes(spark, cfg, silver, run_id, changed_rows)
     rows = materialize(record_nodes(hinted(silver, changed_rows), nodes))
@@ -324,6 +350,7 @@ def incremental_plan(
         previous=previous,
         changed_records=change.records.size,
         priority=conf.priority,
+        changes_from=changes_from,
         change=change,
         scope=scope,
         previous_map=previous_map,

@@ -31,7 +31,7 @@ from oneid.identity.resolve import Resolution, resolve
 from oneid.identity.runs import History, run_history, stats_row
 from oneid.identity.stats import gates, oneid_sizes, size_figures
 from oneid.session import remove_checkpoint_dir
-from oneid.tables import append, read_table_or_none, table_version
+from oneid.tables import append, read_table_or_none, read_version, table_version
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ def _run(
     publish(cfg, plan.writes(mapping, published), changes.withColumn("run_id", F.lit(run_id)))
     clock("publish")
     stats["incidence_version"] = table_version(spark, cfg, "identity.incidence")
+    stats["silver_version"] = read_version(spark, cfg, "silver.identifiers")
     append(stats_row(spark, run_id, plan.full, True, stats, checks), cfg, "identity.run_stats")
     counts = {r.kind: r["count"] for r in changes.groupBy("kind").count().collect()}
     logger.info("identity run %s: %s; changes %s", run_id, stats, counts)
@@ -174,6 +175,7 @@ def _figures(
         "weak_merge_rounds": resolved.weak_rounds,
         "max_oneid": max(figures["max_oneid"], minted),
         "changed_records": plan.changed_records,
+        "changes_from": plan.changes_from,
         "recomputed_identifiers": plan.vertices.size,
         "conf_hash": inc.conf_hash(conf),
         "histogram": figures["histogram"],

@@ -79,6 +79,9 @@ class Plan:
     """(node_id, oneid) the nodes the run recomputes had; ``None`` on the first run."""
     changed_records: int
     priority: tuple[str, ...]
+    changes_from: str = "all"
+    """How the run found the changed records: ``all`` (a full run), ``change feed`` or
+    ``silver join`` (:mod:`oneid.identity.changes`)."""
 
     @property
     def full(self) -> bool:

@@ -24,17 +24,15 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from oneid.conf import OneIdConfig
-from oneid.tables import read_table_or_none, read_version, table_path
+from oneid.tables import FEED_COLUMNS, change_feed, read_table_or_none, read_version
 
 logger = logging.getLogger(__name__)
 
 STATE_TABLE = "ops.standardize_state"
-_FEED_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
 
 
 @dataclass(frozen=True)
@@ -100,7 +98,7 @@ def plan_changes(
             last = state[name]
             if versions[name] == last["bronze_version"]:
                 continue
-            feed = _feed(spark, cfg, name, last["bronze_version"] + 1, versions[name])
+            feed = change_feed(spark, cfg, f"bronze.{name}", last["bronze_version"], versions[name])
             if feed is None:
                 why = f"bronze.{name}'s change feed does not reach back to its last read version"
                 break
@@ -158,25 +156,6 @@ def _full_because(
     return None
 
 
-def _feed(
-    spark: SparkSession, cfg: OneIdConfig, name: str, start: int, end: int
-) -> DataFrame | None:
-    """Bronze's change feed from ``start`` to ``end`` (both included), or None if unreadable."""
-    reader = (
-        spark.read.format("delta")
-        .option("readChangeFeed", "true")
-        .option("startingVersion", start)
-        .option("endingVersion", end)
-    )
-    try:
-        feed = reader.load(table_path(cfg, f"bronze.{name}"))
-        feed.limit(0).collect()  # resolves the feed's range now: fails if it is not there
-    except AnalysisException as exc:
-        logger.info("bronze.%s change feed %d..%d: %s", name, start, end, exc)
-        return None
-    return feed
-
-
 def _source_changes(
     bronze: DataFrame, feed: DataFrame, last_batch: str | None, version: int
 ) -> SourceChanges:
@@ -191,7 +170,7 @@ def _source_changes(
         last_batch is None or summary["first_batch"] is None or summary["first_batch"] > last_batch
     )
     if appended:
-        rows = feed.where(F.col("_change_type") == "insert").drop(*_FEED_COLUMNS)
+        rows = feed.where(F.col("_change_type") == "insert").drop(*FEED_COLUMNS)
     else:
         rows = bronze.join(
             keys.select(F.col("record_key").alias("_record_key")), "_record_key", "left_semi"

@@ -137,12 +137,11 @@ class _Writer:
     full: bool
 
     def replace(self, rows: DataFrame, name: str, keys: list[str]) -> None:
-        if self.full:
-            overwrite(rows, self.cfg, name, deletion_vectors=True)
-            return
-        current = read_table_or_none(rows.sparkSession, self.cfg, name)
+        current = None if self.full else read_table_or_none(rows.sparkSession, self.cfg, name)
         if current is None:
-            overwrite(rows, self.cfg, name, deletion_vectors=True)
+            # silver's change feed tells identity (and later readers) which records changed
+            feed = name.startswith("silver.")
+            overwrite(rows, self.cfg, name, deletion_vectors=True, change_feed=feed)
             return
         scope = current.join(self.keys, ["source", "record_key"], "left_semi").select(*keys)
         merge_keys(rows, scope, self.cfg, name, keys)
