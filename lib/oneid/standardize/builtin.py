@@ -121,8 +121,8 @@ def _national() -> dict[str, Column]:
     }
 
 
-def _phone() -> tuple[Column, Column, Column]:
-    """(value, reason, decided) of a phone: Chinese mobiles only."""
+def _flags(kind: Column) -> dict[str, Column]:
+    """Stage 5: each rule's verdict on the rows of its kind, computed once per row."""
     text, digits, national = F.col("_pt"), F.col("_pd"), F.col("_pn")
     mobile = (
         (F.length(national) == 11)
@@ -130,49 +130,67 @@ def _phone() -> tuple[Column, Column, Column]:
         & national.rlike(_full(_CN_MOBILE_RE.pattern))
         & national.rlike(_full(_CN_GENERAL_RE.pattern))
     )
-    bad = (
+    bad_phone = (
         (F.length(text) > 64)
         | ~text.rlike(r"^\+?[0-9 \t\-.()/]+\z")
         | ~digits.rlike(r"^[0-9]{1,20}\z")
     )
-    good = ~bad & F.coalesce(mobile, F.lit(False))
-    value = F.when(good, F.concat(F.lit("+86"), national))
-    return value, F.when(bad, F.lit(INVALID_PHONE)), bad | good
-
-
-def _email() -> tuple[Column, Column, Column]:
-    text, lower, local = F.col("_text"), F.col("_lower"), F.col("_local")
+    lower, local = F.col("_lower"), F.col("_local")
     domain = F.substring(lower, F.length(local) + 2, 1 << 20)
-    good = (
-        (F.length(text) <= 254)
+    good_email = (
+        (F.length(F.col("_text")) <= 254)
         & (F.instr(lower, "@") > 0)
         & (F.length(local) <= 64)
         & ~domain.contains("_")
         & local.rlike(_full(_EMAIL_LOCAL_RE.pattern))
         & domain.rlike(_full(_EMAIL_DOMAIN_RE.pattern))
     )
-    return F.when(good, lower), F.when(~good, F.lit(INVALID_EMAIL)), F.lit(True)
+    device = F.col("_dv")
+    junk_device = F.regexp_replace(device, "-", "").rlike(r"^(.)\1*\z")
+    for name in _DECIDED_DEVICES:
+        junk_device = junk_device | ((kind == name) & device.isin(*sorted(_DEVICE_JUNK[name])))
+    return {
+        "_bad_phone": F.when(kind == "phone", bad_phone),
+        "_mobile": F.when(kind == "phone", F.coalesce(mobile, F.lit(False))),
+        "_good_email": F.when(kind == "email", good_email),
+        "_junk_device": F.when(kind.isin(*_DECIDED_DEVICES), junk_device),
+    }
 
 
-def _device(kind: str) -> tuple[Column, Column, Column]:
-    value = F.col("_dv")
-    junk = value.isin(*sorted(_DEVICE_JUNK[kind])) | F.regexp_replace(value, "-", "").rlike(
-        r"^(.)\1*\z"
+def _phone() -> tuple[Column, Column, Column]:
+    """(value, reason, decided) of a phone: Chinese mobiles only."""
+    bad = F.col("_bad_phone")
+    good = ~bad & F.col("_mobile")
+    return (
+        F.when(good, F.concat(F.lit("+86"), F.col("_pn"))),
+        F.when(bad, F.lit(INVALID_PHONE)),
+        bad | good,
     )
-    reason = F.when(value.isNull(), F.lit(INVALID_DEVICE)).when(junk, F.lit(JUNK_DEVICE))
-    return F.when(reason.isNull(), value), reason, F.lit(True)
+
+
+def _email() -> tuple[Column, Column, Column]:
+    good = F.col("_good_email")
+    return F.when(good, F.col("_lower")), F.when(~good, F.lit(INVALID_EMAIL)), F.lit(True)
+
+
+def _device() -> tuple[Column, Column, Column]:
+    value = F.col("_dv")
+    reason = F.when(value.isNull(), F.lit(INVALID_DEVICE)).when(
+        F.col("_junk_device"), F.lit(JUNK_DEVICE)
+    )
+    return F.when(value.isNotNull() & ~F.col("_junk_device"), value), reason, F.lit(True)
 
 
 def _account() -> tuple[Column, Column, Column]:
     text = F.col("_at")
-    reason = F.when(F.length(text) > _MAX_ID, F.lit(INVALID_ID)).when(
-        F.lower(text).isin(*sorted(JUNK_TOKENS)), F.lit(JUNK_VALUE)
-    )
-    return F.when(reason.isNull(), text), reason, F.lit(True)
+    long, junk = F.length(text) > _MAX_ID, F.lower(text).isin(*sorted(JUNK_TOKENS))
+    reason = F.when(long, F.lit(INVALID_ID)).when(junk, F.lit(JUNK_VALUE))
+    return F.when(~long & ~junk, text), reason, F.lit(True)
 
 
 _WORK = ("_kind", "_text", "_pt", "_lower", "_upper", "_at", "_pd", "_local", "_dv", "_pn")
-_RULE = ("_rv", "_rr", "_rd", "_early", "_handled")
+_FLAGS = ("_bad_phone", "_mobile", "_good_email", "_junk_device")
+_RULE = ("_rv", "_rr", "_rd", "_early", "_handled", "_blocked")
 
 
 def with_checks(frame: DataFrame, junk_values: Mapping[str, frozenset[str]]) -> DataFrame:
@@ -181,19 +199,21 @@ def with_checks(frame: DataFrame, junk_values: Mapping[str, frozenset[str]]) -> 
     normaliser must decide the row). The conf blocklist gives ``blocklisted``, as in Python.
 
     The rules build on columns of earlier projections, never on the expressions behind them:
-    nested expressions referenced several times grow a plan exponentially, while Spark keeps
-    apart a projection whose costly columns later ones read more than once."""
+    nested expressions referenced several times grow a plan exponentially and are evaluated
+    once per reference, while Spark keeps apart a projection whose costly columns later ones
+    read more than once."""
     id_type, raw = F.col("id_type"), F.col("raw_value")
     staged = frame.withColumns({"_kind": _kind(id_type), "_text": F.trim(raw)})
     kind, text = F.col("_kind"), F.col("_text")
     staged = staged.withColumns(_texts(kind, text, id_type))
     staged = staged.withColumns(_parts(kind))
     staged = staged.withColumns(_national())
+    staged = staged.withColumns(_flags(kind))
     rules = {
         "phone": _phone(),
         "email": _email(),
         "account": _account(),
-        **{name: _device(name) for name in _DECIDED_DEVICES},
+        **{name: _device() for name in _DECIDED_DEVICES},
     }
     value, reason, decided = F.lit(None), F.lit(None), F.lit(False)
     for name, (v, r, d) in rules.items():
@@ -214,7 +234,8 @@ def with_checks(frame: DataFrame, junk_values: Mapping[str, frozenset[str]]) -> 
     )
     early, handled = F.col("_early"), F.col("_handled")
     staged = staged.withColumns({"_rv": F.when(early.isNull(), F.col("_rv"))})
-    blocked = _blocklisted(id_type, F.col("_rv"), junk_values)
+    staged = staged.withColumns({"_blocked": _blocklisted(id_type, F.col("_rv"), junk_values)})
+    blocked = F.col("_blocked")
     return staged.withColumns(
         {
             "_value": F.when(handled & ~blocked, F.col("_rv")),
@@ -224,7 +245,7 @@ def with_checks(frame: DataFrame, junk_values: Mapping[str, frozenset[str]]) -> 
             ),
             "_decided": handled & (early.isNotNull() | F.col("_rd")),
         },
-    ).drop(*_WORK, *_RULE)
+    ).drop(*_WORK, *_FLAGS, *_RULE)
 
 
 def _blocklisted(

@@ -91,24 +91,30 @@ def _standardize(spark: SparkSession, cfg: OneIdConfig, full: bool) -> Standardi
             _outcomes(read_table(spark, cfg, "ops.standardize_stats")),
             "nothing changed",
         )
-    latest = {name: latest_records(part.rows) for name, part in changes.sources.items()}
-    write = _Writer(cfg, changes.keys(), changes.full)
-    strong = cfg.pipeline.identity.strong_types
-    extracted = [
-        identifier_rows(frame, sources[name], strong)
-        for name, frame in latest.items()
-        if sources[name].identifiers
-    ]
-    if extracted:
-        _write_identifiers(spark, write, union_all(extracted), key, junk_values(cfg))
-    for facts, table in FACT_TABLES.items():
-        frames = [
-            fact_rows(frame, name, sources[name])
+    # each source's latest rows feed its identifiers and its facts: read and ranked once
+    latest = {name: latest_records(part.rows).persist() for name, part in changes.sources.items()}
+    keys = changes.keys()
+    write = _Writer(cfg, None if keys is None else keys.persist(), changes.full)
+    try:
+        strong = cfg.pipeline.identity.strong_types
+        extracted = [
+            identifier_rows(frame, sources[name], strong)
             for name, frame in latest.items()
-            if sources[name].facts == facts
+            if sources[name].identifiers
         ]
-        if frames:
-            write.facts(union_all(frames), table)
+        if extracted:
+            _write_identifiers(spark, write, union_all(extracted), key, junk_values(cfg))
+        for facts, table in FACT_TABLES.items():
+            frames = [
+                fact_rows(frame, name, sources[name])
+                for name, frame in latest.items()
+                if sources[name].facts == facts
+            ]
+            if frames:
+                write.facts(union_all(frames), table)
+    finally:
+        for frame in [*latest.values(), *([] if write.keys is None else [write.keys])]:
+            frame.unpersist()
     overwrite(state_rows(spark, cfg, changes, bronze), cfg, STATE_TABLE)
     mode = "full" if changes.full else f"{len(changes.sources)} source(s) changed"
     return _report(spark, cfg, _write_stats(spark, cfg), f"{mode}: {changes.why}")
