@@ -30,6 +30,7 @@ from oneid.serve.models import (
     LookupRequest,
     LookupResponse,
     Profile,
+    RetiredResponse,
 )
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,13 @@ ERRORS = {
         429: "rate limit exceeded (see Retry-After)",
         503: "no store version serving",
     }.items()
+}
+PROFILE_ERRORS = {
+    **ERRORS,
+    410: {
+        "model": RetiredResponse,
+        "description": "the OneID retired without a merge (its identifiers are gone)",
+    },
 }
 OneIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="A OneID")]
 MAX_OFFSET = 1_000_000
@@ -88,7 +96,7 @@ def create_app(answers: Answers, keys: KeyRing) -> FastAPI:
     @app.get(
         "/v1/profiles/{oneid}",
         response_model=Profile,
-        responses=ERRORS,
+        responses=PROFILE_ERRORS,
         dependencies=[_only("tags", "page_size")],
     )
     async def profile(
@@ -97,14 +105,14 @@ def create_app(answers: Answers, keys: KeyRing) -> FastAPI:
         tags: Annotated[list[str] | None, Query(max_length=200)] = None,
         page_size: PageSize = conf.page_size,
     ) -> dict:
-        """A OneID's masked profile, tags (``tags=`` selects by name) and audiences; a retired
-        OneID answers with the OneID it was merged into."""
+        """A OneID's masked profile, tags (``tags=`` selects by name) and audiences; a OneID
+        merged into another answers with that one; one retired without a merge answers 410."""
         return answers.profile(who, oneid, tags, page_size)
 
     @app.get(
         "/v1/profiles/{oneid}/identifiers",
         response_model=IdentifierPage,
-        responses=ERRORS,
+        responses=PROFILE_ERRORS,
         dependencies=[_only("offset", "limit")],
     )
     async def identifiers(
@@ -116,7 +124,7 @@ def create_app(answers: Answers, keys: KeyRing) -> FastAPI:
     @app.get(
         "/v1/profiles/{oneid}/audiences",
         response_model=AudiencePage,
-        responses=ERRORS,
+        responses=PROFILE_ERRORS,
         dependencies=[_only("offset", "limit")],
     )
     async def audiences(
@@ -152,15 +160,17 @@ def _only(*names: str):
     return Depends(check)
 
 
-def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
-    body = {"error": {"code": code, "message": message}}
+def _error(
+    status: int, code: str, message: str, headers: dict | None = None, details: dict | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, **(details or {})}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message, exc.headers)
+        return _error(exc.status, exc.code, exc.message, exc.headers, exc.details)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,6 +9,7 @@ Keys (``<ns>`` is ``serve.namespace``)::
     <ns>:v:<version>:i:<bucket>   hash identifier_key (16 bytes) -> OneID
     <ns>:v:<version>:p:<oneid>    the profile document (deflated JSON)
     <ns>:v:<version>:m            hash retired OneID -> OneID it was merged into
+    <ns>:v:<version>:r            hash OneID retired without a merge -> JSON list split off it
     <ns>:rt:<oneid>               hash tag name -> JSON {value, updated_at} (realtime tags)
 
 Identifiers sit in hash buckets of about 64 entries, which Redis keeps as compact listpacks
@@ -146,10 +147,20 @@ class RedisStore(ProfileStore):
             self.client.hdel(self._key("loading"), version)
 
     # --- realtime tags -------------------------------------------------------------------
-    def put_realtime_tags(self, oneid: int, tags: Sequence[RealtimeTag]) -> None:
-        mapping = {t.name: json.dumps({"value": t.value, "updated_at": t.updated_at}) for t in tags}
-        if mapping:
-            self.client.hset(self._key("rt", oneid), mapping=mapping)
+    def put_realtime_tags_many(self, items: Iterable[tuple[int, Sequence[RealtimeTag]]]) -> int:
+        written = 0
+        for batch in batches(items, self.batch_rows):
+            with self.client.pipeline(transaction=False) as pipe:
+                for oneid, tags in batch:
+                    mapping = {
+                        t.name: json.dumps({"value": t.value, "updated_at": t.updated_at})
+                        for t in tags
+                    }
+                    if mapping:
+                        pipe.hset(self._key("rt", int(oneid)), mapping=mapping)
+                pipe.execute()
+            written += len(batch)
+        return written
 
     def realtime_tags(self, oneid: int) -> list[RealtimeTag]:
         held = self.client.hgetall(self._key("rt", oneid))
@@ -190,7 +201,7 @@ class _RedisLoader(Loader):
         self.store = store
         self.version = version
         self.buckets = buckets
-        self.counts = {"identifiers": 0, "profiles": 0, "merges": 0}
+        self.counts = {"identifiers": 0, "profiles": 0, "merges": 0, "retired": 0}
 
     def identifiers(self, rows: Iterable[tuple[str, str, int]]) -> int:
         written = 0
@@ -225,6 +236,15 @@ class _RedisLoader(Loader):
         self.counts["merges"] += written
         return written
 
+    def retired(self, rows: Iterable[tuple[int, Sequence[int]]]) -> int:
+        written = 0
+        for batch in batches(rows, self.store.batch_rows):
+            mapping = {int(o): json.dumps(sorted(map(int, split))) for o, split in batch}
+            self.store.client.hset(self.store._key("v", self.version, "r"), mapping=mapping)
+            written += len(batch)
+        self.counts["retired"] += written
+        return written
+
 
 class _RedisSnapshot(Snapshot):
     def __init__(self, store: RedisStore, version: str, buckets: int):
@@ -252,3 +272,9 @@ class _RedisSnapshot(Snapshot):
             return []
         found = self.store.client.hmget(self.store._key("v", self.version, "m"), list(oneids))
         return [int(value) if value is not None else None for value in found]
+
+    def split_into(self, oneids: Sequence[int]) -> list[list[int] | None]:
+        if not oneids:
+            return []
+        found = self.store.client.hmget(self.store._key("v", self.version, "r"), list(oneids))
+        return [json.loads(value) if value is not None else None for value in found]
