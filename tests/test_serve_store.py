@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -70,6 +71,39 @@ def test_a_load_serves_identifiers_profiles_and_merges(store):
     bound, found = store.lookup([*keys(2), identifier_key("phone", "nobody")])
     assert (bound.version, found) == ("v1", [1000, 1001, None])
     assert bound.profiles([1001]) == snap.profiles([1001])
+
+
+def test_look_ups_awaited_together_answer_as_each_alone(store):
+    async def together(*groups: list[bytes]) -> list:
+        try:
+            return await asyncio.gather(*(store.lookup_async(group) for group in groups))
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(together(keys(1))) == [None]  # nothing loaded yet
+    load(store, "v1", 30)
+    asyncio.run(together(keys(1)))  # warm: the script is loaded
+    calls = _lookup_scripts(store)
+    nobody = [identifier_key("phone", "nobody")]
+    answers = asyncio.run(together(keys(1), keys(3), [], nobody, keys(30)[28:]))
+    assert [(snap.version, found) for snap, found in answers] == [
+        ("v1", [1000]),
+        ("v1", [1000, 1001, 1002]),
+        ("v1", []),
+        ("v1", [None]),
+        ("v1", [1028, 1029]),
+    ]
+    assert answers[1][0].profiles([1001]) == store.snapshot().profiles([1001])
+    if isinstance(store, RedisStore):  # the five went to Redis in one script
+        assert _lookup_scripts(store) == calls + 1
+
+
+def _lookup_scripts(store) -> int:
+    """How many scripts Redis ran so far (0 for SQLite)."""
+    if not isinstance(store, RedisStore):
+        return 0
+    stats = store.client.info("commandstats")
+    return sum(stats.get(name, {}).get("calls", 0) for name in ("cmdstat_evalsha", "cmdstat_eval"))
 
 
 def test_many_keys_in_one_read(store):

@@ -69,9 +69,10 @@ class Answers:
             raise ApiError(503, "no_version", "the store holds no loaded version yet")
         return self._checked(snap)
 
-    def _oneids(self, keys: list[bytes]) -> tuple[Snapshot, list[int | None]]:
-        """The serving version and the OneIDs of ``keys`` in it (one round trip on Redis)."""
-        found = self.store.lookup(keys)
+    async def _oneids(self, keys: list[bytes]) -> tuple[Snapshot, list[int | None]]:
+        """The serving version and the OneIDs of ``keys`` in it (one round trip on Redis,
+        shared with the look-ups waiting at the same time)."""
+        found = await self.store.lookup_async(keys)
         if found is None:
             raise ApiError(503, "no_version", "the store holds no loaded version yet")
         return self._checked(found[0]), found[1]
@@ -131,7 +132,7 @@ class Answers:
         except ApiError as error:
             return Hashed(None, error.code)
 
-    def lookup(
+    async def lookup(
         self, caller: Caller, id_type: str, raw: str, with_profile: bool, tags: list[str] | None
     ) -> dict:
         require(caller, "lookup")
@@ -140,7 +141,7 @@ class Answers:
         hashed = self.hashed(id_type, raw)
         if hashed.key is None:
             raise ApiError(422, "invalid_identifier", f"not a valid {id_type}: {hashed.reason}")
-        snap, [oneid] = self._oneids([hashed.key])
+        snap, [oneid] = await self._oneids([hashed.key])
         self.access.write(caller.name, "lookup", snap.version, id_type=id_type, oneid=oneid)
         if oneid is None:
             raise ApiError(404, "not_found", f"no OneID for this {id_type}")
@@ -149,14 +150,14 @@ class Answers:
             answer["profile"] = self._profile(snap, oneid, tags, self.conf.page_size)
         return answer
 
-    def batch(self, caller: Caller, items: list[tuple[str, str]]) -> dict:
+    async def batch(self, caller: Caller, items: list[tuple[str, str]]) -> dict:
         require(caller, "lookup")
         if len(items) > self.conf.batch_limit:
             raise ApiError(
                 422, "batch_too_large", f"at most {self.conf.batch_limit} identifiers per batch"
             )
         hashed = [self._hashed_or_reason(id_type, raw) for id_type, raw in items]
-        snap, oneids = self._oneids([h.key for h in hashed if h.key is not None])
+        snap, oneids = await self._oneids([h.key for h in hashed if h.key is not None])
         found = iter(oneids)
         results = []
         for index, ((id_type, _), h) in enumerate(zip(items, hashed, strict=True)):

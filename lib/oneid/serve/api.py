@@ -1,8 +1,9 @@
 """The look-up API (FastAPI). It reads the online store only and never starts a Spark job.
 
-Handlers are ``async`` and call the store directly: a store read is a local SQLite page or a
-loopback Redis round trip (tens of microseconds), cheaper than the thread-pool hop a sync
-handler costs (BENCHMARKS.md); scale out with ``serve.workers``.
+Handlers are ``async`` and call the store directly: a store read is a local SQLite page, or a
+Redis round trip that look-ups await together (:meth:`ProfileStore.lookup_async`), cheaper
+than the thread-pool hop a sync handler costs (BENCHMARKS.md); scale out with
+``serve.workers``.
 
 Routes: ``POST /v1/lookup``, ``POST /v1/lookup/batch``, ``GET /v1/profiles/{oneid}`` (and its
 ``/identifiers`` and ``/audiences`` pages), ``GET /health``, ``GET /ready``. Every error is
@@ -10,6 +11,8 @@ Routes: ``POST /v1/lookup``, ``POST /v1/lookup/batch``, ``GET /v1/profiles/{onei
 """
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Path, Query, Request
@@ -62,11 +65,18 @@ MAX_OFFSET = 1_000_000
 def create_app(answers: Answers, keys: KeyRing) -> FastAPI:
     """The API over ``answers`` (store, HMAC key, access log) with ``keys``."""
     conf = answers.conf
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await answers.store.aclose()  # what look-ups opened in this event loop
+
     app = FastAPI(
         title="OneID data service",
         version="1",
         description="Look up OneIDs by identifier and read masked profiles, tags and "
         "audiences from the online store (docs/serving.md).",
+        lifespan=lifespan,
     )
 
     async def caller(request: Request, key: Annotated[str | None, Depends(API_KEY)]) -> Caller:
@@ -86,12 +96,12 @@ def create_app(answers: Answers, keys: KeyRing) -> FastAPI:
     @app.post("/v1/lookup", response_model=LookupResponse, responses=ERRORS)
     async def lookup(body: LookupRequest, who: Who) -> dict:
         """The OneID of one identifier (the raw value goes in the body, never in a URL)."""
-        return answers.lookup(who, body.id_type, body.value, body.with_profile, body.tags)
+        return await answers.lookup(who, body.id_type, body.value, body.with_profile, body.tags)
 
     @app.post("/v1/lookup/batch", response_model=BatchLookupResponse, responses=ERRORS)
     async def lookup_batch(body: BatchLookupRequest, who: Who) -> dict:
         """The OneIDs of up to ``serve.batch_limit`` identifiers, in the order sent."""
-        return answers.batch(who, [(item.id_type, item.value) for item in body.items])
+        return await answers.batch(who, [(item.id_type, item.value) for item in body.items])
 
     @app.get(
         "/v1/profiles/{oneid}",

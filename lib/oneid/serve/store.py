@@ -128,6 +128,15 @@ class ProfileStore(ABC):
         snap = self.snapshot()
         return (snap, snap.oneids(keys)) if snap is not None else None
 
+    async def lookup_async(self, keys: Sequence[bytes]) -> tuple[Snapshot, list[int | None]] | None:
+        """:meth:`lookup` for the API's event loop: a store that waits on a server answers
+        without blocking the loop. Here: the blocking read (SQLite reads a local page)."""
+        return self.lookup(keys)
+
+    async def aclose(self) -> None:
+        """Close what :meth:`lookup_async` opened in the running event loop."""
+        return None
+
     @abstractmethod
     def load(self, info: StoreVersion) -> AbstractContextManager[Loader]:
         """Write version ``info``; leaving the block without an error makes it serve and drops
