@@ -258,3 +258,42 @@ def test_published_tables_read_without_spark_as_docs_tables_md_says(spark, demo)
         expected = spark_rows(name)
         assert expected and arrow_rows(DeltaTable(path).to_pyarrow_table(), name) == expected
         assert arrow_rows(pl.read_delta(path).to_arrow(), name) == expected, name
+
+
+def test_the_demo_ends_with_the_store_serving_its_last_day(spark, demo, as_of, monkeypatch):
+    """serve-sync is the chain's last stage: a phone answers through the API what Spark finds in
+    the Delta tables of that day, and syncing the day again writes nothing."""
+    from fastapi.testclient import TestClient
+
+    from oneid.conf.models import ApiKeyConf
+    from oneid.explore import lookup_phone, pick_phone
+    from oneid.serve.auth import new_key
+    from oneid.serve.server import build_app
+    from oneid.serve.settings import sqlite_dir
+    from oneid.serve.sync import sync_store
+
+    monkeypatch.delenv("ONEID_HMAC_KEY", raising=False)  # the demo key, as the demo ran
+    assert any(label.startswith(f"serve-sync as_of={as_of}") for label, _ in demo.run.timings)
+    key, digest = new_key()
+    serve = demo.cfg.env.serve.model_copy(
+        update={
+            "api_keys": (ApiKeyConf(name="t", sha256=digest, scopes=("lookup", "profile:read")),)
+        }
+    )
+    cfg = demo.cfg.model_copy(update={"env": demo.cfg.env.model_copy(update={"serve": serve})})
+    phone = pick_phone(spark, cfg)
+    person = lookup_phone(spark, cfg, phone, as_of)
+    assert person.status == "found"
+    with TestClient(build_app(cfg)) as client:
+        body = {"id_type": "phone", "value": phone, "with_profile": True}
+        answer = client.post("/v1/lookup", json=body, headers={"X-API-Key": key}).json()
+    assert answer["oneid"] == person.oneid
+    assert answer["store_version"].startswith(f"{as_of}.")
+    audiences = answer["profile"]["audiences"]
+    assert audiences["as_of"] == as_of.isoformat()
+    assert [a["audience_id"] for a in audiences["items"]] == list(person.audiences.audience_id)
+
+    before = {p.name: p.stat().st_mtime_ns for p in sqlite_dir(cfg).glob("v-*")}
+    report = sync_store(spark, cfg, as_of)
+    assert report.status == "unchanged" and report.version == answer["store_version"]
+    assert {p.name: p.stat().st_mtime_ns for p in sqlite_dir(cfg).glob("v-*")} == before

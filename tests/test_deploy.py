@@ -208,7 +208,15 @@ def test_daily_chain_runs_every_stage_in_data_flow_order_with_valid_arguments():
     steps = _daily_steps()
     stages = {stage.name: stage for stage in registered_stages()}
     names = [name for name, _ in steps]
-    assert names == ["ingest", "standardize", "identity", "tags", "audiences", "publish"]
+    assert names == [
+        "ingest",
+        "standardize",
+        "identity",
+        "tags",
+        "audiences",
+        "publish",
+        "serve-sync",
+    ]
     assert set(stages) <= set(names)  # a new stage must join the chain
     assert [n for n in names if n in stages] == [n for n in stages if n in names]
     for name, templates in steps:
@@ -339,6 +347,19 @@ def test_hmac_key_is_a_secret_reference_for_the_driver_only():
             "valueFrom": {"secretKeyRef": {"name": "oneid-hmac", "key": "hmac-key"}},
         }, name
         assert "env" not in spec["executor"], name
+
+
+def test_only_the_store_loaders_get_the_redis_url_secret():
+    redis_env = load_config("cluster", REPO / "conf").env.serve.redis_url.removeprefix("env:")
+    loaders = {"jobs/serve-sync.yaml", "scheduled-daily.yaml"}
+    for name, manifest in _manifests().items():
+        env = {e["name"]: e for e in _app_spec(manifest)["driver"]["env"]}
+        if name in loaders:
+            assert env[redis_env]["valueFrom"] == {
+                "secretKeyRef": {"name": "oneid-redis", "key": "url"}
+            }, name
+        else:
+            assert redis_env not in env, name
 
 
 def test_no_key_material_in_deploy_files():

@@ -96,7 +96,9 @@ def document(oneid: int, version: str, identifiers: int = 2) -> str:
 
 
 def load(store, k: int, people: int = 20, key_version: int = 0) -> None:
-    """Version v<k>: phone(i) -> OneID k*1000+i; OneID 1 merged into 2, 2 into k*1000."""
+    """Version v<k>: phone(i) -> OneID k*1000+i; OneID 1 merged into 2, 2 into k*1000; 3
+    retired after 4 (merged into k*1000+6) and k*1000+5 split off it; 6 merged into 5, which
+    retired with no split."""
     info = StoreVersion(f"v{k}", f"r{k}", "2025-06-30", key_version, f"2025-07-01T00:00:0{k}")
     with store.load(info) as loader:
         hashed = (
@@ -109,7 +111,8 @@ def load(store, k: int, people: int = 20, key_version: int = 0) -> None:
             (k * 1000 + i, document(k * 1000 + i, f"v{k}", many.get(k * 1000 + i, 2)))
             for i in range(people)
         )
-        loader.merges([(1, 2), (2, k * 1000)])
+        loader.merges([(1, 2), (2, k * 1000), (4, k * 1000 + 6), (6, 5)])
+        loader.retired([(3, [4, k * 1000 + 5]), (5, [])])
 
 
 @pytest.fixture
@@ -195,6 +198,29 @@ def test_a_retired_oneid_answers_with_the_live_one(client):
     answer = get(client, "/v1/profiles/1").json()  # 1 -> 2 -> 1000
     assert (answer["requested_oneid"], answer["merged_into"], answer["oneid"]) == (1, 1000, 1000)
     assert get(client, "/v1/profiles/999").json()["error"]["code"] == "not_found"
+
+
+def test_a_oneid_retired_without_a_merge_is_gone_with_what_split_off_it(client, tmp_path):
+    gone = get(client, "/v1/profiles/3")
+    assert gone.status_code == 410
+    error = gone.json()["error"]
+    assert (error["code"], error["oneid"], error["requested_oneid"]) == ("oneid_retired", 3, None)
+    assert error["split_into"] == [1005, 1006]  # 4 was merged into 1006 since: the live one
+    assert get(client, "/v1/profiles/3/identifiers").json() == gone.json()
+    via = get(client, "/v1/profiles/6/audiences").json()["error"]  # 6 was merged into 5
+    assert (via["code"], via["oneid"], via["requested_oneid"], via["split_into"]) == (
+        "oneid_retired",
+        5,
+        6,
+        [],
+    )
+    assert get(client, "/v1/profiles/999").status_code == 404  # never a OneID: not found
+    logged = [json.loads(line) for line in (tmp_path / "access.jsonl").read_text().splitlines()]
+    assert [(r["action"], r["requested_oneid"], r["oneid"]) for r in logged] == [
+        ("profile", 3, None),
+        ("profile_identifiers", 3, None),
+        ("profile_audiences", 6, None),
+    ]
 
 
 def test_long_lists_are_paged(client):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -39,6 +40,7 @@ def load(store, version: str, people: int, offset: int = 0) -> None:
         docs = ((k * 1000 + i, json.dumps({"version": version, "i": i})) for i in range(people))
         loader.profiles(docs)
         loader.merges([(1, k * 1000)])
+        loader.retired([(2, [k * 1000 + 1, k * 1000]), (3, [])])
 
 
 def keys(n: int) -> list[bytes]:
@@ -54,7 +56,7 @@ def test_a_load_serves_identifiers_profiles_and_merges(store):
     load(store, "v1", 30)
     assert store.current().version == "v1"
     counts = {k: v for k, v in store.current().counts.items() if k != "buckets"}
-    assert counts == {"identifiers": 30, "profiles": 30, "merges": 1}
+    assert counts == {"identifiers": 30, "profiles": 30, "merges": 1, "retired": 2}
     snap = store.snapshot()
     assert snap.version == "v1"
     assert snap.oneids([*keys(3), identifier_key("phone", "nobody")]) == [1000, 1001, 1002, None]
@@ -63,10 +65,45 @@ def test_a_load_serves_identifiers_profiles_and_merges(store):
     assert [json.loads(d)["i"] for d in snap.profiles([1029, 1000])] == [29, 0]
     assert snap.profiles([5]) == [None]
     assert snap.merged_into([1, 2]) == [1000, None]
+    assert snap.split_into([2, 3, 1, 1000]) == [[1000, 1001], [], None, None]
     assert snap.oneids([]) == snap.profiles([]) == snap.merged_into([]) == []
+    assert snap.split_into([]) == []
     bound, found = store.lookup([*keys(2), identifier_key("phone", "nobody")])
     assert (bound.version, found) == ("v1", [1000, 1001, None])
     assert bound.profiles([1001]) == snap.profiles([1001])
+
+
+def test_look_ups_awaited_together_answer_as_each_alone(store):
+    async def together(*groups: list[bytes]) -> list:
+        try:
+            return await asyncio.gather(*(store.lookup_async(group) for group in groups))
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(together(keys(1))) == [None]  # nothing loaded yet
+    load(store, "v1", 30)
+    asyncio.run(together(keys(1)))  # warm: the script is loaded
+    calls = _lookup_scripts(store)
+    nobody = [identifier_key("phone", "nobody")]
+    answers = asyncio.run(together(keys(1), keys(3), [], nobody, keys(30)[28:]))
+    assert [(snap.version, found) for snap, found in answers] == [
+        ("v1", [1000]),
+        ("v1", [1000, 1001, 1002]),
+        ("v1", []),
+        ("v1", [None]),
+        ("v1", [1028, 1029]),
+    ]
+    assert answers[1][0].profiles([1001]) == store.snapshot().profiles([1001])
+    if isinstance(store, RedisStore):  # the five went to Redis in one script
+        assert _lookup_scripts(store) == calls + 1
+
+
+def _lookup_scripts(store) -> int:
+    """How many scripts Redis ran so far (0 for SQLite)."""
+    if not isinstance(store, RedisStore):
+        return 0
+    stats = store.client.info("commandstats")
+    return sum(stats.get(name, {}).get("calls", 0) for name in ("cmdstat_evalsha", "cmdstat_eval"))
 
 
 def test_many_keys_in_one_read(store):
@@ -123,6 +160,26 @@ def test_realtime_tags_are_kept_across_loads(store):
         RealtimeTag("last_event", "view", "2025-07-01T08:00:00Z"),
     ]
     assert store.realtime_tags(2000) == []
+
+
+def test_realtime_tags_of_many_oneids_upsert_in_batches_and_outlive_version_drops(store):
+    load(store, "v1", 3)
+    at = "2025-07-01T08:00:00.000Z"
+    store.put_realtime_tags(7, [RealtimeTag("views_10m", 1, at), RealtimeTag("last", "a", at)])
+    later = "2025-07-01T08:05:00.000Z"
+    items = [(oneid, [RealtimeTag("views_10m", oneid % 5, at)]) for oneid in range(1, 20)]
+    items.append((7, [RealtimeTag("views_10m", 3, later), RealtimeTag("cart", None, later)]))
+    assert store.put_realtime_tags_many(iter(items)) == 20  # batch_rows=7: three round trips
+    assert store.put_realtime_tags_many([]) == 0
+    for version in ("v2", "v3", "v4"):  # v1 and the versions after it are dropped
+        load(store, version, 3)
+    assert store.realtime_tags(7) == [  # a later item wins; a tag not in it stays
+        RealtimeTag("cart", None, later),
+        RealtimeTag("last", "a", at),
+        RealtimeTag("views_10m", 3, later),
+    ]
+    assert store.realtime_tags(19) == [RealtimeTag("views_10m", 4, at)]
+    assert store.realtime_tags(20) == []
 
 
 def test_readers_never_see_a_mix_while_loads_swap(store):

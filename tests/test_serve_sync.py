@@ -1,5 +1,6 @@
 """serve-sync from a real (small) warehouse: identity runs that merge and then split two
-people, tags and audiences of a day; look-ups through the API after each sync."""
+people, and then lose the records of one of them and of a lead; tags and audiences of a day;
+look-ups through the API after each sync."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from oneid.serve.settings import open_store, sqlite_dir
 from oneid.serve.sync import sync_store
 from oneid.tables import overwrite, read_table
 from tests.support import CONF_DIR
-from tests.test_identity import LENIENT, STEPS, _cfg, _oneid_of, _silver
+from tests.test_identity import LENIENT, PERSON_A, PERSON_B, STEPS, _cfg, _oneid_of, _silver
 
 pytestmark = pytest.mark.slow
 
@@ -62,10 +63,18 @@ def _day_tables(spark, cfg, ids: dict[str, int]) -> None:
     overwrite(changes, cfg, "audience.changes", ("dt",))
 
 
+def _gone_records(steps: list[dict]) -> dict:
+    """r4: the records of the person who kept the merged OneID in r3, and the lead's, are
+    gone (deleted or erased): both OneIDs retire, the first after a split."""
+    kept = min(steps[0]["ids"]["crm:M1"], steps[0]["ids"]["crm:M2"])
+    return PERSON_B if steps[2]["ids"]["crm:M1"] == kept else PERSON_A
+
+
 @pytest.fixture(scope="module")
 def chain(spark, tmp_path_factory, monkeypatch_module):
-    """Per identity run r1 (three people), r2 (A and B merge), r3 (they split again): the
-    record → OneID map, the sync reports and the look-ups the API answered."""
+    """Per identity run r1 (three people), r2 (A and B merge), r3 (they split again), r4 (one
+    of them and the lead are gone): the record → OneID map, the sync reports, the look-ups
+    and profiles the API answered, and what it answered for OneIDs of earlier runs."""
     from oneid.identity.job import resolve_identities
 
     monkeypatch_module.delenv("ONEID_HMAC_KEY", raising=False)  # the demo key, as the chain
@@ -73,14 +82,15 @@ def chain(spark, tmp_path_factory, monkeypatch_module):
     registry = load_config("local", CONF_DIR).pipeline.tags  # gold.tags_value is one of its tables
     cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"tags": registry})})
     cfg, key = _with_key(cfg)
-    steps = []
-    for n, records in enumerate(STEPS, start=1):
-        _silver(spark, cfg, records)
+    steps: list[dict] = []
+    for n in range(1, len(STEPS) + 2):
+        _silver(spark, cfg, STEPS[n - 1] if n <= len(STEPS) else _gone_records(steps))
         resolve_identities(spark, cfg, f"r{n}")
         ids = _oneid_of(spark, cfg)
         as_of = None
-        if n == len(STEPS):
-            _day_tables(spark, cfg, ids)
+        if n >= len(STEPS):
+            if n == len(STEPS):
+                _day_tables(spark, cfg, ids)
             as_of = AS_OF
         report = sync_store(spark, cfg, as_of)
         with TestClient(build_app(cfg)) as client:
@@ -94,7 +104,14 @@ def chain(spark, tmp_path_factory, monkeypatch_module):
                 oneid: client.get(f"/v1/profiles/{oneid}", headers={"X-API-Key": key}).json()
                 for oneid in set(ids.values())
             }
-        steps.append({"ids": ids, "report": report, "found": found, "profiles": profiles})
+            earlier = {o for step in steps for o in step["ids"].values()} - set(ids.values())
+            gone = {}
+            for oneid in earlier:
+                answer = client.get(f"/v1/profiles/{oneid}", headers={"X-API-Key": key})
+                gone[oneid] = (answer.status_code, answer.json())
+        steps.append(
+            {"ids": ids, "report": report, "found": found, "profiles": profiles, "gone": gone}
+        )
     return {"cfg": cfg, "key": key, "steps": steps}
 
 
@@ -105,7 +122,7 @@ def monkeypatch_module():
 
 
 def test_look_ups_follow_the_merge_and_the_split(chain):
-    first, merged, split = chain["steps"]
+    first, merged, split, _ = chain["steps"]
     a, b, lead = (first["ids"][k] for k in ("crm:M1", "crm:M2", "lead:L1"))
     assert first["found"] == {"A": a, "B": b, "M2": b, "lead": lead}
     oldest = min(a, b)
@@ -122,10 +139,10 @@ def test_look_ups_follow_the_merge_and_the_split(chain):
 
 
 def test_a_retired_oneid_answers_with_the_one_it_merged_into(chain):
-    first, merged, _ = chain["steps"]
+    first, merged, split, _ = chain["steps"]
     a, b = first["ids"]["crm:M1"], first["ids"]["crm:M2"]
     oldest, younger = min(a, b), max(a, b)
-    cfg, key = chain["cfg"], chain["key"]
+    cfg = chain["cfg"]
     store = open_store(cfg)
     try:
         assert store.current().version == chain["steps"][-1]["report"].version
@@ -142,14 +159,46 @@ def test_a_retired_oneid_answers_with_the_one_it_merged_into(chain):
         "phone",
         "wx_openid:app",
     ]
-    with TestClient(build_app(cfg)) as client:
-        # the split minted a new id; the retired one of r2 is still a merge in the lineage
-        got = client.get(f"/v1/profiles/{younger}", headers={"X-API-Key": key}).json()
+    # the split minted a new id; the retired one of r2 is still a merge in the lineage
+    status, got = split["gone"][younger]
+    assert status == 200
     assert got["requested_oneid"] == younger and got["merged_into"] == got["oneid"] == oldest
 
 
+def test_oneids_whose_identifiers_are_gone_answer_410_with_what_split_off_them(chain):
+    first, _, split, gone = chain["steps"]
+    a, b, lead = (first["ids"][k] for k in ("crm:M1", "crm:M2", "lead:L1"))
+    oldest, younger = min(a, b), max(a, b)
+    kept_by_a = split["ids"]["crm:M1"] == oldest
+    survivor = split["ids"]["crm:M2" if kept_by_a else "crm:M1"]
+    assert set(gone["ids"].values()) == {survivor}
+    assert gone["found"] == {
+        "A": None if kept_by_a else survivor,
+        "B": survivor if kept_by_a else None,
+        "M2": survivor if kept_by_a else None,
+        "lead": None,
+    }
+    status, answer = gone["gone"][oldest]
+    assert status == 410
+    assert answer["error"] | {"message": None} == {
+        "code": "oneid_retired",
+        "message": None,
+        "oneid": oldest,
+        "requested_oneid": None,
+        "split_into": [survivor],  # r3 split the survivor off it
+    }
+    status, answer = gone["gone"][younger]  # merged into oldest in r2
+    assert (status, answer["error"]["oneid"], answer["error"]["requested_oneid"]) == (
+        410,
+        oldest,
+        younger,
+    )
+    status, answer = gone["gone"][lead]
+    assert (status, answer["error"]["split_into"]) == (410, [])
+
+
 def test_profile_holds_masked_identifiers_tags_and_audiences_of_the_day(chain):
-    split = chain["steps"][-1]
+    split = chain["steps"][2]
     a, lead = split["ids"]["crm:M1"], split["ids"]["lead:L1"]
     profile = split["profiles"][a]
     phones = [i for i in profile["identifiers"]["items"] if i["id_type"] == "phone"]
@@ -187,8 +236,8 @@ def test_syncing_the_same_batch_again_writes_nothing(spark, chain):
     assert report.status == "unchanged" and report.version == chain["steps"][-1]["report"].version
     assert sorted(p.name for p in sqlite_dir(cfg).iterdir()) == before
     versions = [step["report"].version for step in chain["steps"]]
-    assert len(set(versions)) == 3 and versions[-1].startswith("2025-06-30.r3.")
-    assert [s["report"].status for s in chain["steps"]] == ["loaded"] * 3
+    assert len(set(versions)) == 4 and versions[-1].startswith("2025-06-30.r4.")
+    assert [s["report"].status for s in chain["steps"]] == ["loaded"] * 4
 
 
 def test_sync_into_redis_gives_the_same_answers(spark, chain, redis_url):
@@ -205,4 +254,7 @@ def test_sync_into_redis_gives_the_same_answers(spark, chain, redis_url):
         for oneid, expected in chain["steps"][-1]["profiles"].items():
             got = client.get(f"/v1/profiles/{oneid}", headers={"X-API-Key": key}).json()
             assert {**got, "store_version": None} == {**expected, "store_version": None}
+        for oneid, expected in chain["steps"][-1]["gone"].items():
+            got = client.get(f"/v1/profiles/{oneid}", headers={"X-API-Key": key})
+            assert (got.status_code, got.json()) == expected
     assert read_table(spark, cfg, "identity.oneid_map").count() > 0

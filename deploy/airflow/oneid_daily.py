@@ -19,12 +19,13 @@ from airflow import DAG
 from airflow.models.baseoperator import chain
 from airflow.providers.cncf.kubernetes.operators.spark_kubernetes import SparkKubernetesOperator
 
-CHAIN = ("ingest", "standardize", "identity", "tags", "audiences", "publish")
+CHAIN = ("ingest", "standardize", "identity", "tags", "audiences", "publish", "serve-sync")
 MANIFESTS = Path(os.environ.get("ONEID_K8S_MANIFESTS", Path(__file__).resolve().parents[1] / "k8s"))
 
 with DAG(
     dag_id="oneid_daily",
-    description="OneID: ingest -> standardize -> identity -> tags -> audiences -> publish",
+    description="OneID: ingest -> standardize -> identity -> tags -> audiences -> publish "
+    "-> serve-sync",
     schedule="30 2 * * *",
     start_date=pendulum.datetime(2025, 1, 1, tz="Asia/Shanghai"),
     catchup=False,

@@ -31,6 +31,9 @@ APP_DIR = "/opt/oneid"  # where the image holds jobs/, conf/, jars/, deploy/
 CONF_MAP = "oneid-conf"  # conf/*.yaml (--configmap), mounted over APP_DIR/conf
 CONF_FILES = ("cluster.yaml", "pipeline.yaml")
 HMAC_SECRET = {"name": "oneid-hmac", "key": "hmac-key"}  # created by the operator of the platform
+REDIS_SECRET = {"name": "oneid-redis", "key": "url"}  # redis://[:password@]host:6379/0
+REDIS_ENV = "ONEID_REDIS_URL"  # serve.redis_url of conf/cluster.yaml
+STORE_WRITERS = ("serve-sync",)  # the steps that load the online store (and deploy/daily.py)
 SERVICE_ACCOUNT = "oneid-spark"
 ENV_ARGS = ["--env", "cluster", "--conf-dir", f"{APP_DIR}/conf"]
 AIRFLOW_DATE = "{{ ds }}"
@@ -44,9 +47,13 @@ def steps() -> list[tuple[str, list[str]]]:
     return [(step["stage"], [str(arg) for arg in step.get("args", [])]) for step in data["steps"]]
 
 
-def application_spec(main_file: str, arguments: list[str]) -> dict:
-    """The SparkApplication spec every OneID job shares: image, jars, conf, secret, resources."""
+def application_spec(main_file: str, arguments: list[str], store: bool = False) -> dict:
+    """The SparkApplication spec every OneID job shares: image, jars, conf, secret, resources;
+    ``store``: the driver also gets the online store's URL (it loads the store)."""
     jars = [f"local://{APP_DIR}/jars/{parse_coordinate(c).filename}" for c in DELTA_JARS]
+    env = [{"name": "ONEID_HMAC_KEY", "valueFrom": {"secretKeyRef": dict(HMAC_SECRET)}}]
+    if store:
+        env.append({"name": REDIS_ENV, "valueFrom": {"secretKeyRef": dict(REDIS_SECRET)}})
     return {
         "type": "Python",
         "mode": "cluster",
@@ -64,7 +71,7 @@ def application_spec(main_file: str, arguments: list[str]) -> dict:
             "serviceAccount": SERVICE_ACCOUNT,
             "labels": {"app.kubernetes.io/name": "oneid"},
             # only the driver reads the key; executors get it inside the hashing UDF's closure
-            "env": [{"name": "ONEID_HMAC_KEY", "valueFrom": {"secretKeyRef": dict(HMAC_SECRET)}}],
+            "env": env,
             "volumeMounts": [{"name": "conf", "mountPath": f"{APP_DIR}/conf", "readOnly": True}],
         },
         "executor": {
@@ -88,7 +95,9 @@ def job_manifest(stage: str, templates: list[str], as_of: str = AIRFLOW_DATE) ->
             "labels": _labels(stage),
         },
         "spec": application_spec(
-            f"jobs/{stage}.py", [*ENV_ARGS, *(arg.format(as_of=as_of) for arg in templates)]
+            f"jobs/{stage}.py",
+            [*ENV_ARGS, *(arg.format(as_of=as_of) for arg in templates)],
+            store=stage in STORE_WRITERS,
         ),
     }
 
@@ -105,7 +114,7 @@ def daily_manifest() -> dict:
             "concurrencyPolicy": "Forbid",
             "successfulRunHistoryLimit": 3,
             "failedRunHistoryLimit": 5,
-            "template": application_spec("deploy/daily.py", arguments),
+            "template": application_spec("deploy/daily.py", arguments, store=True),
         },
     }
 

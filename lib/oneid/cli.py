@@ -20,10 +20,8 @@ from oneid.errors import OneIdError
 from oneid.stages import (
     Stage,
     StageResult,
-    demo_label,
     registered_stages,
     run_demo_stages,
-    serve_sync_stage,
 )
 
 logger = logging.getLogger("oneid")
@@ -138,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     key.set_defaults(handler=_cmd_serve_key)
 
-    for stage in [*registered_stages(), serve_sync_stage()]:
+    for stage in registered_stages():
         stage_parser = sub.add_parser(stage.name, parents=[common], help=stage.help)
         stage.add_arguments(stage_parser)
         stage_parser.set_defaults(handler=_stage_handler(stage))
@@ -241,12 +239,6 @@ def _cmd_demo(cfg: OneIdConfig, args: argparse.Namespace) -> int:
     run = run_demo_stages(spark, cfg)
     timings += run.timings
     tables.update(run.tables)
-    stage = serve_sync_stage()
-    for stage_args in stage.demo_args(cfg):
-        started = time.perf_counter()
-        result = stage.run(spark, cfg, stage_args)
-        timings.append((demo_label(stage, stage_args), time.perf_counter() - started))
-        run.notes.extend(f"{stage.name}: {note}" for note in result.notes)
     started = time.perf_counter()
     run.notes.extend(_demo_lookup(spark, cfg))
     timings.append(("serve (one look-up)", time.perf_counter() - started))

@@ -80,6 +80,7 @@ def registered_stages() -> list[Stage]:
         _tags_stage(),
         _audiences_stage(),
         _publish_stage(),
+        _serve_sync_stage(),
     ]
 
 
@@ -281,9 +282,11 @@ def _publish_stage() -> Stage:
     )
 
 
-def serve_sync_stage() -> Stage:
-    """``oneid serve-sync``: after a batch, load the data service's online store. Not part of
-    the batch chain (:func:`registered_stages`): only deployments that serve run it."""
+def _serve_sync_stage() -> Stage:
+    """``oneid serve-sync``: the batch's last step, the data service's online store loaded with
+    the day's identity, tags and audiences. It reads what ``publish`` reads and nothing
+    ``publish`` writes; it runs after it so that a day's run ends with the store serving it
+    (a failed publish stops the chain, and the store keeps serving the previous day)."""
 
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(

@@ -220,6 +220,9 @@ class RealtimeConf(_Strict):
     """How often the stream looks for a newer ``identity.oneid_map`` version."""
     tags_every_seconds: PositiveFloat = 30.0
     """Cadence of ``realtime.tags`` snapshots of the keys that changed."""
+    store_tags: bool = True
+    """Also write each snapshot of a OneID's realtime tags into the data service's online
+    store (``serve:``), where profiles answer them with ``updated_at``."""
     state_ttl: str = "2d"
     """A key's state goes when it has had no event for this long (longer than every window)."""
     tags: tuple[RealtimeTagConf, ...] = ()

@@ -9,7 +9,8 @@ One Structured Streaming query (checkpoint ``realtime.checkpoint_dir``, RocksDB 
 3. ``transformWithStateInPandas`` per key (OneID, provisional key, or the quarantine key) counts the
    events into the realtime tags and evaluates the trigger rules (:mod:`oneid.realtime.rules`);
 4. ``foreachBatch`` delivers the batch's triggers (:mod:`oneid.realtime.delivery`), then
-   records them and the rest in Delta with idempotent writes (``txnAppId`` / ``txnVersion``).
+   records them and the rest in Delta with idempotent writes (``txnAppId`` / ``txnVersion``)
+   and the OneIDs' realtime tags in the online store (:mod:`oneid.realtime.online`).
 
 A replayed micro-batch (after a crash) decides the same triggers with the same ids; those the
 table already records as delivered are not sent again, and the receiver deduplicates the rest
@@ -39,6 +40,7 @@ from oneid.errors import ConfigError
 from oneid.realtime import lookup
 from oneid.realtime.delivery import Secret, deliver, load_secret
 from oneid.realtime.events import Event, parse_event
+from oneid.realtime.online import OnlineTags
 from oneid.realtime.rules import KeyState, StreamEvent, process_events, tag_values
 from oneid.session import warehouse_root
 from oneid.standardize.hashing import load_key
@@ -384,6 +386,7 @@ class Sink:
         self.reports: list[BatchReport] = []
         self.last_batch = -1
         self.map_version = -1
+        self.online = OnlineTags(cfg) if cfg.pipeline.realtime.store_tags else None
 
     def _last_recorded_batch(self) -> int:
         """The last batch of this query (its id survives restarts from the checkpoint) that
@@ -457,6 +460,8 @@ class Sink:
             self._append(
                 tags_rows(frame.where("kind = 'tags'"), self.cfg), "realtime.tags", batch_id
             )
+            if self.online is not None:  # after the triggers went out: never holds one up
+                self.online.write(frame)
         self._record_batch(kinds, outcomes, len(already), batch_id)
 
     def _delivered_before(self, batch_id: int) -> set[str]:

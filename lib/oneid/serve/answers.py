@@ -9,7 +9,10 @@ so the service finds exactly the hashes the batch wrote. The raw value lives onl
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 from oneid.conf.models import ServeConf
 from oneid.serve.access_log import AccessLog
@@ -25,9 +28,18 @@ MAX_MERGE_HOPS = 16
 class ApiError(Exception):
     """An answer that is an error: HTTP status, a stable code, a message for humans."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict | None = None,
+        details: dict | None = None,
+    ):
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers
+        self.details = details or {}
+        """More fields of the error object (e.g. ``split_into`` of a retired OneID)."""
 
 
 @dataclass(frozen=True)
@@ -57,9 +69,10 @@ class Answers:
             raise ApiError(503, "no_version", "the store holds no loaded version yet")
         return self._checked(snap)
 
-    def _oneids(self, keys: list[bytes]) -> tuple[Snapshot, list[int | None]]:
-        """The serving version and the OneIDs of ``keys`` in it (one round trip on Redis)."""
-        found = self.store.lookup(keys)
+    async def _oneids(self, keys: list[bytes]) -> tuple[Snapshot, list[int | None]]:
+        """The serving version and the OneIDs of ``keys`` in it (one round trip on Redis,
+        shared with the look-ups waiting at the same time)."""
+        found = await self.store.lookup_async(keys)
         if found is None:
             raise ApiError(503, "no_version", "the store holds no loaded version yet")
         return self._checked(found[0]), found[1]
@@ -119,7 +132,7 @@ class Answers:
         except ApiError as error:
             return Hashed(None, error.code)
 
-    def lookup(
+    async def lookup(
         self, caller: Caller, id_type: str, raw: str, with_profile: bool, tags: list[str] | None
     ) -> dict:
         require(caller, "lookup")
@@ -128,7 +141,7 @@ class Answers:
         hashed = self.hashed(id_type, raw)
         if hashed.key is None:
             raise ApiError(422, "invalid_identifier", f"not a valid {id_type}: {hashed.reason}")
-        snap, [oneid] = self._oneids([hashed.key])
+        snap, [oneid] = await self._oneids([hashed.key])
         self.access.write(caller.name, "lookup", snap.version, id_type=id_type, oneid=oneid)
         if oneid is None:
             raise ApiError(404, "not_found", f"no OneID for this {id_type}")
@@ -137,14 +150,14 @@ class Answers:
             answer["profile"] = self._profile(snap, oneid, tags, self.conf.page_size)
         return answer
 
-    def batch(self, caller: Caller, items: list[tuple[str, str]]) -> dict:
+    async def batch(self, caller: Caller, items: list[tuple[str, str]]) -> dict:
         require(caller, "lookup")
         if len(items) > self.conf.batch_limit:
             raise ApiError(
                 422, "batch_too_large", f"at most {self.conf.batch_limit} identifiers per batch"
             )
         hashed = [self._hashed_or_reason(id_type, raw) for id_type, raw in items]
-        snap, oneids = self._oneids([h.key for h in hashed if h.key is not None])
+        snap, oneids = await self._oneids([h.key for h in hashed if h.key is not None])
         found = iter(oneids)
         results = []
         for index, ((id_type, _), h) in enumerate(zip(items, hashed, strict=True)):
@@ -163,17 +176,33 @@ class Answers:
     def profile(self, caller: Caller, oneid: int, tags: list[str] | None, page_size: int) -> dict:
         require(caller, "profile:read")
         snap = self.snapshot()
-        answer = self._profile(snap, oneid, tags, page_size)
+        with self._logged_if_retired(caller, "profile", snap, oneid):
+            answer = self._profile(snap, oneid, tags, page_size)
         self.access.write(
             caller.name, "profile", snap.version, oneid=answer["oneid"], requested_oneid=oneid
         )
         return answer
 
+    @contextmanager
+    def _logged_if_retired(
+        self, caller: Caller, action: str, snap: Snapshot, oneid: int
+    ) -> Iterator[None]:
+        """A retired OneID's answer names OneIDs (``split_into``): it is in the access log."""
+        try:
+            yield
+        except ApiError as error:
+            if error.code == "oneid_retired":
+                self.access.write(
+                    caller.name, action, snap.version, oneid=None, requested_oneid=oneid
+                )
+            raise
+
     def page(self, caller: Caller, oneid: int, listing: str, offset: int, limit: int) -> dict:
         """One page of a profile's ``identifiers`` or ``audiences``."""
         require(caller, "profile:read")
         snap = self.snapshot()
-        live, document = self._document(snap, oneid)
+        with self._logged_if_retired(caller, f"profile_{listing}", snap, oneid):
+            live, document = self._document(snap, oneid)
         self.access.write(
             caller.name, f"profile_{listing}", snap.version, oneid=live, requested_oneid=oneid
         )
@@ -184,17 +213,41 @@ class Answers:
         return answer
 
     def _document(self, snap: Snapshot, oneid: int) -> tuple[int, dict]:
-        """(live OneID, its document), following merges from a retired OneID."""
+        """(live OneID, its document), following merges from a retired OneID; 410 for a OneID
+        (or the end of its merges) retired without a merge."""
+        current, document = self._live(snap, oneid)
+        if document is not None:
+            return current, json.loads(document)
+        [split] = snap.split_into([current])
+        if split is None:
+            raise ApiError(404, "not_found", f"no profile for OneID {oneid}")
+        live = sorted({found for found, doc in map(partial(self._live, snap), split) if doc})
+        via = f" (merged into {current})" if current != oneid else ""
+        raise ApiError(
+            410,
+            "oneid_retired",
+            f"OneID {oneid}{via} is retired: none of its identifiers is left (records deleted "
+            "or erased); split_into lists the live OneIDs that split off it",
+            details={
+                "oneid": current,
+                "requested_oneid": oneid if current != oneid else None,
+                "split_into": live,
+            },
+        )
+
+    @staticmethod
+    def _live(snap: Snapshot, oneid: int) -> tuple[int, str | None]:
+        """(the OneID ``oneid`` ends at through merges, its document or None)."""
         current = oneid
         for _ in range(MAX_MERGE_HOPS):
             [document] = snap.profiles([current])
             if document is not None:
-                return current, json.loads(document)
+                return current, document
             [merged] = snap.merged_into([current])
             if merged is None:
                 break
             current = merged
-        raise ApiError(404, "not_found", f"no profile for OneID {oneid}")
+        return current, None
 
     def _profile(self, snap: Snapshot, oneid: int, tags: list[str] | None, size: int) -> dict:
         live, document = self._document(snap, oneid)

@@ -1,8 +1,9 @@
 """The look-up API (FastAPI). It reads the online store only and never starts a Spark job.
 
-Handlers are ``async`` and call the store directly: a store read is a local SQLite page or a
-loopback Redis round trip (tens of microseconds), cheaper than the thread-pool hop a sync
-handler costs (BENCHMARKS.md); scale out with ``serve.workers``.
+Handlers are ``async`` and call the store directly: a store read is a local SQLite page, or a
+Redis round trip that look-ups await together (:meth:`ProfileStore.lookup_async`), cheaper
+than the thread-pool hop a sync handler costs (BENCHMARKS.md); scale out with
+``serve.workers``.
 
 Routes: ``POST /v1/lookup``, ``POST /v1/lookup/batch``, ``GET /v1/profiles/{oneid}`` (and its
 ``/identifiers`` and ``/audiences`` pages), ``GET /health``, ``GET /ready``. Every error is
@@ -10,6 +11,8 @@ Routes: ``POST /v1/lookup``, ``POST /v1/lookup/batch``, ``GET /v1/profiles/{onei
 """
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Path, Query, Request
@@ -30,6 +33,7 @@ from oneid.serve.models import (
     LookupRequest,
     LookupResponse,
     Profile,
+    RetiredResponse,
 )
 
 logger = logging.getLogger(__name__)
@@ -47,6 +51,13 @@ ERRORS = {
         503: "no store version serving",
     }.items()
 }
+PROFILE_ERRORS = {
+    **ERRORS,
+    410: {
+        "model": RetiredResponse,
+        "description": "the OneID retired without a merge (its identifiers are gone)",
+    },
+}
 OneIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="A OneID")]
 MAX_OFFSET = 1_000_000
 
@@ -54,11 +65,18 @@ MAX_OFFSET = 1_000_000
 def create_app(answers: Answers, keys: KeyRing) -> FastAPI:
     """The API over ``answers`` (store, HMAC key, access log) with ``keys``."""
     conf = answers.conf
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await answers.store.aclose()  # what look-ups opened in this event loop
+
     app = FastAPI(
         title="OneID data service",
         version="1",
         description="Look up OneIDs by identifier and read masked profiles, tags and "
         "audiences from the online store (docs/serving.md).",
+        lifespan=lifespan,
     )
 
     async def caller(request: Request, key: Annotated[str | None, Depends(API_KEY)]) -> Caller:
@@ -78,17 +96,17 @@ def create_app(answers: Answers, keys: KeyRing) -> FastAPI:
     @app.post("/v1/lookup", response_model=LookupResponse, responses=ERRORS)
     async def lookup(body: LookupRequest, who: Who) -> dict:
         """The OneID of one identifier (the raw value goes in the body, never in a URL)."""
-        return answers.lookup(who, body.id_type, body.value, body.with_profile, body.tags)
+        return await answers.lookup(who, body.id_type, body.value, body.with_profile, body.tags)
 
     @app.post("/v1/lookup/batch", response_model=BatchLookupResponse, responses=ERRORS)
     async def lookup_batch(body: BatchLookupRequest, who: Who) -> dict:
         """The OneIDs of up to ``serve.batch_limit`` identifiers, in the order sent."""
-        return answers.batch(who, [(item.id_type, item.value) for item in body.items])
+        return await answers.batch(who, [(item.id_type, item.value) for item in body.items])
 
     @app.get(
         "/v1/profiles/{oneid}",
         response_model=Profile,
-        responses=ERRORS,
+        responses=PROFILE_ERRORS,
         dependencies=[_only("tags", "page_size")],
     )
     async def profile(
@@ -97,14 +115,14 @@ def create_app(answers: Answers, keys: KeyRing) -> FastAPI:
         tags: Annotated[list[str] | None, Query(max_length=200)] = None,
         page_size: PageSize = conf.page_size,
     ) -> dict:
-        """A OneID's masked profile, tags (``tags=`` selects by name) and audiences; a retired
-        OneID answers with the OneID it was merged into."""
+        """A OneID's masked profile, tags (``tags=`` selects by name) and audiences; a OneID
+        merged into another answers with that one; one retired without a merge answers 410."""
         return answers.profile(who, oneid, tags, page_size)
 
     @app.get(
         "/v1/profiles/{oneid}/identifiers",
         response_model=IdentifierPage,
-        responses=ERRORS,
+        responses=PROFILE_ERRORS,
         dependencies=[_only("offset", "limit")],
     )
     async def identifiers(
@@ -116,7 +134,7 @@ def create_app(answers: Answers, keys: KeyRing) -> FastAPI:
     @app.get(
         "/v1/profiles/{oneid}/audiences",
         response_model=AudiencePage,
-        responses=ERRORS,
+        responses=PROFILE_ERRORS,
         dependencies=[_only("offset", "limit")],
     )
     async def audiences(
@@ -152,15 +170,17 @@ def _only(*names: str):
     return Depends(check)
 
 
-def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
-    body = {"error": {"code": code, "message": message}}
+def _error(
+    status: int, code: str, message: str, headers: dict | None = None, details: dict | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, **(details or {})}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message, exc.headers)
+        return _error(exc.status, exc.code, exc.message, exc.headers, exc.details)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -50,6 +50,24 @@ class ErrorResponse(BaseModel):
     error: Error
 
 
+class RetiredError(Error):
+    code: Literal["oneid_retired"]
+    oneid: int = Field(
+        description="The retired OneID (where the merges from the one asked for end)."
+    )
+    requested_oneid: int | None = Field(
+        None, description="The OneID asked for, when it was merged into ``oneid``."
+    )
+    split_into: list[int] = Field(
+        description="Live OneIDs that split off ``oneid`` before it retired (may be empty): "
+        "look them up, or look the person up again by an identifier."
+    )
+
+
+class RetiredResponse(BaseModel):
+    error: RetiredError
+
+
 class IdentifierOut(BaseModel):
     id_type: str
     masked: str | None

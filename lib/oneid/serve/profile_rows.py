@@ -1,5 +1,5 @@
-"""The store's rows as Spark frames: identifier → OneID, one profile document per OneID, and
-retired OneID → the OneID it was merged into.
+"""The store's rows as Spark frames: identifier → OneID, one profile document per OneID,
+retired OneID → the OneID it was merged into, and OneIDs retired without a merge.
 
 A profile document is built as JSON by Spark itself (``to_json``), so the driver only streams
 finished strings into the store.
@@ -120,3 +120,18 @@ def merge_rows(changes: DataFrame) -> DataFrame:
     reused, so each ``from_oneid`` has one row)."""
     merges = changes.where(F.col("kind") == "merge")
     return merges.groupBy("from_oneid").agg(F.max("to_oneid").alias("to_oneid"))
+
+
+def retired_rows(changes: DataFrame) -> DataFrame:
+    """``from_oneid, split_into`` of every OneID retired without a merge (no component kept
+    any of its identifiers), with the OneIDs that splits of earlier runs minted off it."""
+    retired = changes.where(F.col("kind") == "retire").select("from_oneid").distinct()
+    splits = (
+        changes.where((F.col("kind") == "split") & F.col("to_oneid").isNotNull())
+        .groupBy("from_oneid")
+        .agg(F.sort_array(F.collect_set("to_oneid")).alias("split_into"))
+    )
+    none = F.array().cast("array<bigint>")
+    return retired.join(splits, "from_oneid", "left").select(
+        "from_oneid", F.coalesce("split_into", none).alias("split_into")
+    )

@@ -9,23 +9,28 @@ Keys (``<ns>`` is ``serve.namespace``)::
     <ns>:v:<version>:i:<bucket>   hash identifier_key (16 bytes) -> OneID
     <ns>:v:<version>:p:<oneid>    the profile document (deflated JSON)
     <ns>:v:<version>:m            hash retired OneID -> OneID it was merged into
+    <ns>:v:<version>:r            hash OneID retired without a merge -> JSON list split off it
     <ns>:rt:<oneid>               hash tag name -> JSON {value, updated_at} (realtime tags)
 
 Identifiers sit in hash buckets of about 64 entries, which Redis keeps as compact listpacks
 (a key of their own would cost ~4x the memory). A reader reads the pointer once and then only
 keys of that version, so it never mixes two loads; a look-up reads the pointer and the
-identifiers in one script (one round trip, atomic).
+identifiers in one script (one round trip, atomic). The API's look-ups go through
+:class:`_Coalesced`: never blocking the event loop, one script for all that are waiting.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import redis
+import redis.asyncio
 
 from oneid.serve.documents import pack, unpack
 from oneid.serve.store import (
@@ -54,8 +59,10 @@ class RedisStore(ProfileStore):
         self.ns = namespace
         self.keep_versions = keep_versions
         self.batch_rows = batch_rows
+        self.url = url
         self._buckets: dict[str, int] = {}
         self._lookup = self.client.register_script(LOOKUP)
+        self._coalesced: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def _key(self, *parts: object) -> str:
         return ":".join([self.ns, *map(str, parts)])
@@ -86,12 +93,26 @@ class RedisStore(ProfileStore):
         return _RedisSnapshot(self, version, buckets)
 
     def lookup(self, keys: Sequence[bytes]) -> tuple[Snapshot, list[int | None]] | None:
-        found = self._lookup(args=[self.ns, *keys])
+        return self._answer(self._lookup(args=[self.ns, *keys]))
+
+    def _answer(self, found: list | None) -> tuple[Snapshot, list[int | None]] | None:
         if not found:
             return None
         version, buckets, *oneids = found
         snap = _RedisSnapshot(self, version.decode(), int(buckets))
         return snap, [int(value) if value is not None else None for value in oneids]
+
+    async def lookup_async(self, keys: Sequence[bytes]) -> tuple[Snapshot, list[int | None]] | None:
+        loop = asyncio.get_running_loop()
+        coalesced = self._coalesced.get(loop)
+        if coalesced is None:
+            coalesced = self._coalesced[loop] = _Coalesced(self.url, self.ns)
+        return self._answer(await coalesced.lookup(keys))
+
+    async def aclose(self) -> None:
+        coalesced = self._coalesced.pop(asyncio.get_running_loop(), None)
+        if coalesced is not None:
+            await coalesced.client.aclose()
 
     # --- loads ---------------------------------------------------------------------------
     @contextmanager
@@ -146,10 +167,20 @@ class RedisStore(ProfileStore):
             self.client.hdel(self._key("loading"), version)
 
     # --- realtime tags -------------------------------------------------------------------
-    def put_realtime_tags(self, oneid: int, tags: Sequence[RealtimeTag]) -> None:
-        mapping = {t.name: json.dumps({"value": t.value, "updated_at": t.updated_at}) for t in tags}
-        if mapping:
-            self.client.hset(self._key("rt", oneid), mapping=mapping)
+    def put_realtime_tags_many(self, items: Iterable[tuple[int, Sequence[RealtimeTag]]]) -> int:
+        written = 0
+        for batch in batches(items, self.batch_rows):
+            with self.client.pipeline(transaction=False) as pipe:
+                for oneid, tags in batch:
+                    mapping = {
+                        t.name: json.dumps({"value": t.value, "updated_at": t.updated_at})
+                        for t in tags
+                    }
+                    if mapping:
+                        pipe.hset(self._key("rt", int(oneid)), mapping=mapping)
+                pipe.execute()
+            written += len(batch)
+        return written
 
     def realtime_tags(self, oneid: int) -> list[RealtimeTag]:
         held = self.client.hgetall(self._key("rt", oneid))
@@ -185,12 +216,57 @@ return out
 (keys are computed in the script: standalone Redis, not Redis Cluster)."""
 
 
+class _Coalesced:
+    """The API's look-ups in one event loop, sent to Redis together: while one :data:`LOOKUP`
+    script is out, the look-ups that arrive wait and then go in the next one. The loop never
+    blocks on a round trip, and a burst costs one round trip instead of one per request (on
+    a busy host each round trip is a wake-up of redis-server and of this process). Every
+    look-up of one script reads the same serving version."""
+
+    def __init__(self, url: str, namespace: str):
+        self.client = redis.asyncio.Redis.from_url(url, socket_timeout=5)
+        self.script = self.client.register_script(LOOKUP)
+        self.ns = namespace
+        self.waiting: list[tuple[Sequence[bytes], asyncio.Future]] = []
+        self.sender: asyncio.Task | None = None
+
+    async def lookup(self, keys: Sequence[bytes]) -> list | None:
+        """What :data:`LOOKUP` answers for ``keys`` alone: version, buckets, OneIDs."""
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((keys, future))
+        if self.sender is None:
+            self.sender = asyncio.get_running_loop().create_task(self._send())
+        return await future
+
+    async def _send(self) -> None:
+        try:
+            while self.waiting:
+                group, self.waiting = self.waiting, []
+                try:
+                    found = await self.script(
+                        args=[self.ns, *(k for keys, _ in group for k in keys)]
+                    )
+                except Exception as error:
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                start = 2
+                for keys, future in group:
+                    if not future.done():
+                        answer = [*found[:2], *found[start : start + len(keys)]] if found else None
+                        future.set_result(answer)
+                    start += len(keys)
+        finally:
+            self.sender = None
+
+
 class _RedisLoader(Loader):
     def __init__(self, store: RedisStore, version: str, buckets: int):
         self.store = store
         self.version = version
         self.buckets = buckets
-        self.counts = {"identifiers": 0, "profiles": 0, "merges": 0}
+        self.counts = {"identifiers": 0, "profiles": 0, "merges": 0, "retired": 0}
 
     def identifiers(self, rows: Iterable[tuple[str, str, int]]) -> int:
         written = 0
@@ -225,6 +301,15 @@ class _RedisLoader(Loader):
         self.counts["merges"] += written
         return written
 
+    def retired(self, rows: Iterable[tuple[int, Sequence[int]]]) -> int:
+        written = 0
+        for batch in batches(rows, self.store.batch_rows):
+            mapping = {int(o): json.dumps(sorted(map(int, split))) for o, split in batch}
+            self.store.client.hset(self.store._key("v", self.version, "r"), mapping=mapping)
+            written += len(batch)
+        self.counts["retired"] += written
+        return written
+
 
 class _RedisSnapshot(Snapshot):
     def __init__(self, store: RedisStore, version: str, buckets: int):
@@ -252,3 +337,9 @@ class _RedisSnapshot(Snapshot):
             return []
         found = self.store.client.hmget(self.store._key("v", self.version, "m"), list(oneids))
         return [int(value) if value is not None else None for value in found]
+
+    def split_into(self, oneids: Sequence[int]) -> list[list[int] | None]:
+        if not oneids:
+            return []
+        found = self.store.client.hmget(self.store._key("v", self.version, "r"), list(oneids))
+        return [json.loads(value) if value is not None else None for value in found]

@@ -33,6 +33,7 @@ SCHEMA = """
 CREATE TABLE identifiers (key BLOB PRIMARY KEY, oneid INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE profiles (oneid INTEGER PRIMARY KEY, doc BLOB NOT NULL);
 CREATE TABLE merges (oneid INTEGER PRIMARY KEY, merged_into INTEGER NOT NULL);
+CREATE TABLE retired (oneid INTEGER PRIMARY KEY, split_into TEXT NOT NULL);
 CREATE TABLE meta (info TEXT NOT NULL);
 """
 POINTER = "CURRENT"
@@ -166,11 +167,19 @@ class SqliteStore(ProfileStore):
             self._local.realtime = connection
         return connection
 
-    def put_realtime_tags(self, oneid: int, tags: Sequence[RealtimeTag]) -> None:
+    def put_realtime_tags_many(self, items: Iterable[tuple[int, Sequence[RealtimeTag]]]) -> int:
         db = self._realtime()
-        rows = [(oneid, t.name, json.dumps(t.value), t.updated_at) for t in tags]
-        with db:
-            db.executemany("INSERT OR REPLACE INTO realtime_tags VALUES (?, ?, ?, ?)", rows)
+        written = 0
+        for batch in batches(items, self.batch_rows):
+            rows = [
+                (int(oneid), t.name, json.dumps(t.value), t.updated_at)
+                for oneid, tags in batch
+                for t in tags
+            ]
+            with db:  # one transaction per batch
+                db.executemany("INSERT OR REPLACE INTO realtime_tags VALUES (?, ?, ?, ?)", rows)
+            written += len(batch)
+        return written
 
     def realtime_tags(self, oneid: int) -> list[RealtimeTag]:
         rows = self._realtime().execute(
@@ -189,7 +198,7 @@ class _SqliteLoader(Loader):
     def __init__(self, db: sqlite3.Connection, batch_rows: int):
         self.db = db
         self.batch_rows = batch_rows
-        self.counts = {"identifiers": 0, "profiles": 0, "merges": 0}
+        self.counts = {"identifiers": 0, "profiles": 0, "merges": 0, "retired": 0}
 
     def _write(self, table: str, sql: str, rows: Iterable[tuple]) -> int:
         written = 0
@@ -210,6 +219,10 @@ class _SqliteLoader(Loader):
     def merges(self, rows: Iterable[tuple[int, int]]) -> int:
         pairs = ((int(a), int(b)) for a, b in rows)
         return self._write("merges", "INSERT OR REPLACE INTO merges VALUES (?, ?)", pairs)
+
+    def retired(self, rows: Iterable[tuple[int, Sequence[int]]]) -> int:
+        lists = ((int(o), json.dumps(sorted(map(int, split)))) for o, split in rows)
+        return self._write("retired", "INSERT OR REPLACE INTO retired VALUES (?, ?)", lists)
 
 
 class _SqliteSnapshot(Snapshot):
@@ -234,3 +247,12 @@ class _SqliteSnapshot(Snapshot):
 
     def merged_into(self, oneids: Sequence[int]) -> list[int | None]:
         return self._get("SELECT oneid, merged_into FROM merges WHERE oneid IN ({marks})", oneids)
+
+    def split_into(self, oneids: Sequence[int]) -> list[list[int] | None]:
+        try:
+            found = self._get(
+                "SELECT oneid, split_into FROM retired WHERE oneid IN ({marks})", oneids
+            )
+        except sqlite3.OperationalError:  # a version file written before retirements were kept
+            return [None] * len(oneids)
+        return [json.loads(split) if split is not None else None for split in found]

@@ -73,6 +73,11 @@ class Loader(ABC):
     def merges(self, rows: Iterable[tuple[int, int]]) -> int:
         """(retired oneid, oneid it was merged into) rows."""
 
+    @abstractmethod
+    def retired(self, rows: Iterable[tuple[int, Sequence[int]]]) -> int:
+        """(retired oneid, the OneIDs split off it) rows: OneIDs no component keeps (their
+        identifiers are gone: records deleted or erased), not merged into another."""
+
 
 class Snapshot(ABC):
     """Reads of one version: every answer of one request comes from the same load."""
@@ -90,6 +95,10 @@ class Snapshot(ABC):
     @abstractmethod
     def merged_into(self, oneids: Sequence[int]) -> list[int | None]:
         """The OneID each retired OneID was merged into (None: not merged away)."""
+
+    @abstractmethod
+    def split_into(self, oneids: Sequence[int]) -> list[list[int] | None]:
+        """Per OneID retired without a merge, the OneIDs split off it (None: not retired so)."""
 
 
 class ProfileStore(ABC):
@@ -119,6 +128,15 @@ class ProfileStore(ABC):
         snap = self.snapshot()
         return (snap, snap.oneids(keys)) if snap is not None else None
 
+    async def lookup_async(self, keys: Sequence[bytes]) -> tuple[Snapshot, list[int | None]] | None:
+        """:meth:`lookup` for the API's event loop: a store that waits on a server answers
+        without blocking the loop. Here: the blocking read (SQLite reads a local page)."""
+        return self.lookup(keys)
+
+    async def aclose(self) -> None:
+        """Close what :meth:`lookup_async` opened in the running event loop."""
+        return None
+
     @abstractmethod
     def load(self, info: StoreVersion) -> AbstractContextManager[Loader]:
         """Write version ``info``; leaving the block without an error makes it serve and drops
@@ -128,9 +146,14 @@ class ProfileStore(ABC):
     def activate(self, version: str) -> None:
         """Make an already loaded version serve (a re-run of an older batch)."""
 
-    @abstractmethod
     def put_realtime_tags(self, oneid: int, tags: Sequence[RealtimeTag]) -> None:
-        """Set realtime tags of a OneID (the realtime stage's writes)."""
+        """Set realtime tags of a OneID (other tags of it stay as they are)."""
+        self.put_realtime_tags_many([(oneid, tags)])
+
+    @abstractmethod
+    def put_realtime_tags_many(self, items: Iterable[tuple[int, Sequence[RealtimeTag]]]) -> int:
+        """Set realtime tags of many OneIDs (the realtime stage's writes), a batch of OneIDs per
+        round trip; a later item wins over an earlier one. Returns how many OneIDs."""
 
     @abstractmethod
     def realtime_tags(self, oneid: int) -> list[RealtimeTag]:

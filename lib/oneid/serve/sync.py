@@ -40,6 +40,9 @@ IDENTITY = (
     "identity.profiles",
     "identity.oneid_changes",
 )
+STORE_FORMAT = 2
+"""What a version holds (2: retirements too); in the version's digest, so a store loaded by an
+older OneID is loaded again rather than found ``unchanged``."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ def _load(
         loader.identifiers(_rows(identifiers, "id_type", "value_hash", "oneid"))
         loader.profiles(_rows(documents, "oneid", "document"))
         loader.merges(_rows(profile_rows.merge_rows(changes), "from_oneid", "to_oneid"))
+        loader.retired(_rows(profile_rows.retired_rows(changes), "from_oneid", "split_into"))
     return store.current() or info
 
 
@@ -192,6 +196,7 @@ def _pinned_versions(
 
 
 def _version_name(as_of: dt.date | None, run_id: str, tables: dict[str, int]) -> str:
-    digest = hashlib.sha256(json.dumps(sorted(tables.items())).encode()).hexdigest()[:10]
+    read = json.dumps([STORE_FORMAT, sorted(tables.items())])
+    digest = hashlib.sha256(read.encode()).hexdigest()[:10]
     run = re.sub(r"[^A-Za-z0-9_-]", "_", run_id)[:60]
     return f"{as_of.isoformat() if as_of else 'identity'}.{run}.{digest}"
