@@ -41,12 +41,12 @@ from oneid.tables import COMMIT_HOOKS, PINS, read_table_or_none, table_path, uni
 from tests.support import as_json, delta_records, small_config
 
 DAYS = (dt.date(2025, 6, 29), dt.date(2025, 6, 30))
-VOLATILE = {"finished_at", "published_at", "_ingested_at"}
+VOLATILE = {"finished_at", "published_at", "_ingested_at", "standardized_at"}
 """Columns that hold the wall-clock time of a write."""
 SOURCE = "crm_members"
 ARGS = {
     "ingest": {"batch_id": "b2", "source": [SOURCE], "replay": False},
-    "standardize": {},
+    "standardize": {"full": False},
     "identity": {"run_id": "r2", "full": False},
     "tags": {"as_of": DAYS[1], "date_from": None, "date_to": None},
     "audiences": {"as_of": DAYS[1], "explain": None},
@@ -136,7 +136,7 @@ def chain(spark, tmp_path_factory: pytest.TempPathFactory) -> Chain:
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("ONEID_HMAC_KEY", raising=False)
         stage_run(spark, cfg, "ingest", batch_id="b1", source=[], replay=False)
-        stage_run(spark, cfg, "standardize")
+        stage_run(spark, cfg, "standardize", full=False)
         stage_run(spark, cfg, "identity", run_id="r1", full=False)
         stage_run(spark, cfg, "tags", as_of=DAYS[0], date_from=None, date_to=None)
         stage_run(spark, cfg, "audiences", as_of=DAYS[0], explain=None)
