@@ -70,25 +70,17 @@ def keyed_hash(key: HashKey, value: str) -> str:
 
 
 def normalize_and_hash(key: HashKey, junk_values: Mapping[str, frozenset[str]]):
-    """A pandas UDF ``(id_type, raw, todo) -> struct<value_hash, masked, reason>``.
+    """A pandas UDF ``(id_type, raw) -> struct<value_hash, masked, reason>``.
 
-    ``reason`` is set (and the hash NULL) for rejected and blocklisted values. Rows whose
-    ``todo`` is false are skipped (all NULL): :mod:`oneid.standardize.builtin` decided them.
+    ``reason`` is set (and the hash NULL) for rejected and blocklisted values.
     """
 
     @pandas_udf(RESULT_TYPE)
-    def oneid_normalize_and_hash(
-        id_types: pd.Series, raws: pd.Series, todo: pd.Series
-    ) -> pd.DataFrame:
-        result = pd.DataFrame(None, index=raws.index, columns=["value_hash", "masked", "reason"])
-        rows = todo.fillna(False).to_numpy(dtype=bool)
-        if rows.any():
-            done = [
-                hash_identifier(key, junk_values, t, r)
-                for t, r in zip(id_types[rows], raws[rows], strict=True)
-            ]
-            result.loc[rows] = pd.DataFrame(done, columns=result.columns).to_numpy()
-        return result
+    def oneid_normalize_and_hash(id_types: pd.Series, raws: pd.Series) -> pd.DataFrame:
+        rows = [
+            hash_identifier(key, junk_values, t, r) for t, r in zip(id_types, raws, strict=True)
+        ]
+        return pd.DataFrame(rows, columns=["value_hash", "masked", "reason"])
 
     return oneid_normalize_and_hash
 

@@ -2,8 +2,7 @@
 
 - ``silver.identifiers``: one row per (source, record_key, id_type, value_hash), the value
   normalised by :mod:`oneid.standardize.normalize` and keyed-hashed (HMAC-SHA256, key version),
-  plus its masked display form; :mod:`oneid.standardize.builtin` evaluates the common cases
-  with Spark built-ins, the Python normaliser the rest.
+  plus its masked display form.
 - ``quarantine.identifiers``: identifiers that were rejected (invalid phone, junk device, ...)
   with the reason; ``ops.standardize_stats`` counts kept and dropped identifiers per reason.
 - ``silver.contacts`` / ``silver.orders`` / ``silver.events``: one row per (source, record_key),
@@ -28,9 +27,8 @@ from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import CURRENCY_COLUMN, SourceConf
 from oneid.errors import DataContractError
 from oneid.ingest.fields import currency_of, parse_field
-from oneid.standardize.builtin import normalized_and_hashed
 from oneid.standardize.changes import STATE_TABLE, fingerprints, plan_changes, state_rows
-from oneid.standardize.hashing import HashKey, load_key
+from oneid.standardize.hashing import HashKey, load_key, normalize_and_hash
 from oneid.standardize.normalize import NORMALIZER_VERSION
 from oneid.standardize.records import event_time, identifier_rows, junk_values, latest_records
 from oneid.tables import merge_keys, overwrite, read_table, read_table_or_none, union_all
@@ -164,7 +162,8 @@ def _write_identifiers(
     junk: dict[str, frozenset[str]],
 ) -> None:
     """``silver.identifiers`` and ``quarantine.identifiers`` of the extracted identifiers."""
-    checked = normalized_and_hashed(spark, extracted, key, junk).persist()
+    udf = normalize_and_hash(key, junk)
+    checked = extracted.withColumn("_h", udf(F.col("id_type"), F.col("raw_value"))).persist()
     try:
         good = (
             checked.where(F.col("_h.reason").isNull())
