@@ -70,7 +70,10 @@ class RealtimeProcessor(StatefulProcessor):
         due: list[tuple] = []
         processed = late = 0
         version = int(frame["map_version"].max())
-        for person, group in frame.groupby("key", sort=False):
+        people: dict[str, list] = {}
+        for r in frame.itertuples(index=False):  # one pass: pandas per person costs more
+            people.setdefault(r.key, []).append(r)
+        for person, group in people.items():
             held, fired, late_ids, oneid = self._person(person, group)
             late += len(late_ids)
             processed += len(group) - len(late_ids)
@@ -87,15 +90,15 @@ class RealtimeProcessor(StatefulProcessor):
             self.handle.registerTimer((now // self.tags_every_ms + 1) * self.tags_every_ms)
         yield pd.DataFrame(out, columns=COLUMNS)
 
-    def _person(self, person: str, group: pd.DataFrame):
-        """Count one person's events of the batch into their state (one get, one update)."""
+    def _person(self, person: str, group: list):
+        """Count one person's events of the batch (rows in event-time order) into their state
+        (one get, one update)."""
         stored = self.people.getValue((person,))
         held = KeyState.loads(stored[0] if stored else None)
-        known = group["oneid"].dropna()
-        oneid = int(known.iloc[-1]) if len(known) else None
+        known = [r.oneid for r in group if not pd.isna(r.oneid)]
+        oneid = int(known[-1]) if known else None
         events = [
-            StreamEvent(r.event_id, int(r.time_ms), r.name, json.loads(r.props))
-            for r in group.itertuples(index=False)
+            StreamEvent(r.event_id, int(r.time_ms), r.name, json.loads(r.props)) for r in group
         ]
         fired, late = process_events(
             self.conf, held, events, oneid, self.facts.get(oneid), key=person
@@ -103,12 +106,12 @@ class RealtimeProcessor(StatefulProcessor):
         self.people.updateValue((person,), (held.dumps(),))
         return held, fired, {e.event_id for e in late}, oneid
 
-    def _event_rows(self, person: str, oneid, group: pd.DataFrame, fired: list[Fired]):
+    def _event_rows(self, person: str, oneid, group: list, fired: list[Fired]):
         """Link rows of the person's events and their trigger rows (with the webhook body)."""
         ids_by_event = {}
-        for r in group.itertuples(index=False):
+        for r in group:
             ids_by_event[r.event_id] = r.ids
-            if r.link is not None:
+            if isinstance(r.link, str):
                 yield _row(
                     "link", person, oneid=oneid, event_id=r.event_id, time_ms=r.time_ms, body=r.link
                 )
