@@ -28,6 +28,7 @@ def stream_config(tmp: Path, bootstrap: str, url: str, *extra: str) -> OneIdConf
         "realtime.trigger_seconds=0.2",
         "realtime.tags_every_seconds=0.5",
         "realtime.identity_refresh_seconds=0.5",
+        "realtime.state_buckets=2",  # several keys share a bucket
         f"realtime.checkpoint_dir={tmp / 'checkpoint'}",
         *extra,
     )

@@ -26,7 +26,7 @@ from tests.support import CONF_DIR, TEST_SPARK, delta_records, small_config
 
 pytestmark = pytest.mark.slow
 
-CHUNKS = 3
+CHUNKS = 2
 KEYS_PER_CHUNK = 8
 
 

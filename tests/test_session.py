@@ -168,3 +168,35 @@ def test_run_folders_are_removed_at_exit_and_swept_after_a_kill(tmp_path):
     assert not any(Path(f).exists() for f in failed_folders)
     for root in (checkpoints, scratch):  # the killed and dead runs' folders were swept
         assert sorted(p.name for p in root.iterdir()) == ["live-run"]
+
+
+def test_python_workers_import_pyspark_from_the_package_not_its_zip(spark):
+    """Each task makes a zip importer re-read its archive (oneid.pydaemon): none is left."""
+    from pyspark.sql.functions import udf
+
+    @udf("string")
+    def origin(_):
+        import sys
+
+        import pyspark
+
+        archives = [p for p in sys.path if p.endswith((".zip", ".jar"))]
+        return json.dumps([pyspark.__file__, archives])
+
+    where, archives = json.loads(spark.range(1).select(origin("id")).first()[0])
+    assert ".zip" not in where and archives == []
+
+
+def test_archives_stay_when_the_installed_pyspark_is_another_version(tmp_path):
+    import zipfile
+
+    from oneid.pydaemon import without_archives
+
+    fake = tmp_path / "pyspark.zip"
+    with zipfile.ZipFile(fake, "w") as archive:
+        archive.writestr("pyspark/version.py", "__version__: str = '0.0.1'\n")
+    path = [str(fake), *sys.path]
+    assert without_archives(path) == path
+    assert without_archives([p for p in path if p != str(fake)]) == [
+        p for p in path if p != str(fake)
+    ]

@@ -86,6 +86,8 @@ def build_session(
                 "spark.jars": ",".join(str(p) for p in jars),
                 "spark.pyspark.python": sys.executable,
                 "spark.pyspark.driver.python": sys.executable,
+                # workers import pyspark from the package, not pyspark.zip (oneid.pydaemon)
+                "spark.python.daemon.module": "oneid.pydaemon",
                 "spark.driver.host": "127.0.0.1",
                 "spark.driver.bindAddress": "127.0.0.1",
                 "spark.ui.showConsoleProgress": "false",

@@ -225,6 +225,9 @@ class RealtimeConf(_Strict):
     store (``serve:``), where profiles answer them with ``updated_at``."""
     state_ttl: str = "2d"
     """A key's state goes when it has had no event for this long (longer than every window)."""
+    state_buckets: int = Field(default=64, ge=1, le=100_000)
+    """People per state key: the stateful operator is keyed by ``pmod(xxhash64(key),
+    state_buckets)``. Fixed for a checkpoint's life (a new value needs a new checkpoint)."""
     tags: tuple[RealtimeTagConf, ...] = ()
     rules: dict[str, TriggerRule] = Field(default_factory=dict)
     webhook: WebhookConf = Field(default_factory=WebhookConf)

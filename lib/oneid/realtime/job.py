@@ -23,7 +23,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -32,7 +31,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.streaming import StreamingQuery
-from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
 
 from oneid.conf import OneIdConfig
 from oneid.conf.models import KafkaConf
@@ -41,7 +39,12 @@ from oneid.realtime import lookup
 from oneid.realtime.delivery import Secret, deliver, load_secret
 from oneid.realtime.events import Event, parse_event
 from oneid.realtime.online import OnlineTags
-from oneid.realtime.rules import KeyState, StreamEvent, process_events, tag_values
+from oneid.realtime.processor import (
+    OUTPUT,
+    QUARANTINE_BUCKET,
+    QUARANTINE_KEY,
+    RealtimeProcessor,
+)
 from oneid.session import warehouse_root
 from oneid.standardize.hashing import load_key
 from oneid.standardize.records import junk_values
@@ -49,19 +52,13 @@ from oneid.tables import table_exists, table_path
 
 logger = logging.getLogger(__name__)
 
-QUARANTINE_KEY = "!quarantine"
 QUERY_NAME = "oneid_realtime"
+ARROW = "spark.sql.execution.arrow.pyspark.enabled"
 ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 RESOLVED = (
     "key string, oneid long, event_id string, time_ms long, name string, props string, "
     "ids string, link string, reason string, map_version long"
 )
-OUTPUT = (
-    "kind string, key string, oneid long, event_id string, time_ms long, status string, "
-    "reason string, raw string, rule_id string, trigger_id string, body string, "
-    "kafka_partition int, kafka_offset long, map_version long"
-)
-STATE = "state string"
 TABLES = {
     "realtime.triggers": (
         "trigger_id string, rule_id string, key string, oneid long, event_id string, "
@@ -166,181 +163,6 @@ def resolve_udf(cfg: OneIdConfig):
     return oneid_resolve_events
 
 
-class RealtimeProcessor(StatefulProcessor):
-    """Per key (OneID, provisional key, or the quarantine key): realtime tags and triggers.
-
-    State: one JSON value (:class:`KeyState`) with a TTL of ``state_ttl``. A processing-time
-    timer writes a ``realtime.tags`` row ``tags_every_seconds`` after the key's tags changed.
-    The state server is a socket away (each call a round trip), so a key costs one ``get``, one
-    ``update`` and, when its tags start to differ from the last row, one timer per batch.
-    """
-
-    def __init__(self, cfg: OneIdConfig) -> None:
-        conf = cfg.pipeline.realtime
-        self.conf = conf
-        self.facts = lookup.BatchFactsReader.for_conf(cfg)
-        self.tags_every_ms = int(conf.tags_every_seconds * 1000)
-        self.ttl_ms = conf_ttl_ms(cfg)
-        self.masked_ids = conf.webhook.payload_identifiers == "masked"
-        self.columns = [f.split()[0] for f in OUTPUT.split(", ")]
-
-    def init(self, handle: StatefulProcessorHandle) -> None:
-        self.handle = handle
-        # the state expires state_ttl after its last update (Spark's TTL, no timer of ours)
-        self.state = handle.getValueState("key_state", STATE, ttlDurationMs=self.ttl_ms)
-
-    def handleInputRows(self, key, rows, timerValues) -> Iterator[pd.DataFrame]:
-        (name,) = key
-        frame = pd.concat(list(rows), ignore_index=True)
-        if name == QUARANTINE_KEY:
-            out = [
-                _row(
-                    "event",
-                    name,
-                    status="quarantine",
-                    reason=r.reason,
-                    raw=r.raw,
-                    partition=r.kafka_partition,
-                    offset=r.kafka_offset,
-                    version=r.map_version,
-                )
-                for r in frame.itertuples(index=False)
-            ]
-            yield pd.DataFrame(out, columns=self.columns)
-            return
-        now = timerValues.getCurrentProcessingTimeInMs()
-        stored = self.state.get()  # one call to the state server per key and batch
-        held = KeyState.loads(stored[0] if stored else None)
-        frame = frame.sort_values(["time_ms", "kafka_partition", "kafka_offset"])
-        known = frame["oneid"].dropna()
-        oneid = int(known.iloc[-1]) if len(known) else None
-        events = [
-            StreamEvent(r.event_id, int(r.time_ms), r.name, json.loads(r.props))
-            for r in frame.itertuples(index=False)
-        ]
-        fired, late = process_events(
-            self.conf, held, events, oneid, self.facts.get(oneid), key=name
-        )
-        late_ids = {e.event_id for e in late}
-        ids_by_event = {r.event_id: r.ids for r in frame.itertuples(index=False)}
-        out = []
-        for r in frame.itertuples(index=False):
-            status = "late" if r.event_id in late_ids else "processed"
-            out.append(
-                _row(
-                    "event",
-                    name,
-                    oneid=oneid,
-                    event_id=r.event_id,
-                    time_ms=r.time_ms,
-                    status=status,
-                    partition=r.kafka_partition,
-                    offset=r.kafka_offset,
-                    version=r.map_version,
-                )
-            )
-            if r.link is not None:
-                out.append(
-                    _row(
-                        "link",
-                        name,
-                        oneid=oneid,
-                        event_id=r.event_id,
-                        time_ms=r.time_ms,
-                        body=r.link,
-                    )
-                )
-        for f in fired:
-            ids = json.loads(ids_by_event[f.event.event_id]) if self.masked_ids else None
-            body = _payload(f, name, oneid, self.conf.rules[f.rule_id].message, ids)
-            out.append(
-                _row(
-                    "trigger",
-                    name,
-                    oneid=oneid,
-                    event_id=f.event.event_id,
-                    time_ms=f.event.time_ms,
-                    status=f.status,
-                    rule_id=f.rule_id,
-                    trigger_id=f.trigger_id,
-                    body=body,
-                )
-            )
-        if len(events) > len(late) and not held.pending_ms:
-            held.pending_ms = now  # the tags changed: a realtime.tags row is due later
-            self.handle.registerTimer(now + self.tags_every_ms)
-        self.state.update((held.dumps(),))
-        yield pd.DataFrame(out, columns=self.columns)
-
-    def handleExpiredTimer(self, key, timerValues, expiredTimerInfo) -> Iterator[pd.DataFrame]:
-        """The key's tags are due in ``realtime.tags``."""
-        (name,) = key
-        stored = self.state.get()
-        if not stored:
-            return
-        held = KeyState.loads(stored[0])
-        held.pending_ms = 0
-        self.state.update((held.dumps(),))
-        yield pd.DataFrame([_tag_row(self.conf, name, held)], columns=self.columns)
-
-    def close(self) -> None:
-        pass
-
-
-def conf_ttl_ms(cfg: OneIdConfig) -> int:
-    from oneid.conf.realtime import duration_seconds
-
-    return duration_seconds(cfg.pipeline.realtime.state_ttl) * 1000
-
-
-def _row(kind: str, key: str, **values) -> dict:
-    return {
-        "kind": kind,
-        "key": key,
-        "oneid": values.get("oneid"),
-        "event_id": values.get("event_id"),
-        "time_ms": values.get("time_ms"),
-        "status": values.get("status"),
-        "reason": values.get("reason"),
-        "raw": values.get("raw"),
-        "rule_id": values.get("rule_id"),
-        "trigger_id": values.get("trigger_id"),
-        "body": values.get("body"),
-        "kafka_partition": values.get("partition"),
-        "kafka_offset": values.get("offset"),
-        "map_version": values.get("version"),
-    }
-
-
-def _tag_row(conf, key: str, held: KeyState) -> dict:
-    body = json.dumps({"as_of_ms": held.max_ms, "tags": tag_values(conf, held)}, ensure_ascii=False)
-    return _row("tags", key, time_ms=held.max_ms, body=body)
-
-
-def _payload(fired, key: str, oneid: int | None, message: str, ids: list | None) -> str:
-    """The webhook body: OneID or provisional key, the event, the rule's realtime tags; masked
-    identifiers only (or none). Built from event data only, so a resend is byte-identical."""
-    from oneid.realtime.rules import _iso
-
-    body = {
-        "trigger_id": fired.trigger_id,
-        "rule": fired.rule_id,
-        "message": message,
-        "oneid": oneid,
-        "key": key,
-        "provisional": oneid is None,
-        "event": {
-            "event_id": fired.event.event_id,
-            "name": fired.event.name,
-            "time": _iso(fired.event.time_ms),
-        },
-        "realtime_tags": fired.tags,
-    }
-    if ids is not None:
-        body["identifiers"] = [{"type": t, "masked": m} for t, m in ids]
-    return json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-
-
 def realtime_frame(spark: SparkSession, cfg: OneIdConfig) -> DataFrame:
     """The streaming frame of ``OUTPUT`` rows (before the sink)."""
     conf = cfg.pipeline.realtime
@@ -361,11 +183,22 @@ def realtime_frame(spark: SparkSession, cfg: OneIdConfig) -> DataFrame:
         F.col("offset").alias("kafka_offset"),
     ).withColumn("r", resolve_udf(cfg)(F.col("raw")))
     flat = resolved.select("raw", "kafka_partition", "kafka_offset", "r.*")
-    return flat.groupBy("key").transformWithStateInPandas(
-        statefulProcessor=RealtimeProcessor(cfg),
-        outputStructType=OUTPUT,
-        outputMode="Append",
-        timeMode="ProcessingTime",
+    return (
+        flat.withColumn("bucket", state_bucket(F.col("key"), conf.state_buckets))
+        .groupBy("bucket")
+        .transformWithStateInPandas(
+            statefulProcessor=RealtimeProcessor(cfg),
+            outputStructType=OUTPUT,
+            outputMode="Append",
+            timeMode="ProcessingTime",
+        )
+    )
+
+
+def state_bucket(key, buckets: int):
+    """The state key of a person key: ``pmod(xxhash64(key), buckets)``; -1 for quarantine."""
+    return F.when(key == QUARANTINE_KEY, F.lit(QUARANTINE_BUCKET)).otherwise(
+        F.pmod(F.xxhash64(key), F.lit(buckets)).cast("int")
     )
 
 
@@ -387,6 +220,7 @@ class Sink:
         self.last_batch = -1
         self.map_version = -1
         self.online = OnlineTags(cfg) if cfg.pipeline.realtime.store_tags else None
+        self.first = True
 
     def _last_recorded_batch(self) -> int:
         """The last batch of this query (its id survives restarts from the checkpoint) that
@@ -414,20 +248,26 @@ class Sink:
             frame.unpersist()
 
     def _write(self, frame: DataFrame, batch_id: int) -> None:
-        summary = (
-            frame.groupBy("kind", "status")
-            .agg(F.count("*").alias("n"), F.max("map_version").alias("v"))
-            .collect()
-        )
-        kinds = {(r["kind"], r["status"]): r["n"] for r in summary}
-        self.map_version = max((r["v"] for r in summary if r["v"] is not None), default=-1)
+        """One Spark job brings the batch's ``count`` and ``trigger`` rows to the driver; the
+        rest is written from the cached frame, one Delta commit per table that has rows."""
+        started = time.monotonic()
+        small = frame.where("kind IN ('count', 'trigger')").collect()
+        collected = time.monotonic()
+        triggers = [r for r in small if r["kind"] == "trigger"]
+        kinds: dict[tuple[str, str | None], int] = {}
+        for r in small:
+            what = ("trigger", r["status"]) if r["kind"] == "trigger" else _counted(r["status"])
+            kinds[what] = kinds.get(what, 0) + (1 if r["kind"] == "trigger" else r["n"])
+        versions = [r["map_version"] for r in small if r["map_version"] is not None]
+        self.map_version = max(versions, default=-1)
         if not kinds:
             return
         if batch_id <= self.last_batch:
             logger.info("batch %d is already recorded (a replay): nothing to do", batch_id)
             return
-        triggers = frame.where("kind = 'trigger'").collect()
-        already = self._delivered_before(batch_id) if triggers else set()
+        # only the first batch after a (re)start can be a replay of a half-recorded one
+        already = self._delivered_before(batch_id) if triggers and self.first else set()
+        self.first = False
         to_send = [
             (t["trigger_id"], t["body"].encode("utf-8"))
             for t in triggers
@@ -437,10 +277,11 @@ class Sink:
             o.trigger_id: o
             for o in deliver(self.cfg.pipeline.realtime.webhook, self.secret, to_send)
         }
+        delivered = time.monotonic()
         if triggers:
             self._record_triggers(triggers, outcomes, already, batch_id)
-        quarantined = frame.where("kind = 'event' AND status = 'quarantine'")
         if kinds.get(("event", "quarantine")):
+            quarantined = frame.where("kind = 'event' AND status = 'quarantine'")
             self._append(
                 quarantined.select("raw", "reason", "kafka_partition", "kafka_offset"),
                 "quarantine.realtime_events",
@@ -463,6 +304,14 @@ class Sink:
             if self.online is not None:  # after the triggers went out: never holds one up
                 self.online.write(frame)
         self._record_batch(kinds, outcomes, len(already), batch_id)
+        logger.info(
+            "batch %d: %d triggers; compute %.2f s, deliver %.2f s, record %.2f s",
+            batch_id,
+            len(triggers),
+            collected - started,
+            delivered - collected,
+            time.monotonic() - delivered,
+        )
 
     def _delivered_before(self, batch_id: int) -> set[str]:
         """Trigger ids of this batch the table records as delivered (a replay after a crash
@@ -516,14 +365,14 @@ class Sink:
                 )
         schema = TABLES["realtime.triggers"]
         self._append(
-            self.spark.createDataFrame(rows, schema),
+            self._local_frame(rows, schema),
             "realtime.triggers",
             batch_id,
             with_batch=False,
         )
         if dead:
             self._append(
-                self.spark.createDataFrame(dead, TABLES["realtime.dead_letters"]),
+                self._local_frame(dead, TABLES["realtime.dead_letters"]),
                 "realtime.dead_letters",
                 batch_id,
                 with_batch=False,
@@ -550,7 +399,7 @@ class Sink:
             self.query_id,
         )
         self._append(
-            self.spark.createDataFrame([row], TABLES["realtime.batches"]),
+            self._local_frame([row], TABLES["realtime.batches"]),
             "realtime.batches",
             batch_id,
             with_batch=False,
@@ -558,7 +407,19 @@ class Sink:
         self.last_batch = batch_id
         self.reports.append(BatchReport(batch_id, {f"{k}:{s}": n for (k, s), n in kinds.items()}))
 
+    def _local_frame(self, rows: list[tuple], schema: str) -> DataFrame:
+        """Driver-side rows as a DataFrame through Arrow: the row-by-row conversion took
+        seconds for a few thousand triggers on a loaded 2-core machine."""
+        names = [f.split()[0] for f in schema.split(", ")]
+        before = self.spark.conf.get(ARROW, "false")
+        self.spark.conf.set(ARROW, "true")
+        try:
+            return self.spark.createDataFrame(pd.DataFrame(rows, columns=names), schema)
+        finally:
+            self.spark.conf.set(ARROW, before)
+
     def _append(self, frame: DataFrame, name: str, batch_id: int, with_batch: bool = True) -> None:
+        t0 = time.monotonic()
         if with_batch:
             frame = frame.withColumn("batch_id", F.lit(batch_id).cast("long"))
         (
@@ -569,6 +430,12 @@ class Sink:
             .option("txnVersion", batch_id)
             .save(table_path(self.cfg, name))
         )
+        logger.debug("%s: appended in %.2f s", name, time.monotonic() - t0)
+
+
+def _counted(status: str) -> tuple[str, str | None]:
+    """A ``count`` row's status as the (kind, status) the batch record counts."""
+    return ("event", status) if status in ("processed", "late", "quarantine") else (status, None)
 
 
 def tags_rows(frame: DataFrame, cfg: OneIdConfig) -> DataFrame:

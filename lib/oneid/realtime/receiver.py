@@ -24,6 +24,12 @@ class Received:
     bad_signatures: int = 0
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    # the default listen backlog of 5 drops connections when the stream posts in parallel:
+    # each dropped SYN is retried by the client after 1 s (seen as a 1 s delivery floor)
+    request_queue_size = 128
+
+
 class WebhookReceiver:
     """``with WebhookReceiver(secret) as receiver:`` serves ``receiver.url`` until the block
     ends. ``fail_first`` answers 503 to the first N requests (retries in tests)."""
@@ -33,7 +39,7 @@ class WebhookReceiver:
         self.received = Received()
         self.fail_first = fail_first
         self._lock = threading.Lock()
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

@@ -31,7 +31,7 @@ from oneid.conf.realtime import (
 )
 from oneid.realtime.events import SHANGHAI, as_text
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 SENT, CAPPED, QUIET, HOLDOUT = "send", "capped", "quiet", "holdout"
 HOLDOUT_BUCKETS = 1_000_000
 
@@ -47,12 +47,10 @@ class KeyState:
     """tag name → [event time ms, value] of ``last_time`` / ``last_value`` tags."""
     fired: dict[str, list[int]] = field(default_factory=dict)
     """rule id → event times (ms) it fired at (sent or held out), within the cap period."""
-    pending_ms: int = 0
-    """Processing time (ms) since when the tags changed without a ``realtime.tags`` row; 0: none."""
 
     def dumps(self) -> str:
         body = {"v": STATE_VERSION, "max_ms": self.max_ms, "hits": self.hits}
-        body |= {"last": self.last, "fired": self.fired, "pending_ms": self.pending_ms}
+        body |= {"last": self.last, "fired": self.fired}
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
@@ -60,7 +58,7 @@ class KeyState:
         if not text:
             return cls()
         body = json.loads(text)
-        return cls(body["max_ms"], body["hits"], body["last"], body["fired"], body["pending_ms"])
+        return cls(body["max_ms"], body["hits"], body["last"], body["fired"])
 
 
 @dataclass(frozen=True)
