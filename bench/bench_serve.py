@@ -54,6 +54,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 ONEIDS = int(os.environ.get("ONEID_BENCH_SERVE_ONEIDS", "2000000"))
 SECONDS = float(os.environ.get("ONEID_BENCH_SERVE_SECONDS", "10"))
+WORKERS = int(os.environ.get("ONEID_BENCH_SERVE_WORKERS", "1"))  # uvicorn processes of the API
 API_KEY = "oid_benchmark-key-not-a-secret"
 KEY = HashKey(DEMO_KEY, 0)
 TAGS = {
@@ -189,6 +190,7 @@ class Stack:
                         "namespace": "bench",
                         "access_log": str(self.work / f"access-{store}.jsonl"),
                         "port": port,
+                        "workers": WORKERS,
                         "api_keys": [
                             {
                                 "name": "bench",
