@@ -58,6 +58,12 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keeps connections alive, as a platform's API does
+
+            def end_headers(self):
+                self.send_header("Content-Length", "0")  # every answer has an empty body
+                super().end_headers()
+
             def do_POST(self):
                 arrived = int(time.time() * 1000)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
