@@ -21,7 +21,23 @@ T0 = 1_751_335_200_000  # 2025-07-01T02:00:00Z
 
 def _tags(key: str, as_of_ms: int, **tags) -> tuple:
     body = json.dumps({"as_of_ms": as_of_ms, "tags": tags})
-    return ("tags", key, None, None, as_of_ms, None, None, None, None, None, body, None, None, 1)
+    return (
+        "tags",
+        key,
+        None,
+        None,
+        as_of_ms,
+        None,
+        None,
+        None,
+        None,
+        None,
+        body,
+        None,
+        None,
+        1,
+        None,
+    )
 
 
 def _batch(spark):
@@ -31,7 +47,7 @@ def _batch(spark):
         _tags("42", T0 + 60_000, views_10m=2, last_viewed_category="双眼皮"),
         _tags("7", T0, views_10m=0, last_viewed_category=None),
         _tags("p:device:idfa:abc", T0, views_10m=5, last_viewed_category="x"),
-        ("event", "42", 42, "e1", T0, "processed", None, None, None, None, None, 0, 1, 1),
+        ("event", "42", 42, "e1", T0, "processed", None, None, None, None, None, 0, 1, 1, 1),
     ]
     return spark.createDataFrame(rows, OUTPUT)
 

@@ -65,7 +65,7 @@ class Changes:
         return union
 
 
-def fingerprints(cfg: OneIdConfig, key_version: str, normalizer_version: str) -> dict[str, str]:
+def fingerprints(cfg: OneIdConfig, key_version: int, normalizer_version: str) -> dict[str, str]:
     """Per source, a digest of everything that shapes its silver rows."""
     common = {
         "strong": list(cfg.pipeline.identity.strong_types),
