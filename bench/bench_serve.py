@@ -10,7 +10,8 @@ Cases, in order:
 
 - load 2M OneIDs into the SQLite store and into Redis (a real ``redis-server`` on loopback):
   time, and memory per OneID (SQLite: file bytes; Redis: ``INFO used_memory`` growth);
-- ``oneid serve`` (uvicorn, 1 worker, its own process) over each store, driven by ``wrk``
+- ``oneid serve`` (uvicorn, ``ONEID_BENCH_SERVE_WORKERS`` processes, 1 by default) over each
+  store, driven by ``wrk``
   (closed loop, random phones over all 2M, POST /v1/lookup) at 1, 16 and 64 connections:
   p50 / p99 latency and requests/s;
 - a fixed rate of 1,000 requests/s (open loop, 64 connections; latency counted from each
@@ -444,8 +445,9 @@ DESCRIPTION = (
     f"A store of {ONEIDS:,} OneIDs loaded with synthetic rows through the store's own loader (the "
     "calls `oneid serve-sync` makes, without Spark in front: a phone per OneID, an email for "
     "every second, a member id for every third; profile documents shaped like serve-sync's, "
-    "15 tags, 1-2 audiences), then `oneid serve` (uvicorn, 1 worker, its own process) answering "
-    "POST /v1/lookup for random phones over the whole store, and the same look-up through Spark."
+    f"15 tags, 1-2 audiences), then `oneid serve` (uvicorn, {WORKERS} worker process(es)) "
+    "answering POST /v1/lookup for random phones over the whole store, and the same look-up "
+    "through Spark."
 )
 NOTES = [
     "Load cases: seconds to write the whole store; SQLite `bytes_per_oneid` is the version "
