@@ -297,7 +297,8 @@ def change_feed(
         kinds = dict(zip(FEED_COLUMNS, ("string", "long", "timestamp"), strict=True))
         return empty.withColumns({c: F.lit(None).cast(k) for c, k in kinds.items()})
     if only:
-        history = DeltaTable.forPath(spark, path).history()
+        since = table_version(spark, cfg, name) - after  # the commits after `after` only
+        history = DeltaTable.forPath(spark, path).history(since)
         done = history.where(f"version > {after} AND version <= {until}").select("operation")
         others = {row.operation for row in done.distinct().collect()} - only
         if others:

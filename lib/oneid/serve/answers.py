@@ -17,6 +17,7 @@ from functools import partial
 from oneid.conf.models import ServeConf
 from oneid.serve.access_log import AccessLog
 from oneid.serve.auth import Caller
+from oneid.serve.documents import PROFILE_FIELDS
 from oneid.serve.store import ProfileStore, Snapshot, identifier_key
 from oneid.standardize.hashing import HashKey, keyed_hash
 from oneid.standardize.normalize import normalize
@@ -273,17 +274,6 @@ class Answers:
             "tags": selected,
             "audiences": {**audiences, "as_of": document.get("audiences_as_of")},
         }
-
-
-PROFILE_FIELDS = (
-    "identifier_counts",
-    "best_phone",
-    "best_email",
-    "first_seen",
-    "last_seen",
-    "sources",
-    "records",
-)
 
 
 def _page(items: list, offset: int, limit: int) -> dict:

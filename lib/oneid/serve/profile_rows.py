@@ -12,6 +12,8 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from oneid.serve.documents import PROFILE_FIELDS
+
 JSON_OPTIONS = {"ignoreNullFields": "false"}
 """A tag or field without a value is in the document as ``null``, not left out."""
 
@@ -101,13 +103,7 @@ def profile_documents(
     document = F.struct(
         "oneid",
         F.coalesce("identifiers", F.array()).alias("identifiers"),
-        "identifier_counts",
-        "best_phone",
-        "best_email",
-        "first_seen",
-        "last_seen",
-        "sources",
-        "records",
+        *PROFILE_FIELDS,
         tag_value.alias("tags"),
         F.coalesce(listed, F.array()).alias("audiences"),
         F.lit(day).alias("audiences_as_of"),

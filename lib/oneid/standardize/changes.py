@@ -28,7 +28,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from oneid.conf import OneIdConfig
-from oneid.tables import FEED_COLUMNS, change_feed, read_table_or_none, read_version
+from oneid.tables import (
+    FEED_COLUMNS,
+    change_feed,
+    read_table_or_none,
+    read_version,
+    union_all,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +63,7 @@ class Changes:
     def keys(self) -> DataFrame | None:
         """(source, record_key) of every changed record (None in a full run or with none)."""
         frames = [c.keys for c in self.sources.values() if c.keys is not None]
-        if not frames:
-            return None
-        union = frames[0]
-        for frame in frames[1:]:
-            union = union.unionByName(frame)
-        return union
+        return union_all(frames) if frames else None
 
 
 def fingerprints(cfg: OneIdConfig, key_version: int, normalizer_version: str) -> dict[str, str]:
