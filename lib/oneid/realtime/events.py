@@ -20,7 +20,7 @@ import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from oneid.standardize.hashing import HashKey, hash_identifier
+from oneid.standardize.hashing import UNKNOWN_TYPE, HashKey, hash_identifier
 
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 UNPARSEABLE = "unparseable"
@@ -30,7 +30,7 @@ MISSING_TIME = "missing_time"
 BAD_TIME = "bad_time"
 MISSING_NAME = "missing_name"
 NO_IDENTIFIER = "no_identifier"
-UNKNOWN_IDENTIFIER_TYPE = "unknown_identifier_type"
+UNKNOWN_IDENTIFIER_TYPE = UNKNOWN_TYPE  # standardize's reason, a quarantine reason here too
 BAD_PROPERTIES = "bad_properties"
 QUARANTINE_REASONS = (
     UNPARSEABLE,
@@ -97,7 +97,7 @@ def parse_event(
         if value in (None, ""):
             continue
         value_hash, masked, reason = hash_identifier(key, junk_values, id_type, as_text(value))
-        if reason == "unknown_identifier_type":
+        if reason == UNKNOWN_TYPE:
             return UNKNOWN_IDENTIFIER_TYPE
         if value_hash is None:
             rejected.append((id_type, reason))

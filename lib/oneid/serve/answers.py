@@ -2,14 +2,14 @@
 answer of one request read from one store version.
 
 A raw value is normalised and keyed-hashed by the standardize stage's own code
-(:func:`oneid.standardize.normalize.normalize`, :func:`oneid.standardize.hashing.keyed_hash`),
+(:func:`oneid.standardize.hashing.hash_identifier`, with standardize's blocklist),
 so the service finds exactly the hashes the batch wrote. The raw value lives only for that.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -19,8 +19,7 @@ from oneid.serve.access_log import AccessLog
 from oneid.serve.auth import Caller
 from oneid.serve.documents import PROFILE_FIELDS
 from oneid.serve.store import ProfileStore, Snapshot, identifier_key
-from oneid.standardize.hashing import HashKey, keyed_hash
-from oneid.standardize.normalize import normalize
+from oneid.standardize.hashing import UNKNOWN_TYPE, HashKey, hash_identifier
 
 MAX_MERGE_HOPS = 16
 """A retired OneID is followed through at most this many merges to the live one."""
@@ -58,8 +57,17 @@ def require(caller: Caller, scope: str) -> None:
 class Answers:
     """Look-ups and profiles from the store's serving version."""
 
-    def __init__(self, store: ProfileStore, key: HashKey, conf: ServeConf, access: AccessLog):
+    def __init__(
+        self,
+        store: ProfileStore,
+        key: HashKey,
+        conf: ServeConf,
+        access: AccessLog,
+        junk_values: Mapping[str, frozenset[str]] | None = None,
+    ):
         self.store, self.key, self.conf, self.access = store, key, conf, access
+        self.junk_values = junk_values or {}
+        """standardize's blocklist: a value it never keeps answers as invalid, as it is."""
         self._key_versions: dict[str, int] = {}
 
     # --- the version ---------------------------------------------------------------------
@@ -119,13 +127,12 @@ class Answers:
 
     # --- look-ups ------------------------------------------------------------------------
     def hashed(self, id_type: str, raw: str) -> Hashed:
-        try:
-            result = normalize(id_type, raw)
-        except ValueError:
-            raise ApiError(422, "unknown_id_type", f"unknown identifier type {id_type!r}") from None
-        if result.value is None:
-            return Hashed(None, result.reason)
-        return Hashed(identifier_key(id_type, keyed_hash(self.key, result.value)), None)
+        value_hash, _, reason = hash_identifier(self.key, self.junk_values, id_type, raw)
+        if reason == UNKNOWN_TYPE:
+            raise ApiError(422, "unknown_id_type", f"unknown identifier type {id_type!r}")
+        if value_hash is None:
+            return Hashed(None, reason)
+        return Hashed(identifier_key(id_type, value_hash), None)
 
     def _hashed_or_reason(self, id_type: str, raw: str) -> Hashed:
         try:

@@ -19,6 +19,7 @@ from oneid.serve.api import create_app
 from oneid.serve.auth import KeyRing
 from oneid.serve.settings import access_log_path, open_store
 from oneid.standardize.hashing import load_key
+from oneid.standardize.records import junk_values
 
 logger = logging.getLogger(__name__)
 CONF_ENV = "ONEID_SERVE_CONF"
@@ -32,6 +33,7 @@ def build_app(cfg: OneIdConfig) -> FastAPI:
         load_key(cfg.env.secrets),
         cfg.env.serve,
         AccessLog(access_log_path(cfg)),
+        junk_values(cfg),
     )
     return create_app(answers, KeyRing(cfg.env.serve.api_keys))
 

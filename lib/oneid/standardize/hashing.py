@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 DEMO_KEY = b"oneid-demo-key--not-a-secret--do-not-use-in-production"
 RESULT_TYPE = "value_hash string, masked string, reason string"
+UNKNOWN_TYPE = "unknown_identifier_type"
+"""The rejection reason of an identifier type no normaliser knows."""
 _WARNED: set[str] = set()  # warn about the demo key once per process
 
 
@@ -122,7 +124,7 @@ def _normalized(
     try:
         normalizer = normalizer_for(id_type)
     except ValueError:
-        return None, "unknown_identifier_type"
+        return None, UNKNOWN_TYPE
     result = normalizer(raw)
     if result.value is None:
         return None, result.reason
