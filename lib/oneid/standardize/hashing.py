@@ -31,7 +31,8 @@ UNKNOWN_TYPE = "unknown_identifier_type"
 """The rejection reason of an identifier type no normaliser knows."""
 _WARNED: set[str] = set()  # warn about the demo key once per process
 MEMO_LIMIT = 300_000
-"""Results a Python worker keeps per run of :func:`normalize_and_hash` (emptied when full)."""
+"""Results a Python worker keeps per run of :func:`normalize_and_hash` (emptied when full;
+about 150 MB of the worker's memory at the limit)."""
 _MEMO: dict[str, dict[tuple[str, str | None], tuple[str | None, str | None, str | None]]] = {}
 """The worker's results of one UDF (keyed by a token of the UDF, not by the HMAC key)."""
 
