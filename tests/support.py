@@ -7,21 +7,18 @@ from collections.abc import Collection
 from pathlib import Path
 
 from oneid.conf import OneIdConfig, load_config
+from oneid.conf.pipeline import SMALL_DATA_SPARK
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
 
-TEST_SPARK = {
-    "spark.sql.codegen.wholeStage": "false",
-    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
-    "spark.sql.adaptive.enabled": "false",
-}
-"""Spark settings of the test session only: the tests' data is tiny, so compiling generated code
-for every new plan costs more CPU than it saves (the demo stages on 300 people took 0.7x as
-long without it, on 2 cores), and adaptive execution runs each shuffle of a query as a job of
-its own (a tiny incremental identity run: 281 Spark jobs without it, 398 with it, ~0.75x the
-time). Results do not depend on either; ``test_cluster`` runs the pipeline with both, as
-production does."""
+TEST_SPARK = {**SMALL_DATA_SPARK, "spark.sql.adaptive.enabled": "false"}
+"""Spark settings of the test session: the tests' data is tiny, so they take the small-data
+settings ``oneid demo`` runs with (no generated code: the demo stages on 300 people took 0.7x
+as long without it, on 2 cores) and no adaptive execution, which runs each shuffle of a query
+as a job of its own (a tiny incremental identity run: 281 Spark jobs without it, 398 with it,
+~0.8x the time). Results do not depend on them; ``test_cluster`` runs the pipeline with code
+generation and adaptive execution, as production does."""
 
 
 def small_config(warehouse: Path, *extra: str) -> OneIdConfig:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
 from oneid.identity.job import resolve_identities
 from oneid.ingest.job import ingest
-from oneid.standardize.hashing import load_key, normalize_and_hash
+from oneid.standardize import hashing
+from oneid.standardize.hashing import hash_identifier, load_key, normalize_and_hash
 from oneid.standardize.job import standardize
 from oneid.standardize.records import junk_values
 from oneid.tables import read_table
@@ -189,6 +191,33 @@ def test_hmac_key_is_not_in_the_plan_or_conf(spark, cfg, monkeypatch):
     assert all(KEY not in str(v) for _, v in spark.sparkContext.getConf().getAll())
     assert hashed.first().h.value_hash == _expected_hash(PHONE)
     assert KEY not in repr(load_key(cfg.env.secrets))
+
+
+def test_the_udf_remembers_results_without_changing_them(spark, cfg, monkeypatch):
+    """Each (type, raw value) gets the result of hash_identifier, however often it recurs, in
+    Spark and in process (where a small limit makes the memo empty itself mid-batch)."""
+    monkeypatch.setenv("ONEID_HMAC_KEY", KEY)
+    key, junk = load_key(cfg.env.secrets), junk_values(cfg)
+    values = [
+        ("phone", "13812345678"),
+        ("phone", "+86 138 1234 5678"),
+        ("email", " A@Example.COM "),
+        ("device:imei", "000000000000000"),
+        ("phone", None),
+        ("member_id", "M1"),
+        ("no_such_type", "x"),
+    ] * 40
+    expected = [hash_identifier(key, junk, t, r) for t, r in values]
+    udf = normalize_and_hash(key, junk)
+    frame = spark.createDataFrame(values, "id_type string, raw string").repartition(3)
+    rows = frame.select("id_type", "raw", udf(F.col("id_type"), F.col("raw")).alias("h"))
+    got = {(r.id_type, r.raw): tuple(r.h) for r in rows.collect()}
+    assert got == dict(zip(values, expected, strict=True))
+    monkeypatch.setattr(hashing, "MEMO_LIMIT", 3)
+    types, raws = (pd.Series(column) for column in zip(*values, strict=True))
+    in_process = udf.func(types, raws)
+    assert [tuple(row) for row in in_process.itertuples(index=False)] == expected
+    assert all(len(memo) <= 3 for memo in hashing._MEMO.values())
 
 
 def test_missing_key_outside_demo_is_a_clear_error(cfg, monkeypatch):

@@ -233,7 +233,7 @@ def _cmd_demo(cfg: OneIdConfig, args: argparse.Namespace) -> int:
     timings.append(("generate", time.perf_counter() - started))
 
     started = time.perf_counter()
-    spark = build_session(cfg, app_name="oneid-demo")
+    spark = build_session(demo_session_config(cfg), app_name="oneid-demo")
     timings.append(("spark session", time.perf_counter() - started))
 
     run = run_demo_stages(spark, cfg)
@@ -244,6 +244,14 @@ def _cmd_demo(cfg: OneIdConfig, args: argparse.Namespace) -> int:
     timings.append(("serve (one look-up)", time.perf_counter() - started))
     print(_summary(people, cfg, timings, tables, run.notes))
     return 0
+
+
+def demo_session_config(cfg: OneIdConfig) -> OneIdConfig:
+    """``cfg`` with ``demo.spark`` beneath its ``spark.extra`` (small-data settings)."""
+    spark = cfg.env.spark
+    extra = {**cfg.pipeline.demo.spark, **spark.extra}
+    env = cfg.env.model_copy(update={"spark": spark.model_copy(update={"extra": extra})})
+    return cfg.model_copy(update={"env": env})
 
 
 def _demo_lookup(spark, cfg: OneIdConfig) -> list[str]:

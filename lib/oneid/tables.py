@@ -163,7 +163,7 @@ def overwrite(
 
     ``deletion_vectors``: the table will take :func:`merge_keys`; ``change_feed``: its later
     commits record their row changes (:func:`change_feed`). Each is turned on once, at creation
-    or by one extra commit.
+    or by one extra commit (a table this write creates has them already).
     """
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
     properties = [
@@ -174,8 +174,9 @@ def overwrite(
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     path = table_path(cfg, name)
+    existed = bool(properties) and DeltaTable.isDeltaTable(df.sparkSession, path)
     with_retries(lambda: writer.save(path), f"overwrite {name}")
-    for prop in properties:
+    for prop in properties if existed else ():
         enable_property(df.sparkSession, path, prop)
     committed(name)
 

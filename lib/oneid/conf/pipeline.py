@@ -29,6 +29,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+SMALL_DATA_SPARK = {
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+    "spark.databricks.delta.snapshotPartitions": "1",
+}
+"""Spark settings for small data (the demo, the tests): compiling generated code for every new
+plan costs more CPU than it saves on a few thousand rows, and so does spreading each Delta
+table's log replay over several tasks. Results do not depend on them."""
+
+
 class DemoConf(_Strict):
     """Generated demo data used by ``oneid demo`` and ``oneid generate``."""
 
@@ -37,6 +47,9 @@ class DemoConf(_Strict):
     data_dir: str = "./demo_data"
     as_of: tuple[datetime.date, ...] = (datetime.date(2025, 6, 29), datetime.date(2025, 6, 30))
     """Consecutive business dates the demo computes tags and audiences for."""
+    spark: dict[str, str] = Field(default_factory=lambda: dict(SMALL_DATA_SPARK))
+    """Spark settings of ``oneid demo``'s session, beneath the environment's ``spark.extra``
+    (which wins); ``{}`` runs the demo with the environment's settings alone."""
 
 
 FieldType = Literal["string", "decimal", "integer", "timestamp", "date", "enum"]

@@ -119,15 +119,22 @@ def state_rows(
     """``ops.standardize_state`` after this run: per source the bronze version read, its last
     batch id and its fingerprint (sources this run skipped keep their row)."""
     previous = {} if changes.full else _state(spark, cfg)
+    read = [name for name in bronze if name in changes.sources]
+    last: dict[str, str | None] = dict.fromkeys(read)
+    if read:  # every source's last batch id in one job
+        batches = union_all(
+            [bronze[name].select(F.lit(name).alias("_source"), "_batch_id") for name in read]
+        )
+        for row in batches.groupBy("_source").agg(F.max("_batch_id").alias("b")).collect():
+            last[row["_source"]] = row["b"]
     rows = []
-    for name, frame in bronze.items():
+    for name in bronze:
         part = changes.sources.get(name)
         if part is None:
             kept = previous[name]
             rows.append((name, kept["bronze_version"], kept["max_batch_id"], kept["fingerprint"]))
         else:
-            last = frame.agg(F.max("_batch_id")).first()[0]
-            rows.append((name, part.version, last, changes.fingerprints[name]))
+            rows.append((name, part.version, last[name], changes.fingerprints[name]))
     frame = spark.createDataFrame(
         rows, "source string, bronze_version long, max_batch_id string, fingerprint string"
     )

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -29,6 +30,11 @@ RESULT_TYPE = "value_hash string, masked string, reason string"
 UNKNOWN_TYPE = "unknown_identifier_type"
 """The rejection reason of an identifier type no normaliser knows."""
 _WARNED: set[str] = set()  # warn about the demo key once per process
+MEMO_LIMIT = 300_000
+"""Results a Python worker keeps per run of :func:`normalize_and_hash` (emptied when full;
+about 150 MB of the worker's memory at the limit)."""
+_MEMO: dict[str, dict[tuple[str, str | None], tuple[str | None, str | None, str | None]]] = {}
+"""The worker's results of one UDF (keyed by a token of the UDF, not by the HMAC key)."""
 
 
 @dataclass(frozen=True)
@@ -74,17 +80,37 @@ def keyed_hash(key: HashKey, value: str) -> str:
 def normalize_and_hash(key: HashKey, junk_values: Mapping[str, frozenset[str]]):
     """A pandas UDF ``(id_type, raw) -> struct<value_hash, masked, reason>``.
 
-    ``reason`` is set (and the hash NULL) for rejected and blocklisted values.
+    ``reason`` is set (and the hash NULL) for rejected and blocklisted values. A value is
+    normalised and hashed once per Python worker: the worker remembers the results of this UDF
+    (up to :data:`MEMO_LIMIT`; a phone or device recurs in many records), so the same input
+    gives the same output at a fraction of the cost.
     """
+    token = uuid.uuid4().hex
 
     @pandas_udf(RESULT_TYPE)
     def oneid_normalize_and_hash(id_types: pd.Series, raws: pd.Series) -> pd.DataFrame:
-        rows = [
-            hash_identifier(key, junk_values, t, r) for t, r in zip(id_types, raws, strict=True)
-        ]
+        memo = _memo(token)
+        rows = []
+        for pair in zip(id_types, raws, strict=True):
+            result = memo.get(pair)
+            if result is None:
+                result = hash_identifier(key, junk_values, *pair)
+                if len(memo) >= MEMO_LIMIT:
+                    memo.clear()
+                memo[pair] = result
+            rows.append(result)
         return pd.DataFrame(rows, columns=["value_hash", "masked", "reason"])
 
     return oneid_normalize_and_hash
+
+
+def _memo(token: str) -> dict[tuple[str, str | None], tuple[str | None, str | None, str | None]]:
+    """This worker's results of the UDF ``token`` (those of any other UDF are dropped)."""
+    memo = _MEMO.get(token)
+    if memo is None:
+        _MEMO.clear()
+        memo = _MEMO[token] = {}
+    return memo
 
 
 def hash_identifier(

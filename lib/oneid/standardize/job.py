@@ -89,8 +89,12 @@ def _standardize(spark: SparkSession, cfg: OneIdConfig, full: bool) -> Standardi
             _outcomes(read_table(spark, cfg, "ops.standardize_stats")),
             "nothing changed",
         )
-    # each source's latest rows feed its identifiers and its facts: read and ranked once
-    latest = {name: latest_records(part.rows).persist() for name, part in changes.sources.items()}
+    # each source's latest rows feed its identifiers and its facts: read and ranked once, with
+    # only the columns silver takes (not _extra, lineage or pii fields)
+    latest = {
+        name: latest_records(used_columns(part.rows, sources[name])).persist()
+        for name, part in changes.sources.items()
+    }
     keys = changes.keys()
     write = _Writer(cfg, None if keys is None else keys.persist(), changes.full)
     try:
@@ -201,22 +205,44 @@ def _write_identifiers(
 
 
 def _write_stats(spark: SparkSession, cfg: OneIdConfig) -> dict[str, int]:
-    """``ops.standardize_stats`` from the tables as they now are; identifiers per outcome."""
+    """``ops.standardize_stats`` from the tables as they now are; identifiers per outcome.
+
+    The counts (a few rows) are collected once and written from the driver: the tables are
+    read once, not again for the outcomes."""
     kept = read_table(spark, cfg, "silver.identifiers").select(
         "source", "id_type", F.lit("kept").alias("outcome")
     )
     dropped = read_table(spark, cfg, "quarantine.identifiers").select(
         "source", "id_type", F.col("reason").alias("outcome")
     )
-    stats = kept.unionByName(dropped).groupBy("source", "id_type", "outcome").count()
-    overwrite(stats, cfg, "ops.standardize_stats")
-    return _outcomes(stats)
+    counted = kept.unionByName(dropped).groupBy("source", "id_type", "outcome").count()
+    rows = counted.collect()
+    overwrite(spark.createDataFrame(rows, counted.schema), cfg, "ops.standardize_stats")
+    totals: dict[str, int] = {}
+    for row in rows:
+        totals[row["outcome"]] = totals.get(row["outcome"], 0) + row["count"]
+    return totals
 
 
 def _outcomes(stats: DataFrame) -> dict[str, int]:
     """Identifiers per outcome (``kept`` or a reason) of ``ops.standardize_stats`` rows."""
     totals = stats.groupBy("outcome").agg(F.sum("count").alias("n")).collect()
     return {row["outcome"]: row["n"] for row in totals}
+
+
+RANKING_COLUMNS = ("_source", "_record_key", "_batch_id", "_row_hash")
+
+
+def used_columns(bronze: DataFrame, source: SourceConf) -> DataFrame:
+    """The columns of a source's bronze rows that standardize reads: the record's key, batch and
+    row hash, and every field that is not ``pii`` or that identifiers, the event time or the
+    currency refer to."""
+    refs = {source.timestamp, source.currency_field}
+    for ident in source.identifiers:
+        refs |= {ident.field, ident.scope_field, ident.kind_field}
+    fields = [c.field for c in source.columns.values() if not c.pii or c.field in refs]
+    present = set(bronze.columns)
+    return bronze.select(*[c for c in (*RANKING_COLUMNS, *fields) if c in present])
 
 
 def fact_rows(frame: DataFrame, name: str, source: SourceConf) -> DataFrame:
