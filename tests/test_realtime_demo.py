@@ -40,7 +40,7 @@ def test_the_demo_replay_fires_triggers_that_reach_the_receiver(spark, tmp_path)
     triggers = {status: int(n) for status, n in re.findall(r"(\w+) (\d+)", line)}
     pushes = int(re.search(r"receiver: (\d+) pushes", text)[1])
     assert triggers["sent"] > 0 and pushes == triggers["sent"]
-    assert "0 bad, 0 repeats" in text and "timed out" not in text
+    assert "0 bad, 0 repeats" in text and "stopped waiting" not in text
 
     rows = delta_records(table_path(cfg, "realtime.triggers"))
     assert sum(r["status"] == "sent" for r in rows) == pushes
