@@ -1,17 +1,16 @@
 """The whole batch pipeline on a real Spark standalone cluster gives the tables of local mode.
 
 One master and two one-core workers from the pyspark distribution on loopback; ``jobs/demo.py``
-(every registered stage with its ``demo_args``, in one driver) runs through
-``deploy/submit.sh`` against it, then as a local-mode job on the same data into a second
-warehouse. Wall times land in ``cluster_vs_local.json`` in the test's folder (and in
-``$ONEID_BENCH_RESULTS``, e.g. ``bench/results``, when that is set).
+(``oneid demo``: every registered stage with its ``demo_args``, in one driver) runs through
+``deploy/submit.sh`` against it, with production's Spark settings (code generation, adaptive
+execution). The same stages then run in local mode in the test session on the same data into a
+second warehouse, and every table of the two warehouses is compared row by row.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import signal
 import socket
@@ -19,7 +18,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from argparse import Namespace
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,10 +27,9 @@ import pyspark
 import pytest
 import yaml
 
-from oneid.conf import load_config
-from oneid.stages import registered_stages
+from oneid.stages import registered_stages, run_demo_stages
 from oneid_demo import generate_demo
-from tests.support import REPO, as_json, delta_records
+from tests.support import REPO, as_json, delta_records, small_config
 
 pytestmark = pytest.mark.cluster
 
@@ -63,26 +60,19 @@ SUBMIT_OPTIONS = (
 class PipelineRun:
     warehouse: Path
     seconds: float
-    steps: list[tuple[str, float]]
+    stages: list[str]
+    """The stage of each step that ran, in order."""
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PipelineRun]:
+def runs(spark, tmp_path_factory: pytest.TempPathFactory) -> dict[str, PipelineRun]:
     root = tmp_path_factory.mktemp("cluster")
     subprocess.run(["make", "-s", "package"], cwd=REPO, check=True, capture_output=True)
     generate_demo(root / "demo_data", people=PEOPLE, seed=42)
     cluster_env = _env_file(root, "cluster", {"spark": {"shuffle_partitions": 2}})
-    local_env = _env_file(
-        root,
-        "local",
-        {"spark": {"master": "local[2]", "shuffle_partitions": 2, "driver_memory": "2g"}},
-    )
-    steps = _steps(cluster_env)
-    demo_args = ["--people", str(PEOPLE), "--set", ONE_DAY]
     with standalone_cluster(root / "spark", workers=2) as master:
         cluster = _run_pipeline(
             root,
-            "cluster",
             [
                 str(REPO / "deploy" / "submit.sh"),
                 "demo",
@@ -92,22 +82,21 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PipelineRun]:
                 str(cluster_env),
                 *SUBMIT_OPTIONS,
                 "--",
-                *demo_args,
+                "--people",
+                str(PEOPLE),
+                "--set",
+                ONE_DAY,
             ],
         )
-    local = _run_pipeline(
-        root,
-        "local",
-        [sys.executable, str(REPO / "jobs" / "demo.py"), "--env", str(local_env), *demo_args],
-    )
-    _record_timings(root, steps, cluster, local)
+    local = _run_in_session(spark, root)
+    print(f"\npipeline wall time: cluster {cluster.seconds:.1f} s, local {local.seconds:.1f} s")
     return {"cluster": cluster, "local": local}
 
 
 def test_every_registered_stage_ran_in_both_modes(runs):
     names = [stage.name for stage in registered_stages()]
     for run in runs.values():
-        assert sorted({label.split()[0] for label, _ in run.steps}, key=names.index) == names
+        assert sorted(set(run.stages), key=names.index) == names
 
 
 def test_cluster_tables_equal_local_tables(runs):
@@ -253,35 +242,48 @@ def _env_file(root: Path, mode: str, extra: dict) -> Path:
     return path
 
 
-def _steps(env_file: Path) -> list[tuple[str, Namespace]]:
-    cfg = load_config(env_file, overrides=[ONE_DAY])
-    return [(stage.name, args) for stage in registered_stages() for args in stage.demo_args(cfg)]
-
-
-def _run_pipeline(root: Path, mode: str, command: list[str]) -> PipelineRun:
-    """Run the demo chain as one driver (cwd: the demo data's parent); time it and its stages."""
+def _run_pipeline(root: Path, command: list[str]) -> PipelineRun:
+    """Run ``oneid demo`` as one driver (cwd: the demo data's parent) and time it."""
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
     env.pop("ONEID_HMAC_KEY", None)  # both runs use the demo key (allow_demo_key)
-    log = root / "logs" / f"{mode}.log"
+    log = root / "logs" / "cluster.log"
     log.parent.mkdir(exist_ok=True)
     started = time.perf_counter()
     with log.open("wb") as out:
         result = subprocess.run(command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - started
     if result.returncode != 0:
-        raise AssertionError(f"{mode} demo exit {result.returncode}:\n{_tail(log)}")
-    return PipelineRun(root / f"warehouse-{mode}", seconds, _stage_seconds(log))
+        raise AssertionError(f"cluster demo exit {result.returncode}:\n{_tail(log)}")
+    return PipelineRun(root / "warehouse-cluster", seconds, _stages_run(log))
 
 
-def _stage_seconds(log: Path) -> list[tuple[str, float]]:
-    """(stage run, seconds) from the summary ``oneid demo`` prints."""
+def _stages_run(log: Path) -> list[str]:
+    """The stage of each line of the timing summary ``oneid demo`` prints."""
     stages = {stage.name for stage in registered_stages()}
     found = []
     for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-        match = re.match(r"^(\S+(?: \S+)*?)\s{2,}(\d+\.\d)$", line)
-        if match and match.group(1).split()[0] in stages:
-            found.append((match.group(1), float(match.group(2))))
+        match = re.match(r"^(\S+)(?: \S+)*?\s{2,}\d+\.\d$", line)
+        if match and match.group(1) in stages:
+            found.append(match.group(1))
     return found
+
+
+def _run_in_session(spark, root: Path) -> PipelineRun:
+    """The same stages in local mode, in the test session, into ``warehouse-local``."""
+    cfg = small_config(root / "warehouse-local", ONE_DAY)
+    sources = {
+        name: source.model_copy(
+            update={"path": source.path.replace("./demo_data", str(root / "demo_data"))}
+        )
+        for name, source in cfg.pipeline.sources.items()
+    }
+    cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"sources": sources})})
+    started = time.perf_counter()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("ONEID_HMAC_KEY", raising=False)  # the demo key, as the cluster run
+        run = run_demo_stages(spark, cfg)
+    stages = [label.split()[0] for label, _ in run.timings]
+    return PipelineRun(root / "warehouse-local", time.perf_counter() - started, stages)
 
 
 def _tables(warehouse: Path) -> list[str]:
@@ -295,68 +297,6 @@ def _tables(warehouse: Path) -> list[str]:
 def _rows(path: Path) -> list[str]:
     """The table's rows as canonical JSON (run-specific columns dropped), sorted."""
     return sorted(as_json(row) for row in delta_records(path, drop=RUN_SPECIFIC_COLUMNS))
-
-
-def _record_timings(root: Path, steps, cluster: PipelineRun, local: PipelineRun) -> None:
-    def case(name: str, run: PipelineRun, baseline: bool) -> dict:
-        return {
-            "case": name,
-            "group": "pipeline",
-            "baseline": baseline,
-            "median_s": run.seconds,
-            "min_s": run.seconds,
-            "max_s": run.seconds,
-            "runs": 1,
-            "peak_rss_mb": "n/a",
-            "extra": {label: round(seconds, 1) for label, seconds in run.steps},
-        }
-
-    result = {
-        "name": "cluster_vs_local",
-        "title": "Batch pipeline: two-worker standalone cluster vs local mode",
-        "description": (
-            f"Every stage ({' → '.join(label for label, _ in steps)}) on {PEOPLE} generated "
-            "people, in one driver (`jobs/demo.py`): through `deploy/submit.sh` against a "
-            "standalone master with two 1-core workers (1g executors, 1g driver) vs local[2] "
-            "mode (2g driver). From `tests/test_cluster.py`; at this size start-up and "
-            "per-task scheduling dominate."
-        ),
-        "notes": [],
-        "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": _machine(),
-        "cases": [
-            case("local mode (local[2])", local, True),
-            case("standalone cluster (2 workers × 1 core)", cluster, False),
-        ],
-    }
-    text = json.dumps(result, indent=2, ensure_ascii=False) + "\n"
-    (root / "cluster_vs_local.json").write_text(text, encoding="utf-8")
-    results_dir = os.environ.get("ONEID_BENCH_RESULTS")
-    if results_dir:
-        (Path(results_dir) / "cluster_vs_local.json").write_text(text, encoding="utf-8")
-    print(f"\npipeline wall time: cluster {cluster.seconds:.1f} s, local {local.seconds:.1f} s")
-
-
-def _machine() -> dict[str, str]:
-    """The fields BENCHMARKS.md shows for a result (as bench/harness.py records them)."""
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.machine(),
-    )
-    java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False)
-    return {
-        "cpu": cpu,
-        "cores": str(os.cpu_count()),
-        "memory": f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "java": (java.stderr.splitlines() or ["?"])[0],
-        "spark": pyspark.__version__,
-    }
 
 
 def _tail(log: Path, lines: int = 40) -> str:

@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from oneid.realtime.job import OUTPUT
 from oneid.realtime.online import OnlineTags
+from oneid.realtime.processor import COLUMNS
 from oneid.serve.settings import open_store
 from oneid.serve.store import RealtimeTag
 from tests.support import small_config
@@ -40,7 +40,7 @@ def _tags(key: str, as_of_ms: int, **tags) -> tuple:
     )
 
 
-def _batch(spark):
+def _batch():
     """Two snapshots of OneID 42 (the later wins), one of 7, a provisional key, an event row."""
     rows = [
         _tags("42", T0, views_10m=1, last_viewed_category="护肤"),
@@ -49,7 +49,7 @@ def _batch(spark):
         _tags("p:device:idfa:abc", T0, views_10m=5, last_viewed_category="x"),
         ("event", "42", 42, "e1", T0, "processed", None, None, None, None, None, 0, 1, 1, 1),
     ]
-    return spark.createDataFrame(rows, OUTPUT)
+    return [dict(zip(COLUMNS, row, strict=True)) for row in rows]
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -62,10 +62,10 @@ def store_cfg(request, tmp_path):
     )
 
 
-def test_oneids_latest_snapshots_reach_the_store_with_updated_at(spark, store_cfg):
+def test_oneids_latest_snapshots_reach_the_store_with_updated_at(store_cfg):
     cfg = store_cfg
     online = OnlineTags(cfg)
-    assert online.write(_batch(spark)) == 2
+    assert online.write(_batch()) == 2
     store = open_store(cfg)
     try:
         assert store.realtime_tags(42) == [
@@ -76,13 +76,13 @@ def test_oneids_latest_snapshots_reach_the_store_with_updated_at(spark, store_cf
             RealtimeTag("last_viewed_category", None, "2025-07-01T02:00:00.000Z"),
             RealtimeTag("views_10m", 0, "2025-07-01T02:00:00.000Z"),
         ]
-        assert online.write(_batch(spark)) == 2  # a replayed micro-batch: the same values
+        assert online.write(_batch()) == 2  # a replayed micro-batch: the same values
         assert store.realtime_tags(42)[1] == RealtimeTag("views_10m", 2, "2025-07-01T02:01:00.000Z")
     finally:
         store.close()
 
 
-def test_an_unreachable_store_does_not_stop_the_stream(spark, tmp_path, caplog):
+def test_an_unreachable_store_does_not_stop_the_stream(tmp_path, caplog):
     cfg = small_config(
         tmp_path / "warehouse",
         "serve.store=redis",
@@ -90,6 +90,6 @@ def test_an_unreachable_store_does_not_stop_the_stream(spark, tmp_path, caplog):
     )
     online = OnlineTags(cfg)
     with caplog.at_level(logging.WARNING, logger="oneid.realtime.online"):
-        assert online.write(_batch(spark)) == 0
+        assert online.write(_batch()) == 0
     assert online.failures == 1 and online.store is None
     assert "realtime tags not written to the redis store (ConnectionError" in caplog.text

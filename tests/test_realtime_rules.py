@@ -238,3 +238,43 @@ def test_webhook_is_signed_and_retried_and_a_lost_cause_is_a_dead_letter():
         import pickle
 
         pickle.dumps(secret)
+
+
+def test_state_calls_fall_back_to_the_public_api_without_pyspark_internals():
+    from oneid.realtime.statecalls import PipelinedMapState
+
+    class Plain:  # a map state without the 4.1.1 client internals
+        def __init__(self):
+            self.values = {("a",): ("1",)}
+
+        def getValue(self, key):
+            return self.values.get(key)
+
+        def updateValue(self, key, value):
+            self.values[key] = value
+
+    state = Plain()
+    calls = PipelinedMapState(state, chunk=1)
+    assert not calls.pipelined
+    assert calls.get_values([("a",), ("b",)]) == [("1",), None]
+    calls.update_values([(("b",), ("2",))])
+    assert state.values == {("a",): ("1",), ("b",): ("2",)}
+
+
+def test_records_are_appended_once_per_batch_and_read_back(tmp_path):
+    from oneid.realtime.job import TABLES
+    from oneid.realtime.records import DeltaRecords, arrow_rows, arrow_schema
+    from tests.support import delta_records
+
+    path = str(tmp_path / "batches")
+    schema = arrow_schema(TABLES["realtime.batches"])
+    row = (3, 5, 4, 0, 1, 2, 2, 2, 0, 0, -1, None, "q1")
+    records = DeltaRecords("oneid-realtime:q1")
+    assert records.query(path, "SELECT count(*) AS n FROM t") == []  # no table yet
+    assert records.append(path, "realtime.batches", arrow_rows([row], schema), 3)
+    again = DeltaRecords("oneid-realtime:q1")  # a restarted stream replays batch 3
+    assert not again.append(path, "realtime.batches", arrow_rows([row], schema), 3)
+    assert again.append(path, "realtime.batches", arrow_rows([(4, *row[1:])], schema), 4)
+    assert [r["batch_id"] for r in delta_records(path)] in ([3, 4], [4, 3])
+    found = again.query(path, "SELECT max(batch_id) AS b FROM t WHERE query_id = 'q1'")
+    assert found == [{"b": 4}]

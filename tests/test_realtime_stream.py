@@ -90,7 +90,7 @@ def streamed(spark, broker, receiver, secrets, tmp_path_factory):
         wait_for(lambda: read_so_far(cfg) == len(GOOD) + len(BAD) + 1, query=run.query)
         wait_for(lambda: len(_rows(cfg, "realtime.tags")) >= 3, query=run.query)
     finally:
-        run.query.stop()
+        run.stop()
     return cfg, run
 
 
@@ -247,7 +247,7 @@ def test_a_new_identity_run_is_picked_up_mid_stream_and_batch_tags_gate_rules(
             )
             wait_for(lambda: read_so_far(cfg) == 5, query=run.query)
         finally:
-            run.query.stop()
+            run.stop()
         received = receiver.received.first
     # d1 stayed with the provisional key: the OneID's own count starts at d2 (never merged)
     assert set(received) == {trigger_id("d3", "eyelid_consult")}

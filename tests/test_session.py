@@ -180,7 +180,9 @@ def test_python_workers_import_pyspark_from_the_package_not_its_zip(spark):
 
         import pyspark
 
-        archives = [p for p in sys.path if p.endswith((".zip", ".jar"))]
+        archives = [p for p in sys.path if p.endswith((".zip", ".jar"))] + [
+            p for p, f in sys.path_importer_cache.items() if type(f).__name__ == "zipimporter"
+        ]
         return json.dumps([pyspark.__file__, archives])
 
     where, archives = json.loads(spark.range(1).select(origin("id")).first()[0])

@@ -342,7 +342,9 @@ def _cmd_realtime(cfg: OneIdConfig, args: argparse.Namespace) -> int:
     from oneid.realtime.job import run_realtime
     from oneid.session import build_session
 
-    spark = build_session(cfg, app_name="oneid-realtime")
+    spark = build_session(
+        cfg, app_name="oneid-realtime", java_options=cfg.pipeline.realtime.jvm_options
+    )
     run = run_realtime(spark, cfg, seconds=args.seconds)
     totals: dict[str, int] = {}
     for report in run.sink.reports:

@@ -6,8 +6,9 @@ its archive's directory again (``pyspark.zip``: one importer per imported sub-pa
 with py-spy on the realtime stream: a third of a worker's busy time, 30-40 ms per archive and
 task on a loaded 2-core machine. Local sessions run this daemon
 (``spark.python.daemon.module``): when the installed ``pyspark`` has the archive's version, the
-archives leave ``sys.path`` before ``pyspark`` is imported, and the workers forked from the
-daemon import from plain folders, whose cache invalidation costs nothing. Otherwise (no
+archives leave ``sys.path`` (and Python's importer cache) before ``pyspark`` is imported, and
+the workers forked from the daemon import from plain folders, whose cache invalidation costs
+nothing. Otherwise (no
 installed ``pyspark``, or another version) nothing changes.
 """
 
@@ -50,8 +51,19 @@ def without_archives(path: list[str]) -> list[str]:
     return kept
 
 
+def forget_archives(path: list[str], kept: list[str]) -> None:
+    """Drop the importers of the entries of ``path`` not in ``kept`` from Python's importer
+    cache: starting this module made a zip importer for each archive, and
+    ``importlib.invalidate_caches()`` (once per task) would still make each re-read its
+    directory, though the archive is no longer on the path."""
+    for entry in set(path) - set(kept):
+        sys.path_importer_cache.pop(entry, None)
+
+
 if __name__ == "__main__":
-    sys.path[:] = without_archives(sys.path)
+    _kept = without_archives(sys.path)
+    forget_archives(sys.path, _kept)
+    sys.path[:] = _kept
     from pyspark import daemon  # reads the worker module from sys.argv, as `-m pyspark.daemon`
 
     daemon.manager()

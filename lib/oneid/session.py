@@ -53,10 +53,15 @@ def warehouse_root(cfg: OneIdConfig) -> str:
 
 
 def build_session(
-    cfg: OneIdConfig, *, app_name: str | None = None, run_id: str | None = None
+    cfg: OneIdConfig,
+    *,
+    app_name: str | None = None,
+    run_id: str | None = None,
+    java_options: str = "",
 ) -> SparkSession:
     """Build (or return the running) SparkSession for ``cfg``, with a per-run checkpoint dir
-    and, for a new local-mode session, a per-run scratch dir; both are removed at exit."""
+    and, for a new local-mode session, a per-run scratch dir; both are removed at exit.
+    ``java_options`` go to a new local session's driver JVM after the usual ones."""
     run = run_id or uuid.uuid4().hex
     spark_conf = cfg.env.spark
     builder = SparkSession.builder.appName(app_name or spark_conf.app_name)
@@ -96,7 +101,7 @@ def build_session(
                     f"-Dderby.system.home={tempfile.gettempdir()} "
                     # the throughput collector: G1's concurrent threads compete with the tasks
                     # for a laptop's few cores (tiny identity runs took 0.86x as long on 2 cores)
-                    "-XX:+UseParallelGC"
+                    "-XX:+UseParallelGC" + (f" {java_options}" if java_options else "")
                 ),
                 # Delta's default of 50 partitions for log replay is a cluster setting.
                 "spark.databricks.delta.snapshotPartitions": str(spark_conf.shuffle_partitions),

@@ -263,8 +263,8 @@ def _comparable(alias: str, column: str, kind: DataType) -> str:
 def enable_property(spark: SparkSession, path: str, name: str) -> None:
     """Turn on a boolean Delta table property once (:data:`DELETION_VECTORS`: readers then need
     Delta reader version 3; :data:`CHANGE_FEED`: later commits record their row changes)."""
-    properties = DeltaTable.forPath(spark, path).detail().select("properties").first()[0]
-    if (properties or {}).get(name) != "true":
+    shown = spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()  # the log only, no job
+    if dict((row.key, row.value) for row in shown).get(name) != "true":
         spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{name}' = 'true')")
 
 

@@ -7,8 +7,8 @@ An event is a JSON object::
      "properties": {"category": "双眼皮", "amount": 12.5}}
 
 ``time`` is ISO 8601 (an offset, else Asia/Shanghai wall clock) or epoch milliseconds. ``ids``
-keys are the namespaced identifier types of ``standardize``. Pure Python (it runs inside a
-pandas UDF): a bad event gives a reason code, never an exception.
+keys are the namespaced identifier types of ``standardize``. Pure Python (it runs inside the
+stream's ``mapInArrow`` function): a bad event gives a reason code, never an exception.
 """
 
 from __future__ import annotations

@@ -3,14 +3,16 @@
 One Structured Streaming query (checkpoint ``realtime.checkpoint_dir``, RocksDB state store):
 
 1. the Kafka source reads ``realtime.events_topic``;
-2. a pandas UDF parses each event, normalises and keyed-hashes its identifiers with the
-   standardize code (:func:`oneid.standardize.hashing.hash_identifier`) and resolves them
-   through ``identity.oneid_map`` (:mod:`oneid.realtime.lookup`); bad events get a reason;
-3. ``transformWithStateInPandas`` per key (OneID, provisional key, or the quarantine key) counts the
-   events into the realtime tags and evaluates the trigger rules (:mod:`oneid.realtime.rules`);
+2. a ``mapInArrow`` function parses each event, normalises and keyed-hashes its identifiers
+   with the standardize code (:func:`oneid.standardize.hashing.hash_identifier`) and resolves
+   them through ``identity.oneid_map`` (:mod:`oneid.realtime.lookup`); bad events get a reason;
+3. ``transformWithStateInPandas`` per bucket of keys (OneIDs, provisional keys; the quarantine
+   key apart) counts the events into the realtime tags and evaluates the trigger rules
+   (:mod:`oneid.realtime.rules`);
 4. ``foreachBatch`` delivers the batch's triggers (:mod:`oneid.realtime.delivery`), then
-   records them and the rest in Delta with idempotent writes (``txnAppId`` / ``txnVersion``)
-   and the OneIDs' realtime tags in the online store (:mod:`oneid.realtime.online`).
+   records them and the rest in Delta from the driver with idempotent appends, a transaction
+   ``(app id, batch id)`` each (:mod:`oneid.realtime.records`), and the OneIDs' realtime tags
+   in the online store (:mod:`oneid.realtime.online`).
 
 A replayed micro-batch (after a crash) decides the same triggers with the same ids; those the
 table already records as delivered are not sent again, and the receiver deduplicates the rest
@@ -23,20 +25,19 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import pandas as pd
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.functions import pandas_udf
 from pyspark.sql.streaming import StreamingQuery
 
 from oneid.conf import OneIdConfig
 from oneid.conf.models import KafkaConf
 from oneid.errors import ConfigError
 from oneid.realtime import lookup
-from oneid.realtime.delivery import Secret, deliver, load_secret
+from oneid.realtime.delivery import Secret, WebhookClient, load_secret
 from oneid.realtime.events import Event, parse_event
 from oneid.realtime.online import OnlineTags
 from oneid.realtime.processor import (
@@ -45,16 +46,24 @@ from oneid.realtime.processor import (
     QUARANTINE_KEY,
     RealtimeProcessor,
 )
+from oneid.realtime.records import DeltaRecords, arrow_rows, arrow_schema
 from oneid.session import warehouse_root
 from oneid.standardize.hashing import load_key
 from oneid.standardize.records import junk_values
-from oneid.tables import table_exists, table_path
+from oneid.tables import table_path
 
 logger = logging.getLogger(__name__)
 
 QUERY_NAME = "oneid_realtime"
-ARROW = "spark.sql.execution.arrow.pyspark.enabled"
 ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+STREAM_CONF = {
+    "spark.sql.streaming.stateStore.providerClass": ROCKSDB,
+    # a micro-batch commits a changelog of its state changes, not a RocksDB snapshot of every
+    # partition (snapshots are taken in the background every few batches)
+    "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+}
+"""SQL settings of the realtime query (set on the session before it starts)."""
+SOURCE = "raw string, kafka_partition int, kafka_offset long"
 RESOLVED = (
     "key string, oneid long, event_id string, time_ms long, name string, props string, "
     "ids string, link string, reason string, map_version long"
@@ -116,8 +125,10 @@ def checkpoint_dir(cfg: OneIdConfig) -> str:
     return cfg.pipeline.realtime.checkpoint_dir or f"{warehouse_root(cfg)}/_streaming/realtime"
 
 
-def resolve_udf(cfg: OneIdConfig):
-    """The pandas UDF ``raw JSON → RESOLVED``. The HMAC key lives only in its closure."""
+def resolve_batches(cfg: OneIdConfig):
+    """The ``mapInArrow`` function ``SOURCE → SOURCE + RESOLVED`` (Arrow in, Arrow out: no
+    pandas frames to build and convert). The raw message stays only on a quarantined event.
+    The HMAC key lives only in its closure."""
     key = load_key(cfg.env.secrets)
     junk = junk_values(cfg)
     map_path = table_path(cfg, "identity.oneid_map")
@@ -152,13 +163,26 @@ def resolve_udf(cfg: OneIdConfig):
             version,
         )
 
-    @pandas_udf(RESOLVED)
-    def oneid_resolve_events(raws: pd.Series) -> pd.DataFrame:
-        version, index = lookup.shared_cache(refresh).get(
-            map_path, lookup.ONEID_MAP_SQL, lookup.oneid_map_index, {}
-        )
-        rows = [one(raw, version, index) for raw in raws]
-        return pd.DataFrame(rows, columns=[f.split()[0] for f in RESOLVED.split(", ")])
+    schema = arrow_schema(f"{SOURCE}, {RESOLVED}")
+    resolved_fields = list(schema)[3:]
+    reason = [f.name for f in resolved_fields].index("reason")
+
+    def oneid_resolve_events(batches: Iterator) -> Iterator:
+        import pyarrow as pa
+
+        for batch in batches:
+            version, index = lookup.shared_cache(refresh).get(
+                map_path, lookup.ONEID_MAP_SQL, lookup.oneid_map_index, {}
+            )
+            raws = batch.column(0).to_pylist()
+            rows = [one(raw, version, index) for raw in raws]
+            columns = list(zip(*rows, strict=True)) if rows else [()] * len(resolved_fields)
+            kept = [
+                r if why is not None else None for r, why in zip(raws, columns[reason], strict=True)
+            ]
+            arrays = [pa.array(kept, pa.string()), batch.column(1), batch.column(2)]
+            arrays += [pa.array(c, f.type) for c, f in zip(columns, resolved_fields, strict=True)]
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     return oneid_resolve_events
 
@@ -166,7 +190,8 @@ def resolve_udf(cfg: OneIdConfig):
 def realtime_frame(spark: SparkSession, cfg: OneIdConfig) -> DataFrame:
     """The streaming frame of ``OUTPUT`` rows (before the sink)."""
     conf = cfg.pipeline.realtime
-    spark.conf.set("spark.sql.streaming.stateStore.providerClass", ROCKSDB)
+    for key, value in STREAM_CONF.items():
+        spark.conf.set(key, value)
     reader = spark.readStream.format("kafka")
     for option, value in kafka_options(cfg.env.kafka).items():
         reader = reader.option(option, value)
@@ -177,12 +202,11 @@ def realtime_frame(spark: SparkSession, cfg: OneIdConfig) -> DataFrame:
         .option("failOnDataLoss", "false")
         .load()
     )
-    resolved = source.select(
+    flat = source.select(
         F.col("value").cast("string").alias("raw"),
-        F.col("partition").alias("kafka_partition"),
-        F.col("offset").alias("kafka_offset"),
-    ).withColumn("r", resolve_udf(cfg)(F.col("raw")))
-    flat = resolved.select("raw", "kafka_partition", "kafka_offset", "r.*")
+        F.col("partition").cast("int").alias("kafka_partition"),
+        F.col("offset").cast("long").alias("kafka_offset"),
+    ).mapInArrow(resolve_batches(cfg), f"{SOURCE}, {RESOLVED}")
     return (
         flat.withColumn("bucket", state_bucket(F.col("key"), conf.state_buckets))
         .groupBy("bucket")
@@ -209,7 +233,12 @@ class BatchReport:
 
 
 class Sink:
-    """The ``foreachBatch`` sink: deliver, then record (idempotently per batch id)."""
+    """The ``foreachBatch`` sink: deliver, then record (idempotently per batch id).
+
+    One Spark job per micro-batch brings the operator's output to the driver as Arrow (no
+    per-event rows: counts per bucket, triggers, links, quarantined events, due tags); the
+    triggers go out through one :class:`WebhookClient` kept for the query's life, and every
+    table is appended from the driver with delta-rs (:mod:`oneid.realtime.records`)."""
 
     def __init__(self, spark: SparkSession, cfg: OneIdConfig, secret: Secret) -> None:
         self.spark = spark
@@ -220,45 +249,48 @@ class Sink:
         self.last_batch = -1
         self.map_version = -1
         self.online = OnlineTags(cfg) if cfg.pipeline.realtime.store_tags else None
+        self.client = WebhookClient(cfg.pipeline.realtime.webhook, secret)
+        self.records: DeltaRecords | None = None
         self.first = True
+
+    def close(self) -> None:
+        self.client.close()
 
     def _last_recorded_batch(self) -> int:
         """The last batch of this query (its id survives restarts from the checkpoint) that
         ``realtime.batches`` records as finished."""
-        if not table_exists(self.spark, self.cfg, "realtime.batches"):
-            return -1
-        found = (
-            self.spark.read.format("delta")
-            .load(table_path(self.cfg, "realtime.batches"))
-            .where(F.col("query_id") == self.query_id)
-            .agg(F.max("batch_id"))
-            .first()[0]
+        rows = self.records.query(
+            table_path(self.cfg, "realtime.batches"),
+            f"SELECT max(batch_id) AS b FROM t WHERE query_id = '{self.query_id}'",
         )
+        found = rows[0]["b"] if rows else None
         return -1 if found is None else int(found)
 
     def __call__(self, frame: DataFrame, batch_id: int) -> None:
         if self.query_id is None:
             (query,) = [q for q in self.spark.streams.active if q.name == QUERY_NAME]
             self.query_id = str(query.id)
+            self.records = DeltaRecords(f"oneid-realtime:{self.query_id}")
             self.last_batch = self._last_recorded_batch()
-        frame = frame.persist()
-        try:
-            self._write(frame, batch_id)
-        finally:
-            frame.unpersist()
-
-    def _write(self, frame: DataFrame, batch_id: int) -> None:
-        """One Spark job brings the batch's ``count`` and ``trigger`` rows to the driver; the
-        rest is written from the cached frame, one Delta commit per table that has rows."""
         started = time.monotonic()
-        small = frame.where("kind IN ('count', 'trigger')").collect()
+        rows = frame.toArrow().to_pylist()
+        self._write(rows, batch_id, time.monotonic() - started)
+
+    def _write(self, rows: list[dict], batch_id: int, compute: float) -> None:
+        """Deliver the batch's triggers, then append its rows: triggers (and dead letters),
+        quarantined events, links, tags, and last the batch's own row."""
         collected = time.monotonic()
-        triggers = [r for r in small if r["kind"] == "trigger"]
+        by_kind: dict[str, list[dict]] = {}
+        for r in rows:
+            by_kind.setdefault(r["kind"], []).append(r)
+        triggers = by_kind.get("trigger", [])
         kinds: dict[tuple[str, str | None], int] = {}
-        for r in small:
-            what = ("trigger", r["status"]) if r["kind"] == "trigger" else _counted(r["status"])
-            kinds[what] = kinds.get(what, 0) + (1 if r["kind"] == "trigger" else r["n"])
-        versions = [r["map_version"] for r in small if r["map_version"] is not None]
+        for r in by_kind.get("count", []):
+            what = _counted(r["status"])
+            kinds[what] = kinds.get(what, 0) + r["n"]
+        for t in triggers:
+            kinds[("trigger", t["status"])] = kinds.get(("trigger", t["status"]), 0) + 1
+        versions = [r["map_version"] for r in rows if r["map_version"] is not None]
         self.map_version = max(versions, default=-1)
         if not kinds:
             return
@@ -273,42 +305,40 @@ class Sink:
             for t in triggers
             if t["status"] == "send" and t["trigger_id"] not in already
         ]
-        outcomes = {
-            o.trigger_id: o
-            for o in deliver(self.cfg.pipeline.realtime.webhook, self.secret, to_send)
-        }
+        outcomes = {o.trigger_id: o for o in self.client.deliver(to_send)}
         delivered = time.monotonic()
         if triggers:
             self._record_triggers(triggers, outcomes, already, batch_id)
-        if kinds.get(("event", "quarantine")):
-            quarantined = frame.where("kind = 'event' AND status = 'quarantine'")
+        if quarantined := by_kind.get("event"):
             self._append(
-                quarantined.select("raw", "reason", "kafka_partition", "kafka_offset"),
                 "quarantine.realtime_events",
+                [
+                    (q["raw"], q["reason"], q["kafka_partition"], q["kafka_offset"])
+                    for q in quarantined
+                ],
                 batch_id,
+                with_batch=True,
             )
-        if kinds.get(("link", None)):
-            links = frame.where("kind = 'link'").select(
-                "event_id",
-                "key",
-                "oneid",
-                F.col("body").alias("identifiers"),
-                F.lit(None).cast("string").alias("oneids"),
-                F.timestamp_millis("time_ms").alias("event_time"),
-            )
-            self._append(links, "realtime.links", batch_id)
-        if kinds.get(("tags", None)):
+        if links := by_kind.get("link"):
             self._append(
-                tags_rows(frame.where("kind = 'tags'"), self.cfg), "realtime.tags", batch_id
+                "realtime.links",
+                [
+                    (k["event_id"], k["key"], k["oneid"], k["body"], None, _ts(k["time_ms"]))
+                    for k in links
+                ],
+                batch_id,
+                with_batch=True,
             )
+        if tags := by_kind.get("tags"):
+            self._append_table("realtime.tags", tags_table(tags, self.cfg, batch_id), batch_id)
             if self.online is not None:  # after the triggers went out: never holds one up
-                self.online.write(frame)
+                self.online.write(tags)
         self._record_batch(kinds, outcomes, len(already), batch_id)
         logger.info(
             "batch %d: %d triggers; compute %.2f s, deliver %.2f s, record %.2f s",
             batch_id,
             len(triggers),
-            collected - started,
+            compute,
             delivered - collected,
             time.monotonic() - delivered,
         )
@@ -316,17 +346,11 @@ class Sink:
     def _delivered_before(self, batch_id: int) -> set[str]:
         """Trigger ids of this batch the table records as delivered (a replay after a crash
         between recording the triggers and finishing the batch)."""
-        if not table_exists(self.spark, self.cfg, "realtime.triggers"):
-            return set()
-        rows = (
-            self.spark.read.format("delta")
-            .load(table_path(self.cfg, "realtime.triggers"))
-            .where(F.col("batch_id") == batch_id)
-            .where("delivered")
-            .select("trigger_id")
-            .collect()
+        rows = self.records.query(
+            table_path(self.cfg, "realtime.triggers"),
+            f"SELECT trigger_id FROM t WHERE batch_id = {int(batch_id)} AND delivered",
         )
-        return {r[0] for r in rows}
+        return {r["trigger_id"] for r in rows}
 
     def _record_triggers(self, triggers, outcomes, already: set[str], batch_id: int) -> None:
         rows, dead = [], []
@@ -363,20 +387,9 @@ class Sink:
                         batch_id,
                     )
                 )
-        schema = TABLES["realtime.triggers"]
-        self._append(
-            self._local_frame(rows, schema),
-            "realtime.triggers",
-            batch_id,
-            with_batch=False,
-        )
+        self._append("realtime.triggers", rows, batch_id)
         if dead:
-            self._append(
-                self._local_frame(dead, TABLES["realtime.dead_letters"]),
-                "realtime.dead_letters",
-                batch_id,
-                with_batch=False,
-            )
+            self._append("realtime.dead_letters", dead, batch_id)
 
     def _record_batch(self, kinds, outcomes, skipped: int, batch_id: int) -> None:
         count = lambda kind, status=None: sum(  # noqa: E731
@@ -398,39 +411,21 @@ class Sink:
             _ts(int(time.time() * 1000)),
             self.query_id,
         )
-        self._append(
-            self._local_frame([row], TABLES["realtime.batches"]),
-            "realtime.batches",
-            batch_id,
-            with_batch=False,
-        )
+        self._append("realtime.batches", [row], batch_id)
         self.last_batch = batch_id
         self.reports.append(BatchReport(batch_id, {f"{k}:{s}": n for (k, s), n in kinds.items()}))
 
-    def _local_frame(self, rows: list[tuple], schema: str) -> DataFrame:
-        """Driver-side rows as a DataFrame through Arrow: the row-by-row conversion took
-        seconds for a few thousand triggers on a loaded 2-core machine."""
-        names = [f.split()[0] for f in schema.split(", ")]
-        before = self.spark.conf.get(ARROW, "false")
-        self.spark.conf.set(ARROW, "true")
-        try:
-            return self.spark.createDataFrame(pd.DataFrame(rows, columns=names), schema)
-        finally:
-            self.spark.conf.set(ARROW, before)
-
-    def _append(self, frame: DataFrame, name: str, batch_id: int, with_batch: bool = True) -> None:
-        t0 = time.monotonic()
+    def _append(
+        self, name: str, rows: list[tuple], batch_id: int, with_batch: bool = False
+    ) -> None:
+        """Append row tuples in ``TABLES[name]``'s column order (``with_batch``: but the last,
+        ``batch_id``)."""
         if with_batch:
-            frame = frame.withColumn("batch_id", F.lit(batch_id).cast("long"))
-        (
-            frame.write.format("delta")
-            .mode("append")
-            .option("mergeSchema", "true")
-            .option("txnAppId", f"oneid-realtime:{self.query_id}:{name}")
-            .option("txnVersion", batch_id)
-            .save(table_path(self.cfg, name))
-        )
-        logger.debug("%s: appended in %.2f s", name, time.monotonic() - t0)
+            rows = [(*r, batch_id) for r in rows]
+        self._append_table(name, arrow_rows(rows, arrow_schema(TABLES[name])), batch_id)
+
+    def _append_table(self, name: str, rows, batch_id: int) -> None:
+        self.records.append(table_path(self.cfg, name), name, rows, batch_id)
 
 
 def _counted(status: str) -> tuple[str, str | None]:
@@ -438,32 +433,42 @@ def _counted(status: str) -> tuple[str, str | None]:
     return ("event", status) if status in ("processed", "late", "quarantine") else (status, None)
 
 
-def tags_rows(frame: DataFrame, cfg: OneIdConfig) -> DataFrame:
-    """``realtime.tags`` rows: key, provisional, oneid, one column per declared tag, as_of."""
+TAG_TYPES = {"count": "long", "sum": "double", "last_time": "timestamp", "last_value": "string"}
+
+
+def tags_table(rows: list[dict], cfg: OneIdConfig, batch_id: int):
+    """``realtime.tags`` rows of the operator's ``tags`` rows: key, provisional, oneid, one
+    column per declared tag, as_of, batch_id."""
+    import datetime as dt
+
     tags = cfg.pipeline.realtime.tags
-    kinds = {"count": "bigint", "sum": "double", "last_time": "string", "last_value": "string"}
-    body = F.from_json(
-        "body",
-        "as_of_ms bigint, tags struct<"
-        + ", ".join(f"`{t.name}`: {kinds[t.kind]}" for t in tags)
-        + ">",
+    schema = arrow_schema(
+        ", ".join(
+            ["key string, provisional boolean, oneid long"]
+            + [f"{t.name} {TAG_TYPES[t.kind]}" for t in tags]
+            + ["as_of timestamp, batch_id long"]
+        )
     )
-    columns = [
-        (
-            F.to_timestamp(F.col(f"b.tags.`{t.name}`"))
-            if t.kind == "last_time"
-            else F.col(f"b.tags.`{t.name}`")
-        ).alias(t.name)
-        for t in tags
-    ]
-    provisional = F.col("key").startswith(lookup.PROVISIONAL_PREFIX)
-    return frame.withColumn("b", body).select(
-        "key",
-        provisional.alias("provisional"),
-        F.when(~provisional, F.col("key").cast("long")).alias("oneid"),
-        *columns,
-        F.timestamp_millis("b.as_of_ms").alias("as_of"),
-    )
+    out = []
+    for r in rows:
+        body = json.loads(r["body"])
+        values = body["tags"]
+        provisional = r["key"].startswith(lookup.PROVISIONAL_PREFIX)
+        columns = []
+        for t in tags:
+            value = values.get(t.name)
+            if value is not None and t.kind == "last_time":
+                value = dt.datetime.fromisoformat(value)
+            elif value is not None and t.kind == "count":
+                value = int(value)
+            elif value is not None and t.kind == "sum":
+                value = float(value)
+            elif value is not None:
+                value = str(value)
+            columns.append(value)
+        oneid = None if provisional else int(r["key"])
+        out.append((r["key"], provisional, oneid, *columns, _ts(body["as_of_ms"]), batch_id))
+    return arrow_rows(out, schema)
 
 
 def _ts(ms: int | None):
@@ -476,6 +481,12 @@ def _ts(ms: int | None):
 class RealtimeRun:
     query: StreamingQuery
     sink: Sink
+
+    def stop(self) -> None:
+        """Stop the query, then the sink's webhook client."""
+        if self.query.isActive:
+            self.query.stop()
+        self.sink.close()
 
 
 def start_realtime(spark: SparkSession, cfg: OneIdConfig) -> RealtimeRun:
@@ -520,8 +531,7 @@ def run_realtime(
                 except StreamingQueryException:
                     break  # handled below, from query.exception()
         finally:
-            if run.query.isActive:
-                run.query.stop()
+            run.stop()
         exc = run.query.exception()
         if exc is None:
             return run

@@ -18,10 +18,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterator
-
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
+from collections.abc import Iterable, Iterator, Mapping
 
 from oneid.conf import OneIdConfig
 from oneid.serve.settings import open_store
@@ -30,21 +27,28 @@ from oneid.serve.store import ProfileStore, RealtimeTag
 logger = logging.getLogger(__name__)
 
 
-def latest_tags(frame: DataFrame) -> Iterator[tuple[int, list[RealtimeTag]]]:
-    """Per OneID of the micro-batch's output, its latest tag snapshot, streamed to the driver."""
-    oneid = F.expr("try_cast(key AS BIGINT)")  # provisional and quarantine keys are no OneID
-    latest = (
-        frame.where(F.col("kind") == "tags")
-        .withColumn("oneid", oneid)
-        .where(F.col("oneid").isNotNull())
-        .groupBy("oneid")
-        .agg(F.max_by("body", "time_ms").alias("body"))
-    )
-    for row in latest.toLocalIterator():
-        body = json.loads(row["body"])
+def latest_tags(rows: Iterable[Mapping]) -> Iterator[tuple[int, list[RealtimeTag]]]:
+    """Per OneID among a micro-batch's output rows (``kind``, ``key``, ``time_ms``, ``body``),
+    its latest tag snapshot."""
+    latest: dict[int, tuple[int, str]] = {}
+    for row in rows:
+        oneid = _oneid(row["key"]) if row["kind"] == "tags" else None
+        if oneid is None:
+            continue  # provisional and quarantine keys are no OneID
+        if oneid not in latest or row["time_ms"] >= latest[oneid][0]:
+            latest[oneid] = (row["time_ms"], row["body"])
+    for oneid, (_, text) in latest.items():
+        body = json.loads(text)
         at = dt.datetime.fromtimestamp(body["as_of_ms"] / 1000, dt.timezone.utc)
         updated_at = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        yield row["oneid"], [RealtimeTag(k, v, updated_at) for k, v in body["tags"].items()]
+        yield oneid, [RealtimeTag(k, v, updated_at) for k, v in body["tags"].items()]
+
+
+def _oneid(key: str) -> int | None:
+    try:
+        return int(key)
+    except ValueError:
+        return None
 
 
 class OnlineTags:
@@ -56,11 +60,12 @@ class OnlineTags:
         self.written = 0
         self.failures = 0
 
-    def write(self, frame: DataFrame) -> int:
-        """Upsert the OneIDs' latest tags of a micro-batch; how many OneIDs (0 on a failure)."""
+    def write(self, rows: Iterable[Mapping]) -> int:
+        """Upsert the OneIDs' latest tags among a micro-batch's output rows; how many OneIDs
+        (0 on a failure)."""
         try:
             self.store = self.store or open_store(self.cfg)
-            written = self.store.put_realtime_tags_many(latest_tags(frame))
+            written = self.store.put_realtime_tags_many(latest_tags(rows))
         except Exception as error:  # the store is a copy: the stream and its triggers go on
             self.failures += 1
             logger.warning(

@@ -13,9 +13,10 @@ realtime.state_buckets)``, and each bucket holds its people in state:
 
 A bucket with ``n`` people in a micro-batch costs ``2n + 3`` state calls (a ``get`` and an
 ``update`` per person; the implicit key, the ``due`` append and the timer per bucket) and one
-pandas frame. Quarantined events go to bucket -1 and touch no state. Besides triggers, links,
-quarantine and tags rows the operator emits one ``count`` row per bucket (events processed and
-late), not a row per event.
+pandas frame; the ``get`` and ``update`` calls are pipelined, a few hundred per round trip
+(:mod:`oneid.realtime.statecalls`). Quarantined events go to bucket -1 and touch no state.
+Besides triggers, links, quarantine and tags rows the operator emits one ``count`` row per
+bucket (events processed and late), not a row per event.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pyspark.sql.streaming.stateful_processor import StatefulProcessor, Stateful
 from oneid.conf import OneIdConfig
 from oneid.realtime import lookup
 from oneid.realtime.rules import Fired, KeyState, StreamEvent, _iso, process_events, tag_values
+from oneid.realtime.statecalls import PipelinedMapState
 
 QUARANTINE_KEY = "!quarantine"
 QUARANTINE_BUCKET = -1
@@ -57,6 +59,7 @@ class RealtimeProcessor(StatefulProcessor):
     def init(self, handle: StatefulProcessorHandle) -> None:
         self.handle = handle
         self.people = handle.getMapState("people", PERSON, STATE, ttlDurationMs=self.ttl_ms)
+        self.calls = PipelinedMapState(self.people)
         self.due = handle.getListState("due", DUE)
 
     def handleInputRows(self, key, rows, timerValues) -> Iterator[pd.DataFrame]:
@@ -73,13 +76,18 @@ class RealtimeProcessor(StatefulProcessor):
         people: dict[str, list] = {}
         for r in frame.itertuples(index=False):  # one pass: pandas per person costs more
             people.setdefault(r.key, []).append(r)
-        for person, group in people.items():
-            held, fired, late_ids, oneid = self._person(person, group)
+        keys = [(person,) for person in people]
+        stored = self.calls.get_values(keys)
+        updates = []
+        for (person, group), value in zip(people.items(), stored, strict=True):
+            held, fired, late_ids, oneid = self._person(person, group, value)
+            updates.append(((person,), (held.dumps(),)))
             late += len(late_ids)
             processed += len(group) - len(late_ids)
             out.extend(self._event_rows(person, oneid, group, fired))
             if len(group) > len(late_ids):  # the tags changed: a realtime.tags row is due
                 due.append((person, held.max_ms, _tags_body(self.conf, held)))
+        self.calls.update_values(updates)
         links = sum(r["kind"] == "link" for r in out)
         counts = {"processed": processed, "late": late, "link": links}
         out.extend(_counts(str(bucket), counts, version))
@@ -90,10 +98,9 @@ class RealtimeProcessor(StatefulProcessor):
             self.handle.registerTimer((now // self.tags_every_ms + 1) * self.tags_every_ms)
         yield pd.DataFrame(out, columns=COLUMNS)
 
-    def _person(self, person: str, group: list):
+    def _person(self, person: str, group: list, stored: tuple | None):
         """Count one person's events of the batch (rows in event-time order) into their state
-        (one get, one update)."""
-        stored = self.people.getValue((person,))
+        as read from the map (``stored``; the caller writes it back)."""
         held = KeyState.loads(stored[0] if stored else None)
         known = [r.oneid for r in group if not pd.isna(r.oneid)]
         oneid = int(known[-1]) if known else None
@@ -103,7 +110,6 @@ class RealtimeProcessor(StatefulProcessor):
         fired, late = process_events(
             self.conf, held, events, oneid, self.facts.get(oneid), key=person
         )
-        self.people.updateValue((person,), (held.dumps(),))
         return held, fired, {e.event_id for e in late}, oneid
 
     def _event_rows(self, person: str, oneid, group: list, fired: list[Fired]):
