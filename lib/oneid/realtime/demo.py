@@ -115,7 +115,7 @@ def demo_realtime(spark: SparkSession, cfg: OneIdConfig) -> list[str]:
                 counts = _wait(run, len(replay))
                 logger.info("demo: main wave processed in %.1f s", time.monotonic() - started)
             finally:
-                run.query.stop()
+                run.stop()
             received = receiver.received
         statuses = _trigger_statuses(demo_cfg, folder.name)
     finally:
