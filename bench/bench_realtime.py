@@ -25,11 +25,6 @@ DRAIN_SECONDS = 60
 SECRET = "bench-webhook-secret-0123456789"
 
 
-def _percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
-
-
 def _load(bootstrap: str, topic: str, rate: int, seconds: float, prefix: str) -> int:
     """Send ``rate`` events per second for ``seconds``, in 10 ms ticks; returns the count."""
     from confluent_kafka import Producer
@@ -88,6 +83,7 @@ def _cases(work: Path) -> list[Case]:
     from oneid.conf import load_config
     from oneid.realtime.broker import LocalBroker
     from oneid.realtime.delivery import Secret
+    from oneid.realtime.demo import local_stream_config, percentile
     from oneid.realtime.job import start_realtime
     from oneid.realtime.receiver import WebhookReceiver
     from oneid.session import build_session
@@ -120,15 +116,16 @@ def _cases(work: Path) -> list[Case]:
                 WebhookReceiver(Secret(os.environ["ONEID_WEBHOOK_SECRET"].encode())) as receiver,
             ):
                 broker.create_topics("events")
-                cfg = small_config(
-                    folder / "warehouse",
-                    f"kafka.bootstrap_servers={broker.bootstrap_servers}",
-                    f"realtime.webhook.url={receiver.url}",
-                    "realtime.starting_offsets=latest",
-                    "realtime.trigger_seconds=0.2",
-                    f"realtime.checkpoint_dir={folder / 'checkpoint'}",
-                    "realtime.rules={push_every_view: {on_event: {event: view_item}, "
-                    "message: bench, cap: {max: 1, per: day}}}",
+                cfg = local_stream_config(
+                    small_config(
+                        folder / "warehouse",
+                        "realtime.rules={push_every_view: {on_event: {event: view_item}, "
+                        "message: bench, cap: {max: 1, per: day}}}",
+                    ),
+                    broker.bootstrap_servers,
+                    receiver.url,
+                    folder / "checkpoint",
+                    starting_offsets="latest",
                 )
                 run = start_realtime(spark, cfg)
                 try:
@@ -162,9 +159,9 @@ def _cases(work: Path) -> list[Case]:
                 "rate": rate,
                 "sent": sent,
                 "pushed": len(pushes),
-                "p50_s": round(_percentile(latencies, 0.50), 2),
-                "p95_s": round(_percentile(latencies, 0.95), 2),
-                "p99_s": round(_percentile(latencies, 0.99), 2),
+                "p50_s": round(percentile(latencies, 0.50), 2),
+                "p95_s": round(percentile(latencies, 0.95), 2),
+                "p99_s": round(percentile(latencies, 0.99), 2),
                 "pushes_per_s": round(len(pushes) / max(last - load_started, 1e-9)),
                 "state_mb": round(state / 1e6, 1),
                 "cpu_ms_per_event": round(1000 * cpu / max(sent, 1), 2),

@@ -10,6 +10,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from oneid.conf import OneIdConfig
+from oneid.realtime.demo import local_stream_config
 from oneid.realtime.events import SHANGHAI
 from tests.support import small_config
 
@@ -19,19 +20,15 @@ HMAC_KEY = "test-hmac-key-that-must-not-leak-0123"
 
 def stream_config(tmp: Path, bootstrap: str, url: str, *extra: str) -> OneIdConfig:
     """The repo's conf scaled down, pointed at the test broker, receiver and folders."""
-    return small_config(
+    cfg = small_config(
         tmp / "warehouse",
-        f"kafka.bootstrap_servers={bootstrap}",
-        f"realtime.webhook.url={url}",
         "realtime.webhook.backoff_seconds=0.05",
-        "realtime.starting_offsets=earliest",
-        "realtime.trigger_seconds=0.2",
         "realtime.tags_every_seconds=0.5",
         "realtime.identity_refresh_seconds=0.5",
         "realtime.state_buckets=2",  # several keys share a bucket
-        f"realtime.checkpoint_dir={tmp / 'checkpoint'}",
         *extra,
     )
+    return local_stream_config(cfg, bootstrap, url, tmp / "checkpoint")
 
 
 def shanghai_ms(text: str) -> int:

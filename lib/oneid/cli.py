@@ -242,6 +242,9 @@ def _cmd_demo(cfg: OneIdConfig, args: argparse.Namespace) -> int:
     started = time.perf_counter()
     run.notes.extend(_demo_lookup(spark, cfg))
     timings.append(("serve (one look-up)", time.perf_counter() - started))
+    started = time.perf_counter()
+    run.notes.extend(_demo_realtime(spark, cfg))
+    timings.append(("realtime (replay)", time.perf_counter() - started))
     print(_summary(people, cfg, timings, tables, run.notes))
     return 0
 
@@ -259,6 +262,13 @@ def _demo_lookup(spark, cfg: OneIdConfig) -> list[str]:
     from oneid.serve.demo import demo_lookup
 
     return demo_lookup(spark, cfg)
+
+
+def _demo_realtime(spark, cfg: OneIdConfig) -> list[str]:
+    """Replay a slice of the demo app events through Kafka, the stream and a webhook."""
+    from oneid.realtime.demo import demo_realtime
+
+    return demo_realtime(spark, cfg)
 
 
 def _same_demo_data(manifest_path: Path, people: int, seed: int, version: str) -> bool:
