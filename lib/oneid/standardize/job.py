@@ -218,16 +218,20 @@ def _write_stats(spark: SparkSession, cfg: OneIdConfig) -> dict[str, int]:
     counted = kept.unionByName(dropped).groupBy("source", "id_type", "outcome").count()
     rows = counted.collect()
     overwrite(spark.createDataFrame(rows, counted.schema), cfg, "ops.standardize_stats")
+    return _totals(rows)
+
+
+def _outcomes(stats: DataFrame) -> dict[str, int]:
+    """Identifiers per outcome (``kept`` or a reason) of the ``ops.standardize_stats`` table."""
+    return _totals(stats.collect())
+
+
+def _totals(rows: list) -> dict[str, int]:
+    """Identifiers per outcome of ``ops.standardize_stats`` rows (a few per source and type)."""
     totals: dict[str, int] = {}
     for row in rows:
         totals[row["outcome"]] = totals.get(row["outcome"], 0) + row["count"]
     return totals
-
-
-def _outcomes(stats: DataFrame) -> dict[str, int]:
-    """Identifiers per outcome (``kept`` or a reason) of ``ops.standardize_stats`` rows."""
-    totals = stats.groupBy("outcome").agg(F.sum("count").alias("n")).collect()
-    return {row["outcome"]: row["n"] for row in totals}
 
 
 RANKING_COLUMNS = ("_source", "_record_key", "_batch_id", "_row_hash")
