@@ -1,6 +1,7 @@
 """``oneid demo``'s realtime step on a real Kafka broker and webhook receiver: a slice of the
-generated app events fires triggers, every ``sent`` trigger reaches the receiver once, the
-counts reconcile, and the notes hold no raw identifier.
+generated app events fires triggers, every ``sent`` trigger (by its idempotency key) reaches
+the receiver once and nothing else does, the counts reconcile, and the notes hold no raw
+identifier.
 
 A small demo data folder of its own and no batch stages: the events stay on provisional keys
 (``oneid demo`` itself resolves them through the demo's identity run)."""
@@ -28,8 +29,8 @@ def test_the_demo_replay_fires_triggers_that_reach_the_receiver(spark, tmp_path)
     assert len({e["ids"]["member_id"] for e in replay}) == MEMBERS
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("ONEID_WEBHOOK_SECRET", raising=False)  # the demo secret signs
-        notes = demo_realtime(spark, cfg)
-    text = "\n".join(notes)
+        replayed = demo_realtime(spark, cfg)
+    text = "\n".join(replayed.notes)
 
     read, processed, quarantined = (
         int(n)
@@ -43,7 +44,8 @@ def test_the_demo_replay_fires_triggers_that_reach_the_receiver(spark, tmp_path)
     assert "0 bad, 0 repeats" in text and "stopped waiting" not in text
 
     rows = delta_records(table_path(cfg, "realtime.triggers"))
-    assert sum(r["status"] == "sent" for r in rows) == pushes
+    assert replayed.pushed == {r["trigger_id"] for r in rows if r["status"] == "sent"}
+    assert len(replayed.pushed) == pushes
     batches = delta_records(table_path(cfg, "realtime.batches"))
     assert sum(b["read"] for b in batches) == read
     assert sum(b["processed"] + b["quarantined"] for b in batches) == read

@@ -125,3 +125,27 @@ def test_a_real_write_conflict_arrives_as_its_delta_class_and_is_retried(spark, 
     assert len(raised) == 1, raised  # one conflict, then the retry commits
     assert isinstance(raised[0], ConcurrentAppendException), raised
     assert [tuple(r) for r in read_table(spark, cfg, "gold.c").collect()] == [("d1", 10)]
+
+
+def test_the_log_gives_versions_and_commit_facts_as_delta_history_does(spark, tmp_path):
+    """``oneid.delta_log`` reads the log folder (no Spark job) and agrees with
+    ``DeltaTable.history`` on the version, operation, metrics and user metadata."""
+    from delta.tables import DeltaTable
+
+    from oneid.delta_log import commit_info, latest_version
+
+    cfg = small_config(tmp_path)
+    path = table_path(cfg, "identity.t")
+    assert latest_version(spark, path) == -1
+    _table(spark, tmp_path)
+    rows = spark.createDataFrame([(9, "nine", None)], SCHEMA)
+    rows.write.format("delta").mode("append").option("userMetadata", "run 7").save(path)
+    assert latest_version(spark, path) == table_version(spark, cfg, "identity.t") == 1
+    for version in (0, 1):
+        [row] = DeltaTable.forPath(spark, path).history().where(f"version = {version}").collect()
+        info = commit_info(spark, path, version)
+        assert info["operation"] == row.operation
+        assert info.get("userMetadata") == row.userMetadata
+        assert info["operationMetrics"] == dict(row.operationMetrics)
+    assert commit_info(spark, path, 1)["operationMetrics"]["numOutputRows"] == "1"
+    assert commit_info(spark, path, 2) is None

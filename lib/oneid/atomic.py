@@ -30,6 +30,7 @@ from pyspark.sql import SparkSession
 
 from oneid.conf import OneIdConfig
 from oneid.control_files import ControlFiles
+from oneid.delta_log import latest_version
 from oneid.leases import acquire, describe_lease, is_stale
 from oneid.session import warehouse_root
 from oneid.tables import PINS, table_path
@@ -100,7 +101,7 @@ def atomic_run(
         recover(spark, cfg, files, scope)
         recover_others(spark, cfg, files, scope, conf.lease_seconds)
         pins = complete_versions(files, exclude=scope)
-        before = {name: table_version_or_missing(files, cfg, name) for name in tables}
+        before = {name: latest_version(spark, table_path(cfg, name)) for name in tables}
         entry = Entry(scope, lease.token, label, STARTED, time.time(), before, dict(shared or {}))
         _write(files, entry)
         run = Run(files, entry)
@@ -126,7 +127,7 @@ def atomic_run(
         raise
     else:
         PINS.reset(pinned)
-        after = {name: table_version_or_missing(files, cfg, name) for name in tables}
+        after = {name: latest_version(spark, table_path(cfg, name)) for name in tables}
         _write(files, Entry(scope, run.token, label, COMMITTED, time.time(), after))
         lease.release()
         _prune(files, scope)
@@ -247,23 +248,13 @@ def _clock(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
-def table_version_or_missing(files: ControlFiles, cfg: OneIdConfig, name: str) -> int:
-    """The latest commit version of table ``name`` from its log folder (-1: no table)."""
-    versions = [
-        int(entry[:-5])
-        for entry in files.names(f"{table_path(cfg, name)}/_delta_log")
-        if entry.endswith(".json") and entry[:-5].isdigit()
-    ]
-    return max(versions, default=-1)
-
-
 def _roll_back(
     spark: SparkSession, cfg: OneIdConfig, files: ControlFiles, run: Entry, state: str
 ) -> None:
     """Put every table of ``run`` back as it was before it, then record ``state``."""
     for name, before in run.versions.items():
         path = table_path(cfg, name)
-        now = table_version_or_missing(files, cfg, name)
+        now = latest_version(spark, path)
         if now == before:
             continue
         if before < 0:
@@ -272,7 +263,7 @@ def _roll_back(
             spark.sql(f"RESTORE TABLE delta.`{path}` TO VERSION AS OF {before}")
         logger.warning("%s: %s back to version %d (was %d)", run.scope, name, before, now)
     for name, predicate in run.shared.items():
-        if table_version_or_missing(files, cfg, name) >= 0:
+        if latest_version(spark, table_path(cfg, name)) >= 0:
             spark.sql(f"DELETE FROM delta.`{table_path(cfg, name)}` WHERE {predicate}")
     _write(files, Entry(run.scope, run.run, run.label, state, time.time()))
 

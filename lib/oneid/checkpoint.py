@@ -19,7 +19,20 @@ LARGEST_ESTIMATE = 2**63 - 1
 
 def materialize(frame: DataFrame) -> DataFrame:
     """``frame`` computed now into executor storage (``localCheckpoint(eager=True)``)."""
-    done = frame.localCheckpoint(eager=True)
+    return _bounded(frame.localCheckpoint(eager=True))
+
+
+def counted(frame: DataFrame) -> tuple[DataFrame, int]:
+    """``frame`` materialised as :func:`materialize` does, and its row count, in one Spark job:
+    the count computes the rows of the lazy checkpoint, which keeps them (an eager checkpoint
+    counts them too, but drops the number, so a count after it is a second job)."""
+    done = frame.localCheckpoint(eager=False)
+    size = done.count()
+    return _bounded(done), size
+
+
+def _bounded(done: DataFrame) -> DataFrame:
+    """A checkpointed frame, with Spark's default size estimate when its own overflowed."""
     if estimated_size(done) <= LARGEST_ESTIMATE:
         return done
     session = done.sparkSession

@@ -268,7 +268,7 @@ def _demo_realtime(spark, cfg: OneIdConfig) -> list[str]:
     """Replay a slice of the demo app events through Kafka, the stream and a webhook."""
     from oneid.realtime.demo import demo_realtime
 
-    return demo_realtime(spark, cfg)
+    return demo_realtime(spark, cfg).notes
 
 
 def _same_demo_data(manifest_path: Path, people: int, seed: int, version: str) -> bool:

@@ -33,6 +33,7 @@ from pyspark.sql.types import DataType, MapType
 
 from oneid.checkpoint import materialize
 from oneid.conf import OneIdConfig
+from oneid.delta_log import commit_info, latest_version
 from oneid.errors import DataContractError
 from oneid.session import warehouse_root
 
@@ -270,9 +271,11 @@ def enable_property(spark: SparkSession, path: str, name: str) -> None:
 
 
 def table_version(spark: SparkSession, cfg: OneIdConfig, name: str) -> int:
-    """The latest commit version of a Delta table."""
-    history = DeltaTable.forPath(spark, table_path(cfg, name)).history(1)
-    return int(history.select("version").first()[0])
+    """The latest commit version of a Delta table (read from its log folder, no Spark job)."""
+    version = latest_version(spark, table_path(cfg, name))
+    if version < 0:
+        raise ValueError(f"{name}: no Delta table at {table_path(cfg, name)}")
+    return version
 
 
 FEED_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
@@ -298,10 +301,8 @@ def change_feed(
         kinds = dict(zip(FEED_COLUMNS, ("string", "long", "timestamp"), strict=True))
         return empty.withColumns({c: F.lit(None).cast(k) for c, k in kinds.items()})
     if only:
-        since = table_version(spark, cfg, name) - after  # the commits after `after` only
-        history = DeltaTable.forPath(spark, path).history(since)
-        done = history.where(f"version > {after} AND version <= {until}").select("operation")
-        others = {row.operation for row in done.distinct().collect()} - only
+        commits = [commit_info(spark, path, version) for version in range(after + 1, until + 1)]
+        others = {c["operation"] if c else "(commit gone from the log)" for c in commits} - only
         if others:
             logger.info("%s: no change feed over %d..%d (%s)", name, after, until, others)
             return None

@@ -13,7 +13,7 @@ from collections.abc import Collection
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from oneid.checkpoint import materialize
+from oneid.checkpoint import counted
 
 _KEYS = ["audience_id", "oneid"]
 MAX_LINEAGE_DEPTH = 64
@@ -35,9 +35,7 @@ def follow_lineage(previous: DataFrame, changes: DataFrame, existing: DataFrame)
     size = reach.count()
     for _ in range(MAX_LINEAGE_DEPTH):
         step = reach.join(moves, "cur").select("old", F.col("_to").alias("cur"))
-        grown = materialize(reach.unionByName(step).distinct())
-        grown_size = grown.count()
-        reach = grown
+        reach, grown_size = counted(reach.unionByName(step).distinct())
         if grown_size == size:
             break
         size = grown_size

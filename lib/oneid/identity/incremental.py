@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from oneid.checkpoint import materialize
+from oneid.checkpoint import counted, materialize
 from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import IdentityConf
 from oneid.identity.affected import affected_nodes
@@ -210,7 +210,7 @@ class IncrementalPlan(Plan):
         lookup = kept_map.join(needed.hint(), "node_id", "left_semi").unionByName(
             recomputed.join(needed.hint(), "node_id", "left_semi")
         )
-        records = materialize(record_oneids(rows, lookup, self.priority))
+        records, with_oneid = counted(record_oneids(rows, lookup, self.priority))
 
         kept_ids = kept_map.join(change.touched.hint(), "node_id", "left_semi").select("oneid")
         profile_ids = Keys.of(kept_ids.unionByName(recomputed.select("oneid")))
@@ -236,7 +236,7 @@ class IncrementalPlan(Plan):
             .select("oneid", "identifier_counts")
             .unionByName(rows_profiles.select("oneid", "identifier_counts"))
         )
-        total, with_oneid = self._records_figures(record_keys, records)
+        total, with_oneid = self._records_figures(record_keys, with_oneid)
         moved = changed_identifiers(self.previous, recomputed)
         return Published(
             records=records,
@@ -249,15 +249,16 @@ class IncrementalPlan(Plan):
             profile_keys=profile_keys,
         )
 
-    def _records_figures(self, record_keys: Keys, records: DataFrame) -> tuple[int, int]:
-        """(records, records with a OneID) after the run, from the last figures and the change."""
+    def _records_figures(self, record_keys: Keys, recomputed: int) -> tuple[int, int]:
+        """(records, records with a OneID) after the run, from the last figures, the change and
+        the ``recomputed`` record_oneid rows."""
         change, last = self.change, self.last
         present = change.rows.select(*RECORD_KEY).distinct().count()
         were = change.old_rows.select(*RECORD_KEY).distinct().count()
         total = int(last["records"]) + present - were
         before = int(last["records"]) - int(last["records_without_oneid"])
         replaced = self.published_records.join(record_keys.hint(), RECORD_KEY, "left_semi").count()
-        return total, before - replaced + records.count()
+        return total, before - replaced + recomputed
 
     def writes(self, mapping: DataFrame, published: Published) -> list[Write]:
         """MERGEs of the recomputed rows within the keys the run recomputed (incidence last)."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from oneid.checkpoint import materialize
+from oneid.checkpoint import counted, materialize
 
 BROADCAST_ROWS = 1_000_000
 """Largest key set sent to every task instead of shuffling the big side of a join."""
@@ -22,8 +22,7 @@ class Keys:
 
     @classmethod
     def of(cls, frame: DataFrame) -> Keys:
-        frame = materialize(frame.distinct())
-        return cls(frame, frame.count())
+        return cls(*counted(frame.distinct()))
 
     def hint(self) -> DataFrame:
         """The key rows, broadcast to joins when there are at most ``BROADCAST_ROWS``."""

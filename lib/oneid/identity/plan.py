@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 
-from oneid.checkpoint import materialize
+from oneid.checkpoint import counted, materialize
 from oneid.conf import OneIdConfig
 from oneid.identity.graph import RECORD_KEY, edges, new_nodes, record_nodes
 from oneid.identity.hubs import find_hubs
@@ -96,10 +96,10 @@ class Plan:
 
     def outputs(self, recomputed: DataFrame) -> Published:
         """record_oneid and profiles of every record and OneID."""
-        owners = materialize(record_oneids(self.rows, recomputed, self.priority))
+        owners, with_oneid = counted(record_oneids(self.rows, recomputed, self.priority))
         rows = materialize(profiles(self.rows, recomputed, self.nodes, owners))
         moved = 0 if self.previous is None else changed_identifiers(self.previous, recomputed)
-        return Published(owners, rows, rows, self.changed_records, owners.count(), moved)
+        return Published(owners, rows, rows, self.changed_records, with_oneid, moved)
 
     def writes(self, mapping: DataFrame, published: Published) -> list[Write]:
         """Every table rewritten whole (incidence last: it marks the records as consumed)."""
@@ -177,7 +177,7 @@ def extend_nodes(
     are looked up in the dictionary rather than the dictionary shuffled against them).
     """
     old = read_table_or_none(spark, cfg, "identity.nodes")
-    added = materialize(new_nodes(silver, old, run_id, rows))
-    if added.count():
+    added, size = counted(new_nodes(silver, old, run_id, rows))
+    if size:
         append(added, cfg, "identity.nodes")
     return read_table(spark, cfg, "identity.nodes")

@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from oneid.atomic import Run, atomic_run
 from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import SourceConf
+from oneid.delta_log import commit_info, latest_version
 from oneid.errors import ConfigError, DataContractError
 from oneid.ingest.fields import currency_problem, field_problem, present
 from oneid.ingest.readers import list_files, read_source, resolve_secret_options, source_types
@@ -379,15 +380,14 @@ def _check_accounting(
 
     Delta makes no commit for an empty write, so a missing commit means zero rows written.
     """
-    from delta.tables import DeltaTable
 
     def written(table: str) -> int:
-        if not DeltaTable.isDeltaTable(spark, table_path(cfg, table)):
+        path = table_path(cfg, table)
+        version = latest_version(spark, path)
+        last = commit_info(spark, path, version) if version >= 0 else None
+        if last is None or last.get("userMetadata") != tag:
             return 0
-        last = DeltaTable.forPath(spark, table_path(cfg, table)).history(1).first()
-        if last.userMetadata != tag:
-            return 0
-        return int((last.operationMetrics or {}).get("numOutputRows", "0"))
+        return int((last.get("operationMetrics") or {}).get("numOutputRows", "0"))
 
     got_accepted, got_quarantined = written(f"bronze.{name}"), written(f"quarantine.{name}")
     if (got_accepted, got_quarantined) != (accepted, quarantined) or (

@@ -19,6 +19,7 @@ import shutil
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -83,8 +84,17 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
 
 
-def demo_realtime(spark: SparkSession, cfg: OneIdConfig) -> list[str]:
-    """Replay the slice through a fresh broker, receiver and checkpoint; summary notes.
+@dataclass(frozen=True)
+class Replayed:
+    """What the demo replay showed: its summary notes, and the idempotency keys of the pushes
+    the webhook receiver got (once each: repeats are counted in the notes)."""
+
+    notes: list[str]
+    pushed: frozenset[str]
+
+
+def demo_realtime(spark: SparkSession, cfg: OneIdConfig) -> Replayed:
+    """Replay the slice through a fresh broker, receiver and checkpoint.
 
     The first member's events go first and warm the stream up (Python workers, lookups, state
     stores); the latency is that of the other members' events, sent once those are done."""
@@ -132,7 +142,8 @@ def demo_realtime(spark: SparkSession, cfg: OneIdConfig) -> list[str]:
         for payload, arrived in received.first.values()
         if payload["event"]["event_id"] in produced
     ]
-    return _notes(cfg, replay, first, counts, statuses, received, latencies)
+    notes = _notes(cfg, replay, first, counts, statuses, received, latencies)
+    return Replayed(notes, frozenset(received.first))
 
 
 def _demo_config(cfg: OneIdConfig) -> OneIdConfig:
