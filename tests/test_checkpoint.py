@@ -8,7 +8,7 @@ import pytest
 from pyspark.sql import functions as F
 
 import oneid
-from oneid.checkpoint import LARGEST_ESTIMATE, estimated_size, materialize
+from oneid.checkpoint import LARGEST_ESTIMATE, counted, estimated_size, materialize
 
 pytestmark = pytest.mark.unit
 
@@ -38,6 +38,21 @@ def test_a_sane_estimate_is_kept(spark):
     done = materialize(frame)
     assert estimated_size(done) == estimated_size(frame.localCheckpoint(eager=True))
     assert done.count() == 10
+
+
+def test_counted_checkpoints_and_counts_in_one_job_with_a_bounded_estimate(spark):
+    scheduler = spark.sparkContext._jsc.sc().dagScheduler()
+    frame = spark.range(1000).select((F.col("id") % 77).alias("a")).distinct()
+    jobs = scheduler.nextJobId()
+    done, size = counted(frame)
+    assert scheduler.nextJobId() - jobs == 1 and size == 77
+    assert done._jdf.queryExecution().analyzed().rdd().isCheckpointed()  # rows kept, no lineage
+    assert sorted(r.a for r in done.collect()) == list(range(77))
+
+    grown = spark.range(50).select(F.col("id").alias("a"), F.col("id").alias("b"))
+    for _ in range(15):
+        grown, size = counted(_grown(grown))
+        assert estimated_size(grown) <= LARGEST_ESTIMATE and size == 50
 
 
 def test_the_library_checkpoints_only_through_materialize():
