@@ -1,0 +1,131 @@
+"""Where a small run's fixed cost goes: Spark jobs and JVM time per stage and per OneID line.
+
+Runs every registered stage on generated demo data in one local session (the tests' settings)
+and counts, for each call from Python into the JVM, the Spark jobs it started and how long it
+took, charged to the innermost two frames of ``oneid`` code that made it::
+
+    .venv/bin/python bench/spark_jobs.py --people 300 [--top 40] [--set KEY=VALUE ...]
+
+``--set`` takes Spark SQL settings to try (e.g. ``spark.sql.shuffle.partitions=1``). Numbers
+vary by ~30% with the machine's state over a day: compare settings or commits side by side.
+A development tool: it wraps py4j's call method for the length of the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import py4j.java_gateway
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "lib"), str(REPO), str(REPO / "demo")]
+
+
+class JobCounter:
+    """Charges each py4j call's Spark jobs and seconds to the ``oneid`` frames that made it."""
+
+    def __init__(self, next_job_id: Callable[[], int]) -> None:
+        self.jobs: Counter[str] = Counter()
+        self.seconds: Counter[str] = Counter()
+        self._next_job_id = next_job_id
+        self._inside = False
+        self._call = py4j.java_gateway.JavaMember.__call__
+
+    def __enter__(self) -> JobCounter:
+        counter, call = self, self._call
+
+        def counted_call(member, *args):
+            if counter._inside:
+                return call(member, *args)
+            counter._inside = True
+            try:
+                first, started = counter._next_job_id(), time.perf_counter()
+                try:
+                    return call(member, *args)
+                finally:
+                    seconds = time.perf_counter() - started
+                    jobs = counter._next_job_id() - first
+                    if jobs or seconds > 0.2:
+                        site = _site()
+                        counter.jobs[site] += jobs
+                        counter.seconds[site] += seconds
+            finally:
+                counter._inside = False
+
+        py4j.java_gateway.JavaMember.__call__ = counted_call
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        py4j.java_gateway.JavaMember.__call__ = self._call
+
+
+def _site() -> str:
+    frame, found = sys._getframe(2), []
+    while frame is not None and len(found) < 2:
+        name = frame.f_code.co_filename
+        if "/oneid/" in name and not name.endswith("/session.py"):
+            short = name.split("/oneid/", 1)[1]
+            found.append(f"{short}:{frame.f_lineno} {frame.f_code.co_name}")
+        frame = frame.f_back
+    return " < ".join(found) or "(not OneID code)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--people", type=int, default=300)
+    parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+
+    from tests.support import small_config
+
+    from oneid.session import build_session
+    from oneid.stages import demo_label, registered_stages
+    from oneid_demo import generate_demo
+
+    root = Path(tempfile.mkdtemp(prefix="oneid-jobs-"))
+    try:
+        generate_demo(root / "demo_data", people=args.people, seed=42)
+        cfg = small_config(root / "warehouse", "demo.as_of=[2025-06-30]")
+        sources = {
+            name: source.model_copy(
+                update={"path": source.path.replace("./demo_data", str(root / "demo_data"))}
+            )
+            for name, source in cfg.pipeline.sources.items()
+        }
+        pipeline = cfg.pipeline.model_copy(update={"sources": sources})
+        cfg = cfg.model_copy(update={"pipeline": pipeline})
+        os.environ.pop("ONEID_HMAC_KEY", None)  # the demo key (the local conf allows it)
+        spark = build_session(cfg, app_name="oneid-spark-jobs")
+        for setting in args.set:
+            key, value = setting.split("=", 1)
+            spark.conf.set(key, value)
+        scheduler = spark.sparkContext._jsc.sc().dagScheduler()
+        with JobCounter(scheduler.nextJobId) as counter:
+            total = time.perf_counter()
+            for stage in registered_stages():
+                for stage_args in stage.demo_args(cfg):
+                    first, started = scheduler.nextJobId(), time.perf_counter()
+                    stage.run(spark, cfg, stage_args)
+                    print(
+                        f"{demo_label(stage, stage_args)[:56]:56s} "
+                        f"{time.perf_counter() - started:6.1f} s "
+                        f"{scheduler.nextJobId() - first:5d} jobs"
+                    )
+            print(f"{'stages':56s} {time.perf_counter() - total:6.1f} s\n")
+        for site, seconds in counter.seconds.most_common(args.top):
+            print(f"{seconds:7.1f} s {counter.jobs[site]:5d} jobs  {site}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
