@@ -210,7 +210,7 @@ class IncrementalPlan(Plan):
         lookup = kept_map.join(needed.hint(), "node_id", "left_semi").unionByName(
             recomputed.join(needed.hint(), "node_id", "left_semi")
         )
-        records, with_oneid = counted(record_oneids(rows, lookup, self.priority))
+        records, recomputed_rows = counted(record_oneids(rows, lookup, self.priority))
 
         kept_ids = kept_map.join(change.touched.hint(), "node_id", "left_semi").select("oneid")
         profile_ids = Keys.of(kept_ids.unionByName(recomputed.select("oneid")))
@@ -236,7 +236,7 @@ class IncrementalPlan(Plan):
             .select("oneid", "identifier_counts")
             .unionByName(rows_profiles.select("oneid", "identifier_counts"))
         )
-        total, with_oneid = self._records_figures(record_keys, with_oneid)
+        total, with_oneid = self._records_figures(record_keys, recomputed_rows)
         moved = changed_identifiers(self.previous, recomputed)
         return Published(
             records=records,
