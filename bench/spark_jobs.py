@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
 
-    from tests.support import small_config
+    from tests.support import small_config, with_demo_data
 
     from oneid.session import build_session
     from oneid.stages import demo_label, registered_stages
@@ -94,15 +94,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="oneid-jobs-"))
     try:
         generate_demo(root / "demo_data", people=args.people, seed=42)
-        cfg = small_config(root / "warehouse", "demo.as_of=[2025-06-30]")
-        sources = {
-            name: source.model_copy(
-                update={"path": source.path.replace("./demo_data", str(root / "demo_data"))}
-            )
-            for name, source in cfg.pipeline.sources.items()
-        }
-        pipeline = cfg.pipeline.model_copy(update={"sources": sources})
-        cfg = cfg.model_copy(update={"pipeline": pipeline})
+        cfg = with_demo_data(
+            small_config(root / "warehouse", "demo.as_of=[2025-06-30]"), root / "demo_data"
+        )
         os.environ.pop("ONEID_HMAC_KEY", None)  # the demo key (the local conf allows it)
         spark = build_session(cfg, app_name="oneid-spark-jobs")
         for setting in args.set:

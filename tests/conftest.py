@@ -11,7 +11,7 @@ import pytest
 
 from oneid.conf import OneIdConfig
 from oneid.stages import DemoRun
-from tests.support import small_config
+from tests.support import small_config, with_demo_data
 
 DEMO_PEOPLE = 5000  # the default demo: the identity accuracy targets are stated for it
 
@@ -59,15 +59,8 @@ def demo(spark, tmp_path_factory) -> DemoWarehouse:
 
     root = tmp_path_factory.mktemp("demo")
     manifest = generate_demo(root / "demo_data", people=DEMO_PEOPLE, seed=42)
-    cfg = small_config(root / "warehouse")
     # the repo's own source declarations, pointed at this run's data folder
-    sources = {
-        name: source.model_copy(
-            update={"path": source.path.replace("./demo_data", str(root / "demo_data"))}
-        )
-        for name, source in cfg.pipeline.sources.items()
-    }
-    cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"sources": sources})})
+    cfg = with_demo_data(small_config(root / "warehouse"), root / "demo_data")
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("ONEID_HMAC_KEY", raising=False)  # local conf allows the demo key
         run = run_demo_stages(spark, cfg)

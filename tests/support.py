@@ -40,6 +40,17 @@ def small_config(warehouse: Path, *extra: str) -> OneIdConfig:
     return cfg.model_copy(update={"env": cfg.env.model_copy(update={"spark": spark})})
 
 
+def with_demo_data(cfg: OneIdConfig, folder: Path, **pipeline_updates) -> OneIdConfig:
+    """``cfg`` with the repo's source declarations (which read ``./demo_data``) pointed at the
+    demo data in ``folder``; ``pipeline_updates`` replace other pipeline sections."""
+    sources = {
+        name: source.model_copy(update={"path": source.path.replace("./demo_data", str(folder))})
+        for name, source in cfg.pipeline.sources.items()
+    }
+    pipeline = cfg.pipeline.model_copy(update={"sources": sources, **pipeline_updates})
+    return cfg.model_copy(update={"pipeline": pipeline})
+
+
 def config_for(folder: Path, pipeline: dict, *extra: str) -> OneIdConfig:
     """A local conf with its own warehouse under ``folder`` and the given pipeline section."""
     import yaml

@@ -29,7 +29,7 @@ import yaml
 
 from oneid.stages import registered_stages, run_demo_stages
 from oneid_demo import generate_demo
-from tests.support import REPO, as_json, delta_records, small_config
+from tests.support import REPO, as_json, delta_records, small_config, with_demo_data
 
 pytestmark = pytest.mark.cluster
 
@@ -270,14 +270,7 @@ def _stages_run(log: Path) -> list[str]:
 
 def _run_in_session(spark, root: Path) -> PipelineRun:
     """The same stages in local mode, in the test session, into ``warehouse-local``."""
-    cfg = small_config(root / "warehouse-local", ONE_DAY)
-    sources = {
-        name: source.model_copy(
-            update={"path": source.path.replace("./demo_data", str(root / "demo_data"))}
-        )
-        for name, source in cfg.pipeline.sources.items()
-    }
-    cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"sources": sources})})
+    cfg = with_demo_data(small_config(root / "warehouse-local", ONE_DAY), root / "demo_data")
     started = time.perf_counter()
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("ONEID_HMAC_KEY", raising=False)  # the demo key, as the cluster run

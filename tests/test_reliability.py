@@ -40,7 +40,7 @@ from oneid.session import warehouse_root
 from oneid.stages import registered_stages
 from oneid.standardize.job import STANDARDIZE_TABLES
 from oneid.tables import COMMIT_HOOKS, PINS, read_table_or_none, table_path, union_all
-from tests.support import as_json, delta_records, small_config
+from tests.support import as_json, delta_records, small_config, with_demo_data
 
 DAYS = (dt.date(2025, 6, 29), dt.date(2025, 6, 30))
 VOLATILE = {"finished_at", "published_at", "_ingested_at", "standardized_at"}
@@ -116,15 +116,8 @@ class Chain:
 
     def cfg(self, warehouse: Path) -> OneIdConfig:
         cfg = small_config(warehouse)
-        sources = {
-            name: source.model_copy(
-                update={"path": source.path.replace("./demo_data", str(self.data))}
-            )
-            for name, source in cfg.pipeline.sources.items()
-        }
         demo = cfg.pipeline.demo.model_copy(update={"as_of": DAYS})
-        pipeline = cfg.pipeline.model_copy(update={"sources": sources, "demo": demo})
-        return cfg.model_copy(update={"pipeline": pipeline})
+        return with_demo_data(cfg, self.data, demo=demo)
 
     def copy(self, state: Path, target: Path) -> OneIdConfig:
         shutil.copytree(state, target)
