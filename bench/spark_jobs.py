@@ -8,7 +8,10 @@ took, charged to the innermost two frames of ``oneid`` code that made it::
 
 ``--set`` takes Spark SQL settings to try (e.g. ``spark.sql.shuffle.partitions=1``). Numbers
 vary by ~30% with the machine's state over a day: compare settings or commits side by side.
-A development tool: it wraps py4j's call method for the length of the run.
+A development tool: it wraps py4j's call method for the length of the run. The per-stage
+figures are exact; per line they are approximate where calls overlap (ingest takes its sources
+in threads: a call is charged the jobs any thread started while it ran, and a call made while
+another thread's call is open is not counted).
 """
 
 from __future__ import annotations
