@@ -5,8 +5,10 @@ and counts, for each call from Python into the JVM, the Spark jobs it started an
 took, charged to the innermost two frames of ``oneid`` code that made it::
 
     .venv/bin/python bench/spark_jobs.py --people 300 [--top 40] [--set KEY=VALUE ...]
+        [--conf KEY=VALUE ...]
 
-``--set`` takes Spark SQL settings to try (e.g. ``spark.sql.shuffle.partitions=1``). Numbers
+``--set`` takes Spark SQL settings to try (e.g. ``spark.sql.shuffle.partitions=1``), set on the
+session; ``--conf`` settings the session must start with (e.g. ``spark.hadoop.*``). Numbers
 vary by ~30% with the machine's state over a day: compare settings or commits side by side.
 A development tool: it wraps py4j's call method for the length of the run. The per-stage
 figures are exact; per line they are approximate where calls overlap (ingest takes its sources
@@ -86,6 +88,7 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=300)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
 
     from tests.support import small_config, with_demo_data
@@ -100,6 +103,9 @@ def main() -> None:
         cfg = with_demo_data(
             small_config(root / "warehouse", "demo.as_of=[2025-06-30]"), root / "demo_data"
         )
+        settings = dict(setting.split("=", 1) for setting in args.conf)
+        spark_conf = cfg.env.spark.model_copy(update={"extra": {**cfg.env.spark.extra, **settings}})
+        cfg = cfg.model_copy(update={"env": cfg.env.model_copy(update={"spark": spark_conf})})
         os.environ.pop("ONEID_HMAC_KEY", None)  # the demo key (the local conf allows it)
         spark = build_session(cfg, app_name="oneid-spark-jobs")
         for setting in args.set:

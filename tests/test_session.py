@@ -62,6 +62,9 @@ def test_delta_write_read_and_time_travel(spark, cfg):
     version_zero = spark.read.format("delta").option("versionAsOf", 0).load(path)
     assert_df_equality(version_zero, first, ignore_row_order=True)
     assert (Path(path) / "_delta_log" / "00000000000000000001.json").is_file()
+    # the small-data settings write Delta's log without Hadoop's .crc side files (Delta's own
+    # checksum files, _delta_log/<version>.crc, are not side files)
+    assert sorted(p.name for p in (Path(path) / "_delta_log").glob(".*.crc")) == []
 
 
 def test_graphframes_connected_components(spark):
