@@ -3,8 +3,10 @@
 One master and two one-core workers from the pyspark distribution on loopback; ``jobs/demo.py``
 (``oneid demo``: every registered stage with its ``demo_args``, in one driver) runs through
 ``deploy/submit.sh`` against it, with production's Spark settings (code generation, adaptive
-execution). The same stages then run in local mode in the test session on the same data into a
-second warehouse, and every table of the two warehouses is compared row by row.
+execution: ``demo.spark={}``, where ``oneid demo`` would take the small-data settings). The
+same stages then run in local mode in the test session on the same data (small-data settings,
+no adaptive execution) into a second warehouse, and every table of the two warehouses is
+compared row by row.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ pytestmark = pytest.mark.cluster
 
 PEOPLE = 300
 ONE_DAY = "demo.as_of=[2025-06-30]"  # the demo runs two dates; every stage still runs with one
+PRODUCTION_SPARK = "demo.spark={}"  # without it `oneid demo` takes the small-data settings
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 COMPARED_ZONES = ("bronze", "quarantine", "silver", "identity", "gold", "audience")
 # legitimately different between two runs: commit times, run end times, file paths
@@ -62,6 +65,8 @@ class PipelineRun:
     seconds: float
     stages: list[str]
     """The stage of each step that ran, in order."""
+    summary: str = ""
+    """What ``oneid demo`` printed (the cluster run)."""
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +91,8 @@ def runs(spark, tmp_path_factory: pytest.TempPathFactory) -> dict[str, PipelineR
                 str(PEOPLE),
                 "--set",
                 ONE_DAY,
+                "--set",
+                PRODUCTION_SPARK,
             ],
         )
     local = _run_in_session(spark, root)
@@ -97,6 +104,10 @@ def test_every_registered_stage_ran_in_both_modes(runs):
     names = [stage.name for stage in registered_stages()]
     for run in runs.values():
         assert sorted(set(run.stages), key=names.index) == names
+
+
+def test_cluster_ran_with_production_settings(runs):
+    assert "code generation on, adaptive execution on" in runs["cluster"].summary
 
 
 def test_cluster_tables_equal_local_tables(runs):
@@ -254,14 +265,15 @@ def _run_pipeline(root: Path, command: list[str]) -> PipelineRun:
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         raise AssertionError(f"cluster demo exit {result.returncode}:\n{_tail(log)}")
-    return PipelineRun(root / "warehouse-cluster", seconds, _stages_run(log))
+    text = log.read_text(encoding="utf-8", errors="replace")
+    return PipelineRun(root / "warehouse-cluster", seconds, _stages_run(text), text)
 
 
-def _stages_run(log: Path) -> list[str]:
+def _stages_run(printed: str) -> list[str]:
     """The stage of each line of the timing summary ``oneid demo`` prints."""
     stages = {stage.name for stage in registered_stages()}
     found = []
-    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in printed.splitlines():
         match = re.match(r"^(\S+)(?: \S+)*?\s{2,}\d+\.\d$", line)
         if match and match.group(1) in stages:
             found.append(match.group(1))

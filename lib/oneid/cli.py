@@ -245,8 +245,20 @@ def _cmd_demo(cfg: OneIdConfig, args: argparse.Namespace) -> int:
     started = time.perf_counter()
     run.notes.extend(_demo_realtime(spark, cfg))
     timings.append(("realtime (replay)", time.perf_counter() - started))
-    print(_summary(people, cfg, timings, tables, run.notes))
+    print(_summary(people, cfg, timings, tables, [_spark_settings(spark), *run.notes]))
     return 0
+
+
+def _spark_settings(spark) -> str:
+    """The session settings the demo's seconds depend on most (``demo.spark``)."""
+
+    def on(key: str) -> str:
+        return "on" if spark.conf.get(key, "true").lower() == "true" else "off"
+
+    return (
+        f"Spark {spark.sparkContext.master}: code generation {on('spark.sql.codegen.wholeStage')}"
+        f", adaptive execution {on('spark.sql.adaptive.enabled')}"
+    )
 
 
 def demo_session_config(cfg: OneIdConfig) -> OneIdConfig:
