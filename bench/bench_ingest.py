@@ -9,6 +9,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.support import CONF_DIR, with_demo_data
+
 from harness import Benchmark, Case
 from oneid.conf import load_config
 from oneid.ingest.job import ingest
@@ -23,21 +25,13 @@ def cases(work: Path) -> list[Case]:
     data = work / "demo_data"
     manifest = generate_demo(data, people=PEOPLE, seed=42)
     rows = sum(manifest["rows"].values())
-    base = load_config("local", Path(__file__).resolve().parents[1] / "conf")
-    sources = {
-        name: src.model_copy(update={"path": src.path.replace("./demo_data", str(data))})
-        for name, src in base.pipeline.sources.items()
-    }
     counter = itertools.count()
     state: dict[str, object] = {}
 
     def config(warehouse: Path):
-        cfg = load_config(
-            "local", Path(__file__).resolve().parents[1] / "conf", [f"warehouse={warehouse}"]
-        )
-        return cfg.model_copy(
-            update={"pipeline": cfg.pipeline.model_copy(update={"sources": sources})}
-        )
+        return with_demo_data(load_config("local", CONF_DIR, [f"warehouse={warehouse}"]), data)
+
+    sources = config(work / "warehouse-0").pipeline.sources
 
     spark = build_session(config(work / "warehouse-0"), app_name="oneid-bench-ingest")
 

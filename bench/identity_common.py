@@ -5,25 +5,21 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from tests.support import CONF_DIR, with_demo_data
+
 from oneid.conf import OneIdConfig, load_config
 from oneid.ingest.job import ingest
 from oneid.standardize.job import standardize
 from oneid.tables import table_path
 from oneid_demo import generate_demo
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 ROWS_PER_PERSON = 15.8  # generator 1.1 default mix
 
 
 def config(warehouse: Path, data: Path, *extra: str) -> OneIdConfig:
     """The repo's conf on this warehouse and data, incremental at every size (what is timed)."""
     settings = [f"warehouse={warehouse}", "identity.incremental_min_identifiers=0", *extra]
-    cfg = load_config("local", CONF_DIR, settings)
-    sources = {
-        name: src.model_copy(update={"path": src.path.replace("./demo_data", str(data))})
-        for name, src in cfg.pipeline.sources.items()
-    }
-    return cfg.model_copy(update={"pipeline": cfg.pipeline.model_copy(update={"sources": sources})})
+    return with_demo_data(load_config("local", CONF_DIR, settings), data)
 
 
 def prepared_silver(spark, work: Path, records: int) -> tuple[Path, int]:

@@ -22,7 +22,7 @@ PIPELINE_ORDER = (
     "serve",
 )
 """BENCHMARKS.md sections in pipeline order; benchmarks not named here follow."""
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # the benchmarks, and tests.support
 
 from harness import RESULTS_DIR, render_markdown, run_benchmark, save_result  # noqa: E402
 
