@@ -219,6 +219,8 @@ def test_conf_rejects_unknown_realtime_tags_and_bad_windows():
         )
     with pytest.raises(ValueError, match="duration"):
         conf(tags=[{"name": "t", "kind": "count", "window": "ten minutes"}])
+    with pytest.raises(ValueError, match="'oneid' is a column of realtime\\.tags"):
+        conf(tags=[{"name": "oneid", "kind": "count", "window": "1d"}])
     with pytest.raises(ConfigError, match="on_event"):
         small_config("/tmp/unused", "realtime.rules.r.message=m")
 
@@ -262,12 +264,18 @@ def test_state_calls_fall_back_to_the_public_api_without_pyspark_internals():
 
 
 def test_records_are_appended_once_per_batch_and_read_back(tmp_path):
+    import pyarrow as pa
+
     from oneid.realtime.job import TABLES
     from oneid.realtime.records import DeltaRecords, arrow_rows, arrow_schema
     from tests.support import delta_records
 
     path = str(tmp_path / "batches")
     schema = arrow_schema(TABLES["realtime.batches"])
+    assert (schema.field("read").type, schema.field("finished_at").type) == (
+        pa.int64(),
+        pa.timestamp("us", tz="UTC"),  # as Spark writes a timestamp
+    )
     row = (3, 5, 4, 0, 1, 2, 2, 2, 0, 0, -1, None, "q1")
     records = DeltaRecords("oneid-realtime:q1")
     assert records.query(path, "SELECT count(*) AS n FROM t") == []  # no table yet

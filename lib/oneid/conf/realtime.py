@@ -36,6 +36,8 @@ from oneid.conf.audiences import (
 )
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+TAG_TABLE_COLUMNS = ("key", "provisional", "oneid", "as_of", "batch_id")
+"""Columns of ``realtime.tags`` besides one per tag: no tag takes their names."""
 _DURATION = re.compile(r"^(\d+)\s*(s|m|h|d)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -78,6 +80,11 @@ class RealtimeTagConf(_Strict):
     def _shape(self) -> RealtimeTagConf:
         if not _NAME.match(self.name):
             raise ValueError(f"realtime tag name {self.name!r} must be lower_snake_case")
+        if self.name in TAG_TABLE_COLUMNS:
+            raise ValueError(
+                f"realtime tag name {self.name!r} is a column of realtime.tags "
+                f"({', '.join(TAG_TABLE_COLUMNS)}): choose another"
+            )
         windowed = self.kind in ("count", "sum")
         if windowed != (self.window is not None):
             raise ValueError(f"{self.name}: `window` is required for count / sum, only for them")

@@ -32,6 +32,15 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.types import (
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructType,
+    TimestampType,
+)
 
 from oneid.conf import OneIdConfig
 from oneid.conf.models import KafkaConf
@@ -46,7 +55,7 @@ from oneid.realtime.processor import (
     QUARANTINE_KEY,
     RealtimeProcessor,
 )
-from oneid.realtime.records import DeltaRecords, arrow_rows, arrow_schema
+from oneid.realtime.records import DeltaRecords, arrow_rows, arrow_schema, columns
 from oneid.session import warehouse_root
 from oneid.standardize.hashing import load_key
 from oneid.standardize.records import junk_values
@@ -63,33 +72,76 @@ STREAM_CONF = {
     "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
 }
 """SQL settings of the realtime query (set on the session before it starts)."""
-SOURCE = "raw string, kafka_partition int, kafka_offset long"
-RESOLVED = (
-    "key string, oneid long, event_id string, time_ms long, name string, props string, "
-    "ids string, link string, reason string, map_version long"
+STRING, LONG, INT = StringType(), LongType(), IntegerType()
+BOOL, DOUBLE, TIME = BooleanType(), DoubleType(), TimestampType()
+SOURCE = columns(raw=STRING, kafka_partition=INT, kafka_offset=LONG)
+RESOLVED = columns(
+    key=STRING,
+    oneid=LONG,
+    event_id=STRING,
+    time_ms=LONG,
+    name=STRING,
+    props=STRING,
+    ids=STRING,
+    link=STRING,
+    reason=STRING,
+    map_version=LONG,
 )
+RESOLVED_EVENTS = StructType([*SOURCE.fields, *RESOLVED.fields])
+"""The ``mapInArrow`` output: ``SOURCE`` then ``RESOLVED``."""
 TABLES = {
-    "realtime.triggers": (
-        "trigger_id string, rule_id string, key string, oneid long, event_id string, "
-        "event_time timestamp, status string, delivered boolean, attempts int, "
-        "http_status int, error string, delivered_at timestamp, batch_id long"
+    "realtime.triggers": columns(
+        trigger_id=STRING,
+        rule_id=STRING,
+        key=STRING,
+        oneid=LONG,
+        event_id=STRING,
+        event_time=TIME,
+        status=STRING,
+        delivered=BOOL,
+        attempts=INT,
+        http_status=INT,
+        error=STRING,
+        delivered_at=TIME,
+        batch_id=LONG,
     ),
-    "realtime.dead_letters": (
-        "trigger_id string, rule_id string, key string, payload string, error string, "
-        "attempts int, failed_at timestamp, batch_id long"
+    "realtime.dead_letters": columns(
+        trigger_id=STRING,
+        rule_id=STRING,
+        key=STRING,
+        payload=STRING,
+        error=STRING,
+        attempts=INT,
+        failed_at=TIME,
+        batch_id=LONG,
     ),
-    "realtime.tags": None,  # columns from the tag declarations (tags_schema)
-    "realtime.links": (
-        "event_id string, key string, oneid long, identifiers string, oneids string, "
-        "event_time timestamp, batch_id long"
+    "realtime.tags": None,  # columns from the tag declarations (tags_table)
+    "realtime.links": columns(
+        event_id=STRING,
+        key=STRING,
+        oneid=LONG,
+        identifiers=STRING,
+        oneids=STRING,
+        event_time=TIME,
+        batch_id=LONG,
     ),
-    "quarantine.realtime_events": (
-        "raw string, reason string, kafka_partition int, kafka_offset long, batch_id long"
+    "quarantine.realtime_events": columns(
+        raw=STRING, reason=STRING, kafka_partition=INT, kafka_offset=LONG, batch_id=LONG
     ),
-    "realtime.batches": (
-        "batch_id long, read long, processed long, late long, quarantined long, "
-        "triggers long, sent long, delivered long, dead_letters long, skipped_redelivery long, "
-        "map_version long, finished_at timestamp, query_id string"
+    "realtime.batches": columns(
+        batch_id=LONG,
+        read=LONG,
+        processed=LONG,
+        late=LONG,
+        quarantined=LONG,
+        triggers=LONG,
+        sent=LONG,
+        delivered=LONG,
+        dead_letters=LONG,
+        skipped_redelivery=LONG,
+        map_version=LONG,
+        finished_at=TIME,
+        query_id=STRING,
     ),
 }
 
@@ -163,7 +215,7 @@ def resolve_batches(cfg: OneIdConfig):
             version,
         )
 
-    schema = arrow_schema(f"{SOURCE}, {RESOLVED}")
+    schema = arrow_schema(RESOLVED_EVENTS)
     resolved_fields = list(schema)[3:]
     reason = [f.name for f in resolved_fields].index("reason")
 
@@ -206,7 +258,7 @@ def realtime_frame(spark: SparkSession, cfg: OneIdConfig) -> DataFrame:
         F.col("value").cast("string").alias("raw"),
         F.col("partition").cast("int").alias("kafka_partition"),
         F.col("offset").cast("long").alias("kafka_offset"),
-    ).mapInArrow(resolve_batches(cfg), f"{SOURCE}, {RESOLVED}")
+    ).mapInArrow(resolve_batches(cfg), RESOLVED_EVENTS)
     return (
         flat.withColumn("bucket", state_bucket(F.col("key"), conf.state_buckets))
         .groupBy("bucket")
@@ -433,7 +485,7 @@ def _counted(status: str) -> tuple[str, str | None]:
     return ("event", status) if status in ("processed", "late", "quarantine") else (status, None)
 
 
-TAG_TYPES = {"count": "long", "sum": "double", "last_time": "timestamp", "last_value": "string"}
+TAG_TYPES = {"count": LONG, "sum": DOUBLE, "last_time": TIME, "last_value": STRING}
 
 
 def tags_table(rows: list[dict], cfg: OneIdConfig, batch_id: int):
@@ -443,10 +495,13 @@ def tags_table(rows: list[dict], cfg: OneIdConfig, batch_id: int):
 
     tags = cfg.pipeline.realtime.tags
     schema = arrow_schema(
-        ", ".join(
-            ["key string, provisional boolean, oneid long"]
-            + [f"{t.name} {TAG_TYPES[t.kind]}" for t in tags]
-            + ["as_of timestamp, batch_id long"]
+        columns(
+            key=STRING,
+            provisional=BOOL,
+            oneid=LONG,
+            **{t.name: TAG_TYPES[t.kind] for t in tags},
+            as_of=TIME,
+            batch_id=LONG,
         )
     )
     out = []
@@ -454,7 +509,7 @@ def tags_table(rows: list[dict], cfg: OneIdConfig, batch_id: int):
         body = json.loads(r["body"])
         values = body["tags"]
         provisional = r["key"].startswith(lookup.PROVISIONAL_PREFIX)
-        columns = []
+        tag_values = []
         for t in tags:
             value = values.get(t.name)
             if value is not None and t.kind == "last_time":
@@ -465,9 +520,9 @@ def tags_table(rows: list[dict], cfg: OneIdConfig, batch_id: int):
                 value = float(value)
             elif value is not None:
                 value = str(value)
-            columns.append(value)
+            tag_values.append(value)
         oneid = None if provisional else int(r["key"])
-        out.append((r["key"], provisional, oneid, *columns, _ts(body["as_of_ms"]), batch_id))
+        out.append((r["key"], provisional, oneid, *tag_values, _ts(body["as_of_ms"]), batch_id))
     return arrow_rows(out, schema)
 
 

@@ -19,27 +19,21 @@ import time
 from collections.abc import Sequence
 
 import pyarrow as pa
+from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.types import DataType, StructField, StructType
 
 logger = logging.getLogger(__name__)
 
-_TYPES = {
-    "string": pa.string(),
-    "long": pa.int64(),
-    "bigint": pa.int64(),
-    "int": pa.int32(),
-    "boolean": pa.bool_(),
-    "double": pa.float64(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-}
+
+def columns(**types: DataType) -> StructType:
+    """A table's columns in order, all nullable: ``columns(key=StringType(), ...)``. Spark takes
+    the struct as it is, delta-rs its Arrow form (:func:`arrow_schema`)."""
+    return StructType([StructField(name, kind) for name, kind in types.items()])
 
 
-def arrow_schema(ddl: str) -> pa.Schema:
-    """``"a string, b long"`` → the Arrow schema of those Delta columns (all nullable)."""
-    fields = []
-    for column in ddl.split(", "):
-        name, kind = column.split()
-        fields.append(pa.field(name, _TYPES[kind]))
-    return pa.schema(fields)
+def arrow_schema(schema: StructType) -> pa.Schema:
+    """The Arrow schema of ``schema`` as Spark converts it (timestamps in microseconds, UTC)."""
+    return to_arrow_schema(schema)
 
 
 def arrow_rows(rows: Sequence[tuple], schema: pa.Schema) -> pa.Table:
