@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from oneid.conf.realtime import RealtimeConf
+from oneid.conf.realtime import TAG_TABLE_COLUMNS, RealtimeConf, RealtimeTagConf
 from oneid.errors import ConfigError
 from oneid.realtime import lookup
 from oneid.realtime.delivery import Secret, deliver
@@ -221,6 +221,13 @@ def test_conf_rejects_unknown_realtime_tags_and_bad_windows():
         conf(tags=[{"name": "t", "kind": "count", "window": "ten minutes"}])
     with pytest.raises(ValueError, match="'oneid' is a column of realtime\\.tags"):
         conf(tags=[{"name": "oneid", "kind": "count", "window": "1d"}])
+    # the names the check refuses are those of the table's other columns
+    from oneid.realtime.job import tags_schema
+
+    declared = RealtimeTagConf(name="views_1d", kind="count", window="1d")
+    assert [f.name for f in tags_schema([declared]).fields if f.name != "views_1d"] == list(
+        TAG_TABLE_COLUMNS
+    )
     with pytest.raises(ConfigError, match="on_event"):
         small_config("/tmp/unused", "realtime.rules.r.message=m")
 
@@ -265,13 +272,14 @@ def test_state_calls_fall_back_to_the_public_api_without_pyspark_internals():
 
 def test_records_are_appended_once_per_batch_and_read_back(tmp_path):
     import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
 
     from oneid.realtime.job import TABLES
-    from oneid.realtime.records import DeltaRecords, arrow_rows, arrow_schema
+    from oneid.realtime.records import DeltaRecords, arrow_rows
     from tests.support import delta_records
 
     path = str(tmp_path / "batches")
-    schema = arrow_schema(TABLES["realtime.batches"])
+    schema = to_arrow_schema(TABLES["realtime.batches"])
     assert (schema.field("read").type, schema.field("finished_at").type) == (
         pa.int64(),
         pa.timestamp("us", tz="UTC"),  # as Spark writes a timestamp

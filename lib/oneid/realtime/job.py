@@ -25,12 +25,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import (
     BooleanType,
@@ -44,6 +45,7 @@ from pyspark.sql.types import (
 
 from oneid.conf import OneIdConfig
 from oneid.conf.models import KafkaConf
+from oneid.conf.realtime import RealtimeTagConf
 from oneid.errors import ConfigError
 from oneid.realtime import lookup
 from oneid.realtime.delivery import Secret, WebhookClient, load_secret
@@ -55,7 +57,7 @@ from oneid.realtime.processor import (
     QUARANTINE_KEY,
     RealtimeProcessor,
 )
-from oneid.realtime.records import DeltaRecords, arrow_rows, arrow_schema, columns
+from oneid.realtime.records import DeltaRecords, arrow_rows, columns
 from oneid.session import warehouse_root
 from oneid.standardize.hashing import load_key
 from oneid.standardize.records import junk_values
@@ -115,7 +117,7 @@ TABLES = {
         failed_at=TIME,
         batch_id=LONG,
     ),
-    "realtime.tags": None,  # columns from the tag declarations (tags_table)
+    "realtime.tags": None,  # columns from the tag declarations (tags_schema)
     "realtime.links": columns(
         event_id=STRING,
         key=STRING,
@@ -215,7 +217,7 @@ def resolve_batches(cfg: OneIdConfig):
             version,
         )
 
-    schema = arrow_schema(RESOLVED_EVENTS)
+    schema = to_arrow_schema(RESOLVED_EVENTS)
     resolved_fields = list(schema)[3:]
     reason = [f.name for f in resolved_fields].index("reason")
 
@@ -474,7 +476,7 @@ class Sink:
         ``batch_id``)."""
         if with_batch:
             rows = [(*r, batch_id) for r in rows]
-        self._append_table(name, arrow_rows(rows, arrow_schema(TABLES[name])), batch_id)
+        self._append_table(name, arrow_rows(rows, to_arrow_schema(TABLES[name])), batch_id)
 
     def _append_table(self, name: str, rows, batch_id: int) -> None:
         self.records.append(table_path(self.cfg, name), name, rows, batch_id)
@@ -488,22 +490,25 @@ def _counted(status: str) -> tuple[str, str | None]:
 TAG_TYPES = {"count": LONG, "sum": DOUBLE, "last_time": TIME, "last_value": STRING}
 
 
+def tags_schema(tags: Sequence[RealtimeTagConf]) -> StructType:
+    """``realtime.tags``' columns: key, provisional, oneid, one per declared tag, as_of, batch_id
+    (the names besides the tags' are :data:`oneid.conf.realtime.TAG_TABLE_COLUMNS`)."""
+    return columns(
+        key=STRING,
+        provisional=BOOL,
+        oneid=LONG,
+        **{t.name: TAG_TYPES[t.kind] for t in tags},
+        as_of=TIME,
+        batch_id=LONG,
+    )
+
+
 def tags_table(rows: list[dict], cfg: OneIdConfig, batch_id: int):
-    """``realtime.tags`` rows of the operator's ``tags`` rows: key, provisional, oneid, one
-    column per declared tag, as_of, batch_id."""
+    """``realtime.tags`` rows (:func:`tags_schema`) of the operator's ``tags`` rows."""
     import datetime as dt
 
     tags = cfg.pipeline.realtime.tags
-    schema = arrow_schema(
-        columns(
-            key=STRING,
-            provisional=BOOL,
-            oneid=LONG,
-            **{t.name: TAG_TYPES[t.kind] for t in tags},
-            as_of=TIME,
-            batch_id=LONG,
-        )
-    )
+    schema = to_arrow_schema(tags_schema(tags))
     out = []
     for r in rows:
         body = json.loads(r["body"])

@@ -19,7 +19,6 @@ import time
 from collections.abc import Sequence
 
 import pyarrow as pa
-from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import DataType, StructField, StructType
 
 logger = logging.getLogger(__name__)
@@ -27,13 +26,9 @@ logger = logging.getLogger(__name__)
 
 def columns(**types: DataType) -> StructType:
     """A table's columns in order, all nullable: ``columns(key=StringType(), ...)``. Spark takes
-    the struct as it is, delta-rs its Arrow form (:func:`arrow_schema`)."""
+    the struct as it is, delta-rs its Arrow form (pyspark's ``to_arrow_schema``: timestamps in
+    microseconds, UTC, as Spark writes them)."""
     return StructType([StructField(name, kind) for name, kind in types.items()])
-
-
-def arrow_schema(schema: StructType) -> pa.Schema:
-    """The Arrow schema of ``schema`` as Spark converts it (timestamps in microseconds, UTC)."""
-    return to_arrow_schema(schema)
 
 
 def arrow_rows(rows: Sequence[tuple], schema: pa.Schema) -> pa.Table:
