@@ -9,8 +9,9 @@ import pytest
 from pyspark.sql import functions as F
 
 from oneid.conf.tags import TagConf, TagsConf
+from oneid.delta_log import latest_version
 from oneid.errors import ConfigError
-from oneid.tables import overwrite, read_table
+from oneid.tables import overwrite, read_table, table_path
 from oneid.tags import job as tags_job
 from oneid.tags.compute import compute_tags
 from oneid.tags.facts import attribute_facts
@@ -372,7 +373,7 @@ def test_job_writes_every_group_and_rerun_is_identical(spark, warehouse):
 
 def test_backfill_equals_day_by_day_and_reads_facts_once(spark, warehouse, monkeypatch):
     cfg = warehouse
-    days = date_range(dt.date(2025, 6, 29), AS_OF)
+    days = date_range(dt.date(2025, 6, 28), AS_OF)
     reads: list[str] = []
     real = tags_job.read_table_or_none
 
@@ -381,7 +382,13 @@ def test_backfill_equals_day_by_day_and_reads_facts_once(spark, warehouse, monke
         return real(spark_, cfg_, name)
 
     monkeypatch.setattr(tags_job, "read_table_or_none", counting)
+    monkeypatch.setattr(tags_job, "DAYS_PER_COMMIT", 2)  # 3 days: a commit of 2, then of 1
+    tables = [*tag_tables(cfg.pipeline.tags), "gold.tags_summary"]
+    versions = {t: latest_version(spark, table_path(cfg, t)) for t in tables}
     run_tags(spark, cfg, days)
+    assert {t: latest_version(spark, table_path(cfg, t)) - versions[t] for t in tables} == {
+        t: 2 for t in tables
+    }
     assert sorted(n for n in reads if n.startswith("silver.")) == [
         "silver.contacts",
         "silver.events",
@@ -391,7 +398,7 @@ def test_backfill_equals_day_by_day_and_reads_facts_once(spark, warehouse, monke
     for day in days:
         run_tags(spark, cfg, [day])
         assert _partition(spark, cfg, "gold.tags_behaviour", day) == backfilled[day]
-    assert backfilled[dt.date(2025, 6, 29)] != backfilled[AS_OF]  # the windows did move
+    assert backfilled[dt.date(2025, 6, 28)] != backfilled[AS_OF]  # the windows did move
 
 
 def test_adding_an_aggregate_tag_is_a_conf_change(spark, warehouse, tmp_path):
