@@ -12,18 +12,11 @@ from oneid.conf.pipeline import SMALL_DATA_SPARK
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
 
-TEST_SPARK = {**SMALL_DATA_SPARK, "spark.sql.adaptive.enabled": "false"}
-"""Spark settings of the test session: the tests' data is tiny, so they take the small-data
-settings ``oneid demo`` runs with (no generated code: the demo stages on 300 people took 0.7x
-as long without it, on 2 cores) and no adaptive execution, which runs each shuffle of a query
-as a job of its own (a tiny incremental identity run: 281 Spark jobs without it, 398 with it,
-~0.8x the time). Results do not depend on them; ``test_cluster`` runs the pipeline with code
-generation and adaptive execution, as production does."""
-
 
 def small_config(warehouse: Path, *extra: str) -> OneIdConfig:
     """The repo's local conf, scaled down for tests: local[2], 2 shuffle partitions, UI off,
-    :data:`TEST_SPARK`."""
+    the small-data settings of ``oneid demo`` (:data:`~oneid.conf.pipeline.SMALL_DATA_SPARK`);
+    ``tests/test_cluster.py`` runs the pipeline with production's settings."""
     cfg = load_config(
         "local",
         CONF_DIR,
@@ -36,7 +29,7 @@ def small_config(warehouse: Path, *extra: str) -> OneIdConfig:
             *extra,
         ],
     )
-    spark = cfg.env.spark.model_copy(update={"extra": {**TEST_SPARK, **cfg.env.spark.extra}})
+    spark = cfg.env.spark.model_copy(update={"extra": {**SMALL_DATA_SPARK, **cfg.env.spark.extra}})
     return cfg.model_copy(update={"env": cfg.env.model_copy(update={"spark": spark})})
 
 
@@ -68,7 +61,7 @@ def config_for(folder: Path, pipeline: dict, *extra: str) -> OneIdConfig:
             "master": "local[2]",
             "shuffle_partitions": 2,
             "driver_memory": "2g",
-            "extra": TEST_SPARK,
+            "extra": SMALL_DATA_SPARK,
         },
         "secrets": {"allow_demo_key": True},
     }

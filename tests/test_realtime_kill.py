@@ -16,13 +16,14 @@ import time
 
 import pytest
 
+from oneid.conf.pipeline import SMALL_DATA_SPARK
 from oneid.realtime.broker import LocalBroker
 from oneid.realtime.delivery import Secret
 from oneid.realtime.receiver import WebhookReceiver
 from oneid.realtime.rules import trigger_id
 from oneid.tables import table_path
 from tests.realtime_support import HMAC_KEY, WEBHOOK_SECRET, event, produce, wait_for
-from tests.support import CONF_DIR, TEST_SPARK, delta_records, small_config
+from tests.support import CONF_DIR, delta_records, small_config
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +73,7 @@ def test_kill_9_at_random_points_loses_no_trigger_and_sends_none_twice(tmp_path)
         WebhookReceiver(Secret(WEBHOOK_SECRET.encode())) as receiver,
     ):
         broker.create_topics("events")
-        extra = ",".join(f"{k}: '{v}'" for k, v in TEST_SPARK.items())
+        extra = ",".join(f"{k}: '{v}'" for k, v in SMALL_DATA_SPARK.items())
         args = [
             f"--set=warehouse={folder / 'warehouse'}",
             "--set=spark.master=local[2]",

@@ -35,7 +35,8 @@ def test_settings_for_local_tests(spark, cfg):
     assert spark.conf.get("spark.sql.shuffle.partitions") == "2"
     assert spark.sparkContext.master == "local[2]"
     assert spark.conf.get("spark.sql.extensions") == "io.delta.sql.DeltaSparkSessionExtension"
-    assert spark.conf.get("spark.sql.codegen.wholeStage") == "false"  # tests.support.TEST_SPARK
+    assert spark.conf.get("spark.sql.codegen.wholeStage") == "false"  # SMALL_DATA_SPARK
+    assert spark.conf.get("spark.sql.adaptive.enabled") == "false"
     assert "-XX:+UseParallelGC" in spark.sparkContext.getConf().get("spark.driver.extraJavaOptions")
     checkpoint = spark.sparkContext.getCheckpointDir()
     assert checkpoint is not None and "/_checkpoints/tests" in checkpoint
