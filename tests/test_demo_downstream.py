@@ -143,6 +143,27 @@ def test_publish_rerun_writes_nothing_and_files_match_manifests(spark, demo, as_
             assert data.count(b"\n") == entry["rows"]
 
 
+def test_manifest_counts_are_the_days_changes(spark, demo):
+    """Holdout rows skipped per destination and, for the marketing export, rows per audience
+    and change, as counted from ``audience.changes`` here (publish counts them in one job)."""
+    changes = read_table(spark, demo.cfg, "audience.changes")
+    root = exports_root(demo.cfg)
+    for day in demo.cfg.pipeline.demo.as_of:
+        for name, destination in demo.cfg.pipeline.publish.destinations.items():
+            path = root / name / f"dt={day.isoformat()}" / "manifest.json"
+            counts = json.loads(path.read_text(encoding="utf-8"))["counts"]
+            mine = changes.where(
+                (F.col("dt") == day) & F.col("audience_id").isin(list(destination.audiences))
+            )
+            assert counts["holdout_skipped"] == mine.where("holdout").count(), (name, day)
+            if destination.kind == "marketing_automation":
+                sent = mine.where("NOT holdout").groupBy("audience_id", "change").count()
+                expected = {f"{r.audience_id}:{r.change}": r["count"] for r in sent.collect()}
+                assert (
+                    expected and {k: v for k, v in counts.items() if k.count(":") == 1} == expected
+                )
+
+
 def test_republish_with_other_shuffle_partitions_is_unchanged(spark, demo, as_of):
     """Export content is canonical: another partitioning gives the same bytes and checksum."""
     root = exports_root(demo.cfg)

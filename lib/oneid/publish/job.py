@@ -106,11 +106,8 @@ def _run_publish(
             f"unknown destination(s) {unknown}; configured: {sorted(configured)} "
             "(publish.destinations)"
         )
-    changes = read_table_or_none(spark, cfg, CHANGES)
-    if changes is None or changes.where(F.col("dt") == F.lit(as_of)).limit(1).count() == 0:
-        raise DataContractError(f"no audience changes for {as_of}: run `oneid audiences --as-of`")
-    day = changes.where(F.col("dt") == F.lit(as_of))
-    identifiers = _platform_identifiers(spark, cfg, [configured[n] for n in names], day)
+    day = DayChanges.read(spark, cfg, as_of)
+    identifiers = _platform_identifiers(spark, cfg, [configured[n] for n in names], day.rows)
     logged = _logged(spark, cfg, as_of)
     try:
         published = [
@@ -134,6 +131,25 @@ def _run_publish(
     return [report for report, _ in published]
 
 
+@dataclass(frozen=True)
+class DayChanges:
+    """The day's rows of ``audience.changes`` and their counts by (audience_id, holdout,
+    change), from which every destination's counts come (one Spark job)."""
+
+    rows: DataFrame
+    counts: dict[tuple[str, bool | None, str], int]
+
+    @classmethod
+    def read(cls, spark: SparkSession, cfg: OneIdConfig, as_of: dt.date) -> DayChanges:
+        changes = read_table_or_none(spark, cfg, CHANGES)
+        if changes is not None:
+            rows = changes.where(F.col("dt") == F.lit(as_of))
+            tally = rows.groupBy("audience_id", "holdout", "change").count().collect()
+            if tally:
+                return cls(rows, {(r.audience_id, r.holdout, r.change): r["count"] for r in tally})
+        raise DataContractError(f"no audience changes for {as_of}: run `oneid audiences --as-of`")
+
+
 def _platform_identifiers(
     spark: SparkSession, cfg: OneIdConfig, destinations: list[DestinationConf], day: DataFrame
 ) -> DataFrame | None:
@@ -155,7 +171,7 @@ def _publish_one(
     cfg: OneIdConfig,
     name: str,
     destination: DestinationConf,
-    day: DataFrame,
+    day: DayChanges,
     as_of: dt.date,
     replace: bool,
     identifiers: DataFrame | None,
@@ -164,12 +180,17 @@ def _publish_one(
     root = exports_root(cfg) / name
     final = root / f"dt={as_of.isoformat()}"
     scratch = _scratch_folder(cfg, root)
-    chosen = day.where(F.col("audience_id").isin(list(destination.audiences)))
-    counts = {"holdout_skipped": chosen.where(F.col("holdout")).count()}
-    sent = chosen.where(~F.col("holdout"))
+    mine = {key: n for key, n in day.counts.items() if key[0] in destination.audiences}
+    counts = {"holdout_skipped": sum(n for (_, holdout, _), n in mine.items() if holdout is True)}
+    sent = day.rows.where(
+        F.col("audience_id").isin(list(destination.audiences)) & ~F.col("holdout")
+    )
     try:
         if destination.kind == "marketing_automation":
-            _write_marketing(spark, cfg, destination, sent, as_of, scratch, counts)
+            _write_marketing(spark, cfg, destination, sent, as_of, scratch)
+            for (audience, holdout, change), n in mine.items():
+                if holdout is False:  # the rows of ``sent``
+                    counts[f"{audience}:{change}"] = n
         else:
             assert identifiers is not None
             _write_platform(destination, sent, identifiers, scratch, counts)
@@ -197,7 +218,6 @@ def _write_marketing(
     sent: DataFrame,
     as_of: dt.date,
     scratch: Path,
-    counts: dict[str, int],
 ) -> None:
     tags = day_tags(spark, cfg, as_of, list(destination.tags)) if destination.tags else None
     contact = read_table(spark, cfg, "identity.profiles").select(
@@ -233,8 +253,6 @@ def _write_marketing(
         target = scratch / f"{audience}.jsonl"
         _concatenate(parts, target)
     shutil.rmtree(out)
-    for row in sent.groupBy("audience_id", "change").count().collect():
-        counts[f"{row.audience_id}:{row.change}"] = row["count"]
 
 
 def _write_platform(
