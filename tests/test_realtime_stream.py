@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from oneid.realtime import broker as broker_module
 from oneid.realtime.broker import LocalBroker
 from oneid.realtime.delivery import Secret
 from oneid.realtime.job import start_realtime
@@ -24,7 +25,7 @@ from tests.realtime_support import (
     stream_config,
     wait_for,
 )
-from tests.support import delta_records
+from tests.support import delta_records, small_config
 
 pytestmark = pytest.mark.slow
 
@@ -256,3 +257,11 @@ def test_a_new_identity_run_is_picked_up_mid_stream_and_batch_tags_gate_rules(
     batches = _rows(cfg, "realtime.batches")
     assert max(b["map_version"] for b in batches) == 0
     assert min(b["map_version"] for b in batches if b["read"]) == -1
+
+
+def test_a_cluster_id_that_starts_with_a_dash_formats_the_broker(tmp_path, monkeypatch):
+    """A random cluster id starts with "-" once in 64 starts (URL-safe base64)."""
+    monkeypatch.setattr(broker_module, "_cluster_id", lambda: "-" + "A" * 21)
+    with LocalBroker(small_config(tmp_path / "w"), tmp_path / "broker") as broker:
+        broker.create_topics("dash")
+    assert "cluster.id=-AAAA" in (tmp_path / "broker" / "data" / "meta.properties").read_text()

@@ -109,7 +109,16 @@ class LocalBroker:
         if not (self.folder / "data" / "meta.properties").is_file():
             cluster_id = _cluster_id()
             result = subprocess.run(
-                [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", properties],
+                # ``--cluster-id=ID``: an id may start with "-", which as a separate argument
+                # the tool's parser takes for an option (and then reports the id missing)
+                [
+                    *base,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    f"--cluster-id={cluster_id}",
+                    "--config",
+                    str(properties),
+                ],
                 capture_output=True,
                 text=True,
                 timeout=timeout,
