@@ -12,6 +12,7 @@ from oneid.errors import GateFailedError
 from oneid.identity.hubs import find_hubs
 from oneid.identity.job import resolve_identities
 from oneid.identity.outputs import profiles
+from oneid.identity.stats import size_figures
 from oneid.standardize.hashing import DEMO_KEY, HashKey, keyed_hash
 from oneid.tables import overwrite, read_table, table_path
 from tests.support import config_for, delta_records
@@ -491,3 +492,25 @@ def test_a_heavy_buyers_member_id_is_no_hub_and_a_cut_account_key_is_a_warning(s
         "WARNING: 1 account key(s) (identity.hubs.account_types) cut as hubs: those customers "
         "link nothing (identity.hub_audit)"
     ]
+
+
+def test_size_figures_count_each_bucket_in_one_pass(spark):
+    sizes = spark.createDataFrame(
+        [
+            (i, n, members)
+            for i, (n, members) in enumerate(
+                [(1, 0), (2, 1), (3, 2), (5, 0), (6, 1), (10, 3), (11, 0), (50, 0), (51, 2)],
+                start=1,
+            )
+        ],
+        "oneid long, n long, members long",
+    )
+    assert size_figures(sizes) == {
+        "identifiers": 139,
+        "oneids": 9,
+        "largest_component": 51,
+        "multi_member_components": 3,
+        "max_oneid": 9,
+        "histogram": {"1": 1, "2": 1, "3-5": 2, "6-10": 2, "11-50": 2, ">50": 1},
+    }
+    assert size_figures(sizes.limit(0))["histogram"] == {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from oneid.conf.pipeline import GatesConf
@@ -18,24 +18,37 @@ def oneid_sizes(profiles: DataFrame) -> DataFrame:
     )
 
 
+SIZE_BUCKETS = ("1", "2", "3-5", "6-10", "11-50", ">50")
+"""Histogram buckets of identifiers per OneID (:func:`_size_bucket`)."""
+
+
+def _size_bucket(n: Column) -> Column:
+    """The :data:`SIZE_BUCKETS` name of ``n`` identifiers."""
+    return (
+        F.when(n == 1, "1")
+        .when(n <= 2, "2")
+        .when(n <= 5, "3-5")
+        .when(n <= 10, "6-10")
+        .when(n <= 50, "11-50")
+        .otherwise(">50")
+    )
+
+
 def size_figures(sizes: DataFrame) -> dict:
-    """Identifiers, OneIDs, largest component, multi-member components, size histogram."""
+    """Identifiers, OneIDs, largest component, multi-member components, size histogram (only
+    the buckets that hold a OneID), in one pass over ``sizes``."""
+    bucket = _size_bucket(F.col("n"))
     row = sizes.agg(
         F.coalesce(F.sum("n"), F.lit(0)).alias("identifiers"),
         F.count(F.lit(1)).alias("oneids"),
         F.max("n").alias("largest"),
         F.max("oneid").alias("max_oneid"),
         F.sum((F.col("members") > 1).cast("int")).alias("multi"),
+        *[F.count_if(bucket == name).alias(f"bucket_{i}") for i, name in enumerate(SIZE_BUCKETS)],
     ).first()
-    buckets = (
-        F.when(F.col("n") == 1, "1")
-        .when(F.col("n") <= 2, "2")
-        .when(F.col("n") <= 5, "3-5")
-        .when(F.col("n") <= 10, "6-10")
-        .when(F.col("n") <= 50, "11-50")
-        .otherwise(">50")
-    )
-    histogram = {r["b"]: r["count"] for r in sizes.groupBy(buckets.alias("b")).count().collect()}
+    histogram = {
+        name: int(row[f"bucket_{i}"]) for i, name in enumerate(SIZE_BUCKETS) if row[f"bucket_{i}"]
+    }
     return {
         "identifiers": int(row["identifiers"]),
         "oneids": int(row["oneids"]),
