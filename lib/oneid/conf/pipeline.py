@@ -38,8 +38,9 @@ SMALL_DATA_SPARK = {
 }
 """Spark settings for small data (the demo, the tests): compiling generated code for every new
 plan costs more CPU than it saves on a few thousand rows, and so do adaptive execution, which
-runs each shuffle of a query as a Spark job of its own (the stages on 5,000 people: 0.92× the
-time without it, 108 instead of 229 jobs for publish), and spreading each Delta table's log
+runs each shuffle of a query as a Spark job of its own (one-date stages on 5,000 people with two
+shuffle partitions: 0.91× the time without it, publish 108 jobs instead of 229; with the demo's
+eight partitions the difference was within the noise), and spreading each Delta table's log
 replay over several tasks. Delta's log files on a local disk are written without Hadoop's
 ``.crc`` side file: without Hadoop's native library, each file Hadoop's FileContext creates or
 renames there costs a forked ``chmod`` or ``readlink`` (~13 ms each here; 1,352 of them in the
