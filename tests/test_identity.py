@@ -118,6 +118,7 @@ def test_event_records_count_once_per_set_of_identifiers(spark, tmp_path):
     rows += [("app", f"e{i}", 2, "device:idfa") for i in range(30)]
     rows += [("app", f"e{i}", 3, "device:idfa") for i in range(30, 35)]  # anonymous events
     rows += [("orders", f"o{i}", 4, "phone") for i in range(30)]
+    rows += [("orders", "o0", 4, "phone")]  # one order with the phone in two columns
     incidence = spark.createDataFrame(
         rows, "source string, record_key string, node_id long, id_type string"
     )

@@ -41,23 +41,7 @@ def find_hubs(
     only, so a node's hub status can change only when one of its records changes.
     ``event_sources``: the sources whose records count once per set of identifiers.
     """
-    sets = _event_sets(incidence, event_sources)
-    held = sets if scope is None else sets.join(scope, "node_id", "left_semi")
-    # incidence has one row per (record, node): counting rows counts records; an event
-    # source's records count once per set of identifiers (countDistinct skips the NULLs)
-    per_node = held.groupBy("node_id", "id_type").agg(
-        (F.count(F.when(F.col("_set").isNull(), 1)) + F.countDistinct("_set")).alias("records")
-    )
-    members = incidence.where(base_type() == "member_id").select(
-        "source", "record_key", F.col("node_id").alias("member_node")
-    )
-    member_counts = (
-        held.join(members, ["source", "record_key"])
-        .where(F.col("node_id") != F.col("member_node"))
-        .groupBy("node_id")
-        .agg(F.countDistinct("member_node").alias("member_ids"))
-    )
-    stats = per_node.join(member_counts, "node_id", "left")
+    stats = node_counts(incidence, scope, event_sources)
 
     limits = conf.hubs.max_records
     record_limit = F.lit(limits.get("default", 200))
@@ -92,17 +76,43 @@ def find_hubs(
     ).where(F.col("rule").isNotNull())
 
 
-def _event_sets(incidence: DataFrame, event_sources: Collection[str]) -> DataFrame:
-    """``incidence`` with ``_set``: for a record of an event source, its source and the set of
-    identifiers it holds (a 64-bit hash; a collision can only lower a count); NULL otherwise."""
-    if not event_sources:
-        return incidence.withColumn("_set", F.lit(None).cast("long"))
-    sets = (
-        incidence.where(F.col("source").isin(*sorted(event_sources)))
-        .groupBy("source", "record_key")
-        .agg(F.xxhash64("source", F.array_sort(F.collect_list("node_id"))).alias("_set"))
+def node_counts(
+    incidence: DataFrame, scope: DataFrame | None = None, event_sources: Collection[str] = ()
+) -> DataFrame:
+    """(node_id, id_type, records, member_ids) of every node in ``incidence`` (of ``scope``).
+
+    One group-by per record gathers what a node's counts need from its record: the set of
+    identifiers (a 64-bit hash of the source and its node ids, for an event source; a collision
+    can only lower a count) and the member ids. The pairs of a node and a piece of evidence (a
+    record, or an event source's set) are then deduplicated, and one aggregation per node counts
+    them and the distinct member ids beside them: no join of incidence with itself, and a
+    node's member ids are counted in Spark's shuffle, never gathered into one row.
+    """
+    is_event = F.col("source").isin(*sorted(event_sources)) if event_sources else F.lit(False)
+    records = incidence.groupBy("source", "record_key").agg(
+        F.collect_list(F.struct("node_id", "id_type")).alias("_held"),
+        F.collect_list(F.when(base_type() == "member_id", F.col("node_id"))).alias("_members"),
     )
-    return incidence.join(sets, ["source", "record_key"], "left")
+    node_ids = F.array_sort(F.transform("_held", lambda held: held["node_id"]))
+    record = F.struct("source", "record_key")
+    held = records.select(
+        F.explode("_held").alias("_node"),
+        F.when(is_event, F.xxhash64("source", node_ids)).alias("_set"),
+        F.when(~is_event, record).alias("_record"),
+        "_members",
+    ).select("_node.*", "_set", "_record", "_members")
+    if scope is not None:
+        held = held.join(scope, "node_id", "left_semi")
+    # one row per (node, evidence): an event source's records with one set share their members
+    evidence = held.groupBy("node_id", "id_type", "_set", "_record").agg(
+        F.first(F.filter("_members", lambda m: m != F.col("node_id"))).alias("_members")
+    )
+    # one row per (evidence, other member id), the evidence's first marked: count both at once
+    member = evidence.select("node_id", "id_type", F.posexplode_outer("_members"))
+    return member.groupBy("node_id", "id_type").agg(
+        F.count_if(F.coalesce(F.col("pos") == 0, F.lit(True))).alias("records"),
+        F.countDistinct("col").alias("member_ids"),
+    )
 
 
 def account_key_cuts(audit: DataFrame, conf: IdentityConf) -> dict[str, int]:
