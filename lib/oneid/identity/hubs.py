@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from oneid.conf.pipeline import IdentityConf
-from oneid.identity.graph import base_type
+from oneid.identity.graph import HELD, base_type
 from oneid.standardize.hashing import HashKey, keyed_hash
 from oneid.standardize.normalize import normalize
 
@@ -27,7 +27,7 @@ HUB_COLUMNS = "node_id long, rule string, records long, member_ids long, thresho
 
 def find_hubs(
     spark: SparkSession,
-    incidence: DataFrame,
+    groups: DataFrame,
     nodes: DataFrame,
     conf: IdentityConf,
     key: HashKey,
@@ -36,12 +36,13 @@ def find_hubs(
 ) -> DataFrame:
     """(node_id, rule, records, member_ids, threshold): one row per hub, first rule that fired.
 
-    With ``scope`` (distinct node_id), only the hubs among those nodes; ``incidence`` must then
-    hold every record of the scope's nodes. Both counts of a node depend on its own records
-    only, so a node's hub status can change only when one of its records changes.
+    ``groups``: :func:`~oneid.identity.graph.record_groups`. With ``scope`` (distinct node_id),
+    only the hubs among those nodes; ``groups`` must then hold every record of the scope's
+    nodes. Both counts of a node depend on its own records only, so a node's hub status can
+    change only when one of its records changes.
     ``event_sources``: the sources whose records count once per set of identifiers.
     """
-    stats = node_counts(incidence, scope, event_sources)
+    stats = node_counts(groups, scope, event_sources)
 
     limits = conf.hubs.max_records
     record_limit = F.lit(limits.get("default", 200))
@@ -77,42 +78,41 @@ def find_hubs(
 
 
 def node_counts(
-    incidence: DataFrame, scope: DataFrame | None = None, event_sources: Collection[str] = ()
+    groups: DataFrame, scope: DataFrame | None = None, event_sources: Collection[str] = ()
 ) -> DataFrame:
-    """(node_id, id_type, records, member_ids) of every node in ``incidence`` (of ``scope``).
+    """(node_id, id_type, records, member_ids) of every node held in ``groups`` (of ``scope``).
 
-    One group-by per record gathers what a node's counts need from its record: the set of
-    identifiers (a 64-bit hash of the source and its node ids, for an event source; a collision
-    can only lower a count) and the member ids. The pairs of a node and a piece of evidence (a
-    record, or an event source's set) are then deduplicated, and one aggregation per node counts
-    them and the distinct member ids beside them: no join of incidence with itself, and a
-    node's member ids are counted in Spark's shuffle, never gathered into one row.
+    ``groups``: :func:`~oneid.identity.graph.record_groups`. Each node of a record (once, even
+    if the record holds it twice) takes from it the record's member ids and, for an event
+    source, its set of identifiers (a 64-bit hash of the source and its node ids; a collision
+    can only lower a count). Records are counted per node with the distinct sets beside them,
+    and the distinct member ids apart, from the few rows of records that hold one: Spark's
+    partial aggregation folds a node's rows before any shuffle.
     """
     is_event = F.col("source").isin(*sorted(event_sources)) if event_sources else F.lit(False)
-    records = incidence.groupBy("source", "record_key").agg(
-        F.collect_list(F.struct("node_id", "id_type")).alias("_held"),
-        F.collect_list(F.when(base_type() == "member_id", F.col("node_id"))).alias("_members"),
+    nodes = F.array_distinct(
+        F.transform(
+            HELD, lambda h: F.struct(h["node_id"].alias("node_id"), h["id_type"].alias("id_type"))
+        )
     )
-    node_ids = F.array_sort(F.transform("_held", lambda held: held["node_id"]))
-    record = F.struct("source", "record_key")
-    held = records.select(
-        F.explode("_held").alias("_node"),
-        F.when(is_event, F.xxhash64("source", node_ids)).alias("_set"),
-        F.when(~is_event, record).alias("_record"),
-        "_members",
-    ).select("_node.*", "_set", "_record", "_members")
+    members = F.filter(HELD, lambda h: F.split(h["id_type"], ":")[0] == "member_id")
+    held = groups.select(
+        F.explode(nodes).alias("_node"),
+        F.when(is_event, F.xxhash64("source", F.array_sort(f"{HELD}.node_id"))).alias("_set"),
+        F.array_distinct(members["node_id"]).alias("_members"),
+    ).select("_node.node_id", "_node.id_type", "_set", "_members")
     if scope is not None:
         held = held.join(scope, "node_id", "left_semi")
-    # one row per (node, evidence): an event source's records with one set share their members
-    evidence = held.groupBy("node_id", "id_type", "_set", "_record").agg(
-        F.first(F.filter("_members", lambda m: m != F.col("node_id"))).alias("_members")
+    records = held.groupBy("node_id", "id_type").agg(
+        (F.count_if(F.col("_set").isNull()) + F.countDistinct("_set")).alias("records")
     )
-    # one row per (evidence, other member id), the evidence's first marked: count both at once
-    member = evidence.select("node_id", "id_type", F.posexplode_outer("_members"))
-    return member.groupBy("node_id", "id_type").agg(
-        F.count_if(F.coalesce(F.col("pos") == 0, F.lit(True))).alias("records"),
-        F.countDistinct("col").alias("member_ids"),
+    others = F.filter("_members", lambda m: m != F.col("node_id"))
+    member_ids = (
+        held.select("node_id", F.explode(others).alias("_member"))
+        .groupBy("node_id")
+        .agg(F.countDistinct("_member").alias("member_ids"))
     )
+    return records.join(member_ids, "node_id", "left").fillna(0, ["member_ids"])
 
 
 def account_key_cuts(audit: DataFrame, conf: IdentityConf) -> dict[str, int]:
