@@ -85,9 +85,9 @@ def node_counts(
     ``groups``: :func:`~oneid.identity.graph.record_groups`. Each node of a record (once, even
     if the record holds it twice) takes from it the record's member ids and, for an event
     source, its set of identifiers (a 64-bit hash of the source and its node ids; a collision
-    can only lower a count). Records are counted per node with the distinct sets beside them,
-    and the distinct member ids apart, from the few rows of records that hold one: Spark's
-    partial aggregation folds a node's rows before any shuffle.
+    can only lower a count). Two aggregations per node, each folded by Spark before its
+    shuffle: the records (an event source's distinct sets in place of its records), and the
+    distinct member ids of the records that hold any.
     """
     is_event = F.col("source").isin(*sorted(event_sources)) if event_sources else F.lit(False)
     nodes = F.array_distinct(
