@@ -9,6 +9,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from oneid.errors import GateFailedError
+from oneid.identity.graph import record_groups
 from oneid.identity.hubs import find_hubs
 from oneid.identity.job import resolve_identities
 from oneid.identity.outputs import profiles
@@ -118,13 +119,15 @@ def test_event_records_count_once_per_set_of_identifiers(spark, tmp_path):
     rows += [("app", f"e{i}", 2, "device:idfa") for i in range(30)]
     rows += [("app", f"e{i}", 3, "device:idfa") for i in range(30, 35)]  # anonymous events
     rows += [("orders", f"o{i}", 4, "phone") for i in range(30)]
+    rows += [("orders", "o0", 4, "phone")]  # one order with the phone in two columns
     incidence = spark.createDataFrame(
         rows, "source string, record_key string, node_id long, id_type string"
-    )
+    ).select("*", F.lit("weak").alias("strength"), F.current_timestamp().alias("event_time"))
     nodes = incidence.select("node_id", "id_type", F.lit("h").alias("value_hash")).distinct()
-    hubs = find_hubs(spark, incidence, nodes, conf, KEY, event_sources=("app",))
+    groups = record_groups(incidence)
+    hubs = find_hubs(spark, groups, nodes, conf, KEY, event_sources=("app",))
     assert [(r.node_id, r.rule, r.records) for r in hubs.collect()] == [(4, "max_records", 30)]
-    counted = find_hubs(spark, incidence, nodes, conf, KEY)  # app as if it held orders
+    counted = find_hubs(spark, groups, nodes, conf, KEY)  # app as if it held orders
     assert sorted((r.node_id, r.records) for r in counted.collect()) == [(1, 30), (4, 30)]
 
 

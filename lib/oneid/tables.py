@@ -31,7 +31,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, MapType
 
-from oneid.checkpoint import materialize
+from oneid.checkpoint import counted
 from oneid.conf import OneIdConfig
 from oneid.delta_log import commit_info, latest_version
 from oneid.errors import DataContractError
@@ -212,8 +212,8 @@ def merge_keys(
     started = time.perf_counter()
     if skip_unchanged:
         current = read_table(spark, cfg, name).join(scope.select(*keys), keys, "left_semi")
-        source = materialize(_differences(rows, current, keys, same))
-        if source.isEmpty():
+        source, differing = counted(_differences(rows, current, keys, same))
+        if not differing:
             logger.info(
                 "merge into %s: nothing changed (%.1f s)", name, time.perf_counter() - started
             )

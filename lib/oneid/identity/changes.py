@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from oneid.checkpoint import materialize
-from oneid.identity.graph import RECORD_KEY, row_hash
+from oneid.identity.graph import RECORD_KEY, record_groups, row_hash
 from oneid.identity.keys import Keys
 
 
@@ -80,7 +80,8 @@ class Change:
     touched: Keys
     """Nodes in ``rows`` or ``old_rows``: the only ones whose records changed."""
     gathered: DataFrame
-    """Current incidence rows of every record that holds a touched node."""
+    """Every record that holds a touched node, with its current incidence rows
+    (:func:`~oneid.identity.graph.record_groups`)."""
     previous: DataFrame
     """The previous ``identity.incidence``."""
 
@@ -109,5 +110,5 @@ def incremental_change(
         .join(records.hint(), RECORD_KEY, "left_anti")
     )
     kept = previous.join(holders.hint(), RECORD_KEY, "left_semi")
-    gathered = materialize(kept.unionByName(rows))
+    gathered = materialize(record_groups(kept.unionByName(rows)))
     return Change(records, rows, old_rows, touched, gathered, previous)

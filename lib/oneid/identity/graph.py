@@ -67,31 +67,54 @@ def record_nodes(identifiers: DataFrame, nodes: DataFrame) -> DataFrame:
     )
 
 
-def edges(incidence: DataFrame, hubs: DataFrame, scope: DataFrame | None = None) -> DataFrame:
+HELD = "held"
+"""The column of :func:`record_groups` holding a record's incidence rows."""
+
+
+def record_groups(incidence: DataFrame) -> DataFrame:
+    """One row per record: its key and ``held``, an array of its incidence rows (node_id,
+    id_type, strength, event_time). Hubs and edges both read a record's rows together: grouped
+    once, neither joins incidence with itself."""
+    rows = F.struct("node_id", "id_type", "strength", "event_time")
+    return incidence.groupBy(*RECORD_KEY).agg(F.collect_list(rows).alias(HELD))
+
+
+def held_nodes(groups: DataFrame) -> DataFrame:
+    """The node_id of every row held in :func:`record_groups` (not distinct)."""
+    return groups.select(F.explode(f"{HELD}.node_id").alias("node_id"))
+
+
+def edges(groups: DataFrame, hubs: DataFrame, scope: DataFrame | None = None) -> DataFrame:
     """Pairs of non-hub identifiers seen in one record (src < dst), with strength and lineage.
 
-    An edge is strong when both ends are strong identifiers in at least one record. With
-    ``scope`` (distinct node_id), only pairs with an end in it; ``incidence`` must then hold
-    every record of the scope's nodes.
+    ``groups``: :func:`record_groups`. An edge is strong when both ends are strong identifiers
+    in at least one record. With ``scope`` (distinct node_id), only pairs with an end in it;
+    ``groups`` must then hold every record of the scope's nodes.
     """
-    usable = incidence.join(hubs.select("node_id"), "node_id", "left_anti")
-    if scope is not None:  # only pairs with an end in scope are kept: drop the others early
-        flag = scope.select("node_id", F.lit(True).alias("_in"))
-        usable = usable.join(flag, "node_id", "left").fillna(False, ["_in"])
-    left = usable.alias("a")
-    right = usable.alias("b")
-    pairs = left.join(
-        right,
-        (F.col("a.source") == F.col("b.source"))
-        & (F.col("a.record_key") == F.col("b.record_key"))
-        & (F.col("a.node_id") < F.col("b.node_id")),
+    pair = F.flatten(
+        F.transform(
+            HELD,
+            lambda a: F.transform(
+                F.filter(HELD, lambda b: a["node_id"] < b["node_id"]),
+                lambda b: F.struct(a.alias("a"), b.alias("b")),
+            ),
+        )
     )
-    if scope is not None:
-        pairs = pairs.where(F.col("a._in") | F.col("b._in"))
+    pairs = groups.select("source", F.explode(pair).alias("_pair")).select("source", "_pair.*")
+    for end in ("a", "b"):
+        hub = hubs.select(F.col("node_id").alias(f"_hub_{end}"))
+        pairs = pairs.join(hub, F.col(f"{end}.node_id") == F.col(f"_hub_{end}"), "left_anti")
+    if scope is not None:  # a pair is kept when either end is in scope
+        inside = F.lit(False)
+        for end in ("a", "b"):
+            flag = scope.select(F.col("node_id").alias(f"_{end}"), F.lit(True).alias(f"_in_{end}"))
+            pairs = pairs.join(flag, F.col(f"{end}.node_id") == F.col(f"_{end}"), "left")
+            inside = inside | F.coalesce(F.col(f"_in_{end}"), F.lit(False))
+        pairs = pairs.where(inside)
     strong = (F.col("a.strength") == "strong") & (F.col("b.strength") == "strong")
     return pairs.groupBy(F.col("a.node_id").alias("src"), F.col("b.node_id").alias("dst")).agg(
         F.when(F.max(strong.cast("int")) == 1, "strong").otherwise("weak").alias("strength"),
-        F.array_sort(F.collect_set("a.source")).alias("sources"),
+        F.array_sort(F.collect_set("source")).alias("sources"),
         F.min(F.least("a.event_time", "b.event_time")).alias("first_seen"),
         F.max(F.greatest("a.event_time", "b.event_time")).alias("last_seen"),
         F.count(F.lit(1)).alias("records"),

@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from oneid.conf.pipeline import IdentityConf
-from oneid.identity.graph import base_type
+from oneid.identity.graph import HELD, base_type
 from oneid.standardize.hashing import HashKey, keyed_hash
 from oneid.standardize.normalize import normalize
 
@@ -27,7 +27,7 @@ HUB_COLUMNS = "node_id long, rule string, records long, member_ids long, thresho
 
 def find_hubs(
     spark: SparkSession,
-    incidence: DataFrame,
+    groups: DataFrame,
     nodes: DataFrame,
     conf: IdentityConf,
     key: HashKey,
@@ -36,28 +36,13 @@ def find_hubs(
 ) -> DataFrame:
     """(node_id, rule, records, member_ids, threshold): one row per hub, first rule that fired.
 
-    With ``scope`` (distinct node_id), only the hubs among those nodes; ``incidence`` must then
-    hold every record of the scope's nodes. Both counts of a node depend on its own records
-    only, so a node's hub status can change only when one of its records changes.
+    ``groups``: :func:`~oneid.identity.graph.record_groups`. With ``scope`` (distinct node_id),
+    only the hubs among those nodes; ``groups`` must then hold every record of the scope's
+    nodes. Both counts of a node depend on its own records only, so a node's hub status can
+    change only when one of its records changes.
     ``event_sources``: the sources whose records count once per set of identifiers.
     """
-    sets = _event_sets(incidence, event_sources)
-    held = sets if scope is None else sets.join(scope, "node_id", "left_semi")
-    # incidence has one row per (record, node): counting rows counts records; an event
-    # source's records count once per set of identifiers (countDistinct skips the NULLs)
-    per_node = held.groupBy("node_id", "id_type").agg(
-        (F.count(F.when(F.col("_set").isNull(), 1)) + F.countDistinct("_set")).alias("records")
-    )
-    members = incidence.where(base_type() == "member_id").select(
-        "source", "record_key", F.col("node_id").alias("member_node")
-    )
-    member_counts = (
-        held.join(members, ["source", "record_key"])
-        .where(F.col("node_id") != F.col("member_node"))
-        .groupBy("node_id")
-        .agg(F.countDistinct("member_node").alias("member_ids"))
-    )
-    stats = per_node.join(member_counts, "node_id", "left")
+    stats = node_counts(groups, scope, event_sources)
 
     limits = conf.hubs.max_records
     record_limit = F.lit(limits.get("default", 200))
@@ -92,17 +77,42 @@ def find_hubs(
     ).where(F.col("rule").isNotNull())
 
 
-def _event_sets(incidence: DataFrame, event_sources: Collection[str]) -> DataFrame:
-    """``incidence`` with ``_set``: for a record of an event source, its source and the set of
-    identifiers it holds (a 64-bit hash; a collision can only lower a count); NULL otherwise."""
-    if not event_sources:
-        return incidence.withColumn("_set", F.lit(None).cast("long"))
-    sets = (
-        incidence.where(F.col("source").isin(*sorted(event_sources)))
-        .groupBy("source", "record_key")
-        .agg(F.xxhash64("source", F.array_sort(F.collect_list("node_id"))).alias("_set"))
+def node_counts(
+    groups: DataFrame, scope: DataFrame | None = None, event_sources: Collection[str] = ()
+) -> DataFrame:
+    """(node_id, id_type, records, member_ids) of every node held in ``groups`` (of ``scope``).
+
+    ``groups``: :func:`~oneid.identity.graph.record_groups`. Each node of a record (once, even
+    if the record holds it twice) takes from it the record's member ids and, for an event
+    source, its set of identifiers (a 64-bit hash of the source and its node ids; a collision
+    can only lower a count). Two aggregations per node, each folded by Spark before its
+    shuffle: the records (an event source's distinct sets in place of its records), and the
+    distinct member ids of the records that hold any.
+    """
+    is_event = F.col("source").isin(*sorted(event_sources)) if event_sources else F.lit(False)
+    nodes = F.array_distinct(
+        F.transform(
+            HELD, lambda h: F.struct(h["node_id"].alias("node_id"), h["id_type"].alias("id_type"))
+        )
     )
-    return incidence.join(sets, ["source", "record_key"], "left")
+    members = F.filter(HELD, lambda h: F.split(h["id_type"], ":")[0] == "member_id")
+    held = groups.select(
+        F.explode(nodes).alias("_node"),
+        F.when(is_event, F.xxhash64("source", F.array_sort(f"{HELD}.node_id"))).alias("_set"),
+        F.array_distinct(members["node_id"]).alias("_members"),
+    ).select("_node.node_id", "_node.id_type", "_set", "_members")
+    if scope is not None:
+        held = held.join(scope, "node_id", "left_semi")
+    records = held.groupBy("node_id", "id_type").agg(
+        (F.count_if(F.col("_set").isNull()) + F.countDistinct("_set")).alias("records")
+    )
+    others = F.filter("_members", lambda m: m != F.col("node_id"))
+    member_ids = (
+        held.select("node_id", F.explode(others).alias("_member"))
+        .groupBy("node_id")
+        .agg(F.countDistinct("_member").alias("member_ids"))
+    )
+    return records.join(member_ids, "node_id", "left").fillna(0, ["member_ids"])
 
 
 def account_key_cuts(audit: DataFrame, conf: IdentityConf) -> dict[str, int]:

@@ -27,7 +27,7 @@ from oneid.identity.changes import (
     incremental_change,
     records_in_feed,
 )
-from oneid.identity.graph import RECORD_KEY, edges, record_nodes, touching
+from oneid.identity.graph import RECORD_KEY, edges, held_nodes, record_nodes, touching
 from oneid.identity.hubs import find_hubs
 from oneid.identity.keys import Keys, hinted
 from oneid.identity.outputs import profiles, record_oneids
@@ -111,9 +111,7 @@ def affected_scope(
         read_table(spark, cfg, "identity.edges").select("src", "dst", "strength")
     )
     gone = materialize(touching(old_edges, touched.hint()))
-    vanished = Keys.of(
-        touched.frame.join(change.gathered.select("node_id"), "node_id", "left_anti")
-    )
+    vanished = Keys.of(touched.frame.join(held_nodes(change.gathered), "node_id", "left_anti"))
     old_hubs = read_table(spark, cfg, "identity.hubs").select("node_id")
     seeds = structural_seeds(change, previous_map, old_hubs, hub_ids, vanished, gone, new_edges)
     both_ways = old_edges.drop("strength").unionByName(new_edges.select("src", "dst"))

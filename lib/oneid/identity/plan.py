@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from oneid.checkpoint import counted, materialize
 from oneid.conf import OneIdConfig
-from oneid.identity.graph import RECORD_KEY, edges, new_nodes, record_nodes
+from oneid.identity.graph import edges, new_nodes, record_groups, record_nodes
 from oneid.identity.hubs import find_hubs
 from oneid.identity.keys import Keys
 from oneid.identity.outputs import profiles, record_oneids
@@ -141,12 +141,12 @@ def whole_graph_plan(
     conf = cfg.pipeline.identity
     key = load_key(cfg.env.secrets)
     events = cfg.pipeline.sources_of("events")
-    hubs = materialize(find_hubs(spark, rows, nodes, conf, key, event_sources=events))
+    groups, records = counted(record_groups(rows))
+    hubs = materialize(find_hubs(spark, groups, nodes, conf, key, event_sources=events))
     hub_ids = Keys.of(hubs.select("node_id"))
-    graph_edges = materialize(edges(rows, hub_ids.hint()))
+    graph_edges = materialize(edges(groups, hub_ids.hint()))
     clock("hubs and edges")
     vertices = Keys.of(rows.select("node_id").join(hub_ids.hint(), "node_id", "left_anti"))
-    records = rows.select(*RECORD_KEY).distinct().count()
     clock("vertices")
     return Plan(
         rows=rows,
