@@ -42,6 +42,8 @@ SPARK_HOME = Path(pyspark.__file__).resolve().parent
 COMPARED_ZONES = ("bronze", "quarantine", "silver", "identity", "gold", "audience")
 # legitimately different between two runs: commit times, run end times, file paths
 RUN_SPECIFIC_COLUMNS = frozenset({"_ingested_at", "_file", "finished_at", "published_at"})
+RUN_SPECIFIC_METRICS = frozenset({"silver_commit"})
+"""Entries of ``identity.run_stats.metrics`` that differ between two runs: a commit's id."""
 SUBMIT_OPTIONS = (
     "--driver-memory",
     "1g",
@@ -300,8 +302,12 @@ def _tables(warehouse: Path) -> list[str]:
 
 
 def _rows(path: Path) -> list[str]:
-    """The table's rows as canonical JSON (run-specific columns dropped), sorted."""
-    return sorted(as_json(row) for row in delta_records(path, drop=RUN_SPECIFIC_COLUMNS))
+    """The table's rows as canonical JSON (run-specific columns and metrics dropped), sorted."""
+    rows = delta_records(path, drop=RUN_SPECIFIC_COLUMNS)
+    for row in rows:
+        if "metrics" in row:
+            row["metrics"] = [e for e in row["metrics"] if e[0] not in RUN_SPECIFIC_METRICS]
+    return sorted(as_json(row) for row in rows)
 
 
 def _tail(log: Path, lines: int = 40) -> str:

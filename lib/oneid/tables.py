@@ -105,6 +105,14 @@ def read_version(spark: SparkSession, cfg: OneIdConfig, name: str) -> int:
     return table_version(spark, cfg, name) if version is None or version < 0 else version
 
 
+def commit_id(spark: SparkSession, cfg: OneIdConfig, name: str, version: int) -> str | None:
+    """The id Delta gave commit ``version`` of a table (its ``txnId``; no Spark job), or None
+    when that commit is gone from the log. Commits of the same number in two tables (one
+    deleted and written anew, a copy from elsewhere) have different ids."""
+    info = commit_info(spark, table_path(cfg, name), version)
+    return None if info is None else info.get("txnId")
+
+
 def read_table_or_none(spark: SparkSession, cfg: OneIdConfig, name: str) -> DataFrame | None:
     return read_table(spark, cfg, name) if table_exists(spark, cfg, name) else None
 

@@ -35,7 +35,14 @@ from oneid.identity.plan import Clock, Plan, Published, extend_nodes
 from oneid.identity.publish import MERGE_KEYS, STATE_TABLES, Write
 from oneid.identity.stats import changed_identifiers
 from oneid.standardize.hashing import load_key
-from oneid.tables import change_feed, read_table, read_version, table_exists, table_version
+from oneid.tables import (
+    change_feed,
+    commit_id,
+    read_table,
+    read_version,
+    table_exists,
+    table_version,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -283,9 +290,18 @@ class IncrementalPlan(Plan):
 
 def _silver_feed(spark: SparkSession, cfg: OneIdConfig, last: dict) -> DataFrame | None:
     """``silver.identifiers``' changes since the silver version the last run read, when its
-    change feed gives them (:data:`FEED_OPERATIONS`)."""
-    since = last.get("silver_version")
-    if since is None:
+    change feed gives them (:data:`FEED_OPERATIONS`) and the table is the one that run read:
+    its commit of that version is the one the run recorded (a table deleted and written anew,
+    or copied in from elsewhere, numbers its commits from 0 again)."""
+    since, read = last.get("silver_version"), last.get("silver_commit")
+    if since is None or read is None:
+        return None
+    if commit_id(spark, cfg, "silver.identifiers", int(since)) != read:
+        logger.info(
+            "identity: silver.identifiers is not the table the last run read (its commit %s "
+            "is another or gone)",
+            since,
+        )
         return None
     now = read_version(spark, cfg, "silver.identifiers")
     feed = change_feed(spark, cfg, "silver.identifiers", int(since), now, FEED_OPERATIONS)

@@ -31,7 +31,7 @@ from oneid.identity.resolve import Resolution, resolve
 from oneid.identity.runs import History, run_history, stats_row
 from oneid.identity.stats import gates, oneid_sizes, size_figures
 from oneid.session import remove_checkpoint_dir
-from oneid.tables import append, read_table_or_none, read_version, table_version
+from oneid.tables import append, commit_id, read_table_or_none, read_version, table_version
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +131,7 @@ def _run(
     clock("publish")
     stats["incidence_version"] = table_version(spark, cfg, "identity.incidence")
     stats["silver_version"] = read_version(spark, cfg, "silver.identifiers")
+    stats["silver_commit"] = commit_id(spark, cfg, "silver.identifiers", stats["silver_version"])
     append(stats_row(spark, run_id, plan.full, True, stats, checks), cfg, "identity.run_stats")
     counts = {r.kind: r["count"] for r in changes.groupBy("kind").count().collect()}
     logger.info("identity run %s: %s; changes %s", run_id, stats, counts)
