@@ -5,11 +5,14 @@ and counts, for each call from Python into the JVM, the Spark jobs it started an
 took, charged to the innermost two frames of ``oneid`` code that made it::
 
     .venv/bin/python bench/spark_jobs.py --people 300 [--top 40] [--set KEY=VALUE ...]
-        [--conf KEY=VALUE ...]
+        [--conf KEY=VALUE ...] [--java OPTIONS] [--rounds N]
 
 ``--set`` takes Spark SQL settings to try (e.g. ``spark.sql.shuffle.partitions=1``), set on the
-session; ``--conf`` settings the session must start with (e.g. ``spark.hadoop.*``). Numbers
-vary by ~30% with the machine's state over a day: compare settings or commits side by side.
+session; ``--conf`` settings the session must start with (e.g. ``spark.hadoop.*``);
+``--java`` options for the driver JVM after the usual ones (``-XX:TieredStopAtLevel=1``);
+``--rounds`` runs the stages that many times in the same session, each into a new warehouse
+(later rounds show a warm JVM; the per-line figures are the last round's). Numbers vary by
+~30% with the machine's state over a day: compare settings or commits side by side.
 A development tool: it wraps py4j's call method for the length of the run. The per-stage
 figures are exact; per line they are approximate where calls overlap (ingest takes its sources
 in threads: a call is charged the jobs any thread started while it ran, and a call made while
@@ -89,6 +92,8 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--java", default="", metavar="OPTIONS")
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
 
     from tests.support import small_config, with_demo_data
@@ -100,30 +105,37 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="oneid-jobs-"))
     try:
         generate_demo(root / "demo_data", people=args.people, seed=42)
-        cfg = with_demo_data(
-            small_config(root / "warehouse", "demo.as_of=[2025-06-30]"), root / "demo_data"
-        )
         settings = dict(setting.split("=", 1) for setting in args.conf)
-        spark_conf = cfg.env.spark.model_copy(update={"extra": {**cfg.env.spark.extra, **settings}})
-        cfg = cfg.model_copy(update={"env": cfg.env.model_copy(update={"spark": spark_conf})})
         os.environ.pop("ONEID_HMAC_KEY", None)  # the demo key (the local conf allows it)
-        spark = build_session(cfg, app_name="oneid-spark-jobs")
-        for setting in args.set:
-            key, value = setting.split("=", 1)
-            spark.conf.set(key, value)
-        scheduler = spark.sparkContext._jsc.sc().dagScheduler()
-        with JobCounter(scheduler.nextJobId) as counter:
-            total = time.perf_counter()
-            for stage in registered_stages():
-                for stage_args in stage.demo_args(cfg):
-                    first, started = scheduler.nextJobId(), time.perf_counter()
-                    stage.run(spark, cfg, stage_args)
-                    print(
-                        f"{demo_label(stage, stage_args)[:56]:56s} "
-                        f"{time.perf_counter() - started:6.1f} s "
-                        f"{scheduler.nextJobId() - first:5d} jobs"
-                    )
-            print(f"{'stages':56s} {time.perf_counter() - total:6.1f} s\n")
+        spark = None
+        for round_ in range(1, args.rounds + 1):
+            cfg = with_demo_data(
+                small_config(root / f"warehouse-{round_}", "demo.as_of=[2025-06-30]"),
+                root / "demo_data",
+            )
+            spark_conf = cfg.env.spark.model_copy(
+                update={"extra": {**cfg.env.spark.extra, **settings}}
+            )
+            cfg = cfg.model_copy(update={"env": cfg.env.model_copy(update={"spark": spark_conf})})
+            if spark is None:
+                spark = build_session(cfg, app_name="oneid-spark-jobs", java_options=args.java)
+                for setting in args.set:
+                    key, value = setting.split("=", 1)
+                    spark.conf.set(key, value)
+                scheduler = spark.sparkContext._jsc.sc().dagScheduler()
+            print(f"round {round_}")
+            with JobCounter(scheduler.nextJobId) as counter:
+                total = time.perf_counter()
+                for stage in registered_stages():
+                    for stage_args in stage.demo_args(cfg):
+                        first, started = scheduler.nextJobId(), time.perf_counter()
+                        stage.run(spark, cfg, stage_args)
+                        print(
+                            f"{demo_label(stage, stage_args)[:56]:56s} "
+                            f"{time.perf_counter() - started:6.1f} s "
+                            f"{scheduler.nextJobId() - first:5d} jobs"
+                        )
+                print(f"{'stages':56s} {time.perf_counter() - total:6.1f} s\n")
         for site, seconds in counter.seconds.most_common(args.top):
             print(f"{seconds:7.1f} s {counter.jobs[site]:5d} jobs  {site}")
     finally:
