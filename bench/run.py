@@ -15,6 +15,7 @@ PIPELINE_ORDER = (
     "generate",
     "ingest",
     "identity",
+    "daily",
     "resolution",
     "tags",
     "cluster",
