@@ -7,6 +7,7 @@ import hmac
 
 import pandas as pd
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from oneid.identity.job import resolve_identities
@@ -15,7 +16,7 @@ from oneid.standardize import hashing
 from oneid.standardize.hashing import hash_identifier, load_key, normalize_and_hash
 from oneid.standardize.job import standardize
 from oneid.standardize.records import junk_values
-from oneid.tables import read_table
+from oneid.tables import read_table, table_path
 from tests.support import config_for
 
 pytestmark = pytest.mark.unit
@@ -264,6 +265,13 @@ def _crm_config(tmp_path, junk: list[str]):
     return crm, config_for(tmp_path, pipeline)
 
 
+def _last_write(spark, cfg, name: str) -> str:
+    """The operation of the table's last commit (``WRITE`` with its mode)."""
+    last = DeltaTable.forPath(spark, table_path(cfg, name)).history(1).first()
+    mode = last["operationParameters"].get("mode")
+    return f"{last['operation']} {mode}" if last["operation"] == "WRITE" else last["operation"]
+
+
 def test_a_run_redoes_only_what_changed_and_equals_a_full_run(spark, tmp_path, monkeypatch):
     """A new batch (its rows alone), a replayed batch (rows replaced and removed: the changed
     records read again from all of bronze), no change, a conf change: each incremental run
@@ -281,14 +289,17 @@ def test_a_run_redoes_only_what_changed_and_equals_a_full_run(spark, tmp_path, m
     assert standardize(spark, cfg).mode == "full: first run"
     resolve_identities(spark, cfg, "r1")
 
-    def same_as_full(expected_mode: str, identity_run: str | None = None) -> None:
+    def same_as_full(
+        mode: str, identity_run: str | None = None, written: str = "MERGE", changed: int = 2
+    ) -> None:
         report = standardize(spark, cfg)
-        assert report.mode == expected_mode
+        assert report.mode == mode
+        assert _last_write(spark, cfg, "silver.identifiers") == written
         incremental = _snapshot(spark, cfg)
         if identity_run:  # identity finds the changed records in silver's change feed
             run = resolve_identities(spark, cfg, identity_run)
             assert (run.full, run.stats["changes_from"]) == (False, "change feed")
-            assert run.stats["changed_records"] == 2
+            assert run.stats["changed_records"] == changed
         full = standardize(spark, cfg, full=True)
         assert full.mode == "full: --full"
         assert _snapshot(spark, cfg) == incremental
@@ -312,6 +323,15 @@ def test_a_run_redoes_only_what_changed_and_equals_a_full_run(spark, tmp_path, m
     silver = read_table(spark, cfg, "silver.identifiers")
     assert silver.where("record_key = 'M2' AND id_type = 'phone'").count() == 1
     assert standardize(spark, cfg).mode == "nothing changed"
+
+    # a batch of new records only (the daily case): their rows are appended, silver is not read
+    (crm / "c.csv").write_text(
+        header + "M5,13512345678,e@qq.com,E,2024-05-04 10:00:00\n", encoding="utf-8"
+    )
+    ingest(spark, cfg, "b3")
+    same_as_full(
+        "1 source(s) changed: changes since the last run", "r4", written="WRITE Append", changed=1
+    )
 
     # batch b1 replayed after its file changed: M3 gone, M1's email changed (deletes in the feed)
     (crm / "a.csv").write_text(

@@ -301,8 +301,9 @@ def change_feed(
     """The row changes of the commits after version ``after`` up to ``until`` (Delta's change
     data feed, :data:`FEED_COLUMNS` added), or None when the feed cannot give them: it was not
     on for every commit of the range, or its files were vacuumed, or ``only`` names the
-    operations allowed and a commit of the range did another (a full overwrite would mark every
-    row as changed). Reading one column of the feed here is the check."""
+    operations allowed (as :func:`_operation` names them) and a commit of the range did another
+    (a full overwrite would mark every row as changed). Reading one column of the feed here is
+    the check."""
     path = table_path(cfg, name)
     if until <= after:
         empty = read_table(spark, cfg, name).limit(0)
@@ -310,7 +311,7 @@ def change_feed(
         return empty.withColumns({c: F.lit(None).cast(k) for c, k in kinds.items()})
     if only:
         commits = [commit_info(spark, path, version) for version in range(after + 1, until + 1)]
-        others = {c["operation"] if c else "(commit gone from the log)" for c in commits} - only
+        others = {_operation(c) for c in commits} - only
         if others:
             logger.info("%s: no change feed over %d..%d (%s)", name, after, until, others)
             return None
@@ -327,6 +328,16 @@ def change_feed(
         logger.info("%s: no change feed over %d..%d (%s)", name, after, until, exc)
         return None
     return feed
+
+
+def _operation(commit: dict | None) -> str:
+    """A commit's operation as :func:`change_feed`'s ``only`` names it: Delta's name, with the
+    mode for a plain write (``WRITE Append``, ``WRITE Overwrite``)."""
+    if commit is None:
+        return "(commit gone from the log)"
+    operation = commit.get("operation", "")
+    mode = (commit.get("operationParameters") or {}).get("mode")
+    return f"{operation} {mode}" if operation == "WRITE" and mode else operation
 
 
 def with_retries(action: Callable[[], T], what: str, attempts: int = 4) -> T:

@@ -50,7 +50,7 @@ def changed_records(silver: DataFrame, incidence: DataFrame) -> tuple[Keys, Data
     return records, rows, old_rows
 
 
-FEED_OPERATIONS = frozenset({"MERGE", "SET TBLPROPERTIES"})
+FEED_OPERATIONS = frozenset({"MERGE", "WRITE Append", "SET TBLPROPERTIES"})
 """Commits of ``silver.identifiers`` whose change feed names exactly the records they changed
 (a full rewrite names every record: then :func:`changed_records` is cheaper)."""
 

@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from oneid.atomic import atomic_run
+from oneid.checkpoint import counted
 from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import CURRENCY_COLUMN, SourceConf
 from oneid.errors import DataContractError
@@ -31,7 +32,14 @@ from oneid.standardize.changes import STATE_TABLE, fingerprints, plan_changes, s
 from oneid.standardize.hashing import HashKey, load_key, normalize_and_hash
 from oneid.standardize.normalize import NORMALIZER_VERSION
 from oneid.standardize.records import event_time, identifier_rows, junk_values, latest_records
-from oneid.tables import merge_keys, overwrite, read_table, read_table_or_none, union_all
+from oneid.tables import (
+    append,
+    merge_keys,
+    overwrite,
+    read_table,
+    read_table_or_none,
+    union_all,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +146,8 @@ def _report(
 @dataclass(frozen=True)
 class _Writer:
     """Writes a run's rows: whole tables in a full run, else the rows of the changed records
-    (``keys``: source, record_key) in one MERGE per table."""
+    (``keys``: source, record_key) in one MERGE per table, or one append when none of them
+    has rows in the table yet."""
 
     cfg: OneIdConfig
     keys: DataFrame | None
@@ -151,7 +160,15 @@ class _Writer:
             feed = name.startswith("silver.")
             overwrite(rows, self.cfg, name, deletion_vectors=True, change_feed=feed)
             return
-        scope = current.join(self.keys, ["source", "record_key"], "left_semi").select(*keys)
+        record = ["source", "record_key"]
+        held_here = current.select(*record).join(self.keys, record, "left_semi").distinct()
+        held, count = counted(held_here)
+        if not count:
+            # no changed record has rows here yet (the daily case: new records only): their
+            # rows are all inserts, and an append does not read the table as a MERGE does
+            append(rows, self.cfg, name)
+            return
+        scope = held if keys == record else current.join(held, record, "left_semi").select(*keys)
         merge_keys(rows, scope, self.cfg, name, keys)
 
     def facts(self, rows: DataFrame, name: str) -> None:
