@@ -1,11 +1,11 @@
 """What changed since the last run: records whose silver rows differ from identity.incidence.
 
 ``silver.identifiers``' change feed names them when it covers every commit since the last run
-and those were MERGEs of an incremental standardize (:func:`records_in_feed`). Otherwise every
-incidence row keeps the hash of the silver row it came from (type, keyed hash, strength, event
-time), so one join of the two tables on (record, row hash) finds the records that are new, gone
-or different, without looking up any identifier (:func:`changed_records`). Everything else a run
-recomputes is reached from these records.
+and those were MERGEs or appends of an incremental standardize (:func:`records_in_feed`).
+Otherwise every incidence row keeps the hash of the silver row it came from (type, keyed hash,
+strength, event time), so one join of the two tables on (record, row hash) finds the records
+that are new, gone or different, without looking up any identifier (:func:`changed_records`).
+Everything else a run recomputes is reached from these records.
 """
 
 from __future__ import annotations

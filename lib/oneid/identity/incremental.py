@@ -284,7 +284,9 @@ class IncrementalPlan(Plan):
         if change.records.size:
             keys = MERGE_KEYS["incidence"]
             rows = change.rows.select(*keys).unionByName(change.old_rows.select(*keys))
-            writes.append(Write("incidence", change.rows, rows))
+            # no changed record was in incidence (a day of new records): all their keys are new
+            new = change.old_rows.isEmpty()
+            writes.append(Write("incidence", change.rows, rows, new=new))
         return writes
 
 

@@ -1,7 +1,8 @@
 """The one way an identity run writes its state and published tables.
 
 A run hands over a list of :class:`Write`: a full rebuild rewrites each table whole, an
-incremental run MERGEs its rows on the table's key within the keys it recomputed. Lineage is
+incremental run MERGEs its rows on the table's key within the keys it recomputed (or appends
+them when none of those keys is in the table yet). Lineage is
 appended before ``identity.incidence``, which is written last because it marks the changed
 records as consumed (the next run diffs silver against it).
 """
@@ -38,6 +39,9 @@ class Write:
     rows: DataFrame
     keys: DataFrame | None = None
     """The key rows that ``rows`` replace (hinted by the caller where small); ``None``: all."""
+    new: bool = False
+    """No key of ``rows`` or ``keys`` is in the table yet: ``rows`` are appended (an append
+    does not read the table, as a MERGE does to find the files it touches)."""
 
 
 def publish(cfg: OneIdConfig, writes: list[Write], changes: DataFrame) -> None:
@@ -53,7 +57,9 @@ def publish(cfg: OneIdConfig, writes: list[Write], changes: DataFrame) -> None:
 
 def _write(cfg: OneIdConfig, write: Write) -> None:
     name = f"identity.{write.table}"
-    if write.keys is None:
+    if write.new:
+        append(write.rows, cfg, name)
+    elif write.keys is None:
         overwrite(write.rows, cfg, name, deletion_vectors=True)
     else:
         skip = write.table in MOSTLY_UNCHANGED
