@@ -2,9 +2,9 @@
 
 A run hands over a list of :class:`Write`: a full rebuild rewrites each table whole, an
 incremental run MERGEs its rows on the table's key within the keys it recomputed (or appends
-them when none of those keys is in the table yet). Lineage is
-appended before ``identity.incidence``, which is written last because it marks the changed
-records as consumed (the next run diffs silver against it).
+them when none of those keys is in the table yet). Lineage is appended before
+``identity.incidence``, which is written last because it marks the changed records as consumed
+(the next run diffs silver against it).
 """
 
 from __future__ import annotations
