@@ -20,7 +20,7 @@ from pathlib import Path
 from tests.support import CONF_DIR, with_demo_data
 
 from harness import Benchmark, Case
-from identity_common import ROWS_PER_PERSON
+from identity_common import ROWS_PER_PERSON, size_label
 from oneid.conf import OneIdConfig, load_config
 from oneid.identity.job import resolve_identities
 from oneid.ingest.job import ingest
@@ -31,13 +31,6 @@ from oneid_demo import generate_demo
 RECORDS = int(os.environ.get("ONEID_BENCH_DAILY_RECORDS", "1000000"))
 CHUNKS = 100
 """The demo is written in this many chunks of people; the day's batch is the last one."""
-
-
-def size_label(records: int) -> str:
-    """1000000 -> 1m, 100000 -> 100k."""
-    if records >= 1_000_000 and records % 1_000_000 == 0:
-        return f"{records // 1_000_000}m"
-    return f"{records // 1000}k"
 
 
 def cases(work: Path) -> list[Case]:
@@ -54,8 +47,8 @@ def cases(work: Path) -> list[Case]:
     def config(warehouse: Path) -> OneIdConfig:
         return with_demo_data(load_config("local", CONF_DIR, [f"warehouse={warehouse}"]), data)
 
-    spark = build_session(config(work / "base"), app_name="oneid-bench-daily")
     base = work / "base"
+    spark = build_session(config(base), app_name="oneid-bench-daily")
     chain(spark, config(base), "base", full=True)  # the state before the day (99%)
     _move(day_files, held, data)
     targets: dict[str, Path] = {}

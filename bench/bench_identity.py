@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from harness import Benchmark, Case
-from identity_common import config, fresh_warehouse, prepared_silver
+from identity_common import config, fresh_warehouse, prepared_silver, size_label
 from oneid.conf.pipeline import ComponentsConf
 from oneid.identity.components import connected_components
 from oneid.identity.job import resolve_identities
@@ -28,13 +28,6 @@ READ_BY_INCREMENTAL = (
     "identity.nodes",
     *(f"identity.{name}" for name in STATE_TABLES),
 )
-
-
-def size_label(records: int) -> str:
-    """100000 -> 100k, 1000000 -> 1m."""
-    if records >= 1_000_000 and records % 1_000_000 == 0:
-        return f"{records // 1_000_000}m"
-    return f"{records // 1000}k"
 
 
 def cases(work: Path) -> list[Case]:

@@ -8,9 +8,8 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
-from bench_identity import size_label
 from harness import Benchmark, Case
-from identity_common import config, fresh_warehouse, prepared_silver
+from identity_common import config, fresh_warehouse, prepared_silver, size_label
 from oneid.conf.pipeline import ComponentsConf
 from oneid.identity.job import resolve_identities
 from oneid.identity.keys import Keys

@@ -16,6 +16,13 @@ from oneid_demo import generate_demo
 ROWS_PER_PERSON = 15.8  # generator 1.1 default mix
 
 
+def size_label(records: int) -> str:
+    """A benchmark's size in its name: 100000 -> 100k, 1000000 -> 1m."""
+    if records >= 1_000_000 and records % 1_000_000 == 0:
+        return f"{records // 1_000_000}m"
+    return f"{records // 1000}k"
+
+
 def config(warehouse: Path, data: Path, *extra: str) -> OneIdConfig:
     """The repo's conf on this warehouse and data, incremental at every size (what is timed)."""
     settings = [f"warehouse={warehouse}", "identity.incremental_min_identifiers=0", *extra]
@@ -40,4 +47,4 @@ def fresh_warehouse(source: Path, target: Path, tables: tuple[str, ...]) -> None
         shutil.copytree(source / zone, target / zone)
 
 
-__all__ = ["config", "fresh_warehouse", "prepared_silver", "table_path"]
+__all__ = ["config", "fresh_warehouse", "prepared_silver", "size_label", "table_path"]

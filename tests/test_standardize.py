@@ -7,16 +7,16 @@ import hmac
 
 import pandas as pd
 import pytest
-from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
+from oneid.delta_log import commit_info
 from oneid.identity.job import resolve_identities
 from oneid.ingest.job import ingest
 from oneid.standardize import hashing
 from oneid.standardize.hashing import hash_identifier, load_key, normalize_and_hash
 from oneid.standardize.job import standardize
 from oneid.standardize.records import junk_values
-from oneid.tables import read_table, table_path
+from oneid.tables import operation_name, read_table, read_version, table_path
 from tests.support import config_for
 
 pytestmark = pytest.mark.unit
@@ -266,10 +266,9 @@ def _crm_config(tmp_path, junk: list[str]):
 
 
 def _last_write(spark, cfg, name: str) -> str:
-    """The operation of the table's last commit (``WRITE`` with its mode)."""
-    last = DeltaTable.forPath(spark, table_path(cfg, name)).history(1).first()
-    mode = last["operationParameters"].get("mode")
-    return f"{last['operation']} {mode}" if last["operation"] == "WRITE" else last["operation"]
+    """The operation of the table's last commit, as the change feed's check names it."""
+    path = table_path(cfg, name)
+    return operation_name(commit_info(spark, path, read_version(spark, cfg, name)))
 
 
 def test_a_run_redoes_only_what_changed_and_equals_a_full_run(spark, tmp_path, monkeypatch):
@@ -300,6 +299,8 @@ def test_a_run_redoes_only_what_changed_and_equals_a_full_run(spark, tmp_path, m
             run = resolve_identities(spark, cfg, identity_run)
             assert (run.full, run.stats["changes_from"]) == (False, "change feed")
             assert run.stats["changed_records"] == changed
+            # new records only: their incidence rows are appended too
+            assert _last_write(spark, cfg, "identity.incidence") == written
         full = standardize(spark, cfg, full=True)
         assert full.mode == "full: --full"
         assert _snapshot(spark, cfg) == incremental

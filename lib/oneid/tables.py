@@ -301,7 +301,7 @@ def change_feed(
     """The row changes of the commits after version ``after`` up to ``until`` (Delta's change
     data feed, :data:`FEED_COLUMNS` added), or None when the feed cannot give them: it was not
     on for every commit of the range, or its files were vacuumed, or ``only`` names the
-    operations allowed (as :func:`_operation` names them) and a commit of the range did another
+    operations allowed (as :func:`operation_name` names them) and a commit of the range did another
     (a full overwrite would mark every row as changed). Reading one column of the feed here is
     the check."""
     path = table_path(cfg, name)
@@ -311,7 +311,7 @@ def change_feed(
         return empty.withColumns({c: F.lit(None).cast(k) for c, k in kinds.items()})
     if only:
         commits = [commit_info(spark, path, version) for version in range(after + 1, until + 1)]
-        others = {_operation(c) for c in commits} - only
+        others = {operation_name(c) for c in commits} - only
         if others:
             logger.info("%s: no change feed over %d..%d (%s)", name, after, until, others)
             return None
@@ -330,7 +330,7 @@ def change_feed(
     return feed
 
 
-def _operation(commit: dict | None) -> str:
+def operation_name(commit: dict | None) -> str:
     """A commit's operation as :func:`change_feed`'s ``only`` names it: Delta's name, with the
     mode for a plain write (``WRITE Append``, ``WRITE Overwrite``)."""
     if commit is None:
