@@ -27,7 +27,7 @@ from delta.exceptions import (
 )
 from delta.tables import DeltaTable
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, MapType
 
@@ -133,12 +133,39 @@ def replace_where(
     write, so this write is in the feed).
     """
     path = table_path(cfg, name)
-    writer = (
-        df.write.format("delta")
-        .mode("overwrite")
-        .option("replaceWhere", condition)
-        .option("mergeSchema", "true")
-    )
+    writer = _writer(df, path, "overwrite", partition_by, user_metadata, change_feed)
+    writer = writer.option("replaceWhere", condition)
+    with_retries(lambda: writer.save(path), f"write {name} where {condition}")
+    committed(name)
+
+
+def append(
+    df: DataFrame,
+    cfg: OneIdConfig,
+    name: str,
+    partition_by: tuple[str, ...] = (),
+    user_metadata: str | None = None,
+    change_feed: bool = False,
+) -> None:
+    """Blind append (concurrent appends from other jobs do not conflict); ``user_metadata`` and
+    ``change_feed`` as for :func:`replace_where`. An append does not read the table's state,
+    which a replacement does to find the files it removes (~0.35 s a commit against ~1.7 s for
+    a ``replaceWhere`` on a small local table)."""
+    path = table_path(cfg, name)
+    writer = _writer(df, path, "append", partition_by, user_metadata, change_feed)
+    with_retries(lambda: writer.save(path), f"append to {name}")
+    committed(name)
+
+
+def _writer(
+    df: DataFrame,
+    path: str,
+    mode: str,
+    partition_by: tuple[str, ...],
+    user_metadata: str | None,
+    change_feed: bool,
+) -> DataFrameWriter:
+    writer = df.write.format("delta").mode(mode).option("mergeSchema", "true")
     if change_feed:
         writer = writer.option(CHANGE_FEED, "true")  # applies when the table is created
         if DeltaTable.isDeltaTable(df.sparkSession, path):
@@ -147,17 +174,7 @@ def replace_where(
         writer = writer.option("userMetadata", user_metadata)
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    with_retries(lambda: writer.save(path), f"write {name} where {condition}")
-    committed(name)
-
-
-def append(df: DataFrame, cfg: OneIdConfig, name: str, partition_by: tuple[str, ...] = ()) -> None:
-    """Blind append (concurrent appends from other jobs do not conflict)."""
-    writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
-    with_retries(lambda: writer.save(table_path(cfg, name)), f"append to {name}")
-    committed(name)
+    return writer
 
 
 def overwrite(
@@ -291,30 +308,18 @@ FEED_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
 
 
 def change_feed(
-    spark: SparkSession,
-    cfg: OneIdConfig,
-    name: str,
-    after: int,
-    until: int,
-    only: frozenset[str] = frozenset(),
+    spark: SparkSession, cfg: OneIdConfig, name: str, after: int, until: int
 ) -> DataFrame | None:
     """The row changes of the commits after version ``after`` up to ``until`` (Delta's change
     data feed, :data:`FEED_COLUMNS` added), or None when the feed cannot give them: it was not
-    on for every commit of the range, or its files were vacuumed, or ``only`` names the
-    operations allowed (as :func:`operation_name` names them) and a commit of the range did another
-    (a full overwrite would mark every row as changed). Reading one column of the feed here is
-    the check."""
+    on for every commit of the range, or its files were vacuumed. Reading one column of the
+    feed here is the check. (A caller that needs the feed to name only the rows that changed
+    checks the range's :func:`commit_operations` first: a full overwrite names every row.)"""
     path = table_path(cfg, name)
     if until <= after:
         empty = read_table(spark, cfg, name).limit(0)
         kinds = dict(zip(FEED_COLUMNS, ("string", "long", "timestamp"), strict=True))
         return empty.withColumns({c: F.lit(None).cast(k) for c, k in kinds.items()})
-    if only:
-        commits = [commit_info(spark, path, version) for version in range(after + 1, until + 1)]
-        others = {operation_name(c) for c in commits} - only
-        if others:
-            logger.info("%s: no change feed over %d..%d (%s)", name, after, until, others)
-            return None
     feed = (
         spark.read.format("delta")
         .option("readChangeFeed", "true")
@@ -330,9 +335,20 @@ def change_feed(
     return feed
 
 
+def commit_operations(
+    spark: SparkSession, cfg: OneIdConfig, name: str, after: int, until: int
+) -> set[str]:
+    """The operations (as :func:`operation_name` names them) of the commits after version
+    ``after`` up to ``until``, read from the log (no Spark job)."""
+    path = table_path(cfg, name)
+    return {
+        operation_name(commit_info(spark, path, version)) for version in range(after + 1, until + 1)
+    }
+
+
 def operation_name(commit: dict | None) -> str:
-    """A commit's operation as :func:`change_feed`'s ``only`` names it: Delta's name, with the
-    mode for a plain write (``WRITE Append``, ``WRITE Overwrite``)."""
+    """A commit's operation: Delta's name, with the mode for a plain write (``WRITE Append``,
+    ``WRITE Overwrite``)."""
     if commit is None:
         return "(commit gone from the log)"
     operation = commit.get("operation", "")
