@@ -53,14 +53,25 @@ def changed_records(silver: DataFrame, incidence: DataFrame) -> tuple[Keys, Data
 FEED_OPERATIONS = frozenset({"MERGE", "WRITE Append", "SET TBLPROPERTIES"})
 """Commits of ``silver.identifiers`` whose change feed names exactly the records they changed
 (a full rewrite names every record: then :func:`changed_records` is cheaper)."""
+APPEND_OPERATIONS = frozenset({"WRITE Append", "SET TBLPROPERTIES"})
+"""Commits whose change feed holds every row of the records it names: standardize appends a
+batch only when none of its records has a row in silver yet (otherwise it MERGEs)."""
 
 
 def records_in_feed(
-    feed: DataFrame, silver: DataFrame, incidence: DataFrame
+    feed: DataFrame, silver: DataFrame, incidence: DataFrame, appended: bool
 ) -> tuple[Keys, DataFrame, DataFrame]:
     """As :func:`changed_records`, for the records that ``silver.identifiers``' change ``feed``
     names: no pass over every row of both tables. A record the feed names without a change
-    (rewritten the same) is recomputed the same; none is missed."""
+    (rewritten the same) is recomputed the same; none is missed.
+
+    ``appended``: every commit of the feed appended (:data:`APPEND_OPERATIONS`), so its rows
+    are all the silver rows of records that had none in the version the last run read, and
+    none in its incidence: neither table is read.
+    """
+    if appended:
+        rows = materialize(feed.where(F.col("_change_type") == "insert").select(*silver.columns))
+        return Keys.of(rows.select(*RECORD_KEY)), rows, incidence.limit(0)
     records = Keys.of(feed.select(*RECORD_KEY))
     rows = materialize(silver.join(records.hint(), RECORD_KEY, "left_semi"))
     old_rows = materialize(incidence.join(records.hint(), RECORD_KEY, "left_semi"))

@@ -21,6 +21,7 @@ from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import IdentityConf
 from oneid.identity.affected import affected_nodes
 from oneid.identity.changes import (
+    APPEND_OPERATIONS,
     FEED_OPERATIONS,
     Change,
     changed_records,
@@ -38,6 +39,7 @@ from oneid.standardize.hashing import load_key
 from oneid.tables import (
     change_feed,
     commit_id,
+    commit_operations,
     read_table,
     read_version,
     table_exists,
@@ -290,7 +292,16 @@ class IncrementalPlan(Plan):
         return writes
 
 
-def _silver_feed(spark: SparkSession, cfg: OneIdConfig, last: dict) -> DataFrame | None:
+@dataclass(frozen=True)
+class SilverFeed:
+    """``silver.identifiers``' changes since the version the last run read."""
+
+    rows: DataFrame
+    appended: bool
+    """Every commit of the range appended (:data:`APPEND_OPERATIONS`)."""
+
+
+def _silver_feed(spark: SparkSession, cfg: OneIdConfig, last: dict) -> SilverFeed | None:
     """``silver.identifiers``' changes since the silver version the last run read, when its
     change feed gives them (:data:`FEED_OPERATIONS`) and the table is the one that run read:
     its commit of that version is the one the run recorded (a table deleted and written anew,
@@ -298,20 +309,26 @@ def _silver_feed(spark: SparkSession, cfg: OneIdConfig, last: dict) -> DataFrame
     since, read = last.get("silver_version"), last.get("silver_commit")
     if since is None or read is None:
         return None
-    if commit_id(spark, cfg, "silver.identifiers", int(since)) != read:
+    name = "silver.identifiers"
+    if commit_id(spark, cfg, name, int(since)) != read:
         logger.info(
-            "identity: silver.identifiers is not the table the last run read (its commit %s "
-            "is another or gone)",
+            "identity: %s is not the table the last run read (its commit %s is another or gone)",
+            name,
             since,
         )
         return None
-    now = read_version(spark, cfg, "silver.identifiers")
-    feed = change_feed(spark, cfg, "silver.identifiers", int(since), now, FEED_OPERATIONS)
+    now = read_version(spark, cfg, name)
+    operations = commit_operations(spark, cfg, name, int(since), now)
+    feed = None
+    if operations <= FEED_OPERATIONS:
+        feed = change_feed(spark, cfg, name, int(since), now)
+    else:
+        logger.info("identity: %s commits %s name every record", name, operations - FEED_OPERATIONS)
     logger.info(
         "identity: changed records %s",
-        "from the change feed" if feed is not None else "by a join with silver",
+        "by a join with silver" if feed is None else f"from the change feed ({operations})",
     )
-    return feed
+    return None if feed is None else SilverFeed(feed, operations <= APPEND_OPERATIONS)
 
 
 def incremental_plan(
@@ -328,10 +345,14 @@ def incremental_plan(
     old_incidence = read_table(spark, cfg, "identity.incidence")
     feed = _silver_feed(spark, cfg, last)
     changes_from = "silver join" if feed is None else "change feed"
+    if feed is not None and feed.appended:
+        changes_from += " (appends)"
     if feed is None:
         changed, silver, old_rows = changed_records(identifiers, old_incidence)
     else:
-        changed, silver, old_rows = records_in_feed(feed, identifiers, old_incidence)
+        changed, silver, old_rows = records_in_feed(
+            feed.rows, identifiers, old_incidence, feed.appended
+        )
     changed_rows = silver.count()  # materialised: a cheap count
     nodes = extend_nodes(spark, cfg, silver, run_id, changed_rows)
     rows = materialize(record_nodes(hinted(silver, changed_rows), nodes))
