@@ -130,3 +130,13 @@ def dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
     return process.pid
+
+
+def last_write(spark, cfg: OneIdConfig, name: str) -> str:
+    """The operation of the table's last commit, as :func:`oneid.tables.operation_name` names
+    it (``WRITE Append``, ``WRITE Overwrite``, ``MERGE``)."""
+    from oneid.delta_log import commit_info, latest_version
+    from oneid.tables import operation_name, table_path
+
+    path = table_path(cfg, name)
+    return operation_name(commit_info(spark, path, latest_version(spark, path)))

@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 from oneid.audiences.job import run_audiences
 from oneid.audiences.stats import count_stats
 from oneid.tables import append, overwrite, read_table
-from tests.support import config_for
+from tests.support import config_for, last_write
 
 pytestmark = pytest.mark.unit
 
@@ -183,9 +183,12 @@ def test_rerunning_a_day_changes_nothing(spark, two_days):
 
     before = snapshot()
     versions = {t: _version(spark, cfg2, t) for t in tables}
+    # a day's first run appends its rows (nothing to replace), a re-run replaces them
+    assert {last_write(spark, cfg2, t) for t in tables} == {"WRITE Append"}
     run_audiences(spark, cfg2, D2)
     assert snapshot() == before
     assert all(_version(spark, cfg2, t) == versions[t] + 1 for t in tables)  # one commit each
+    assert {last_write(spark, cfg2, t) for t in tables} == {"WRITE Overwrite"}
     # and day 1 re-run after day 2 still diffs against nothing before it
     run_audiences(spark, cfg1, D1)
     assert sorted(c[2] for c in changes_of(spark, cfg1, D1) if c[0] == "high") == [1, 2, 3, 5]

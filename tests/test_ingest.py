@@ -11,11 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
 
-from oneid.delta_log import commit_info, latest_version
 from oneid.errors import DataContractError
 from oneid.ingest.job import ingest
-from oneid.tables import operation_name, read_table, table_path
-from tests.support import config_for
+from oneid.tables import read_table, table_path
+from tests.support import config_for, last_write
 
 pytestmark = pytest.mark.unit
 
@@ -111,8 +110,7 @@ def test_rerun_writes_nothing_and_new_batch_takes_only_new_files(spark, tmp_path
     assert (second.rows_read, second.accepted, second.quarantined) == (1, 1, 0)
     counts = read_table(spark, cfg, "bronze.members").groupBy("_batch_id").count().collect()
     assert {r["_batch_id"]: r["count"] for r in counts} == {"b1": 2, "b2": 1}
-    path = table_path(cfg, "bronze.members")  # a new batch is appended (a replay replaces)
-    assert operation_name(commit_info(spark, path, latest_version(spark, path))) == "WRITE Append"
+    assert last_write(spark, cfg, "bronze.members") == "WRITE Append"  # a replay replaces
     [empty] = ingest(spark, cfg, "b3")
     assert empty.skipped == "no new files"
 

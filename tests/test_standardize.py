@@ -9,15 +9,14 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from oneid.delta_log import commit_info
 from oneid.identity.job import resolve_identities
 from oneid.ingest.job import ingest
 from oneid.standardize import hashing
 from oneid.standardize.hashing import hash_identifier, load_key, normalize_and_hash
 from oneid.standardize.job import standardize
 from oneid.standardize.records import junk_values
-from oneid.tables import operation_name, read_table, read_version, table_path
-from tests.support import config_for
+from oneid.tables import read_table, table_path
+from tests.support import config_for, last_write
 
 pytestmark = pytest.mark.unit
 
@@ -166,8 +165,6 @@ def test_no_raw_pii_in_silver_tables_or_their_delta_stats(spark, standardized):
     raw_values = ["13812345678", "138-1234-5678", "zhang.wei", "Zhang.Wei", "张伟", "李娜", "王芳"]
     from pathlib import Path
 
-    from oneid.tables import table_path
-
     for table in ("silver.identifiers", "silver.contacts"):
         frame = read_table(spark, cfg, table)
         text = " ".join(
@@ -265,12 +262,6 @@ def _crm_config(tmp_path, junk: list[str]):
     return crm, config_for(tmp_path, pipeline)
 
 
-def _last_write(spark, cfg, name: str) -> str:
-    """The operation of the table's last commit, as the change feed's check names it."""
-    path = table_path(cfg, name)
-    return operation_name(commit_info(spark, path, read_version(spark, cfg, name)))
-
-
 def test_a_run_redoes_only_what_changed_and_equals_a_full_run(spark, tmp_path, monkeypatch):
     """A new batch (its rows alone), a replayed batch (rows replaced and removed: the changed
     records read again from all of bronze), no change, a conf change: each incremental run
@@ -293,7 +284,7 @@ def test_a_run_redoes_only_what_changed_and_equals_a_full_run(spark, tmp_path, m
     ) -> None:
         report = standardize(spark, cfg)
         assert report.mode == mode
-        assert _last_write(spark, cfg, "silver.identifiers") == written
+        assert last_write(spark, cfg, "silver.identifiers") == written
         incremental = _snapshot(spark, cfg)
         if identity_run:  # identity finds the changed records in silver's change feed
             run = resolve_identities(spark, cfg, identity_run)
@@ -302,7 +293,7 @@ def test_a_run_redoes_only_what_changed_and_equals_a_full_run(spark, tmp_path, m
             assert (run.full, run.stats["changes_from"]) == (False, feed)
             assert run.stats["changed_records"] == changed
             # new records only: their incidence rows are appended too
-            assert _last_write(spark, cfg, "identity.incidence") == written
+            assert last_write(spark, cfg, "identity.incidence") == written
         full = standardize(spark, cfg, full=True)
         assert full.mode == "full: --full"
         assert _snapshot(spark, cfg) == incremental

@@ -16,7 +16,7 @@ from oneid.tags import job as tags_job
 from oneid.tags.compute import compute_tags
 from oneid.tags.facts import attribute_facts
 from oneid.tags.job import date_range, run_tags, tag_tables
-from tests.support import CONF_DIR, config_for, small_config
+from tests.support import CONF_DIR, config_for, last_write, small_config
 
 pytestmark = pytest.mark.unit
 
@@ -360,10 +360,14 @@ def test_job_writes_every_group_and_rerun_is_identical(spark, warehouse):
         frame = read_table(spark, cfg, table)
         assert frame.columns == ["oneid", *columns, "dt"]
         assert report.tables[table] == 4
-    before = {t: _partition(spark, cfg, t, AS_OF) for t in [*tables, "gold.tags_summary"]}
+    written = [*tables, "gold.tags_summary"]
+    # a day's first run appends (nothing to replace), a re-run replaces the day
+    assert {last_write(spark, cfg, t) for t in written} == {"WRITE Append"}
+    before = {t: _partition(spark, cfg, t, AS_OF) for t in written}
     run_tags(spark, cfg, [AS_OF])
-    after = {t: _partition(spark, cfg, t, AS_OF) for t in [*tables, "gold.tags_summary"]}
+    after = {t: _partition(spark, cfg, t, AS_OF) for t in written}
     assert after == before
+    assert {last_write(spark, cfg, t) for t in written} == {"WRITE Overwrite"}
     summary = {(r.metric, r.key): (r["count"], r.share) for r in before["gold.tags_summary"]}
     assert summary[("oneids", "")] == (4, 1.0)
     assert summary[("repurchase_rate", "")] == (1, 1.0)  # one buyer, who repurchased

@@ -125,13 +125,18 @@ def replace_where(
     partition_by: tuple[str, ...] = (),
     user_metadata: str | None = None,
     change_feed: bool = False,
+    new: bool = False,
 ) -> None:
     """Atomically replace the rows matching ``condition`` (e.g. one batch or one ``dt``).
 
     ``user_metadata`` tags the commit so a caller can find it in the table history;
     ``change_feed``: the table records its row changes (:data:`CHANGE_FEED`, set before the
-    write, so this write is in the feed).
+    write, so this write is in the feed); ``new``: the caller knows that no row matches
+    ``condition`` (a batch or date not written yet), so ``df`` is appended (:func:`append`).
     """
+    if new:
+        append(df, cfg, name, partition_by, user_metadata, change_feed)
+        return
     path = table_path(cfg, name)
     writer = _writer(df, path, "overwrite", partition_by, user_metadata, change_feed)
     writer = writer.option("replaceWhere", condition)

@@ -80,16 +80,19 @@ def _run_audiences(spark: SparkSession, cfg: OneIdConfig, as_of: dt.date) -> Aud
     events = _events(spark, cfg, as_of) if compiled.aggregates else tags.limit(0)
     day = F.lit(as_of)
     condition = f"dt = DATE'{as_of.isoformat()}'"
-    plans = _diff_plans(compiled, _previous_snapshots(spark, cfg, as_of))
+    previous, rerun = _previous_snapshots(spark, cfg, as_of)
+    plans = _diff_plans(compiled, previous)
     evaluated = evaluate_audiences(tags, events, compiled, as_of).withColumn("dt", day)
+    new = not rerun  # a day not written yet: its rows are appended
     with _cached(evaluated) as members:
-        replace_where(members, cfg, MEMBERSHIP, condition, ("audience_id", "dt"))
+        replace_where(members, cfg, MEMBERSHIP, condition, ("audience_id", "dt"), new=new)
         with _cached(_changes(spark, cfg, members, plans)) as changes:
-            replace_where(changes.withColumn("dt", day), cfg, CHANGES, condition, ("dt",))
+            changes_of_day = changes.withColumn("dt", day)
+            replace_where(changes_of_day, cfg, CHANGES, condition, ("dt",), new=new)
             counts = count_stats(members, changes, tags, stats_by)
     stats = _stat_rows(plans, counts)
     frame = spark.createDataFrame(stats, STATS_SCHEMA).withColumn("dt", day)
-    replace_where(frame, cfg, STATS, condition, ("dt",))
+    replace_where(frame, cfg, STATS, condition, ("dt",), new=new)
     return _report(as_of, plans, counts, len(stats))
 
 
@@ -128,18 +131,25 @@ def _events(spark: SparkSession, cfg: OneIdConfig, as_of: dt.date) -> DataFrame:
 
 def _previous_snapshots(
     spark: SparkSession, cfg: OneIdConfig, as_of: dt.date
-) -> dict[str, tuple[dt.date, int]]:
-    """audience → (dt, version) of its latest snapshot before ``as_of``."""
+) -> tuple[dict[str, tuple[dt.date, int]], bool]:
+    """audience → (dt, version) of its latest snapshot before ``as_of``, and whether ``as_of``
+    has snapshots already (a re-run: the day's rows are replaced, else appended). Every run
+    writes each audience's size row for its day, in the run that writes the day's rows."""
     stats = read_table_or_none(spark, cfg, STATS)
     if stats is None:
-        return {}
+        return {}, False
+    day = F.lit(as_of)
     rows = (
-        stats.where((F.col("metric") == "size") & (F.col("dt") < F.lit(as_of)))
+        stats.where((F.col("metric") == "size") & (F.col("dt") <= day))
         .groupBy("audience_id")
-        .agg(F.max(F.struct("dt", "version")).alias("last"))
+        .agg(
+            F.max(F.when(F.col("dt") < day, F.struct("dt", "version"))).alias("last"),
+            F.max(F.col("dt") == day).alias("written"),
+        )
         .collect()
     )
-    return {row.audience_id: (row.last.dt, row.last.version) for row in rows}
+    previous = {row.audience_id: (row.last.dt, row.last.version) for row in rows if row.last}
+    return previous, any(row.written for row in rows)
 
 
 def _diff_plans(

@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -170,15 +170,27 @@ def _ingest_batch(
         accepted = reasons.get(None, 0)
         if source.quarantines_too_much(quarantined, rows_read):
             raise _mostly_quarantined(checked, name, source, batch_id, rows_read, quarantined)
+        condition = f"_batch_id = '{batch_id}'"
         tag = f"oneid ingest {name} {batch_id} {uuid.uuid4().hex}"
-        write = _batch_writer(cfg, batch_id, replay, tag)
+        # a new batch has no rows yet (a batch without a finished run left none: an unfinished
+        # run is rolled back before the next run of its source): appended; a replay replaces
+        options = {"partition_by": ("_batch_id",), "user_metadata": tag, "new": not replay}
         bronze_cols = [c for c in checked.columns if c not in {"_reason", "_raw", "_malformed"}]
-        # standardize reads what changed from bronze's change feed
-        write(checked.where(F.col("_reason").isNull()).select(*bronze_cols), f"bronze.{name}")
+        replace_where(
+            checked.where(F.col("_reason").isNull()).select(*bronze_cols),
+            cfg,
+            f"bronze.{name}",
+            condition,
+            change_feed=True,  # standardize reads what changed from the feed
+            **options,
+        )
         quarantine_cols = [c for c in checked.columns if c != "_malformed"]
-        write(
+        replace_where(
             checked.where(F.col("_reason").isNotNull()).select(*quarantine_cols),
+            cfg,
             f"quarantine.{name}",
+            condition,
+            **options,
         )
     finally:
         checked.unpersist()
@@ -199,28 +211,6 @@ def _ingest_batch(
         reason_counts,
     )
     return SourceReport(name, batch_id, rows_read, accepted, quarantined, reason_counts)
-
-
-def _batch_writer(
-    cfg: OneIdConfig, batch_id: str, replay: bool, tag: str
-) -> Callable[[DataFrame, str], None]:
-    """How the batch's rows go into a bronze or quarantine table (partitioned by batch, tagged
-    with ``tag``, bronze with its change feed). A replay replaces the batch's rows. A new batch
-    appends them: no row of it can be there, since a batch with no finished run left none (an
-    unfinished run is rolled back before the next one of its source starts)."""
-
-    def write(rows: DataFrame, table: str) -> None:
-        options = {
-            "partition_by": ("_batch_id",),
-            "user_metadata": tag,
-            "change_feed": table.startswith("bronze."),
-        }
-        if replay:
-            replace_where(rows, cfg, table, f"_batch_id = '{batch_id}'", **options)
-        else:
-            append(rows, cfg, table, **options)
-
-    return write
 
 
 def quarantine_reason(source: SourceConf) -> Column:

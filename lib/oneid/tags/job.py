@@ -74,14 +74,27 @@ def _run_tags(
     facts = load_facts(spark, cfg, registry, max(dates), record_oneid)
     oneids = profiles.select("oneid").persist(StorageLevel.MEMORY_AND_DISK)
     report = TagsReport(dates)
+    written = _written_days(spark, cfg, dates)
     try:
         days = sorted(dates)
         for start in range(0, len(days), DAYS_PER_COMMIT):
-            _write_days(cfg, registry, oneids, facts, days[start : start + DAYS_PER_COMMIT], report)
+            chunk = days[start : start + DAYS_PER_COMMIT]
+            new = written.isdisjoint(chunk)
+            _write_days(cfg, registry, oneids, facts, chunk, report, new)
     finally:
         for frame in (*facts.values(), oneids):
             frame.unpersist()
     return report
+
+
+def _written_days(spark: SparkSession, cfg: OneIdConfig, dates: list[dt.date]) -> set[dt.date]:
+    """Which of ``dates`` have tags already: the summary has rows for every day a run wrote
+    (at least its ``oneids`` count), written in the run that wrote the day's tags."""
+    summary = read_table_or_none(spark, cfg, SUMMARY_TABLE)
+    if summary is None:
+        return set()
+    days = summary.where(F.col("dt").isin(dates)).select("dt").distinct().collect()
+    return {row.dt for row in days}
 
 
 def load_facts(
@@ -113,8 +126,10 @@ def _write_days(
     facts: dict[str, DataFrame],
     days: list[dt.date],
     report: TagsReport,
+    new: bool,
 ) -> None:
-    """Compute the tags of ``days`` and write them in one ``replaceWhere`` commit per table."""
+    """Compute the tags of ``days`` and write them in one ``replaceWhere`` commit per table
+    (an append when ``new``: none of ``days`` has tags yet)."""
     wide = {
         day: compute_tags(oneids, facts, registry, day).persist(StorageLevel.MEMORY_AND_DISK)
         for day in days
@@ -130,7 +145,7 @@ def _write_days(
                     for day, tags in wide.items()
                 ]
             )
-            replace_where(frame, cfg, table, condition, ("dt",), label)
+            replace_where(frame, cfg, table, condition, ("dt",), label, new=new)
             report.tables[table] = population[days[-1]]
         summaries = {
             day: summary_rows(tags, population[day], facts, registry, day).collect()
@@ -138,7 +153,7 @@ def _write_days(
         }
         rows = [row for summary in summaries.values() for row in summary]
         frame = oneids.sparkSession.createDataFrame(rows, SUMMARY_SCHEMA)
-        replace_where(frame, cfg, SUMMARY_TABLE, condition, ("dt",), label)
+        replace_where(frame, cfg, SUMMARY_TABLE, condition, ("dt",), label, new=new)
         for day, summary in summaries.items():
             report.summary[day] = [(r["metric"], r["key"], r["count"], r["share"]) for r in summary]
             logger.info("tags for %s written (%d OneIDs)", day, population[day])
