@@ -49,6 +49,9 @@ class SourceChanges:
     rows: DataFrame
     keys: DataFrame | None
     version: int
+    last_batch: str | None = None
+    """The largest batch id read so far, when the run knows it without reading bronze: the
+    previous one or the feed's largest (never below the largest in bronze; None: read it)."""
 
 
 @dataclass(frozen=True)
@@ -119,9 +122,9 @@ def state_rows(
     """``ops.standardize_state`` after this run: per source the bronze version read, its last
     batch id and its fingerprint (sources this run skipped keep their row)."""
     previous = {} if changes.full else _state(spark, cfg)
-    read = [name for name in bronze if name in changes.sources]
-    last: dict[str, str | None] = dict.fromkeys(read)
-    if read:  # every source's last batch id in one job
+    last = {name: part.last_batch for name, part in changes.sources.items()}
+    read = [name for name in bronze if name in changes.sources and last[name] is None]
+    if read:  # the other sources' last batch id in one job
         batches = union_all(
             [bronze[name].select(F.lit(name).alias("_source"), "_batch_id") for name in read]
         )
@@ -171,6 +174,7 @@ def _source_changes(
     summary = feed.agg(
         F.count(F.when(F.col("_change_type") != "insert", 1)).alias("other"),
         F.min("_batch_id").alias("first_batch"),
+        F.max("_batch_id").alias("new_batch"),
     ).first()
     keys = feed.select(F.col("_source").alias("source"), F.col("_record_key").alias("record_key"))
     keys = keys.distinct()
@@ -183,4 +187,7 @@ def _source_changes(
         rows = bronze.join(
             keys.select(F.col("record_key").alias("_record_key")), "_record_key", "left_semi"
         )
-    return SourceChanges(rows, keys, version)
+    # a batch the feed removed whole may leave this above bronze's largest: then a later batch
+    # that sorts below it is read like a replay (correct, slower), never the other way round
+    batches = [b for b in (last_batch, summary["new_batch"]) if b is not None]
+    return SourceChanges(rows, keys, version, max(batches) if batches else None)
