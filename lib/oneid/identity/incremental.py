@@ -300,6 +300,11 @@ class SilverFeed:
     appended: bool
     """Every commit of the range appended (:data:`APPEND_OPERATIONS`)."""
 
+    @property
+    def label(self) -> str:
+        """How the run found its changed records (``run_stats.metrics.changes_from``)."""
+        return "change feed (appends)" if self.appended else "change feed"
+
 
 def _silver_feed(spark: SparkSession, cfg: OneIdConfig, last: dict) -> SilverFeed | None:
     """``silver.identifiers``' changes since the silver version the last run read, when its
@@ -344,9 +349,7 @@ def incremental_plan(
     conf = cfg.pipeline.identity
     old_incidence = read_table(spark, cfg, "identity.incidence")
     feed = _silver_feed(spark, cfg, last)
-    changes_from = "silver join" if feed is None else "change feed"
-    if feed is not None and feed.appended:
-        changes_from += " (appends)"
+    changes_from = "silver join" if feed is None else feed.label
     if feed is None:
         changed, silver, old_rows = changed_records(identifiers, old_incidence)
     else:

@@ -71,10 +71,10 @@ def _run_tags(
     profiles = read_table_or_none(spark, cfg, "identity.profiles")
     if record_oneid is None or profiles is None:
         raise DataContractError("identity tables are missing: run `oneid identity` first")
+    written = _written_days(spark, cfg, dates)
     facts = load_facts(spark, cfg, registry, max(dates), record_oneid)
     oneids = profiles.select("oneid").persist(StorageLevel.MEMORY_AND_DISK)
     report = TagsReport(dates)
-    written = _written_days(spark, cfg, dates)
     try:
         days = sorted(dates)
         for start in range(0, len(days), DAYS_PER_COMMIT):
