@@ -141,9 +141,10 @@ BENCHMARK = Benchmark(
     runs=2,
     warmup=1,
     notes=[
-        "The numbers committed now come from `--runs 1` (one timed run after the warm-up) "
-        "for lack of session time, on the shared machine at the load the table's details "
-        "give; `make bench` runs 2.",
+        "The floor's time depends on the machine's load more than the stages' do (2.2 s "
+        "quiet, 6.9 s at load average 7), so the ratios grow as the machine quiets: compare "
+        "ratios measured at similar loads (the details give each case's). Where a full "
+        "standardize's time goes: docs/performance.md.",
         "The floor reads and rewrites the files with no parsing; the gap is typed validation, "
         "quarantine, Delta commits with accounting (ingest) and the Python normaliser + HMAC "
         "pandas UDF over 1.7M identifiers, 348k distinct, each normalised once per Python "
