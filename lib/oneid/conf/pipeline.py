@@ -304,8 +304,10 @@ class RunsConf(_Strict):
 class IngestConf(_Strict):
     """Ingest settings."""
 
-    parallel_sources: PositiveInt = 3
-    """Sources ingested at the same time (each is its own Delta table)."""
+    parallel_sources: PositiveInt = 8
+    """Sources ingested at the same time (each is its own Delta table). While one source's
+    commit waits on Delta's log, another's tasks use the cores: on 2 cores the demo's seven
+    sources all at once took 0.87-0.93x the time of three at once (four interleaved pairs)."""
 
 
 class StandardizeConf(_Strict):
