@@ -141,10 +141,10 @@ BENCHMARK = Benchmark(
     runs=2,
     warmup=1,
     notes=[
-        "The floor's time depends on the machine's load more than the stages' do (2.2 s "
-        "quiet, 6.9 s at load average 7), so the ratios grow as the machine quiets: compare "
-        "ratios measured at similar loads (the details give each case's). Where a full "
-        "standardize's time goes: docs/performance.md.",
+        "The floor's time depends on the machine's load more than the stages' do, so the "
+        "ratios grow as the machine quiets: compare ratios measured at similar loads (the "
+        "details give each case's load). Where a full standardize's time goes: "
+        "docs/performance.md.",
         "The floor reads and rewrites the files with no parsing; the gap is typed validation, "
         "quarantine, Delta commits with accounting (ingest) and the Python normaliser + HMAC "
         "pandas UDF over 1.7M identifiers, 348k distinct, each normalised once per Python "
