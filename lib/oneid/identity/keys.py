@@ -12,6 +12,11 @@ from oneid.checkpoint import counted, materialize
 BROADCAST_ROWS = 1_000_000
 """Largest key set sent to every task instead of shuffling the big side of a join."""
 
+DICTIONARY_BROADCAST_ROWS = 2_000_000
+"""Largest node dictionary sent to every task when every silver row looks up its node (rows of
+~120 bytes: up to ~250 MB built on the driver). At 1.5M nodes and 8.7M silver rows the lookup
+took 12 s broadcast against 46 s with both sides shuffled (docs/performance.md)."""
+
 
 @dataclass(frozen=True)
 class Keys:
@@ -37,6 +42,6 @@ class Keys:
         return Keys(frame, self.size + other.size)
 
 
-def hinted(frame: DataFrame, size: int) -> DataFrame:
-    """``frame`` broadcast-hinted when ``size`` (its rows, or a bound) is small."""
-    return F.broadcast(frame) if size <= BROADCAST_ROWS else frame
+def hinted(frame: DataFrame, size: int, limit: int = BROADCAST_ROWS) -> DataFrame:
+    """``frame`` broadcast-hinted when ``size`` (its rows, or a bound) is at most ``limit``."""
+    return F.broadcast(frame) if size <= limit else frame

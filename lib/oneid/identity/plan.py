@@ -21,7 +21,7 @@ from oneid.checkpoint import counted, materialize
 from oneid.conf import OneIdConfig
 from oneid.identity.graph import edges, new_nodes, record_groups, record_nodes
 from oneid.identity.hubs import find_hubs
-from oneid.identity.keys import Keys
+from oneid.identity.keys import DICTIONARY_BROADCAST_ROWS, Keys, hinted
 from oneid.identity.outputs import profiles, record_oneids
 from oneid.identity.publish import Write
 from oneid.identity.stats import changed_identifiers
@@ -123,7 +123,8 @@ def full_plan(
 ) -> Plan:
     """Every silver row, every hub and edge; the previous mapping is all there is to keep."""
     nodes = extend_nodes(spark, cfg, identifiers, run_id)
-    rows = materialize(record_nodes(identifiers, nodes))
+    dictionary = hinted(nodes, nodes.count(), DICTIONARY_BROADCAST_ROWS)
+    rows = materialize(record_nodes(identifiers, dictionary))
     clock("changed records and nodes")
     previous = None if previous_map is None else previous_map.select("node_id", "oneid")
     return whole_graph_plan(spark, cfg, rows, nodes, previous, clock)
