@@ -32,8 +32,9 @@ def row_hash() -> Column:
 
 def new_nodes(
     identifiers: DataFrame, nodes: DataFrame | None, run_id: str, rows: int | None = None
-) -> DataFrame:
-    """Identifiers not yet in the dictionary, numbered after the largest existing id.
+) -> tuple[DataFrame, int]:
+    """Identifiers not yet in the dictionary, numbered after the largest existing id (returned
+    with them: the new ids are ``start + 1 ...``).
 
     Ids follow first-seen order (event time, then type and hash), so they are deterministic.
     ``rows``: the rows of ``identifiers`` when known (when they are few, as the changed records'
@@ -51,13 +52,14 @@ def new_nodes(
         seen = seen.join(known, NODE_KEY, "left_anti")
         start = nodes.agg(F.coalesce(F.max("node_id"), F.lit(0))).first()[0]
     order = Window.orderBy(F.col("first_seen").asc_nulls_last(), *NODE_KEY)
-    return seen.select(
+    added = seen.select(
         (F.row_number().over(order) + F.lit(start)).cast("long").alias("node_id"),
         *NODE_KEY,
         "masked",
         "first_seen",
         F.lit(run_id).alias("first_run"),
     )
+    return added, start
 
 
 def record_nodes(identifiers: DataFrame, nodes: DataFrame) -> DataFrame:

@@ -357,7 +357,7 @@ def incremental_plan(
             feed.rows, identifiers, old_incidence, feed.appended
         )
     changed_rows = silver.count()  # materialised: a cheap count
-    nodes = extend_nodes(spark, cfg, silver, run_id, changed_rows)
+    nodes, _ = extend_nodes(spark, cfg, silver, run_id, changed_rows)
     rows = materialize(record_nodes(hinted(silver, changed_rows), nodes))
     change = incremental_change(rows, old_rows, old_incidence, changed)
     clock("changed records and nodes")

@@ -122,8 +122,8 @@ def full_plan(
     clock: Clock,
 ) -> Plan:
     """Every silver row, every hub and edge; the previous mapping is all there is to keep."""
-    nodes = extend_nodes(spark, cfg, identifiers, run_id)
-    dictionary = hinted(nodes, nodes.count(), DICTIONARY_BROADCAST_ROWS)
+    nodes, largest = extend_nodes(spark, cfg, identifiers, run_id)
+    dictionary = hinted(nodes, largest, DICTIONARY_BROADCAST_ROWS)
     rows = materialize(record_nodes(identifiers, dictionary))
     clock("changed records and nodes")
     previous = None if previous_map is None else previous_map.select("node_id", "oneid")
@@ -171,14 +171,16 @@ def extend_nodes(
     silver: DataFrame,
     run_id: str,
     rows: int | None = None,
-) -> DataFrame:
-    """Append the identifiers of ``silver`` new to ``identity.nodes``; the whole dictionary.
+) -> tuple[DataFrame, int]:
+    """Append the identifiers of ``silver`` new to ``identity.nodes``; the whole dictionary and
+    its largest node id (a bound on its rows, known without counting them).
 
     ``rows``: how many rows ``silver`` has when the caller knows (a few changed records' rows
     are looked up in the dictionary rather than the dictionary shuffled against them).
     """
     old = read_table_or_none(spark, cfg, "identity.nodes")
-    added, size = counted(new_nodes(silver, old, run_id, rows))
+    added, start = new_nodes(silver, old, run_id, rows)
+    added, size = counted(added)
     if size:
         append(added, cfg, "identity.nodes")
-    return read_table(spark, cfg, "identity.nodes")
+    return read_table(spark, cfg, "identity.nodes"), start + size
