@@ -10,6 +10,9 @@ from pyspark.sql import functions as F
 
 from oneid.audiences.job import run_audiences
 from oneid.audiences.stats import count_stats
+from oneid.conf.pipeline import DestinationConf
+from oneid.errors import DataContractError
+from oneid.publish.job import DayChanges, _write_platform
 from oneid.tables import append, overwrite, read_table
 from tests.support import config_for, last_write
 
@@ -240,3 +243,59 @@ def test_stats_of_all_audiences_come_from_one_aggregation(spark):
     assert three[("b", "size", "")] == 3
     assert jobs_one > 0  # the job group really saw count_stats' jobs
     assert jobs_three == jobs_one  # the Spark jobs do not grow with the audiences
+
+
+def test_a_quiet_day_has_no_changes_and_publishes_empty_files(spark, two_days, tmp_path):
+    """A day on which no audience changed is a day audiences ran: publish finds no change to
+    send (and writes empty exports), not an error; a day audiences did not run is one."""
+    _, cfg2, _, _ = two_days
+    quiet = D2 + dt.timedelta(days=1)
+    same = {1: 9, 3: 1, 4: 6, 6: 1, 7: 8, 9: 9}  # day 2's scores on the same OneIDs
+    append(tags(spark, quiet, same), cfg2, "gold.tags_g", ("dt",))
+    run_audiences(spark, cfg2, quiet)
+    assert changes_of(spark, cfg2, quiet) == []
+    day = DayChanges.read(spark, cfg2, quiet)
+    assert (day.counts, day.rows.count()) == ({}, 0)
+    counts: dict[str, int] = {}
+    tencent = DestinationConf(kind="tencent_ads", audiences=("high",), id_types=("phone",))
+    _write_platform(tencent, day.rows, _no_identifiers(spark), tmp_path, counts)
+    assert counts == {"oneids_without_keys": 0} and not list(tmp_path.rglob("*.txt"))
+    with pytest.raises(DataContractError, match="audiences did not run for 2025-07-02: run "):
+        DayChanges.read(spark, cfg2, quiet + dt.timedelta(days=1))
+
+
+def _no_identifiers(spark):
+    return spark.createDataFrame([], "oneid long, id_type string, value string")
+
+
+def test_a_backfilled_day_names_the_later_day_whose_run_then_gives_the_in_order_tables(
+    spark, tmp_path, caplog
+):
+    """Day 2 first, then day 1 (a backfill): day 1's run names day 2, whose changes were diffed
+    against nothing; day 2 run again then diffs against day 1, as when the days ran in order."""
+    day1 = {1: 9, 2: 7, 3: 6, 4: 1}
+    day2 = {1: 9, 2: 1, 3: 6, 4: 8, 5: 9}
+    tables, later = {}, {}
+    for order in ((D1, D2), (D2, D1, D2)):
+        folder = tmp_path / "-".join(d.isoformat() for d in order)
+        cfg = config(folder, folder / "warehouse", mid_version=1, low_version=1)
+        for day, scores in ((D1, day1), (D2, day2)):
+            append(tags(spark, day, scores), cfg, "gold.tags_g", ("dt",))
+        overwrite(oneids(spark, {**day1, **day2}), cfg, "identity.profiles")
+        births = [("r1", "new", None, i, 1) for i in {**day1, **day2}]
+        overwrite(lineage(spark, births), cfg, "identity.oneid_changes")
+        with caplog.at_level("WARNING", logger="oneid.audiences.job"):
+            later[order] = [run_audiences(spark, cfg, day).later for day in order]
+        tables[order] = {
+            day: (changes_of(spark, cfg, day), _sizes(spark, cfg, day)) for day in (D1, D2)
+        }
+    assert later == {(D1, D2): [None, None], (D2, D1, D2): [None, D2, None]}
+    assert "the later day 2025-06-30 has snapshots whose changes were diffed" in caplog.text
+    in_order, backfilled = tables[(D1, D2)], tables[(D2, D1, D2)]
+    assert ("high", "exited", 2, None) in in_order[D2][0]
+    assert backfilled == in_order
+
+
+def _sizes(spark, cfg, day):
+    stats = read_table(spark, cfg, "audience.stats").where(F.col("dt") == F.lit(day))
+    return sorted((r.audience_id, r.metric, r.key, r.value) for r in stats.collect())

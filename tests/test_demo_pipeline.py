@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 
+from oneid.delta_log import latest_version
 from oneid.identity.accuracy import resolved_record_oneids, score, unguarded_record_components
+from oneid.stages import registered_stages
 from oneid.standardize.job import standardize
 from oneid.tables import read_table
 
@@ -163,3 +166,30 @@ def test_identity_accuracy_with_and_without_shared_devices(spark, demo):
     assert unguarded.pairwise_precision < published.pairwise_precision - 0.05, unguarded
     print(f"without hub guard: {unguarded}")
     truth.unpersist()
+
+
+def test_the_demos_ingest_standardize_and_identity_again_write_nothing(spark, demo, monkeypatch):
+    """`make demo` a second time on its warehouse: each of these steps finds its work done."""
+    monkeypatch.delenv("ONEID_HMAC_KEY", raising=False)  # the demo key, as the fixture's run
+    root = demo.cfg.env.warehouse
+
+    def versions() -> dict[str, int]:
+        logs = Path(root).glob("*/*/_delta_log")
+        return {str(log.parent): latest_version(None, str(log.parent)) for log in logs}
+
+    before = versions()
+    steps = [stage for stage in registered_stages() if stage.name in AGAIN]
+    for stage in steps:
+        for args in stage.demo_args(demo.cfg):
+            result = stage.run(spark, demo.cfg, args)
+            assert AGAIN[stage.name] in " ".join(result.notes)
+    assert [stage.name for stage in steps] == list(AGAIN)
+    assert versions() == before
+
+
+AGAIN = {
+    "ingest": "(already ingested)",
+    "standardize": "nothing changed",
+    "identity": "(already published)",
+}
+"""The steps that write nothing when run again, and what each says."""

@@ -9,14 +9,15 @@ import zlib
 import pytest
 from pyspark.sql import functions as F
 
-from oneid.errors import GateFailedError
+from oneid.errors import DataContractError, GateFailedError
 from oneid.identity.graph import record_groups
 from oneid.identity.hubs import find_hubs
-from oneid.identity.job import resolve_identities
+from oneid.identity.job import demo_run_id, resolve_identities
 from oneid.identity.outputs import profiles
+from oneid.identity.publish import STATE_TABLES
 from oneid.identity.stats import size_figures
 from oneid.standardize.hashing import DEMO_KEY, HashKey, keyed_hash
-from oneid.tables import overwrite, read_table, table_path
+from oneid.tables import overwrite, read_table, table_path, table_version
 from tests.support import config_for, delta_records
 
 pytestmark = pytest.mark.unit
@@ -533,3 +534,42 @@ def test_size_figures_count_each_bucket_in_one_pass(spark):
         "histogram": {"1": 1, "2": 1, "3-5": 2, "6-10": 2, "11-50": 2, ">50": 1},
     }
     assert size_figures(sizes.limit(0))["histogram"] == {}
+
+
+def test_a_published_run_id_again_writes_nothing_unless_its_result_would_differ(spark, tmp_path):
+    """A retry after success (a scheduler that lost the task's exit, `make demo` run twice)
+    writes nothing and reports the published run; a run id whose result would differ now
+    (settings or silver changed since, later runs published) is refused."""
+    cfg = _cfg(tmp_path)
+    _silver(spark, cfg, PERSON_A)
+    first = resolve_identities(spark, cfg, "r1")
+    tables = [f"identity.{name}" for name in (*STATE_TABLES, "run_stats")]
+    versions = [table_version(spark, cfg, name) for name in tables]
+    again = resolve_identities(spark, cfg, "r1")
+    assert (again.skipped, again.full, again.changes) == ("already published", True, {})
+    assert again.stats == first.stats
+    assert [table_version(spark, cfg, name) for name in tables] == versions
+    stricter = _cfg(tmp_path, hubs={"max_records": {"phone": 1}})
+    with pytest.raises(DataContractError, match="r1 already published and the identity settings"):
+        resolve_identities(spark, stricter, "r1")
+    _silver(spark, cfg, {**PERSON_A, **PERSON_B})
+    with pytest.raises(DataContractError, match=r"r1 already published and silver\.identifiers"):
+        resolve_identities(spark, cfg, "r1")
+    assert resolve_identities(spark, cfg, "r2").skipped == ""
+    with pytest.raises(DataContractError, match="r1 already published and later runs"):
+        resolve_identities(spark, cfg, "r1")
+
+
+def test_the_demos_run_id_is_its_last_runs_until_something_changes(spark, tmp_path):
+    """`oneid demo` names its identity run: run again on the same state it finds its run done;
+    after a change of settings (or silver) it runs anew as the next demo-N, never refused."""
+    lenient = {"gates": {"max_changed_share": 1.0}}
+    cfg = _cfg(tmp_path, **lenient)
+    _silver(spark, cfg, PERSON_A)
+    assert demo_run_id(spark, cfg) == "demo-1"
+    resolve_identities(spark, cfg, "demo-1")
+    assert demo_run_id(spark, cfg) == "demo-1"
+    stricter = _cfg(tmp_path, hubs={"max_records": {"phone": 1}}, **lenient)
+    assert demo_run_id(spark, stricter) == "demo-2"
+    resolve_identities(spark, stricter, "demo-2")
+    assert demo_run_id(spark, cfg) == "demo-3"  # back to the first settings: a new run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from decimal import Decimal
 
@@ -11,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
 
-from oneid.errors import DataContractError
+from oneid.errors import ConfigError, DataContractError
+from oneid.ingest.batch_ids import check_batch_id
 from oneid.ingest.job import ingest
 from oneid.tables import read_table, table_path
 from tests.support import config_for, last_write
@@ -113,6 +115,60 @@ def test_rerun_writes_nothing_and_new_batch_takes_only_new_files(spark, tmp_path
     assert last_write(spark, cfg, "bronze.members") == "WRITE Append"  # a replay replaces
     [empty] = ingest(spark, cfg, "b3")
     assert empty.skipped == "no new files"
+    with pytest.raises(ConfigError, match="b10: it sorts before the earlier batch b2 as text but "):
+        ingest(spark, cfg, "b10")  # refused before it takes a file
+    assert read_table(spark, cfg, "ops.ingest_runs").where("batch_id = 'b10'").isEmpty()
+
+
+def test_a_taken_file_that_changed_is_named_or_taken_again_as_conf_says(spark, tmp_path, caplog):
+    """An export overwritten in place keeps its name: a later batch names it (warn, the
+    default) or reads it again (modified_files: reread), never skips it without a word."""
+    folder = tmp_path / "members"
+    folder.mkdir()
+    export = folder / "members.csv"
+    export.write_text(MEMBERS_CSV, encoding="utf-8")
+    cfg = config_for(tmp_path, {"sources": {"members": members_source(folder)}})
+    ingest(spark, cfg, "b1")
+    export.write_text(
+        "会员编号,手机号,金额,注册时间,性别\nM1,13812345678,99.00,2024-07-01 10:00:00,男\n",
+        encoding="utf-8",
+    )
+    os.utime(export, (export.stat().st_atime, export.stat().st_mtime + 60))
+    with caplog.at_level("WARNING", logger="oneid.ingest.job"):
+        [left] = ingest(spark, cfg, "b2")
+    assert (left.skipped, left.changed_files) == ("no new files", (f"file:{export}",))
+    assert "1 file(s) earlier batches took changed since and are not read again" in caplog.text
+
+    reread = config_for(
+        tmp_path, {"sources": {"members": members_source(folder, modified_files="reread")}}
+    )
+    [taken] = ingest(spark, reread, "b3")
+    assert (taken.rows_read, taken.accepted, taken.changed_files) == (1, 1, (f"file:{export}",))
+    latest = read_table(spark, cfg, "bronze.members").where("_batch_id = 'b3'").first()
+    assert latest["amount"] == "99.00"  # bronze keeps the text
+    [again] = ingest(spark, reread, "b4")  # b3 recorded the file as it is now
+    assert (again.skipped, again.changed_files) == ("no new files", ())
+
+
+@pytest.mark.parametrize(
+    ("batch_id", "earlier", "refused_for"),
+    [
+        ("2025-07-01", ["2025-06-30", "2025-06-29"], None),
+        ("b010", ["b009", "b001"], None),
+        ("b5", ["b3", "b4"], None),
+        ("2024-05", ["2024-06"], None),  # a late month: older data, sorts before, as counted
+        ("b10", ["b1", "b9"], "b9"),
+        ("2025-6-30", ["2025-10-01"], "2025-10-01"),
+        ("b9", ["b10"], "b10"),
+        ("b 1", [], "use letters, digits"),
+    ],
+)
+def test_a_new_batch_id_must_sort_as_it_is_counted(batch_id, earlier, refused_for):
+    if refused_for is None:
+        check_batch_id(batch_id, earlier)
+    else:
+        with pytest.raises(ConfigError, match=refused_for):
+            check_batch_id(batch_id, earlier)
 
 
 def test_gbk_csv_and_json_lines(spark, tmp_path):

@@ -79,7 +79,7 @@ def _check_source(spark: SparkSession, name: str, source: SourceConf, rows: int)
     try:
         files = []
         if source.format in FILE_FORMATS:
-            files = source_files(spark, name, source)
+            files = list(source_files(spark, name, source))
             result.files = len(files)
             if not files:
                 return result

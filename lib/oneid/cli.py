@@ -212,7 +212,8 @@ def _cmd_tag_dictionary(cfg: OneIdConfig, args: argparse.Namespace) -> int:
 
 def _cmd_demo(cfg: OneIdConfig, args: argparse.Namespace) -> int:
     from oneid.audiences.job import compiled_rules
-    from oneid.session import build_session
+    from oneid.demo_warehouse import claim_demo_warehouse
+    from oneid.session import build_session, warehouse_root
 
     compiled_rules(cfg)  # invalid audience rules fail now, not after the stages before them
     generator = _generator()
@@ -232,6 +233,8 @@ def _cmd_demo(cfg: OneIdConfig, args: argparse.Namespace) -> int:
         tables[f"demo_data/{source}"] = rows
     timings.append(("generate", time.perf_counter() - started))
 
+    data = {"people": people, "seed": demo.seed, "version": generator.GENERATOR_VERSION}
+    claim_demo_warehouse(warehouse_root(cfg), data)
     started = time.perf_counter()
     spark = build_session(demo_session_config(cfg), app_name="oneid-demo")
     timings.append(("spark session", time.perf_counter() - started))

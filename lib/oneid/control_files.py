@@ -34,10 +34,10 @@ class ControlFiles:
         linked (local) or renamed (Hadoop: rename fails when the target exists) into place.
         """
         temporary = f"{path}.{uuid.uuid4().hex}.tmp"
-        local = _local_path(path)
+        local = local_path(path)
         if local is not None:
             local.parent.mkdir(parents=True, exist_ok=True)
-            staged = _local_path(temporary)
+            staged = local_path(temporary)
             assert staged is not None
             staged.write_text(text, encoding="utf-8")
             try:
@@ -57,9 +57,9 @@ class ControlFiles:
     def replace(self, path: str, text: str) -> None:
         """Write ``text`` to ``path`` through a temporary file and a rename (never half written)."""
         temporary = f"{path}.{uuid.uuid4().hex}.tmp"
-        local = _local_path(path)
+        local = local_path(path)
         if local is not None:
-            staged = _local_path(temporary)
+            staged = local_path(temporary)
             assert staged is not None
             local.parent.mkdir(parents=True, exist_ok=True)
             staged.write_text(text, encoding="utf-8")
@@ -72,7 +72,7 @@ class ControlFiles:
 
     def read(self, path: str) -> str | None:
         """The file's text, or None when it does not exist."""
-        local = _local_path(path)
+        local = local_path(path)
         if local is not None:
             try:
                 return local.read_text(encoding="utf-8")
@@ -90,7 +90,7 @@ class ControlFiles:
 
     def names(self, folder: str) -> list[str]:
         """Names of the entries of ``folder``, sorted ([] when it does not exist)."""
-        local = _local_path(folder)
+        local = local_path(folder)
         if local is not None:
             return sorted(os.listdir(local)) if local.is_dir() else []
         fs, hpath = self._hadoop(folder)
@@ -100,10 +100,10 @@ class ControlFiles:
 
     def rename(self, source: str, target: str) -> bool:
         """Move ``source`` to ``target``; False when ``source`` is gone (someone else moved it)."""
-        local = _local_path(source)
+        local = local_path(source)
         if local is not None:
             try:
-                os.rename(local, _local_path(target))  # type: ignore[arg-type]
+                os.rename(local, local_path(target))  # type: ignore[arg-type]
             except FileNotFoundError:
                 return False
             return True
@@ -111,7 +111,7 @@ class ControlFiles:
         return bool(fs.rename(hpath, self._hadoop(target)[1]))
 
     def delete(self, path: str, recursive: bool = False) -> None:
-        local = _local_path(path)
+        local = local_path(path)
         if local is not None:
             if local.is_dir() and recursive:
                 shutil.rmtree(local, ignore_errors=True)
@@ -141,10 +141,10 @@ class ControlFiles:
 
 def is_local(path: str) -> bool:
     """Whether ``path`` is on the local file system (plain or ``file:``)."""
-    return _local_path(path) is not None
+    return local_path(path) is not None
 
 
-def _local_path(path: str) -> Path | None:
+def local_path(path: str) -> Path | None:
     """The local path of ``path`` (plain or ``file:``), or None for another scheme."""
     if path.startswith("file:"):
         return Path("/" + path[len("file:") :].lstrip("/"))

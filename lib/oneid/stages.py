@@ -112,6 +112,17 @@ def _ingest_stage() -> Stage:
                 f"{r.source}: read {r.rows_read} = accepted {r.accepted} + quarantined "
                 f"{r.quarantined}{status}{'; ' + reasons if reasons else ''}"
             )
+            if r.changed_files:
+                reread = cfg.pipeline.sources[r.source].modified_files == "reread"
+                notes.append(
+                    f"{r.source}: {len(r.changed_files)} file(s) earlier batches took changed "
+                    + (
+                        "since: read again (modified_files: reread)"
+                        if reread
+                        else f"since, not read again (sources.{r.source}.modified_files: reread "
+                        f"takes them): {', '.join(r.changed_files[:3])}"
+                    )
+                )
         return StageResult(tables, tuple(notes))
 
     return Stage(
@@ -155,12 +166,14 @@ def _identity_stage() -> Stage:
         )
 
     def run(spark: SparkSession, cfg: OneIdConfig, args: argparse.Namespace) -> StageResult:
-        from oneid.identity.job import resolve_identities
+        from oneid.identity.job import demo_run_id, resolve_identities
 
-        report = resolve_identities(spark, cfg, args.run_id, args.full)
+        run_id = args.run_id or demo_run_id(spark, cfg)  # None: `oneid demo`'s
+        report = resolve_identities(spark, cfg, run_id, args.full)
         stats = report.stats
+        kind = report.skipped or ("full" if report.full else "incremental")
         notes = (
-            f"run {report.run_id} ({'full' if report.full else 'incremental'}): "
+            f"run {report.run_id} ({kind}): "
             f"{stats['identifiers']} identifiers -> {stats['oneids']} OneIDs, largest "
             f"{stats['largest_component']}, hubs {stats['hubs']}, changes {report.changes}",
             f"component sizes: {stats['histogram']}",
@@ -178,7 +191,7 @@ def _identity_stage() -> Stage:
         help="resolve identifiers into stable OneIDs (hub guard, components, lineage, gates)",
         add_arguments=add_arguments,
         run=run,
-        demo_args=lambda cfg: [Namespace(run_id="demo-1", full=False)],
+        demo_args=lambda cfg: [Namespace(run_id=None, full=False)],
     )
 
 
@@ -234,6 +247,12 @@ def _audiences_stage() -> Stage:
         overlaps = ", ".join(f"{a}&{b}={n}" for (a, b), n in sorted(report.overlaps.items()))
         if overlaps:
             notes.append(f"{args.as_of} overlaps: {overlaps}")
+        if report.later:
+            notes.append(
+                f"{args.as_of}: the later day {report.later} has changes diffed against an "
+                f"earlier snapshot: run `oneid audiences --as-of {report.later}` again (then "
+                "publish it with --replace if it was published)"
+            )
         return StageResult(report.tables, tuple(notes))
 
     return Stage(

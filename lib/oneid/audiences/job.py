@@ -3,7 +3,8 @@
 Membership is recomputed in full from the day's tags (``gold.tags_*``, ``dt = D``) and events;
 only the difference against each audience's previous snapshot (the latest ``dt < D``) becomes
 ``audience.changes``, after mapping old OneIDs through ``identity.oneid_changes``. Every table
-is written with ``replaceWhere dt = D``, so re-running a date changes nothing.
+is written with ``replaceWhere dt = D``, so re-running a date changes nothing. A day run before a
+later one (a backfill) names that later day, whose changes then need a run of their own.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class AudiencesReport:
     """audience → {size, holdout, entered, exited, remapped, baseline}."""
     overlaps: dict[tuple[str, str], int] = field(default_factory=dict)
     tables: dict[str, int] = field(default_factory=dict)
+    later: dt.date | None = None
+    """The first later day with snapshots (a backfill, or a day run again after a later one):
+    its changes were diffed against a snapshot before this day's, until it is run again."""
 
 
 def compiled_rules(cfg: OneIdConfig) -> CompiledAudiences:
@@ -66,9 +70,23 @@ def explain(cfg: OneIdConfig, audience_id: str, as_of: dt.date) -> str:
 
 def run_audiences(spark: SparkSession, cfg: OneIdConfig, as_of: dt.date) -> AudiencesReport:
     """Compute the day's membership, changes and stats; write them for ``dt = as_of`` in one
-    atomic run (:mod:`oneid.atomic`)."""
+    atomic run (:mod:`oneid.atomic`). When a later day has snapshots already, the report
+    names it (``later``) and a warning says to run it again: its changes were diffed against a
+    snapshot before this day's. It is not recomputed here, because it would be under today's
+    rules, not those it ran with."""
     with atomic_run(spark, cfg, "audiences", f"audiences {as_of}", (MEMBERSHIP, CHANGES, STATS)):
-        return _run_audiences(spark, cfg, as_of)
+        report = _run_audiences(spark, cfg, as_of)
+    if report.later is not None:
+        logger.warning(
+            "audiences %s: the later day %s has snapshots whose changes were diffed against an "
+            "earlier snapshot than this day's: run `oneid audiences --as-of %s` again for them "
+            "to follow this day (then `oneid publish --as-of %s --replace` if it was published)",
+            as_of,
+            report.later,
+            report.later,
+            report.later,
+        )
+    return report
 
 
 def _run_audiences(spark: SparkSession, cfg: OneIdConfig, as_of: dt.date) -> AudiencesReport:
@@ -80,7 +98,7 @@ def _run_audiences(spark: SparkSession, cfg: OneIdConfig, as_of: dt.date) -> Aud
     events = _events(spark, cfg, as_of) if compiled.aggregates else tags.limit(0)
     day = F.lit(as_of)
     condition = f"dt = DATE'{as_of.isoformat()}'"
-    previous, rerun = _previous_snapshots(spark, cfg, as_of)
+    previous, rerun, later = _snapshots(spark, cfg, as_of)
     plans = _diff_plans(compiled, previous)
     evaluated = evaluate_audiences(tags, events, compiled, as_of).withColumn("dt", day)
     new = not rerun  # a day not written yet: its rows are appended
@@ -93,7 +111,7 @@ def _run_audiences(spark: SparkSession, cfg: OneIdConfig, as_of: dt.date) -> Aud
     stats = _stat_rows(plans, counts)
     frame = spark.createDataFrame(stats, STATS_SCHEMA).withColumn("dt", day)
     replace_where(frame, cfg, STATS, condition, ("dt",), new=new)
-    return _report(as_of, plans, counts, len(stats))
+    return _report(as_of, plans, counts, len(stats), later)
 
 
 @dataclass(frozen=True)
@@ -129,27 +147,30 @@ def _events(spark: SparkSession, cfg: OneIdConfig, as_of: dt.date) -> DataFrame:
     return attributed.where(F.col("oneid").isNotNull())
 
 
-def _previous_snapshots(
+def _snapshots(
     spark: SparkSession, cfg: OneIdConfig, as_of: dt.date
-) -> tuple[dict[str, tuple[dt.date, int]], bool]:
-    """audience → (dt, version) of its latest snapshot before ``as_of``, and whether ``as_of``
-    has snapshots already (a re-run: the day's rows are replaced, else appended). Every run
-    writes each audience's size row for its day, in the run that writes the day's rows."""
+) -> tuple[dict[str, tuple[dt.date, int]], bool, dt.date | None]:
+    """audience → (dt, version) of its latest snapshot before ``as_of``; whether ``as_of`` has
+    snapshots already (a re-run: the day's rows are replaced, else appended); the first later
+    day with snapshots. Every run writes each audience's size row for its day, in the run that
+    writes the day's rows."""
     stats = read_table_or_none(spark, cfg, STATS)
     if stats is None:
-        return {}, False
+        return {}, False, None
     day = F.lit(as_of)
     rows = (
-        stats.where((F.col("metric") == "size") & (F.col("dt") <= day))
+        stats.where(F.col("metric") == "size")
         .groupBy("audience_id")
         .agg(
             F.max(F.when(F.col("dt") < day, F.struct("dt", "version"))).alias("last"),
             F.max(F.col("dt") == day).alias("written"),
+            F.min(F.when(F.col("dt") > day, F.col("dt"))).alias("later"),
         )
         .collect()
     )
     previous = {row.audience_id: (row.last.dt, row.last.version) for row in rows if row.last}
-    return previous, any(row.written for row in rows)
+    later = min((row.later for row in rows if row.later), default=None)
+    return previous, any(row.written for row in rows), later
 
 
 def _diff_plans(
@@ -235,7 +256,11 @@ def _figures(plan: _DiffPlan, counts: Counts) -> dict[str, int]:
 
 
 def _report(
-    as_of: dt.date, plans: list[_DiffPlan], counts: Counts, stat_rows: int
+    as_of: dt.date,
+    plans: list[_DiffPlan],
+    counts: Counts,
+    stat_rows: int,
+    later: dt.date | None,
 ) -> AudiencesReport:
     """The run's figures per audience, overlaps per pair and rows written per table."""
     sizes = {plan.audience_id: _figures(plan, counts) for plan in plans}
@@ -249,4 +274,4 @@ def _report(
         CHANGES: sum(f["entered"] + f["exited"] + f["remapped"] for f in sizes.values()),
         STATS: stat_rows,
     }
-    return AudiencesReport(as_of, sizes, overlaps, tables=tables)
+    return AudiencesReport(as_of, sizes, overlaps, tables=tables, later=later)

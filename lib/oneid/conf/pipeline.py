@@ -225,6 +225,10 @@ class SourceConf(_Strict):
     identifiers: tuple[IdentifierConf, ...] = ()
     facts: Literal["contacts", "orders", "events"] = "contacts"
     on_new_columns: Literal["keep", "quarantine", "fail"] = "keep"
+    modified_files: Literal["warn", "reread"] = "warn"
+    """A file an earlier batch took that has changed since (same path, another size or time):
+    ``warn`` leaves it (the batch's report names it), ``reread`` takes it again in the new batch
+    (an export overwritten in place every day)."""
     quoting: Literal["rfc4180", "backslash"] = "rfc4180"
     """CSV: ``rfc4180`` (``""`` inside quotes, newlines inside quoted fields: Excel, Python) or
     ``backslash`` (``\\"`` inside quotes, one record per line: Spark's own default)."""

@@ -12,6 +12,7 @@ computes exactly what a full rebuild computes.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ from oneid.identity.hubs import account_key_cuts, audit_rows
 from oneid.identity.plan import Plan, Published, full_plan
 from oneid.identity.publish import STATE_TABLES, publish
 from oneid.identity.resolve import Resolution, resolve
-from oneid.identity.runs import History, run_history, stats_row
+from oneid.identity.runs import History, published_stats, run_history, stats_row
 from oneid.identity.stats import gates, oneid_sizes, size_figures
 from oneid.session import remove_checkpoint_dir
 from oneid.tables import append, commit_id, read_table_or_none, read_version, table_version
@@ -51,6 +52,8 @@ class IdentityReport:
     full: bool
     stats: dict
     changes: dict[str, int]
+    skipped: str = ""
+    """Why nothing ran (the run id was published already on this silver and these settings)."""
 
 
 def resolve_identities(
@@ -66,10 +69,8 @@ def resolve_identities(
                     "silver.identifiers is missing: run `oneid standardize` first"
                 )
             history = run_history(spark, cfg, run_id)
-            if history.published:
-                raise DataContractError(
-                    f"identity run {run_id} already published; use a new --run-id"
-                )
+            if history.published is not None:
+                return _already_published(spark, cfg, run_id, history)
             return _run(spark, cfg, identifiers, run_id, full, history)
     finally:
         remove_checkpoint_dir(spark)
@@ -136,6 +137,44 @@ def _run(
     counts = {r.kind: r["count"] for r in changes.groupBy("kind").count().collect()}
     logger.info("identity run %s: %s; changes %s", run_id, stats, counts)
     return IdentityReport(run_id, plan.full, stats, counts)
+
+
+def _already_published(
+    spark: SparkSession, cfg: OneIdConfig, run_id: str, history: History
+) -> IdentityReport:
+    """The published run's report when ``run_id`` is the latest run and neither silver nor the
+    identity settings changed since (a retry after success writes nothing), else an error: the
+    run id names a result that would differ now."""
+    row = history.published
+    why = "later runs were published"
+    if history.last_run == run_id:
+        why = _changed_since(spark, cfg, row["metrics"])
+    if why:
+        raise DataContractError(
+            f"identity run {run_id} already published and {why}; use a new --run-id"
+        )
+    logger.info("identity run %s already published; nothing to do", run_id)
+    return IdentityReport(run_id, row["full"], published_stats(row), {}, "already published")
+
+
+def demo_run_id(spark: SparkSession, cfg: OneIdConfig) -> str:
+    """The identity run id of ``oneid demo``: the latest run's when nothing changed since it
+    (the demo run again finds it done), else the next ``demo-N``."""
+    history = run_history(spark, cfg, "")
+    if history.last_run and not _changed_since(spark, cfg, history.last or {}):
+        return history.last_run
+    numbers = [int(m[1]) for run in history.run_ids if (m := re.fullmatch(r"demo-(\d+)", run))]
+    return f"demo-{max(numbers, default=0) + 1}"
+
+
+def _changed_since(spark: SparkSession, cfg: OneIdConfig, metrics: dict) -> str:
+    """What changed since the published run of ``metrics`` that its result depends on ("")."""
+    silver = read_version(spark, cfg, "silver.identifiers")
+    if metrics.get("silver_commit") != commit_id(spark, cfg, "silver.identifiers", silver):
+        return "silver.identifiers changed since"
+    if metrics.get("conf_hash") != inc.conf_hash(cfg.pipeline.identity):
+        return "the identity settings changed since"
+    return ""
 
 
 def _record_failure(cfg: OneIdConfig, audit: DataFrame, row: DataFrame) -> None:

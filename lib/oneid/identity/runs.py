@@ -19,25 +19,66 @@ class History:
     """Metrics of the latest published run."""
     minted: int
     """The largest OneID ever minted (so ids are never reused)."""
-    published: bool
-    """Whether this run id was published already."""
+    published: dict | None = None
+    """This run id's ``identity.run_stats`` row (``full``, ``metrics``, ``size_histogram``)
+    when it was published already."""
+    last_run: str | None = None
+    """The id of the latest published run."""
+    run_ids: frozenset[str] = frozenset()
+    """Every published run id."""
 
 
 def run_history(spark: SparkSession, cfg: OneIdConfig, run_id: str) -> History:
     stats = read_table_or_none(spark, cfg, "identity.run_stats")
     if stats is None:
-        return History(None, 0, False)
+        return History(None, 0)
+    this = F.col("run_id") == run_id
     row = (
         stats.where(F.col("passed"))
         .agg(
             F.max_by("metrics", "finished_at").alias("last"),
+            F.max_by("run_id", "finished_at").alias("last_run"),
+            F.collect_set("run_id").alias("run_ids"),
             F.max(F.col("metrics")["max_oneid"].cast("long")).alias("minted"),
-            F.max((F.col("run_id") == run_id).cast("int")).alias("published"),
+            F.max_by(
+                F.struct("full", "metrics", "size_histogram"),
+                F.when(this, F.col("finished_at")),
+            ).alias("published"),
         )
         .first()
     )
     last = None if row["last"] is None else dict(row["last"])
-    return History(last, int(row["minted"] or 0), bool(row["published"]))
+    published = None if row["published"] is None else row["published"].asDict()
+    return History(
+        last,
+        int(row["minted"] or 0),
+        published,
+        row["last_run"],
+        frozenset(row["run_ids"]),
+    )
+
+
+TEXT_METRICS = frozenset({"components_engine", "changes_from", "conf_hash", "silver_commit"})
+"""Metrics that are text; every other one is a number (``run_stats`` stores them all as text)."""
+
+
+def published_stats(row: dict) -> dict:
+    """A run's figures as the run reported them, from its ``run_stats`` row (:func:`stats_row`)."""
+    stats: dict = {
+        key: value if key in TEXT_METRICS else _number(value)
+        for key, value in row["metrics"].items()
+    }
+    stats["histogram"] = dict(row["size_histogram"] or {})
+    return stats
+
+
+def _number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def stats_row(

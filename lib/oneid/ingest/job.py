@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,13 +24,13 @@ from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import SourceConf
 from oneid.delta_log import commit_info, latest_version
 from oneid.errors import ConfigError, DataContractError
+from oneid.ingest.batch_ids import check_batch_id
 from oneid.ingest.fields import currency_problem, field_problem, present
 from oneid.ingest.readers import list_files, read_source, resolve_secret_options, source_types
 from oneid.tables import append, read_table_or_none, replace_where, table_path
 
 logger = logging.getLogger(__name__)
 
-BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 RUNS = "ops.ingest_runs"
 FILE_FORMATS = frozenset({"csv", "json", "parquet"})
 SCHEMAS = "ops.source_schemas"
@@ -48,6 +47,9 @@ class SourceReport:
     quarantined: int
     reasons: dict[str, int] = field(default_factory=dict)
     skipped: str | None = None
+    changed_files: tuple[str, ...] = ()
+    """Files earlier batches took that changed since: read again with ``modified_files:
+    reread``, else left (and named here)."""
 
 
 def ingest(
@@ -60,8 +62,7 @@ def ingest(
     """Ingest the declared sources (or ``only`` those) as batch ``batch_id``; with ``replay``,
     read the files batch ``batch_id`` took again under the current conf and replace its rows
     (after a conf fix: rows it quarantined that now pass move to bronze)."""
-    if not BATCH_ID.match(batch_id):
-        raise ConfigError(f"--batch-id {batch_id!r}: use letters, digits and _.:- (max 64)")
+    check_batch_id(batch_id, [] if replay else _batch_ids(spark, cfg))
     sources = cfg.pipeline.sources
     unknown = sorted(set(only) - set(sources))
     if unknown:
@@ -79,6 +80,12 @@ def ingest(
         return [future.result() for future in futures]
 
 
+def _batch_ids(spark: SparkSession, cfg: OneIdConfig) -> list[str]:
+    """Every batch id an earlier ingest run recorded."""
+    runs = read_table_or_none(spark, cfg, RUNS)
+    return [] if runs is None else [r[0] for r in runs.select("batch_id").distinct().collect()]
+
+
 @dataclass(frozen=True)
 class IngestState:
     """What earlier batches of one source recorded: finished runs, files taken, column types."""
@@ -87,26 +94,33 @@ class IngestState:
     files: dict[str, dict[str, str]]
     """source -> file -> batch that took it"""
     types: dict[str, dict[str, str]]
+    stamps: dict[str, dict[str, str]] = field(default_factory=dict)
+    """source -> file -> its stamp when taken (runs before stamps were recorded have none)"""
 
     @classmethod
     def load(cls, spark: SparkSession, cfg: OneIdConfig, source: str) -> IngestState:
         mine = F.col("source") == source  # each source loads its own rows, under its lease
         runs: dict[tuple[str, str], tuple[int, int, int]] = {}
         files: dict[str, dict[str, str]] = {}
+        stamps: dict[str, dict[str, str]] = {}
         frame = read_table_or_none(spark, cfg, RUNS)
         if frame is not None:
+            if "file_stamps" not in frame.columns:
+                frame = frame.withColumn("file_stamps", F.lit(None).cast("map<string,string>"))
             columns = ("source", "batch_id", "rows_read", "accepted", "quarantined", "files")
             # a replayed batch has a row per run: the latest one counts
-            for row in frame.where(mine).orderBy("finished_at").select(*columns).collect():
+            rows = frame.where(mine).orderBy("finished_at").select(*columns, "file_stamps")
+            for row in rows.collect():
                 runs[(row.source, row.batch_id)] = (row.rows_read, row.accepted, row.quarantined)
                 for path in row.files or []:
                     files.setdefault(row.source, {})[path] = row.batch_id
+                stamps.setdefault(row.source, {}).update(row.file_stamps or {})
         types: dict[str, dict[str, str]] = {}
         frame = read_table_or_none(spark, cfg, SCHEMAS)
         if frame is not None:
             for row in frame.where(mine).select("source", "column", "type").collect():
                 types.setdefault(row.source, {})[row.column] = row.type
-        return cls(runs, files, types)
+        return cls(runs, files, types, stamps)
 
 
 def ingest_source(
@@ -142,19 +156,20 @@ def _ingest_batch(
     replay: bool = False,
 ) -> SourceReport:
     done = state.runs.get((name, batch_id))
+    changed: tuple[str, ...] = ()
     if replay:
         files = _replayed_files(spark, name, source, batch_id, state)
     elif done is not None:
         logger.info("%s batch %s already ingested; nothing to do", name, batch_id)
         return SourceReport(name, batch_id, *done, skipped="already ingested")
     else:
-        files = _new_files(spark, name, source, batch_id, state)
+        files, changed = _new_files(spark, name, source, batch_id, state)
     if source.format in FILE_FORMATS and not files:
         logger.info("%s batch %s: no new files", name, batch_id)
-        return SourceReport(name, batch_id, 0, 0, 0, skipped="no new files")
+        return SourceReport(name, batch_id, 0, 0, 0, skipped="no new files", changed_files=changed)
 
     known_types = state.types.get(name, {})
-    raw = read_source(spark, name, source, files, known_types)
+    raw = read_source(spark, name, source, list(files), known_types)
     checked = raw.withColumn("_reason", quarantine_reason(source)).transform(
         lambda df: with_lineage(df, name, batch_id, source)
     )
@@ -199,7 +214,9 @@ def _ingest_batch(
     reason_counts = {k: v for k, v in reasons.items() if k is not None}
     if source.format in {"parquet", "delta", "jdbc"} and not known_types:
         run.share(SCHEMAS, f"source = '{name}'")
-        _record_types(spark, cfg, name, source, raw_types=_types_of(spark, name, source, files))
+        _record_types(
+            spark, cfg, name, source, raw_types=_types_of(spark, name, source, list(files))
+        )
     _record_run(spark, cfg, name, batch_id, files, rows_read, accepted, quarantined, reason_counts)
     logger.info(
         "%s batch %s: read %d = accepted %d + quarantined %d %s",
@@ -210,7 +227,9 @@ def _ingest_batch(
         quarantined,
         reason_counts,
     )
-    return SourceReport(name, batch_id, rows_read, accepted, quarantined, reason_counts)
+    return SourceReport(
+        name, batch_id, rows_read, accepted, quarantined, reason_counts, changed_files=changed
+    )
 
 
 def quarantine_reason(source: SourceConf) -> Column:
@@ -302,21 +321,39 @@ def _fail_on_new_columns(df: DataFrame, name: str) -> None:
 
 def _new_files(
     spark: SparkSession, name: str, source: SourceConf, batch_id: str, state: IngestState
-) -> list[str]:
-    """Files under the source path that no other batch has taken; a missing path is an error
-    (an empty folder is not: it just has no new files)."""
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Files under the source path that no other batch has taken (with their stamps), and the
+    files an earlier batch took that changed since (taken again with ``modified_files:
+    reread``). A missing path is an error; an empty folder is not: it has no new files."""
     if source.format not in FILE_FORMATS:
-        return []
-    taken = state.files.get(name, {})
-    return [
-        path for path in source_files(spark, name, source) if taken.get(path, batch_id) == batch_id
-    ]
+        return {}, ()
+    taken, stamps = state.files.get(name, {}), state.stamps.get(name, {})
+    found = source_files(spark, name, source)
+    new = {path: stamp for path, stamp in found.items() if taken.get(path, batch_id) == batch_id}
+    changed = tuple(
+        path
+        for path, stamp in found.items()
+        if path not in new and stamps.get(path, stamp) != stamp
+    )
+    if changed and source.modified_files == "reread":
+        new.update((path, found[path]) for path in changed)
+    elif changed:
+        logger.warning(
+            "%s batch %s: %d file(s) earlier batches took changed since and are not read again "
+            "(first: %s); sources.%s.modified_files: reread takes them",
+            name,
+            batch_id,
+            len(changed),
+            changed[0],
+            name,
+        )
+    return dict(sorted(new.items())), changed
 
 
 def _replayed_files(
     spark: SparkSession, name: str, source: SourceConf, batch_id: str, state: IngestState
-) -> list[str]:
-    """The files batch ``batch_id`` took, all still there, for a replay."""
+) -> dict[str, str]:
+    """The files batch ``batch_id`` took, all still there (with their stamps), for a replay."""
     if (name, batch_id) not in state.runs:
         raise ConfigError(
             f"{name} batch {batch_id}: never ingested, nothing to replay (drop --replay)"
@@ -327,17 +364,19 @@ def _replayed_files(
             "ingest a new batch instead of replaying one"
         )
     taken = sorted(path for path, batch in state.files.get(name, {}).items() if batch == batch_id)
-    gone = sorted(set(taken) - set(source_files(spark, name, source)))
+    found = source_files(spark, name, source)
+    gone = sorted(set(taken) - set(found))
     if gone:
         raise ConfigError(
             f"{name} batch {batch_id}: {len(gone)} of its {len(taken)} file(s) are no longer "
             f"under {source.path} (first: {gone[0]}); a replay reads the same files again"
         )
-    return taken
+    return {path: found[path] for path in taken}
 
 
-def source_files(spark: SparkSession, name: str, source: SourceConf) -> list[str]:
-    """Every data file under a file source's path; a path that does not exist is an error."""
+def source_files(spark: SparkSession, name: str, source: SourceConf) -> dict[str, str]:
+    """Every data file under a file source's path, with its stamp (:func:`list_files`); a path
+    that does not exist is an error."""
     try:
         return list_files(spark, source.path or "")
     except FileNotFoundError:
@@ -405,7 +444,7 @@ def _record_run(
     cfg: OneIdConfig,
     name: str,
     batch_id: str,
-    files: list[str],
+    files: dict[str, str],
     rows_read: int,
     accepted: int,
     quarantined: int,
@@ -413,8 +452,8 @@ def _record_run(
 ) -> None:
     """One row per finished (source, batch): the commit marker that makes a re-run a no-op."""
     run = spark.createDataFrame(
-        [(name, batch_id, rows_read, accepted, quarantined, reasons, files)],
+        [(name, batch_id, rows_read, accepted, quarantined, reasons, list(files), files)],
         "source string, batch_id string, rows_read long, accepted long, quarantined long, "
-        "reasons map<string,long>, files array<string>",
+        "reasons map<string,long>, files array<string>, file_stamps map<string,string>",
     ).withColumn("finished_at", F.current_timestamp())
     append(run, cfg, RUNS)

@@ -46,8 +46,9 @@ CSV_QUOTING = {
 """Spark reader options per ``quoting``; RFC 4180 needs multiLine for newlines in quotes."""
 
 
-def list_files(spark: SparkSession, path: str) -> list[str]:
-    """Data files under ``path`` (a file, folder or glob), on any Hadoop file system, sorted.
+def list_files(spark: SparkSession, path: str) -> dict[str, str]:
+    """Data files under ``path`` (a file, folder or glob), on any Hadoop file system, sorted,
+    each with its stamp (``<bytes>:<modified ms>``: another stamp later, another file).
 
     Raises FileNotFoundError when the path (or the folder a glob starts from) does not exist.
     """
@@ -58,16 +59,21 @@ def list_files(spark: SparkSession, path: str) -> list[str]:
     statuses = fs.globStatus(hpath)
     if statuses is None or (not statuses and not fs.exists(_glob_root(hpath))):
         raise FileNotFoundError(path)
-    files: list[str] = []
+    files: dict[str, str] = {}
     for status in statuses:
         if status.isDirectory():
             iterator = fs.listFiles(status.getPath(), True)
             while iterator.hasNext():
-                files.append(iterator.next().getPath().toString())
+                found = iterator.next()
+                files[found.getPath().toString()] = _stamp(found)
         else:
-            files.append(status.getPath().toString())
+            files[status.getPath().toString()] = _stamp(status)
     hidden = ("_", ".")
-    return sorted(f for f in files if not f.rsplit("/", 1)[-1].startswith(hidden))
+    return {f: files[f] for f in sorted(files) if not f.rsplit("/", 1)[-1].startswith(hidden)}
+
+
+def _stamp(status) -> str:  # a py4j FileStatus
+    return f"{status.getLen()}:{status.getModificationTime()}"
 
 
 def _glob_root(hpath):  # a py4j Path

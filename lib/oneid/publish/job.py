@@ -34,7 +34,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from oneid.atomic import atomic_run
-from oneid.audiences.tables import CHANGES
+from oneid.audiences.tables import CHANGES, STATS
 from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import DestinationConf
 from oneid.errors import DataContractError
@@ -141,13 +141,19 @@ class DayChanges:
 
     @classmethod
     def read(cls, spark: SparkSession, cfg: OneIdConfig, as_of: dt.date) -> DayChanges:
+        """The day's changes; none on a quiet day (audiences ran: ``audience.stats`` has the
+        day); an error when audiences did not run for the day."""
         changes = read_table_or_none(spark, cfg, CHANGES)
         if changes is not None:
             rows = changes.where(F.col("dt") == F.lit(as_of))
             tally = rows.groupBy("audience_id", "holdout", "change").count().collect()
             if tally:
                 return cls(rows, {(r.audience_id, r.holdout, r.change): r["count"] for r in tally})
-        raise DataContractError(f"no audience changes for {as_of}: run `oneid audiences --as-of`")
+            if not read_table(spark, cfg, STATS).where(F.col("dt") == F.lit(as_of)).isEmpty():
+                return cls(rows, {})
+        raise DataContractError(
+            f"audiences did not run for {as_of}: run `oneid audiences --as-of {as_of}` first"
+        )
 
 
 def _platform_identifiers(
