@@ -36,11 +36,7 @@ def small_config(warehouse: Path, *extra: str) -> OneIdConfig:
 def with_demo_data(cfg: OneIdConfig, folder: Path, **pipeline_updates) -> OneIdConfig:
     """``cfg`` with the repo's source declarations (which read ``./demo_data``) pointed at the
     demo data in ``folder``; ``pipeline_updates`` replace other pipeline sections."""
-    sources = {
-        name: source.model_copy(update={"path": source.path.replace("./demo_data", str(folder))})
-        for name, source in cfg.pipeline.sources.items()
-    }
-    pipeline = cfg.pipeline.model_copy(update={"sources": sources, **pipeline_updates})
+    pipeline = cfg.pipeline.with_demo_data(str(folder)).model_copy(update=pipeline_updates)
     return cfg.model_copy(update={"pipeline": pipeline})
 
 

@@ -210,3 +210,15 @@ def test_source_range_and_zone_keys_are_checked(tmp_path):
     assert "sources.s.columns.k: Value error, ['min'] do not apply to a string column" in message
     assert "columns.t: Value error, lower bound 2030-01-01 is above upper bound 2020" in message
     assert "columns.a: Value error, lower bound 0 is above upper bound -1" in message
+
+
+def test_the_demo_sources_read_the_demos_data_folder():
+    """`oneid demo --set demo.data_dir=X` generates into X and ingests from X."""
+    cfg = load_config("local", CONF_DIR, ["demo.data_dir=/data/demo-300"])
+    own = cfg.pipeline.sources["orders"].model_copy(update={"path": "./demo_data_2024/orders"})
+    pipeline = cfg.pipeline.model_copy(update={"sources": {**cfg.pipeline.sources, "own": own}})
+    moved = pipeline.with_demo_data(cfg.pipeline.demo.data_dir).sources
+    assert moved["orders"].path == "/data/demo-300/sources/orders"
+    assert moved["crm_members"].path == "/data/demo-300/sources/crm_members"
+    assert moved["own"].path == "./demo_data_2024/orders"  # not the demo's folder
+    assert pipeline.with_demo_data("./demo_data").sources == pipeline.sources

@@ -223,6 +223,9 @@ def _cmd_demo(cfg: OneIdConfig, args: argparse.Namespace) -> int:
     timings: list[tuple[str, float]] = []
     tables: dict[str, int] = {}
 
+    data = {"people": people, "seed": demo.seed, "version": generator.GENERATOR_VERSION}
+    claim_demo_warehouse(warehouse_root(cfg), data)  # before the data folder is written
+    cfg = cfg.model_copy(update={"pipeline": cfg.pipeline.with_demo_data(demo.data_dir)})
     started = time.perf_counter()
     manifest_path = data_dir / "manifest.json"
     current = _same_demo_data(manifest_path, people, demo.seed, generator.GENERATOR_VERSION)
@@ -233,8 +236,6 @@ def _cmd_demo(cfg: OneIdConfig, args: argparse.Namespace) -> int:
         tables[f"demo_data/{source}"] = rows
     timings.append(("generate", time.perf_counter() - started))
 
-    data = {"people": people, "seed": demo.seed, "version": generator.GENERATOR_VERSION}
-    claim_demo_warehouse(warehouse_root(cfg), data)
     started = time.perf_counter()
     spark = build_session(demo_session_config(cfg), app_name="oneid-demo")
     timings.append(("spark session", time.perf_counter() - started))

@@ -459,6 +459,18 @@ class PipelineConf(_Strict):
     publish: PublishConf = Field(default_factory=PublishConf)
     realtime: RealtimeConf = Field(default_factory=RealtimeConf)
 
+    def with_demo_data(self, folder: str) -> PipelineConf:
+        """These settings with the sources that read the demo's default folder
+        (``./demo_data/...``) reading ``folder`` instead (``demo.data_dir``, a test's folder)."""
+        default = DemoConf.model_fields["data_dir"].default
+        sources = {
+            name: source.model_copy(update={"path": folder + source.path[len(default) :]})
+            if source.path and source.path.startswith(default + "/")
+            else source
+            for name, source in self.sources.items()
+        }
+        return self.model_copy(update={"sources": sources})
+
     def sources_of(self, facts: str) -> tuple[str, ...]:
         """The names of the sources whose records are ``facts`` (contacts, orders, events)."""
         return tuple(name for name, source in self.sources.items() if source.facts == facts)
