@@ -336,7 +336,7 @@ def _new_files(
         if path not in new and stamps.get(path, stamp) != stamp
     )
     if changed and source.modified_files == "reread":
-        new.update((path, found[path]) for path in changed)
+        new = {path: found[path] for path in sorted((*new, *changed))}
     elif changed:
         logger.warning(
             "%s batch %s: %d file(s) earlier batches took changed since and are not read again "
@@ -347,7 +347,7 @@ def _new_files(
             changed[0],
             name,
         )
-    return dict(sorted(new.items())), changed
+    return new, changed
 
 
 def _replayed_files(
