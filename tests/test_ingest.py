@@ -305,6 +305,23 @@ def test_two_sources_ingested_concurrently_both_land(spark, tmp_path):
         assert read_table(spark, cfg, f"bronze.{name}").count() == 2
 
 
+def test_the_first_run_of_several_sources_creates_the_runs_table_once(spark, tmp_path, caplog):
+    """Sources ingested at once into a new warehouse would each create ``ops.ingest_runs`` and
+    retry on the conflict, warning a newcomer's first ``make demo`` four times."""
+    sources = {}
+    for name in ("shop_a", "shop_b", "shop_c"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "a.csv").write_text(MEMBERS_CSV, encoding="utf-8")
+        sources[name] = members_source(folder)
+    cfg = config_for(tmp_path, {"sources": sources})
+    with caplog.at_level("INFO", logger="oneid.tables"):
+        ingest(spark, cfg, "b1")
+    assert "concurrent update" not in caplog.text
+    runs = read_table(spark, cfg, "ops.ingest_runs").select("source").collect()
+    assert sorted(r.source for r in runs) == sorted(sources)
+
+
 def test_jdbc_and_delta_sources(spark, tmp_path, monkeypatch):
     """A real JDBC database (embedded Derby, shipped with Spark) and a Delta table as sources."""
     url = "jdbc:derby:memory:oneid_ingest;create=true"

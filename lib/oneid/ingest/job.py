@@ -27,13 +27,18 @@ from oneid.errors import ConfigError, DataContractError
 from oneid.ingest.batch_ids import check_batch_id
 from oneid.ingest.fields import currency_problem, field_problem, present
 from oneid.ingest.readers import list_files, read_source, resolve_secret_options, source_types
-from oneid.tables import append, read_table_or_none, replace_where, table_path
+from oneid.tables import append, read_table_or_none, replace_where, table_exists, table_path
 
 logger = logging.getLogger(__name__)
 
 RUNS = "ops.ingest_runs"
 FILE_FORMATS = frozenset({"csv", "json", "parquet"})
 SCHEMAS = "ops.source_schemas"
+RUNS_SCHEMA = (
+    "source string, batch_id string, rows_read long, accepted long, quarantined long, "
+    "reasons map<string,long>, files array<string>, file_stamps map<string,string>"
+)
+"""A row of :data:`RUNS` before its ``finished_at``."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,9 @@ def ingest(
         raise ConfigError(f"{cfg.files[1]}: sources: no source declared")
     names = [name for name in sources if not only or name in only]
     workers = max(1, min(cfg.pipeline.ingest.parallel_sources, len(names)))
+    if workers > 1 and not table_exists(spark, cfg, RUNS):
+        # created once here: sources creating it at once would conflict and retry
+        _append_runs(spark.createDataFrame([], RUNS_SCHEMA), cfg)
     # Sources are independent tables: ingesting a few at once hides Delta's per-commit latency.
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
         futures = [
@@ -453,7 +461,10 @@ def _record_run(
     """One row per finished (source, batch): the commit marker that makes a re-run a no-op."""
     run = spark.createDataFrame(
         [(name, batch_id, rows_read, accepted, quarantined, reasons, list(files), files)],
-        "source string, batch_id string, rows_read long, accepted long, quarantined long, "
-        "reasons map<string,long>, files array<string>, file_stamps map<string,string>",
-    ).withColumn("finished_at", F.current_timestamp())
-    append(run, cfg, RUNS)
+        RUNS_SCHEMA,
+    )
+    _append_runs(run, cfg)
+
+
+def _append_runs(rows: DataFrame, cfg: OneIdConfig) -> None:
+    append(rows.withColumn("finished_at", F.current_timestamp()), cfg, RUNS)
