@@ -48,7 +48,7 @@ def cases(work: Path) -> list[Case]:
         return with_demo_data(load_config("local", CONF_DIR, [f"warehouse={warehouse}"]), data)
 
     base = work / "base"
-    spark = build_session(config(base), app_name="oneid-bench-daily")
+    spark = build_session(config(base), job="bench-daily")
     chain(spark, config(base), "base", full=True)  # the state before the day (99%)
     _move(day_files, held, data)
     targets: dict[str, Path] = {}

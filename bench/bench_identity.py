@@ -31,7 +31,7 @@ READ_BY_INCREMENTAL = (
 
 
 def cases(work: Path) -> list[Case]:
-    spark = build_session(config(work / "silver", work), app_name="oneid-bench-identity")
+    spark = build_session(config(work / "silver", work), job="bench-identity")
     data, rows = prepared_silver(spark, work, RECORDS)
     counter = itertools.count()
 

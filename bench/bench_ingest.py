@@ -33,7 +33,7 @@ def cases(work: Path) -> list[Case]:
 
     sources = config(work / "warehouse-0").pipeline.sources
 
-    spark = build_session(config(work / "warehouse-0"), app_name="oneid-bench-ingest")
+    spark = build_session(config(work / "warehouse-0"), job="bench-ingest")
 
     def run_ingest() -> dict:
         warehouse = work / f"warehouse-{next(counter)}"

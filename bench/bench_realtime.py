@@ -104,7 +104,7 @@ def _cases(work: Path) -> list[Case]:
     os.environ.setdefault("ONEID_WEBHOOK_SECRET", SECRET)
     cfg0 = small_config(work / "warehouse")
     spark = build_session(
-        cfg0, app_name="oneid-bench-realtime", java_options=cfg0.pipeline.realtime.jvm_options
+        cfg0, job="bench-realtime", java_options=cfg0.pipeline.realtime.jvm_options
     )
 
     def case(rate: int) -> Case:

@@ -23,7 +23,7 @@ RECORDS = int(os.environ.get("ONEID_BENCH_RESOLUTION_RECORDS", "100000"))
 def scope(work: Path):
     """(spark, conf, usable, inside, nodes, previous, minted): every identifier of a full run
     resolved again, its mapping as the previous one (the scope of a second ``--full`` run)."""
-    spark = build_session(config(work / "silver", work), app_name="oneid-bench-resolution")
+    spark = build_session(config(work / "silver", work), job="bench-resolution")
     reference = work / "reference"
     if not (reference / "identity").exists():  # prepared once per work dir
         data, _ = prepared_silver(spark, work, RECORDS)

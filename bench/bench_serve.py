@@ -337,7 +337,7 @@ def spark_before(work: Path) -> Case:
             REPO / "conf",
             [f"warehouse={work / 'delta'}", "spark.master=local[2]", "spark.shuffle_partitions=8"],
         )
-        spark = build_session(cfg, app_name="oneid-bench-serve")
+        spark = build_session(cfg, job="bench-serve")
         people = spark.range(1, ONEIDS + 1).withColumnRenamed("id", "oneid")
         mapping = people.select(
             F.col("oneid").alias("node_id"),

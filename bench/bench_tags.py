@@ -148,7 +148,7 @@ def tags_cases(orders: int):
         data = work / "parquet"
         manifest = synthesise(data, orders)
         cfg = config(work / "warehouse")
-        spark = build_session(cfg, app_name=f"oneid-bench-tags-{orders}")
+        spark = build_session(cfg, job=f"bench-tags-{orders}")
         load_warehouse(spark, cfg, data)
         time_zone = cfg.pipeline.tags.time_zone
         duck_out, spark_out = work / "duckdb_rfm.parquet", work / "spark_rfm"

@@ -118,7 +118,7 @@ def main() -> None:
             )
             cfg = cfg.model_copy(update={"env": cfg.env.model_copy(update={"spark": spark_conf})})
             if spark is None:
-                spark = build_session(cfg, app_name="oneid-spark-jobs", java_options=args.java)
+                spark = build_session(cfg, job="spark-jobs", java_options=args.java)
                 for setting in args.set:
                     key, value = setting.split("=", 1)
                     spark.conf.set(key, value)

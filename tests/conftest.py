@@ -25,7 +25,7 @@ def cfg(tmp_path_factory: pytest.TempPathFactory) -> OneIdConfig:
 def spark(cfg: OneIdConfig):
     from oneid.session import build_session
 
-    session = build_session(cfg, app_name="oneid-tests", run_id="tests")
+    session = build_session(cfg, job="tests", run_id="tests")
     yield session
     session.stop()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from oneid.control_files import ControlFiles
 from oneid.errors import StageBusyError
 from oneid.leases import acquire, is_stale, lease_path
+from tests.support import small_config
 
 pytestmark = pytest.mark.unit
 
@@ -54,6 +56,8 @@ def test_a_second_writer_gets_one_line_naming_the_holder(tmp_path: Path) -> None
     message = str(raised.value)
     assert "\n" not in message
     assert f"identity run r1 (pid {os.getpid()}" in message
+    key = re.search(r"or set ([\w.]+)\)", message).group(1)  # a key that --set takes
+    assert small_config(tmp_path / "warehouse", f"{key}=5").pipeline.runs.wait_seconds == 5
     other = acquire(files, "ingest.crm", "ingest crm", seconds=60)  # another scope is free
     lease.release()
     other.release()

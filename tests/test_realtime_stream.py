@@ -201,6 +201,7 @@ def test_a_new_identity_run_is_picked_up_mid_stream_and_batch_tags_gate_rules(
     key = HashKey(HMAC_KEY.encode(), 1)
     device_hash = keyed_hash(key, normalize("device:idfa", DEVICE_D).value)
     member_hash = keyed_hash(key, normalize("member_id", "M9").value)
+    phone_hash = keyed_hash(key, normalize("phone", PHONE_C["phone"]).value)
     with WebhookReceiver(Secret(WEBHOOK_SECRET.encode())) as receiver:
         cfg = stream_config(
             tmp_path, broker.bootstrap_servers, receiver.url, "realtime.events_topic=ev2"
@@ -244,9 +245,12 @@ def test_a_new_identity_run_is_picked_up_mid_stream_and_batch_tags_gate_rules(
                         {"member_id": "M9"},
                         category="双眼皮",
                     ),
+                    # two people's OneIDs in one event, and a known with an unknown: links
+                    event("l1", "2025-07-01 10:05", "app_open", {**device, "member_id": "M9"}),
+                    event("l2", "2025-07-01 10:06", "app_open", {"member_id": "M9", **PHONE_C}),
                 ],
             )
-            wait_for(lambda: read_so_far(cfg) == 5, query=run.query)
+            wait_for(lambda: read_so_far(cfg) == 7, query=run.query)
         finally:
             run.stop()
         received = receiver.received.first
@@ -254,6 +258,13 @@ def test_a_new_identity_run_is_picked_up_mid_stream_and_batch_tags_gate_rules(
     assert set(received) == {trigger_id("d3", "eyelid_consult")}
     payload, _ = received[trigger_id("d3", "eyelid_consult")]
     assert (payload["oneid"], payload["provisional"], payload["key"]) == (42, False, "42")
+    links = {row["event_id"]: row for row in _rows(cfg, "realtime.links")}
+    assert sorted(links) == ["l1", "l2"]  # the stream records them and merges nobody
+    assert json.loads(links["l1"]["oneids"]) == [42, 77]
+    assert json.loads(links["l2"]["oneids"]) == [77]
+    assert sorted(tuple(i) for i in json.loads(links["l2"]["identifiers"])) == sorted(
+        [("member_id", member_hash, True), ("phone", phone_hash, False)]
+    )
     batches = _rows(cfg, "realtime.batches")
     assert max(b["map_version"] for b in batches) == 0
     assert min(b["map_version"] for b in batches if b["read"]) == -1

@@ -163,6 +163,23 @@ def test_invalid_values_are_refused_without_echoing_them(client):
     assert "13800000003" not in shape.text
 
 
+def test_bodies_that_are_not_json_get_the_documented_errors(client):
+    """docs/serving.md: not valid JSON is 422 ``invalid_request``; undecodable bytes 400."""
+
+    def raw(body: bytes):
+        headers = {"X-API-Key": KEYS["full"], "Content-Type": "application/json"}
+        return client.post("/v1/lookup", content=body, headers=headers)
+
+    broken = raw(b'{"id_type": "phone", "value": "1380000')
+    assert broken.status_code == 422
+    assert broken.json()["error"]["code"] == "invalid_request"
+    assert "JSON decode error" in broken.json()["error"]["message"]
+    assert "1380000" not in broken.text
+    undecodable = raw('{"id_type": "phone", "value": "\xff"}'.encode("latin-1"))
+    assert undecodable.status_code == 400
+    assert undecodable.json()["error"]["code"] == "bad_request"
+
+
 def test_look_up_with_the_profile_and_selected_tags(client):
     body = {"id_type": "phone", "value": "13800000003", "with_profile": True, "tags": ["monetary"]}
     profile = post(client, "/v1/lookup", body).json()["profile"]

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 
 from oneid.scratch import OWNER_FILE, HadoopFolders, LocalFolders, sweep, this_process
 from oneid.session import (
+    application_name,
     graphframes_available,
     remove_checkpoint_dir,
     scratch_root,
@@ -41,6 +42,14 @@ def test_settings_for_local_tests(spark, cfg):
     checkpoint = spark.sparkContext.getCheckpointDir()
     assert checkpoint is not None and "/_checkpoints/tests" in checkpoint
     assert checkpoint.startswith("file:" + warehouse_root(cfg))
+
+
+def test_the_application_is_named_by_conf_then_the_job(spark, cfg):
+    assert spark.sparkContext.appName == "oneid-tests"
+    spark_conf = cfg.env.spark.model_copy(update={"app_name": "harbor-oneid"})
+    branded = cfg.model_copy(update={"env": cfg.env.model_copy(update={"spark": spark_conf})})
+    assert application_name(branded, "identity") == "harbor-oneid-identity"
+    assert application_name(branded, None) == "harbor-oneid"
 
 
 def test_delta_write_read_and_time_travel(spark, cfg):
@@ -125,7 +134,7 @@ import os, sys, time
 from tests.support import small_config
 from oneid.session import build_session
 cfg = small_config(sys.argv[1], "scratch_root=" + sys.argv[2])
-spark = build_session(cfg, app_name="oneid-scratch-test")
+spark = build_session(cfg, job="scratch-test")
 spark.range(1000).repartition(3).count()
 spark.range(10).checkpoint(eager=True).count()
 print(spark.sparkContext.getConf().get("spark.local.dir"), flush=True)

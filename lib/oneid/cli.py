@@ -161,7 +161,7 @@ def _stage_handler(stage: Stage):
         if text is not None:
             print(text)
             return 0
-        spark = build_session(cfg, app_name=f"oneid-{stage.name}")
+        spark = build_session(cfg, job=stage.name)
         result = stage.run(spark, cfg, args)
         _print_result(stage.name, result)
         return 0
@@ -237,7 +237,7 @@ def _cmd_demo(cfg: OneIdConfig, args: argparse.Namespace) -> int:
     timings.append(("generate", time.perf_counter() - started))
 
     started = time.perf_counter()
-    spark = build_session(demo_session_config(cfg), app_name="oneid-demo")
+    spark = build_session(demo_session_config(cfg), job="demo")
     timings.append(("spark session", time.perf_counter() - started))
 
     run = run_demo_stages(spark, cfg)
@@ -344,7 +344,7 @@ def _cmd_check(cfg: OneIdConfig, args: argparse.Namespace) -> int:
     from oneid.check import check, report_lines
     from oneid.session import build_session
 
-    spark = build_session(cfg, app_name="oneid-check")
+    spark = build_session(cfg, job="check")
     report = check(spark, cfg, args.source, args.rows)
     print("\n".join(report_lines(report)))
     return 0 if report.ok else 1
@@ -356,7 +356,7 @@ def _cmd_runs(cfg: OneIdConfig, args: argparse.Namespace) -> int:
     from oneid.session import build_session, warehouse_root
 
     root = warehouse_root(cfg)
-    spark = None if is_local(root) else build_session(cfg, app_name="oneid-runs")
+    spark = None if is_local(root) else build_session(cfg, job="runs")
     lines = status(ControlFiles(spark, root))
     print("\n".join(lines) if lines else f"no runs recorded under {root}/_oneid")
     return 0
@@ -366,9 +366,7 @@ def _cmd_realtime(cfg: OneIdConfig, args: argparse.Namespace) -> int:
     from oneid.realtime.job import run_realtime
     from oneid.session import build_session
 
-    spark = build_session(
-        cfg, app_name="oneid-realtime", java_options=cfg.pipeline.realtime.jvm_options
-    )
+    spark = build_session(cfg, job="realtime", java_options=cfg.pipeline.realtime.jvm_options)
     run = run_realtime(spark, cfg, seconds=args.seconds)
     totals: dict[str, int] = {}
     for report in run.sink.reports:

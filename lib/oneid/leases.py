@@ -123,7 +123,7 @@ def acquire(
             shown = current.describe() if current else "another run"
             raise StageBusyError(
                 f"{scope} is being written by {shown}; wait for it to finish (or set "
-                "pipeline.runs.wait_seconds); a killed run's lease is taken over automatically"
+                "runs.wait_seconds); a killed run's lease is taken over automatically"
             )
         time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
 

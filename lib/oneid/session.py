@@ -52,19 +52,25 @@ def warehouse_root(cfg: OneIdConfig) -> str:
     return _absolute(cfg.env.warehouse)
 
 
+def application_name(cfg: OneIdConfig, job: str | None) -> str:
+    """``<spark.app_name>-<job>``: what Spark's UI and a cluster's application list show."""
+    return f"{cfg.env.spark.app_name}-{job}" if job else cfg.env.spark.app_name
+
+
 def build_session(
     cfg: OneIdConfig,
     *,
-    app_name: str | None = None,
+    job: str | None = None,
     run_id: str | None = None,
     java_options: str = "",
 ) -> SparkSession:
     """Build (or return the running) SparkSession for ``cfg``, with a per-run checkpoint dir
     and, for a new local-mode session, a per-run scratch dir; both are removed at exit.
-    ``java_options`` go to a new local session's driver JVM after the usual ones."""
+    The application is named by :func:`application_name`; ``java_options`` go to a new local
+    session's driver JVM after the usual ones."""
     run = run_id or uuid.uuid4().hex
     spark_conf = cfg.env.spark
-    builder = SparkSession.builder.appName(app_name or spark_conf.app_name)
+    builder = SparkSession.builder.appName(application_name(cfg, job))
     settings: dict[str, str] = {
         "spark.sql.extensions": DELTA_EXTENSION,
         "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
@@ -208,7 +214,8 @@ def session_jars(cfg: OneIdConfig) -> tuple[list[Path], bool]:
             raise
         logger.warning(
             "GraphFrames jars unavailable; connected components use the native engine "
-            "(identity.components.engine=auto). %s",
+            "(identity.components.engine=auto; set it to native to use that engine without "
+            "looking for the jars). %s",
             exc,
         )
         return jars, False

@@ -38,6 +38,7 @@ class SparkConf(StrictModel):
 
     master: str = "local[*]"
     app_name: str = "oneid"
+    """The Spark application's name before the job's (``oneid-identity``, ``oneid-demo``)."""
     shuffle_partitions: PositiveInt = 8
     driver_memory: str = "4g"
     ui: bool = False

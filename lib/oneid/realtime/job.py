@@ -197,11 +197,12 @@ def resolve_batches(cfg: OneIdConfig):
         ids = [[i.id_type, i.masked] for i in parsed.identifiers]
         link = None
         if len(parsed.identifiers) > 1 and (len(found.oneids) > 1 or not all(found.known)):
+            pairs = zip(parsed.identifiers, found.known, strict=True)
             link = json.dumps(
-                [
-                    [i.id_type, i.value_hash, o]
-                    for i, o in zip(parsed.identifiers, found.known, strict=True)
-                ]
+                {
+                    "identifiers": [[i.id_type, i.value_hash, known] for i, known in pairs],
+                    "oneids": list(found.oneids),
+                }
             )
         props = json.dumps(parsed.properties, ensure_ascii=False, sort_keys=True)
         return (
@@ -377,7 +378,13 @@ class Sink:
             self._append(
                 "realtime.links",
                 [
-                    (k["event_id"], k["key"], k["oneid"], k["body"], None, _ts(k["time_ms"]))
+                    (
+                        k["event_id"],
+                        k["key"],
+                        k["oneid"],
+                        *_link_columns(k["body"]),
+                        _ts(k["time_ms"]),
+                    )
                     for k in links
                 ],
                 batch_id,
@@ -529,6 +536,13 @@ def tags_table(rows: list[dict], cfg: OneIdConfig, batch_id: int):
         oneid = None if provisional else int(r["key"])
         out.append((r["key"], provisional, oneid, *tag_values, _ts(body["as_of_ms"]), batch_id))
     return arrow_rows(out, schema)
+
+
+def _link_columns(body: str) -> tuple[str, str]:
+    """``identifiers`` and ``oneids`` of a ``realtime.links`` row, as JSON, from the event's
+    link (:func:`resolve_batches`)."""
+    link = json.loads(body)
+    return json.dumps(link["identifiers"]), json.dumps(link["oneids"])
 
 
 def _ts(ms: int | None):

@@ -42,11 +42,11 @@ API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API k
 ERRORS = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in {
-        400: "the body is not JSON",
+        400: "the body cannot be decoded (not UTF-8)",
         401: "missing or unknown API key",
         403: "the key lacks the scope",
         404: "not found",
-        422: "invalid request or identifier",
+        422: "invalid request (a body that is not valid JSON too) or identifier",
         429: "rate limit exceeded (see Retry-After)",
         503: "no store version serving",
     }.items()
