@@ -322,7 +322,7 @@ def test_manifests_run_existing_job_files_with_the_pinned_jars_and_conf():
         assert volumes[mounts[conf_dir]]["configMap"]["name"] == "oneid-conf", name
 
 
-def test_conf_configmap_holds_the_cluster_conf_files():
+def test_conf_configmap_holds_the_cluster_conf_files(tmp_path):
     result = subprocess.run(
         [sys.executable, str(K8S / "render.py"), "--configmap"],
         capture_output=True,
@@ -331,10 +331,14 @@ def test_conf_configmap_holds_the_cluster_conf_files():
     )
     configmap = yaml.safe_load(result.stdout)
     assert configmap["metadata"]["name"] == "oneid-conf"
-    pipeline = yaml.safe_load(configmap["data"]["cluster.yaml"])["pipeline"]
-    assert sorted(configmap["data"]) == sorted({"cluster.yaml", pipeline})
     for name, text in configmap["data"].items():
         assert text == (REPO / "conf" / name).read_text(encoding="utf-8")
+    # mounted over the image's conf folder: the map's files alone make the cluster conf
+    for name, text in configmap["data"].items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    cfg = load_config("cluster", tmp_path)
+    assert sorted(Path(f).name for f in cfg.files) == sorted(configmap["data"])
+    assert {"tags.yaml", "realtime.yaml", "audiences.yaml"} <= set(configmap["data"])
 
 
 def test_hmac_key_is_a_secret_reference_for_the_driver_only():
@@ -429,11 +433,40 @@ def test_airflow_dag_chains_the_daily_steps_in_order():
     for stage, templates in _daily_steps():
         manifest = yaml.safe_load((K8S / "jobs" / f"{stage}.yaml").read_text(encoding="utf-8"))
         assert manifest["spec"]["mainApplicationFile"] == f"local://{APP_DIR}/jobs/{stage}.py"
-        dated = [arg.format(as_of="{{ ds }}") for arg in templates]
+        dated = [arg.format(as_of=_render_module().AIRFLOW_DATE) for arg in templates]
         arguments = manifest["spec"]["arguments"]
         assert arguments[len(arguments) - len(dated) :] == dated
         job = REPO / "jobs" / f"{stage}.py"
         assert job.is_file(), stage
+
+
+def _render_module():
+    spec = importlib.util.spec_from_file_location("oneid_render", K8S / "render.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("run_at", "as_of"),
+    [
+        ("2025-07-02T02:30:00+08:00", "2025-07-01"),  # the nightly run: yesterday there
+        ("2025-07-02T23:50:00+08:00", "2025-07-01"),  # 15:50 UTC: still 07-02 in Shanghai
+        ("2025-07-02T00:10:00+08:00", "2025-07-01"),  # 07-01 16:10 UTC
+    ],
+)
+def test_airflow_runs_take_the_day_before_the_run_in_the_business_time_zone(run_at, as_of):
+    """What Airflow renders into a job's --as-of (jinja2 with pendulum datetimes, as Airflow
+    does): the day before the run's time in Asia/Shanghai, as deploy/daily.py takes; the run's
+    ``data_interval_end`` is its time in Airflow 2 and 3 (``ds`` would be 2025-06-30)."""
+    jinja2 = pytest.importorskip("jinja2")
+    pendulum = pytest.importorskip("pendulum")
+    render = _render_module()
+    end = pendulum.parse(run_at).in_timezone("UTC")  # Airflow's context datetimes are UTC
+    text = jinja2.Template(render.AIRFLOW_DATE).render(data_interval_end=end)
+    assert text == as_of
+    now = dt.datetime.fromisoformat(run_at)
+    assert text == runpy.run_path(str(DEPLOY / "daily.py"))["yesterday"](render.TIME_ZONE, now)
 
 
 def test_airflow_dag_imports_when_airflow_is_installed():

@@ -2,7 +2,9 @@
 
 Each task submits the SparkApplication ``deploy/k8s/jobs/<stage>.yaml`` (rendered from
 ``deploy/daily.yaml`` by ``deploy/k8s/render.py``) through the spark-operator, with the run's
-as-of date ``{{ ds }}`` filled in by Airflow, and waits for it to finish. A failed stage (an
+as-of date filled in by Airflow (the day before the run's time in Asia/Shanghai:
+``deploy/k8s/render.py``'s ``AIRFLOW_DATE``, not ``{{ ds }}``, which Airflow 2 gives in UTC for
+the start of the interval, two days back), and waits for it to finish. A failed stage (an
 identity gate, for one) stops the chain, so nothing after it publishes. Runs at 02:30
 Asia/Shanghai for the previous day. Put ``deploy/`` in the DAGs folder, or point
 ``ONEID_K8S_MANIFESTS`` at the folder holding ``jobs/*.yaml``.

@@ -5,8 +5,9 @@
     python deploy/k8s/render.py --as-of 2025-07-01 ingest | kubectl apply -f -
     python deploy/k8s/render.py --configmap | kubectl apply -f -     # conf/ -> ConfigMap
 
-``jobs/<stage>.yaml``: one SparkApplication per step of ``deploy/daily.yaml``, with Airflow's
-``{{ ds }}`` as the as-of date (the DAG's SparkKubernetesOperator renders it).
+``jobs/<stage>.yaml``: one SparkApplication per step of ``deploy/daily.yaml``, with the day
+before the Airflow run's time as the as-of date (:data:`AIRFLOW_DATE`; the DAG's
+SparkKubernetesOperator renders it).
 ``scheduled-daily.yaml``: the ScheduledSparkApplication running the whole chain
 (``deploy/daily.py``) every night.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from oneid import __version__
+from oneid.conf import load_config
 from oneid.jars import DELTA_JARS, SPARK_VERSION, parse_coordinate
 
 HERE = Path(__file__).resolve().parent
@@ -28,16 +30,21 @@ ROOT = HERE.parents[1]
 NAMESPACE = "oneid"
 IMAGE = f"ghcr.io/oneid/oneid:{__version__}"  # built by deploy/Dockerfile
 APP_DIR = "/opt/oneid"  # where the image holds jobs/, conf/, jars/, deploy/
-CONF_MAP = "oneid-conf"  # conf/*.yaml (--configmap), mounted over APP_DIR/conf
-CONF_FILES = ("cluster.yaml", "pipeline.yaml")
+CONF_MAP = "oneid-conf"  # the cluster conf's files (--configmap), mounted over APP_DIR/conf
 HMAC_SECRET = {"name": "oneid-hmac", "key": "hmac-key"}  # created by the operator of the platform
 REDIS_SECRET = {"name": "oneid-redis", "key": "url"}  # redis://[:password@]host:6379/0
 REDIS_ENV = "ONEID_REDIS_URL"  # serve.redis_url of conf/cluster.yaml
 STORE_WRITERS = ("serve-sync",)  # the steps that load the online store (and deploy/daily.py)
 SERVICE_ACCOUNT = "oneid-spark"
 ENV_ARGS = ["--env", "cluster", "--conf-dir", f"{APP_DIR}/conf"]
-AIRFLOW_DATE = "{{ ds }}"
 TIME_ZONE = "Asia/Shanghai"
+AIRFLOW_DATE = (
+    f"{{{{ data_interval_end.in_timezone('{TIME_ZONE}').subtract(days=1).strftime('%Y-%m-%d') }}}}"
+)
+"""The day before the run's scheduled time in the business time zone, what ``deploy/daily.py``
+takes. Not ``{{ ds }}``: Airflow 2 gives the start of the data interval, in UTC (a run at
+02:30 Asia/Shanghai on D has ``ds`` D-2); ``data_interval_end`` is the run's time in Airflow
+2 and 3 alike."""
 SCHEDULE = "30 18 * * *"  # 02:30 Asia/Shanghai, written in UTC (the operator's cron has no zone)
 
 
@@ -119,13 +126,23 @@ def daily_manifest() -> dict:
     }
 
 
+def conf_files(conf_dir: Path = ROOT / "conf") -> list[Path]:
+    """Every file the cluster conf reads: the environment, the pipeline, its includes and the
+    audience rules (the ConfigMap replaces the image's conf folder: one missing is an error)."""
+    files = [Path(name) for name in load_config("cluster", conf_dir).files]
+    outside = [str(path) for path in files if path.parent != conf_dir.resolve()]
+    if outside:
+        raise SystemExit(f"conf files outside {conf_dir} cannot go in the ConfigMap: {outside}")
+    return files
+
+
 def configmap(conf_dir: Path = ROOT / "conf") -> dict:
     """ConfigMap ``oneid-conf`` from the conf files a cluster job reads (no secrets in them)."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": CONF_MAP, "namespace": NAMESPACE, "labels": _labels("conf")},
-        "data": {name: (conf_dir / name).read_text(encoding="utf-8") for name in CONF_FILES},
+        "data": {path.name: path.read_text(encoding="utf-8") for path in conf_files(conf_dir)},
     }
 
 
