@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from oneid.conf.pipeline import DestinationConf
-from oneid.publish.job import _manifest, _scratch_folder, _write_platform
+from oneid.errors import ConfigError, DataContractError
+from oneid.publish.job import (
+    _check_written,
+    _manifest,
+    _scratch_folder,
+    _write_platform,
+    exports_root,
+)
 from oneid.scratch import OWNER_FILE, LocalFolders, this_process
 from tests.support import dead_pid
 
@@ -39,7 +46,9 @@ def _platform_export(spark, folder: Path) -> dict:
         "oneid long, id_type string, value string",
     )
     counts: dict[str, int] = {}
-    _write_platform(TENCENT, sent, identifiers, folder, counts)
+    keys = _write_platform(TENCENT, sent, identifiers, folder, counts)
+    lines = sum(len(p.read_bytes().splitlines()) for p in folder.rglob("*.txt"))
+    assert keys == lines == sum(n for k, n in counts.items() if k.count(":") == 2) > 0
     return _manifest(folder, "tencent_ads", TENCENT, AS_OF, counts)
 
 
@@ -80,3 +89,31 @@ def test_scratch_of_a_killed_publish_is_swept_and_exports_are_kept(cfg, tmp_path
     assert (scratch / OWNER_FILE).is_file()
     assert {p.name for p in root.iterdir()} == {"dt=2025-06-29", live, scratch.name}
     assert (root / "dt=2025-06-29" / "manifest.json").is_file()
+
+
+def test_exports_go_to_a_local_folder_never_a_uri(cfg, tmp_path):
+    def with_conf(warehouse: str, exports_dir: str | None):
+        publish = cfg.pipeline.publish.model_copy(update={"exports_dir": exports_dir})
+        return cfg.model_copy(
+            update={
+                "env": cfg.env.model_copy(update={"warehouse": warehouse}),
+                "pipeline": cfg.pipeline.model_copy(update={"publish": publish}),
+            }
+        )
+
+    assert exports_root(with_conf(str(tmp_path), None)) == tmp_path / "_exports"
+    assert exports_root(with_conf("hdfs:///oneid/warehouse", "/mnt/exports")) == Path(
+        "/mnt/exports"
+    )
+    assert exports_root(with_conf(f"file://{tmp_path}", None)) == tmp_path / "_exports"
+    with pytest.raises(ConfigError, match=r"publish\.exports_dir is not set and the warehouse"):
+        exports_root(with_conf("hdfs:///oneid/warehouse", None))  # was hdfs:/oneid/... locally
+    with pytest.raises(ConfigError, match="s3a://bucket/exports is not a local path"):
+        exports_root(with_conf(str(tmp_path), "s3a://bucket/exports"))
+
+
+def test_rows_the_driver_does_not_find_in_the_files_fail_the_export(tmp_path):
+    """Executors writing to a folder the driver does not share: Spark reports success."""
+    _check_written("tencent_ads", 12, 12, tmp_path)
+    with pytest.raises(DataContractError, match=r"12 row\(s\) sent, 0 line\(s\) in the files"):
+        _check_written("tencent_ads", 12, 0, tmp_path)

@@ -37,7 +37,8 @@ from oneid.atomic import atomic_run
 from oneid.audiences.tables import CHANGES, STATS
 from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import DestinationConf
-from oneid.errors import DataContractError
+from oneid.control_files import local_path
+from oneid.errors import ConfigError, DataContractError
 from oneid.publish.match_keys import exportable_types, match_keys, normalised_identifiers
 from oneid.scratch import OWNER_FILE, LocalFolders, start_run_folder
 from oneid.session import warehouse_root
@@ -70,12 +71,27 @@ class PublishReport:
 
 
 def exports_root(cfg: OneIdConfig) -> Path:
+    """Where exports go: ``publish.exports_dir``, or ``<warehouse>/_exports``. Exports are files
+    that Spark's tasks write and the driver then joins, checks and renames: a local path that
+    the driver and every executor see (on a cluster, a shared mount), never a URI."""
     configured = cfg.pipeline.publish.exports_dir
-    return (
-        Path(configured).expanduser().resolve()
-        if configured
-        else Path(warehouse_root(cfg), "_exports")
-    )
+    if configured:
+        local = local_path(configured)
+        if local is None:
+            raise ConfigError(
+                f"publish.exports_dir: {configured} is not a local path; exports are files the "
+                "driver and every executor write to the same folder (on a cluster, a shared "
+                "mount)"
+            )
+        return local.expanduser().resolve()
+    warehouse = local_path(warehouse_root(cfg))
+    if warehouse is None:
+        raise ConfigError(
+            f"publish.exports_dir is not set and the warehouse {warehouse_root(cfg)} is not a "
+            "local path: set publish.exports_dir to a folder the driver and every executor "
+            "see (on a cluster, a shared mount)"
+        )
+    return warehouse / "_exports"
 
 
 def run_publish(
@@ -197,9 +213,13 @@ def _publish_one(
             for (audience, holdout, change), n in mine.items():
                 if holdout is False:  # the rows of ``sent``
                     counts[f"{audience}:{change}"] = n
+            lines = sum(_line_count(scratch / f"{a}.jsonl") for a in destination.audiences)
+            _check_written(name, sum(n for k, n in counts.items() if ":" in k), lines, scratch)
         else:
             assert identifiers is not None
-            _write_platform(destination, sent, identifiers, scratch, counts)
+            keys = _write_platform(destination, sent, identifiers, scratch, counts)
+            lines = sum(n for key, n in counts.items() if key.count(":") == 2)
+            _check_written(name, keys, lines, scratch)
         (scratch / OWNER_FILE).unlink()  # the marker is not part of the export
         manifest = _manifest(scratch, name, destination, as_of, counts)
         status = _install(scratch, final, manifest["checksum"], replace)
@@ -252,7 +272,7 @@ def _write_marketing(
         .sortWithinPartitions("audience_id", "change", "oneid", "from_oneid", whole_line)
         .write.partitionBy("audience_id")
         .option("ignoreNullFields", "false")
-        .json(str(out))
+        .json(out.as_uri())
     )
     for audience in destination.audiences:
         parts = sorted((out / f"audience_id={audience}").glob("part-*"))
@@ -267,7 +287,9 @@ def _write_platform(
     identifiers: DataFrame,
     scratch: Path,
     counts: dict[str, int],
-) -> None:
+) -> int:
+    """The match keys of the day's sent rows, one file per (audience, action, key column); the
+    number of keys sent."""
     id_types = exportable_types(destination.kind, destination.id_types)
     actions = sent.select(
         "audience_id",
@@ -280,17 +302,14 @@ def _write_platform(
     resolved = keys.select("oneid").distinct()
     counts["oneids_without_keys"] = actions.join(resolved, "oneid", "left_anti").count()
     rows = actions.join(keys, "oneid").select("audience_id", "action", "column", "match_key")
+    rows = rows.distinct().persist(StorageLevel.MEMORY_AND_DISK)
     out = scratch / "_spark"
     folders = ["audience_id", "action", "column"]
-    (
-        rows.distinct()
-        .repartition(*folders)
-        # the folder columns first: a write sorts by its partitionBy columns unless the rows
-        # already are, and that sort would drop an order by match_key alone
-        .sortWithinPartitions(*folders, "match_key")
-        .write.partitionBy(*folders)
-        .text(str(out))
-    )
+    try:
+        sent_keys = rows.count()
+        _write_keys(rows, folders, out)
+    finally:
+        rows.unpersist()
     for folder in sorted(out.glob("audience_id=*/action=*/column=*")):
         audience = folder.parent.parent.name.split("=", 1)[1]
         action = folder.parent.name.split("=", 1)[1]
@@ -300,6 +319,31 @@ def _write_platform(
         _concatenate(sorted(folder.glob("part-*")), target)
         counts[f"{audience}:{action}:{column}"] = _line_count(target)
     shutil.rmtree(out)
+    return sent_keys
+
+
+def _write_keys(rows: DataFrame, folders: list[str], out: Path) -> None:
+    """One folder of part files per value of ``folders``, the keys sorted within each."""
+    (
+        rows.repartition(*folders)
+        # the folder columns first: a write sorts by its partitionBy columns unless the rows
+        # already are, and that sort would drop an order by match_key alone
+        .sortWithinPartitions(*folders, "match_key")
+        .write.partitionBy(*folders)
+        .text(out.as_uri())
+    )
+
+
+def _check_written(name: str, sent: int, lines: int, scratch: Path) -> None:
+    """Every row sent is a line of the export: a folder that Spark's executors wrote to but
+    the driver does not see (an exports path that is not a shared mount) loses them without
+    an error of Spark's."""
+    if lines != sent:
+        raise DataContractError(
+            f"publish {name}: {sent} row(s) sent, {lines} line(s) in the files under {scratch}: "
+            "the driver does not see what the executors wrote; publish.exports_dir must be a "
+            "folder every executor and the driver share (a shared mount)"
+        )
 
 
 def _concatenate(parts: list[Path], target: Path) -> None:
