@@ -6,14 +6,17 @@
 #
 # <job> is jobs/<job>.py (ingest, standardize, identity, ...). --env is conf/<ENV>.yaml or a
 # path to an env file (default: cluster); it and --conf-dir are passed on to the job. Other
-# options before `--` go to spark-submit as they are (--deploy-mode, --conf k=v,
-# --executor-memory, ...). Jars: `python -m oneid jars` (the project's resolver, jars.* in the
-# env's conf). Package: dist/oneid-<version>-py.zip from `make package`.
+# options before `--` go to spark-submit as they are (--conf k=v, --executor-memory, ...); the
+# driver runs on this host (client mode: --deploy-mode cluster is refused). Jars: `python -m
+# oneid jars` (the project's resolver, jars.* in the env's conf). Package:
+# dist/oneid-<version>-py.zip from `make package`.
 # Environment: ONEID_PYTHON (default .venv/bin/python, else python3), SPARK_HOME (default: the
 # pyspark install of ONEID_PYTHON), PYSPARK_PYTHON (executors' Python; default ONEID_PYTHON).
 set -euo pipefail
 
 die() { echo "submit.sh: error: $*" >&2; exit 2; }
+CLIENT_ONLY="--deploy-mode cluster is not supported: the driver runs on this host and reads \
+--conf-dir and ONEID_HMAC_KEY here (on Kubernetes, deploy/k8s runs the driver in a pod)"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [[ $# -ge 1 && $1 != -* ]] || die "usage: deploy/submit.sh <job> [--master URL] [--env ENV] [options] -- [job args]"
@@ -31,6 +34,8 @@ while [[ $# -gt 0 ]]; do
     --env) env_name=${2:?--env needs a name or file}; shift 2 ;;
     --conf-dir) conf_dir=${2:?--conf-dir needs a folder}; shift 2 ;;
     --dry-run) dry_run=1; shift ;;
+    --deploy-mode=cluster) die "$CLIENT_ONLY" ;;
+    --deploy-mode) [[ ${2:-} != cluster ]] || die "$CLIENT_ONLY"; spark_opts+=("$1" "${2:-}"); shift 2 ;;
     --) shift; break ;;
     *) spark_opts+=("$1"); shift ;;
   esac

@@ -247,7 +247,8 @@ def _env_file(root: Path, mode: str, extra: dict) -> Path:
     env = {
         "mode": mode,
         "pipeline": str(REPO / "conf" / "pipeline.yaml"),
-        "warehouse": str(root / f"warehouse-{mode}"),
+        # a folder every node sees at the same path: in cluster mode, a URI
+        "warehouse": (root / f"warehouse-{mode}").as_uri(),
         "secrets": {"allow_demo_key": True},
         **extra,
     }

@@ -53,6 +53,20 @@ def test_scratch_keys_are_validated(tmp_path):
         assert f"{env}: {expected}" in str(err.value)
 
 
+def test_cluster_paths_are_uris_every_node_reaches(tmp_path):
+    """A plain path in cluster mode: executors would write data files to their own disks while
+    the driver commits the log to its own, and ingest's count check reads the driver's."""
+    for line in ("warehouse: /data/oneid\n", "warehouse: hdfs:///w\ncheckpoint_root: ckpt\n"):
+        env = _write(tmp_path, "mode: cluster\n" + line)
+        with pytest.raises(ConfigError) as err:
+            load_config(env)
+        assert "is a path on the driver's disk; in cluster mode the executors" in str(err.value)
+    for warehouse in ("hdfs:///oneid/w", "s3a://bucket/w", "file:///mnt/shared/w"):
+        env = _write(tmp_path, f"mode: cluster\nwarehouse: {warehouse}\n")
+        assert load_config(env).env.warehouse == warehouse
+    assert load_config(_write(tmp_path, "mode: local\nwarehouse: w\n")).env.warehouse == "w"
+
+
 def test_wrong_type_names_expectation(tmp_path):
     env = _write(tmp_path, "mode: local\nwarehouse: w\nspark:\n  shuffle_partitions: abc\n")
     with pytest.raises(ConfigError) as err:

@@ -69,7 +69,10 @@ def test_tables_no_demo_marked_are_refused_and_kept(tmp_path):
     assert (tmp_path / "silver" / "identifiers" / "_delta_log").is_dir()
 
 
-def test_a_warehouse_not_on_local_disk_is_left_alone(tmp_path, monkeypatch):
+def test_a_warehouse_not_on_local_disk_is_refused_and_left_alone(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a URL taken for a relative path would create s3a:/bucket/...
-    claim_demo_warehouse("s3a://bucket/warehouse", DEFAULT)
+    with pytest.raises(DataContractError, match="s3a://bucket/warehouse is not one"):
+        claim_demo_warehouse("s3a://bucket/warehouse", DEFAULT)
     assert list(tmp_path.iterdir()) == []
+    claim_demo_warehouse((tmp_path / "mounted").as_uri(), DEFAULT)  # a shared mount is local
+    assert _mark(tmp_path / "mounted") == DEFAULT

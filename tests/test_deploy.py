@@ -190,6 +190,16 @@ def test_submit_script_builds_the_spark_submit_command(dist):
     ]
 
 
+@pytest.mark.parametrize("mode", [["--deploy-mode", "cluster"], ["--deploy-mode=cluster"]])
+def test_submit_script_refuses_cluster_deploy_mode(mode):
+    """The driver reads --conf-dir and ONEID_HMAC_KEY on the submitting host."""
+    result = subprocess.run(
+        [str(DEPLOY / "submit.sh"), "ingest", *mode, "--dry-run"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("submit.sh: error: --deploy-mode cluster is not supported")
+
+
 def test_submit_script_names_the_jobs_it_knows():
     result = subprocess.run(
         [str(DEPLOY / "submit.sh"), "nope", "--dry-run"], capture_output=True, text=True

@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+from oneid.errors import SecretMissingError
 from oneid.realtime.online import OnlineTags
 from oneid.realtime.processor import COLUMNS
 from oneid.serve.settings import open_store
@@ -93,3 +94,12 @@ def test_an_unreachable_store_does_not_stop_the_stream(tmp_path, caplog):
         assert online.write(_batch()) == 0
     assert online.failures == 1 and online.store is None
     assert "realtime tags not written to the redis store (ConnectionError" in caplog.text
+
+
+def test_a_store_conf_error_stops_the_start_not_each_micro_batch(tmp_path, monkeypatch):
+    monkeypatch.delenv("ONEID_TEST_REDIS_URL", raising=False)
+    cfg = small_config(
+        tmp_path / "warehouse", "serve.store=redis", "serve.redis_url=env:ONEID_TEST_REDIS_URL"
+    )
+    with pytest.raises(SecretMissingError, match="ONEID_TEST_REDIS_URL"):
+        OnlineTags(cfg)

@@ -294,3 +294,14 @@ def test_records_are_appended_once_per_batch_and_read_back(tmp_path):
     assert [r["batch_id"] for r in delta_records(path)] in ([3, 4], [4, 3])
     found = again.query(path, "SELECT max(batch_id) AS b FROM t WHERE query_id = 'q1'")
     assert found == [{"b": 4}]
+
+
+def test_a_stream_whose_executors_do_not_see_the_map_stops():
+    from oneid.errors import DataContractError
+    from oneid.realtime.job import check_executors_see_the_map
+
+    check_executors_see_the_map("/w/identity/oneid_map", -1, [-1, -1])  # no identity run yet
+    check_executors_see_the_map("/w/identity/oneid_map", 3, [3, 4])
+    check_executors_see_the_map("/w/identity/oneid_map", 3, [])  # nothing resolved
+    with pytest.raises(DataContractError, match=r"the executors do not see identity\.oneid_map"):
+        check_executors_see_the_map("/w/identity/oneid_map", 3, [-1, -1])

@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -233,3 +234,23 @@ def test_sqlite_store_in_a_relative_folder(tmp_path, monkeypatch):
     store = SqliteStore("warehouse/_serve")
     load(store, "v1", 2)
     assert store.current().version == "v1" and store.snapshot().oneids(keys(1)) == [1000]
+
+
+def test_store_folders_and_the_access_log_are_local_paths(cfg):
+    from oneid.errors import ConfigError
+    from oneid.serve.settings import access_log_path, sqlite_dir
+
+    def with_env(warehouse: str, **serve):
+        env = cfg.env.model_copy(
+            update={"warehouse": warehouse, "serve": cfg.env.serve.model_copy(update=serve)}
+        )
+        return cfg.model_copy(update={"env": env})
+
+    assert sqlite_dir(with_env("file:///mnt/w")) == Path("/mnt/w/_serve")
+    assert access_log_path(with_env("/w")) == Path("/w/_serve/access.jsonl")
+    with pytest.raises(ConfigError, match="the warehouse hdfs:///w is not local"):
+        sqlite_dir(with_env("hdfs:///w"))
+    with pytest.raises(ConfigError, match=r"serve\.sqlite_dir: s3a://b/serve is not a local"):
+        sqlite_dir(with_env("/w", sqlite_dir="s3a://b/serve"))
+    with pytest.raises(ConfigError, match=r"serve\.access_log: hdfs:///l/a\.jsonl is not a local"):
+        access_log_path(with_env("/w", access_log="hdfs:///l/a.jsonl"))

@@ -21,11 +21,15 @@ MARK = ("_oneid", "demo.json")
 
 def claim_demo_warehouse(root: str, data: dict) -> None:
     """Mark ``root`` as the warehouse of the demo of ``data`` (people, seed, generator version),
-    or raise when it holds tables of anything else. Warehouses not on local disk are left as
-    they are."""
+    or raise when it holds tables of anything else. A warehouse not on a local disk (or a
+    ``file://`` mount) is refused: the demo could not tell its tables from a brand's there."""
     base = local_path(root)
     if base is None:
-        return
+        raise DataContractError(
+            f"oneid demo writes a local warehouse; {root} is not one (a brand's warehouse, "
+            "perhaps): give the demo a folder (`--set warehouse=PATH`, or file:///PATH on a "
+            "mount every node shares)"
+        )
     mark = base.joinpath(*MARK)
     held = mark.read_text(encoding="utf-8") if mark.is_file() else None
     wanted = json.dumps(data, sort_keys=True)

@@ -7,9 +7,18 @@ validated here; unknown keys are errors, never silently ignored.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 from oneid.conf.audiences import AudiencesConf
 from oneid.conf.pipeline import PipelineConf
@@ -182,6 +191,20 @@ class EnvConf(StrictModel):
     @property
     def sweep_after_seconds(self) -> float:
         return self.sweep_after_hours * 3600
+
+    @model_validator(mode="after")
+    def _cluster_paths_are_uris(self) -> EnvConf:
+        if self.mode == "cluster":
+            for key in ("warehouse", "checkpoint_root"):
+                value = getattr(self, key)
+                if value is not None and not re.match(r"^[A-Za-z][\w+.-]*://", value):
+                    raise ValueError(
+                        f"{key}: {value} is a path on the driver's disk; in cluster mode the "
+                        "executors write there too: give a URI every node reaches (hdfs://, "
+                        "s3a://, abfss://, or file:///path for a folder mounted at the same "
+                        "path on every node)"
+                    )
+        return self
 
     @field_validator("scratch_root")
     @classmethod

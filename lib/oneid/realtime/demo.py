@@ -25,6 +25,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from oneid.conf import OneIdConfig
+from oneid.control_files import local_path
 from oneid.realtime.broker import LocalBroker
 from oneid.realtime.delivery import load_secret
 from oneid.realtime.events import SHANGHAI
@@ -98,7 +99,9 @@ def demo_realtime(spark: SparkSession, cfg: OneIdConfig) -> Replayed:
 
     The first member's events go first and warm the stream up (Python workers, lookups, state
     stores); the latency is that of the other members' events, sent once those are done."""
-    folder = Path(warehouse_root(cfg)) / "_realtime_demo" / uuid.uuid4().hex[:12]
+    warehouse = local_path(warehouse_root(cfg))
+    assert warehouse is not None, "oneid demo runs on a local warehouse (claim_demo_warehouse)"
+    folder = warehouse / "_realtime_demo" / uuid.uuid4().hex[:12]
     replay = replay_events(cfg, folder.name)
     first = sum(1 for key, _ in replay if key == replay[0][0])
     signed = _demo_config(cfg)

@@ -46,7 +46,8 @@ from pyspark.sql.types import (
 from oneid.conf import OneIdConfig
 from oneid.conf.models import KafkaConf
 from oneid.conf.realtime import RealtimeTagConf
-from oneid.errors import ConfigError
+from oneid.delta_log import latest_version
+from oneid.errors import ConfigError, DataContractError
 from oneid.realtime import lookup
 from oneid.realtime.delivery import Secret, WebhookClient, load_secret
 from oneid.realtime.events import Event, parse_event
@@ -303,6 +304,9 @@ class Sink:
         self.reports: list[BatchReport] = []
         self.last_batch = -1
         self.map_version = -1
+        self.map_path = table_path(cfg, "identity.oneid_map")
+        self.map_at_start = latest_version(spark, self.map_path)
+        """The version of ``identity.oneid_map`` the driver saw before the query started."""
         self.online = OnlineTags(cfg) if cfg.pipeline.realtime.store_tags else None
         self.client = WebhookClient(cfg.pipeline.realtime.webhook, secret)
         self.records: DeltaRecords | None = None
@@ -346,6 +350,7 @@ class Sink:
         for t in triggers:
             kinds[("trigger", t["status"])] = kinds.get(("trigger", t["status"]), 0) + 1
         versions = [r["map_version"] for r in rows if r["map_version"] is not None]
+        check_executors_see_the_map(self.map_path, self.map_at_start, versions)
         self.map_version = max(versions, default=-1)
         if not kinds:
             return
@@ -543,6 +548,19 @@ def _link_columns(body: str) -> tuple[str, str]:
     link (:func:`resolve_batches`)."""
     link = json.loads(body)
     return json.dumps(link["identifiers"]), json.dumps(link["oneids"])
+
+
+def check_executors_see_the_map(path: str, driver_version: int, versions: list[int]) -> None:
+    """Raise when a micro-batch was resolved without ``identity.oneid_map`` (version -1) although
+    the driver saw it before the stream started: the executors do not reach the warehouse the
+    driver does, and every event would get a provisional key (caps per identifier, rules that
+    exclude customers firing for them) without another sign."""
+    if versions and max(versions) < 0 <= driver_version:
+        raise DataContractError(
+            f"the executors do not see identity.oneid_map at {path}, which the driver sees "
+            f"(version {driver_version}): the warehouse must be a location every node reaches "
+            "(a URI, or file:/// on a mount every node shares)"
+        )
 
 
 def _ts(ms: int | None):

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 
 from oneid.conf import OneIdConfig
+from oneid.errors import OneIdError
 from oneid.serve.settings import open_store
 from oneid.serve.store import ProfileStore, RealtimeTag
 
@@ -55,10 +56,18 @@ class OnlineTags:
     """The ``foreachBatch`` sink's writer of realtime tags into the online store."""
 
     def __init__(self, cfg: OneIdConfig) -> None:
+        """Opens the store now: a conf or secret error stops the stream's start (not a warning
+        per micro-batch for ever); an unreachable store is retried on each write."""
         self.cfg = cfg
         self.store: ProfileStore | None = None
         self.written = 0
         self.failures = 0
+        try:
+            self.store = open_store(cfg)
+        except OneIdError:
+            raise
+        except Exception as error:  # the store may come back: each write tries again
+            logger.warning("the %s store is not reachable yet (%s)", cfg.env.serve.store, error)
 
     def write(self, rows: Iterable[Mapping]) -> int:
         """Upsert the OneIDs' latest tags among a micro-batch's output rows; how many OneIDs

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from oneid.conf import OneIdConfig
+from oneid.control_files import local_path
 from oneid.errors import ConfigError, SecretMissingError
 from oneid.serve.store import ProfileStore
 
@@ -24,22 +25,28 @@ def sqlite_dir(cfg: OneIdConfig) -> Path:
     """``serve.sqlite_dir``, default ``<warehouse>/_serve`` for a local warehouse."""
     serve = cfg.env.serve
     if serve.sqlite_dir:
-        return Path(serve.sqlite_dir)
-    warehouse = cfg.env.warehouse
-    if "://" in warehouse and not warehouse.startswith("file://"):
+        return _local("serve.sqlite_dir", serve.sqlite_dir)
+    warehouse = local_path(cfg.env.warehouse)
+    if warehouse is None:
         raise ConfigError(
-            f"serve.sqlite_dir: set a local folder (the warehouse {warehouse} is not local)"
+            f"serve.sqlite_dir: set a local folder (the warehouse {cfg.env.warehouse} is not local)"
         )
-    return Path(warehouse.removeprefix("file://")) / "_serve"
+    return warehouse / "_serve"
 
 
 def access_log_path(cfg: OneIdConfig) -> Path:
     """``serve.access_log``, default ``<sqlite_dir>/access.jsonl``."""
-    return (
-        Path(cfg.env.serve.access_log)
-        if cfg.env.serve.access_log
-        else sqlite_dir(cfg) / ("access.jsonl")
-    )
+    if cfg.env.serve.access_log:
+        return _local("serve.access_log", cfg.env.serve.access_log)
+    return sqlite_dir(cfg) / "access.jsonl"
+
+
+def _local(key: str, value: str) -> Path:
+    """A local file or folder of the data service (its process writes it), never a URI."""
+    path = local_path(value)
+    if path is None:
+        raise ConfigError(f"{key}: {value} is not a local path (the API process writes it)")
+    return path
 
 
 def open_store(cfg: OneIdConfig) -> ProfileStore:
