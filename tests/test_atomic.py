@@ -69,3 +69,18 @@ def test_committed_failed_and_killed_runs(tmp_path: Path) -> None:
         ("tags d3", "started"),
         ("tags d3", "committed"),
     ]
+
+
+def test_entries_keep_their_order_when_the_clock_does_not_move(tmp_path: Path, monkeypatch):
+    """A run ending and the next starting in one millisecond (a fast or loaded machine)."""
+    import oneid.atomic
+
+    monkeypatch.setattr(oneid.atomic.time, "time", lambda: 1_700_000_000.0)
+    cfg = small_config(tmp_path)
+    files = ControlFiles(None, str(tmp_path))
+    for day in ("d1", "d2", "d3"):
+        with atomic_run(None, cfg, "tags", f"tags {day}", []):  # type: ignore[arg-type]
+            pass
+    assert [(entry.label, entry.state) for entry in journal(files, "tags")] == [
+        (f"tags {day}", state) for day in ("d1", "d2", "d3") for state in ("started", "committed")
+    ]

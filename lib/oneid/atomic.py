@@ -198,7 +198,7 @@ def _names(files: ControlFiles, scope: str) -> list[_Name]:
             names.append((int(parts[0]), parts[2] != STARTED, _Name(file, parts[1], parts[2])))
     return [
         name for *_, name in sorted(names, key=lambda n: n[:2])
-    ]  # a run ending in the ms it started: started first
+    ]  # journals written before names were strictly increasing: a tie puts started first
 
 
 def _read(files: ControlFiles, scope: str, name: _Name) -> Entry:
@@ -269,7 +269,14 @@ def _roll_back(
 
 
 def _write(files: ControlFiles, entry: Entry) -> None:
-    name = f"{int(entry.at * 1000):015d}-{entry.run}-{entry.state}.json"
+    """The entry under a name that sorts after every entry of its scope: its time in ms, or
+    one ms after the last entry's when the clock has not moved on (a run ending and the next
+    starting in one ms would otherwise sort by state, not by order). One writer per scope: the
+    scope's lease holder."""
+    names = files.names(_folder(files, entry.scope))
+    last = max((int(n.split("-", 1)[0]) for n in names if n.split("-", 1)[0].isdigit()), default=-1)
+    ms = max(int(entry.at * 1000), last + 1)
+    name = f"{ms:015d}-{entry.run}-{entry.state}.json"
     files.replace(f"{_folder(files, entry.scope)}/{name}", json.dumps(asdict(entry)))
 
 
