@@ -15,6 +15,8 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from oneid.errors import ConfigError
+
 
 class ControlFiles:
     """Create-once, replace, read, list and delete small text files under one root."""
@@ -142,6 +144,15 @@ class ControlFiles:
 def is_local(path: str) -> bool:
     """Whether ``path`` is on the local file system (plain or ``file:``)."""
     return local_path(path) is not None
+
+
+def require_local(key: str, value: str, why: str) -> Path:
+    """``value`` of conf key ``key`` as a local path; a URI is a :class:`ConfigError` saying
+    ``why`` the path must be local."""
+    path = local_path(value)
+    if path is None:
+        raise ConfigError(f"{key}: {value} is not a local path ({why})")
+    return path
 
 
 def local_path(path: str) -> Path | None:

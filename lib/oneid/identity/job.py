@@ -12,7 +12,6 @@ computes exactly what a full rebuild computes.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass
 
@@ -29,7 +28,13 @@ from oneid.identity.hubs import account_key_cuts, audit_rows
 from oneid.identity.plan import Plan, Published, full_plan
 from oneid.identity.publish import STATE_TABLES, publish
 from oneid.identity.resolve import Resolution, resolve
-from oneid.identity.runs import History, published_stats, run_history, stats_row
+from oneid.identity.runs import (
+    History,
+    largest_run_number,
+    published_stats,
+    run_history,
+    stats_row,
+)
 from oneid.identity.stats import gates, oneid_sizes, size_figures
 from oneid.session import remove_checkpoint_dir
 from oneid.tables import append, commit_id, read_table_or_none, read_version, table_version
@@ -163,8 +168,7 @@ def demo_run_id(spark: SparkSession, cfg: OneIdConfig) -> str:
     history = run_history(spark, cfg, "")
     if history.last_run and not _changed_since(spark, cfg, history.last or {}):
         return history.last_run
-    numbers = [int(m[1]) for run in history.run_ids if (m := re.fullmatch(r"demo-(\d+)", run))]
-    return f"demo-{max(numbers, default=0) + 1}"
+    return f"demo-{largest_run_number(spark, cfg, 'demo-') + 1}"
 
 
 def _changed_since(spark: SparkSession, cfg: OneIdConfig, metrics: dict) -> str:

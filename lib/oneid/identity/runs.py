@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -24,8 +25,6 @@ class History:
     when it was published already."""
     last_run: str | None = None
     """The id of the latest published run."""
-    run_ids: frozenset[str] = frozenset()
-    """Every published run id."""
 
 
 def run_history(spark: SparkSession, cfg: OneIdConfig, run_id: str) -> History:
@@ -38,7 +37,6 @@ def run_history(spark: SparkSession, cfg: OneIdConfig, run_id: str) -> History:
         .agg(
             F.max_by("metrics", "finished_at").alias("last"),
             F.max_by("run_id", "finished_at").alias("last_run"),
-            F.collect_set("run_id").alias("run_ids"),
             F.max(F.col("metrics")["max_oneid"].cast("long")).alias("minted"),
             F.max_by(
                 F.struct("full", "metrics", "size_histogram"),
@@ -49,13 +47,17 @@ def run_history(spark: SparkSession, cfg: OneIdConfig, run_id: str) -> History:
     )
     last = None if row["last"] is None else dict(row["last"])
     published = None if row["published"] is None else row["published"].asDict()
-    return History(
-        last,
-        int(row["minted"] or 0),
-        published,
-        row["last_run"],
-        frozenset(row["run_ids"]),
-    )
+    return History(last, int(row["minted"] or 0), published, row["last_run"])
+
+
+def largest_run_number(spark: SparkSession, cfg: OneIdConfig, prefix: str) -> int:
+    """The largest N of the published run ids ``<prefix>N`` (0: none)."""
+    stats = read_table_or_none(spark, cfg, "identity.run_stats")
+    if stats is None:
+        return 0
+    number = F.regexp_extract("run_id", f"^{re.escape(prefix)}([0-9]+)$", 1)
+    found = stats.where(F.col("passed") & (number != "")).agg(F.max(number.cast("long"))).first()
+    return int(found[0] or 0)
 
 
 TEXT_METRICS = frozenset({"components_engine", "changes_from", "conf_hash", "silver_commit"})

@@ -37,7 +37,7 @@ from oneid.atomic import atomic_run
 from oneid.audiences.tables import CHANGES, STATS
 from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import DestinationConf
-from oneid.control_files import local_path
+from oneid.control_files import local_path, require_local
 from oneid.errors import ConfigError, DataContractError
 from oneid.publish.match_keys import exportable_types, match_keys, normalised_identifiers
 from oneid.scratch import OWNER_FILE, LocalFolders, start_run_folder
@@ -76,14 +76,9 @@ def exports_root(cfg: OneIdConfig) -> Path:
     the driver and every executor see (on a cluster, a shared mount), never a URI."""
     configured = cfg.pipeline.publish.exports_dir
     if configured:
-        local = local_path(configured)
-        if local is None:
-            raise ConfigError(
-                f"publish.exports_dir: {configured} is not a local path; exports are files the "
-                "driver and every executor write to the same folder (on a cluster, a shared "
-                "mount)"
-            )
-        return local.expanduser().resolve()
+        why = "exports are files the driver and every executor write to the same folder (on a "
+        why += "cluster, a shared mount)"
+        return require_local("publish.exports_dir", configured, why).expanduser().resolve()
     warehouse = local_path(warehouse_root(cfg))
     if warehouse is None:
         raise ConfigError(

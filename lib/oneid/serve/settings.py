@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from oneid.conf import OneIdConfig
-from oneid.control_files import local_path
+from oneid.control_files import local_path, require_local
 from oneid.errors import ConfigError, SecretMissingError
 from oneid.serve.store import ProfileStore
 
@@ -21,11 +21,14 @@ def from_env(value: str, key: str) -> str:
     return os.environ[name]
 
 
+WRITTEN_BY_THE_API = "the API process writes it"
+
+
 def sqlite_dir(cfg: OneIdConfig) -> Path:
     """``serve.sqlite_dir``, default ``<warehouse>/_serve`` for a local warehouse."""
     serve = cfg.env.serve
     if serve.sqlite_dir:
-        return _local("serve.sqlite_dir", serve.sqlite_dir)
+        return require_local("serve.sqlite_dir", serve.sqlite_dir, WRITTEN_BY_THE_API)
     warehouse = local_path(cfg.env.warehouse)
     if warehouse is None:
         raise ConfigError(
@@ -37,16 +40,8 @@ def sqlite_dir(cfg: OneIdConfig) -> Path:
 def access_log_path(cfg: OneIdConfig) -> Path:
     """``serve.access_log``, default ``<sqlite_dir>/access.jsonl``."""
     if cfg.env.serve.access_log:
-        return _local("serve.access_log", cfg.env.serve.access_log)
+        return require_local("serve.access_log", cfg.env.serve.access_log, WRITTEN_BY_THE_API)
     return sqlite_dir(cfg) / "access.jsonl"
-
-
-def _local(key: str, value: str) -> Path:
-    """A local file or folder of the data service (its process writes it), never a URI."""
-    path = local_path(value)
-    if path is None:
-        raise ConfigError(f"{key}: {value} is not a local path (the API process writes it)")
-    return path
 
 
 def open_store(cfg: OneIdConfig) -> ProfileStore:
