@@ -39,6 +39,15 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory):
         yield url
 
 
+@pytest.fixture(scope="session")
+def hdfs_url(cfg: OneIdConfig, tmp_path_factory: pytest.TempPathFactory):
+    """A real HDFS on loopback for the run (``hdfs://localhost:PORT``; stopped at the end)."""
+    from tests.hdfs_support import mini_hdfs
+
+    with mini_hdfs(cfg, tmp_path_factory.mktemp("hdfs")) as url:
+        yield url
+
+
 @dataclass(frozen=True)
 class DemoWarehouse:
     """The default demo run through every stage, as `make demo` runs it."""

@@ -3,19 +3,26 @@
 Local paths go straight to the operating system, where ``link`` and ``rename`` are atomic
 (Hadoop's local file system checks and then creates, which two processes can both pass). Other
 schemes go through Hadoop's ``FileSystem``, whose ``rename`` refuses an existing target on HDFS,
-ABFS and GCS; on S3 see ``docs/reliability.md``.
+ABFS and GCS; a replacement is one atomic rename over the old file on HDFS, a delete and a
+rename elsewhere; on S3 see ``docs/reliability.md``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
 from pathlib import Path
 
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import SparkSession
 
 from oneid.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+READ_ATTEMPTS = 3
 
 
 class ControlFiles:
@@ -67,10 +74,9 @@ class ControlFiles:
             staged.write_text(text, encoding="utf-8")
             os.replace(staged, local)
             return
-        fs, hpath = self._hadoop(path)
+        _, hpath = self._hadoop(path)
         staged = self._staged(temporary, text)
-        fs.delete(hpath, False)
-        fs.rename(staged, hpath)
+        self._overwriting_rename(staged, hpath)
 
     def read(self, path: str) -> str | None:
         """The file's text, or None when it does not exist."""
@@ -81,14 +87,24 @@ class ControlFiles:
             except FileNotFoundError:
                 return None
         fs, hpath = self._hadoop(path)
-        if not fs.exists(hpath):
-            return None
-        stream = fs.open(hpath)
-        try:
-            reader = self._spark.sparkContext._jvm.java.io.InputStreamReader(stream, "UTF-8")
-            return self._spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(reader)
-        finally:
-            stream.close()
+        jvm = self._spark.sparkContext._jvm
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                stream = fs.open(hpath)
+                try:
+                    reader = jvm.java.io.InputStreamReader(stream, "UTF-8")
+                    return jvm.org.apache.commons.io.IOUtils.toString(reader)
+                finally:
+                    stream.close()
+            except Py4JJavaError as error:
+                # gone (deleted or taken over between our look and our read): no file; replaced
+                # while we read it (the old file's blocks went with it): read the new one
+                if _java_class(error) == "java.io.FileNotFoundException":
+                    return None
+                if attempt == READ_ATTEMPTS:
+                    raise
+                logger.info("re-reading %s (%s)", path, _java_class(error))
+        raise AssertionError("unreachable")
 
     def names(self, folder: str) -> list[str]:
         """Names of the entries of ``folder``, sorted ([] when it does not exist)."""
@@ -133,12 +149,31 @@ class ControlFiles:
             stream.close()
         return hpath
 
+    def _overwriting_rename(self, source, target) -> None:  # py4j Paths
+        """Rename over an existing target. ``FileContext`` with ``OVERWRITE`` is one atomic
+        operation on HDFS (readers see the old file or the new one, never none); other Hadoop
+        file systems carry it out as a delete and a rename."""
+        context = self._spark.sparkContext
+        jvm = context._jvm
+        hadoop_fs = jvm.org.apache.hadoop.fs
+        files = hadoop_fs.FileContext.getFileContext(
+            target.toUri(), context._jsc.hadoopConfiguration()
+        )
+        rename_option = getattr(hadoop_fs, "Options$Rename")
+        options = context._gateway.new_array(rename_option, 1)
+        options[0] = rename_option.OVERWRITE
+        files.rename(source, target, options)
+
     def _hadoop(self, path: str):  # py4j objects
         if self._spark is None:
             raise ValueError(f"{path}: a path that is not local needs a Spark session")
         jvm = self._spark.sparkContext._jvm
         hpath = jvm.org.apache.hadoop.fs.Path(path)
         return hpath.getFileSystem(self._spark.sparkContext._jsc.hadoopConfiguration()), hpath
+
+
+def _java_class(error: Py4JJavaError) -> str:
+    return error.java_exception.getClass().getName()
 
 
 def is_local(path: str) -> bool:

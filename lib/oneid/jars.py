@@ -17,8 +17,12 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from oneid.errors import JarResolutionError
+
+if TYPE_CHECKING:
+    from oneid.conf.models import JarsConf
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +171,19 @@ def resolve_jars(
             "a mirror'."
         )
     return found
+
+
+def resolve_configured(coordinates: Sequence[str], settings: JarsConf, conf_key: str) -> list[Path]:
+    """:func:`resolve_jars` with the repositories, folders, cache and timeout of ``jars.*``."""
+    return resolve_jars(
+        coordinates,
+        repositories=settings.repositories,
+        folders=settings.folders,
+        cache_dir=settings.cache_dir,
+        offline=settings.offline,
+        timeout=settings.timeout_seconds,
+        conf_key=conf_key,
+    )
 
 
 def _find_local(coord: Coordinate, folders: Sequence[str], cache: Path) -> Path | None:

@@ -23,7 +23,7 @@ from pyspark.sql import SparkSession
 
 from oneid.conf import OneIdConfig
 from oneid.errors import JarResolutionError, OneIdError
-from oneid.jars import resolve_jars
+from oneid.jars import resolve_configured
 from oneid.java import find_java
 from oneid.scratch import (
     HadoopFolders,
@@ -194,21 +194,14 @@ def session_jars(cfg: OneIdConfig) -> tuple[list[Path], bool]:
     ``spark-submit --jars``.
     """
     jars_conf = cfg.env.jars
-    options = {
-        "repositories": jars_conf.repositories,
-        "folders": jars_conf.folders,
-        "cache_dir": jars_conf.cache_dir,
-        "offline": jars_conf.offline,
-        "timeout": jars_conf.timeout_seconds,
-    }
-    jars = resolve_jars(jars_conf.delta, conf_key="jars.delta", **options)
+    jars = resolve_configured(jars_conf.delta, jars_conf, "jars.delta")
     # Spark's Kafka source/sink (the realtime stage): four small jars, always on the classpath
-    jars += resolve_jars(jars_conf.kafka, conf_key="jars.kafka", **options)
+    jars += resolve_configured(jars_conf.kafka, jars_conf, "jars.kafka")
     engine = cfg.pipeline.identity.components.engine
     if engine == "native":
         return jars, False
     try:
-        jars += resolve_jars(jars_conf.graphframes, conf_key="jars.graphframes", **options)
+        jars += resolve_configured(jars_conf.graphframes, jars_conf, "jars.graphframes")
     except JarResolutionError as exc:
         if engine == "graphframes":
             raise

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from oneid.conf import OneIdConfig
 from oneid.errors import OneIdError
-from oneid.jars import resolve_jars
+from oneid.jars import resolve_configured
 from oneid.java import find_java
 
 logger = logging.getLogger(__name__)
@@ -52,16 +52,7 @@ def free_port() -> int:
 
 def broker_jars(cfg: OneIdConfig) -> list[Path]:
     """Local paths of the broker's classpath (``jars.kafka_broker``), downloaded on first use."""
-    jars = cfg.env.jars
-    return resolve_jars(
-        jars.kafka_broker,
-        repositories=jars.repositories,
-        folders=jars.folders,
-        cache_dir=jars.cache_dir,
-        offline=jars.offline,
-        timeout=jars.timeout_seconds,
-        conf_key="jars.kafka_broker",
-    )
+    return resolve_configured(cfg.env.jars.kafka_broker, cfg.env.jars, "jars.kafka_broker")
 
 
 class LocalBroker:
