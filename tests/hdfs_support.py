@@ -103,3 +103,11 @@ def _wait_for_url(process: subprocess.Popen, written: Path, log: Path, timeout: 
             return match.group(1)
         time.sleep(0.2)
     raise RuntimeError(f"HDFS did not start in {timeout:.0f} s: {log.read_text()[-3000:]}")
+
+
+def copy_to_local(spark, url: str, folder: Path) -> None:
+    """Copy the tree at ``url`` to the local ``folder`` (no ``.crc`` files)."""
+    jvm = spark.sparkContext._jvm
+    source = jvm.org.apache.hadoop.fs.Path(url)
+    fs = source.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    fs.copyToLocalFile(False, source, jvm.org.apache.hadoop.fs.Path(str(folder)), True)

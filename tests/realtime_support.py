@@ -18,17 +18,23 @@ WEBHOOK_SECRET = "test-webhook-secret-0123456789"
 HMAC_KEY = "test-hmac-key-that-must-not-leak-0123"
 
 
-def stream_config(tmp: Path, bootstrap: str, url: str, *extra: str) -> OneIdConfig:
-    """The repo's conf scaled down, pointed at the test broker, receiver and folders."""
+def stream_config(
+    tmp: Path, bootstrap: str, url: str, *extra: str, storage: str | None = None
+) -> OneIdConfig:
+    """The repo's conf scaled down, pointed at the test broker, receiver and folders (the
+    warehouse and checkpoint under ``tmp``, or under the URL ``storage``)."""
+    root = storage or str(tmp)
+    local_store = (f"serve.sqlite_dir={tmp / 'serve'}",) if storage else ()
     cfg = small_config(
-        tmp / "warehouse",
+        f"{root}/warehouse",
+        *local_store,
         "realtime.webhook.backoff_seconds=0.05",
         "realtime.tags_every_seconds=0.5",
         "realtime.identity_refresh_seconds=0.5",
         "realtime.state_buckets=2",  # several keys share a bucket
         *extra,
     )
-    return local_stream_config(cfg, bootstrap, url, tmp / "checkpoint")
+    return local_stream_config(cfg, bootstrap, url, f"{root}/checkpoint")
 
 
 def shanghai_ms(text: str) -> int:

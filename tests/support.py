@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
 
 
-def small_config(warehouse: Path, *extra: str) -> OneIdConfig:
+def small_config(warehouse: Path | str, *extra: str) -> OneIdConfig:
     """The repo's local conf, scaled down for tests: local[2], 2 shuffle partitions, UI off,
     the small-data settings of ``oneid demo`` (:data:`~oneid.conf.pipeline.SMALL_DATA_SPARK`);
     ``tests/test_cluster.py`` runs the pipeline with production's settings."""

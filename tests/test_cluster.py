@@ -6,7 +6,9 @@ One master and two one-core workers from the pyspark distribution on loopback; `
 execution: ``demo.spark={}``, where ``oneid demo`` would take the small-data settings). The
 same stages then run in local mode in the test session on the same data (small-data settings,
 no adaptive execution) into a second warehouse, and every table of the two warehouses is
-compared row by row.
+compared row by row. The local half keeps its warehouse on a real HDFS (``tests/hdfs_support.py``),
+the file system of the shipped cluster conf: Delta's log, the run journal and the leases go
+through Hadoop's HDFS client and delta-rs's, and the tables are copied to local disk to compare.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import yaml
 
 from oneid.stages import registered_stages, run_demo_stages
 from oneid_demo import generate_demo
+from tests.hdfs_support import copy_to_local
 from tests.support import REPO, as_json, delta_records, small_config, with_demo_data
 
 pytestmark = pytest.mark.cluster
@@ -72,7 +75,7 @@ class PipelineRun:
 
 
 @pytest.fixture(scope="module")
-def runs(spark, tmp_path_factory: pytest.TempPathFactory) -> dict[str, PipelineRun]:
+def runs(spark, hdfs_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, PipelineRun]:
     root = tmp_path_factory.mktemp("cluster")
     subprocess.run(["make", "-s", "package"], cwd=REPO, check=True, capture_output=True)
     generate_demo(root / "demo_data", people=PEOPLE, seed=42)
@@ -97,7 +100,7 @@ def runs(spark, tmp_path_factory: pytest.TempPathFactory) -> dict[str, PipelineR
                 PRODUCTION_SPARK,
             ],
         )
-    local = _run_in_session(spark, root)
+    local = _run_in_session(spark, root, f"{hdfs_url}/oneid-local")
     print(f"\npipeline wall time: cluster {cluster.seconds:.1f} s, local {local.seconds:.1f} s")
     return {"cluster": cluster, "local": local}
 
@@ -126,6 +129,15 @@ def test_cluster_tables_equal_local_tables(runs):
             only_local = sorted(set(local_rows) - set(cluster_rows))[:3]
             differences[table] = (len(cluster_rows), len(local_rows), only_cluster, only_local)
     assert differences == {}
+
+
+def test_every_run_on_hdfs_committed(runs):
+    """The run journal the local half kept on HDFS: each scope's last entry is a commit."""
+    journal = runs["local"].warehouse / "_oneid" / "runs"
+    last = {scope.name: sorted(p.name for p in scope.iterdir())[-1] for scope in journal.iterdir()}
+    assert {"identity", "standardize"} <= set(last)
+    assert [scope for scope, name in last.items() if not name.endswith("-committed.json")] == []
+    assert list((runs["local"].warehouse / "_oneid" / "leases").iterdir()) == []
 
 
 def test_identity_is_not_empty(runs):
@@ -283,15 +295,20 @@ def _stages_run(printed: str) -> list[str]:
     return found
 
 
-def _run_in_session(spark, root: Path) -> PipelineRun:
-    """The same stages in local mode, in the test session, into ``warehouse-local``."""
-    cfg = with_demo_data(small_config(root / "warehouse-local", ONE_DAY), root / "demo_data")
+def _run_in_session(spark, root: Path, warehouse: str) -> PipelineRun:
+    """The same stages in local mode, in the test session, into ``warehouse`` (on HDFS), then
+    copied to ``warehouse-local``. Exports and the serving store stay on local disk."""
+    exports, store = f"publish.exports_dir={root / 'exports'}", f"serve.sqlite_dir={root / 'serve'}"
+    cfg = small_config(warehouse, ONE_DAY, exports, store)
+    cfg = with_demo_data(cfg, root / "demo_data")
     started = time.perf_counter()
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("ONEID_HMAC_KEY", raising=False)  # the demo key, as the cluster run
         run = run_demo_stages(spark, cfg)
+    seconds = time.perf_counter() - started
     stages = [label.split()[0] for label, _ in run.timings]
-    return PipelineRun(root / "warehouse-local", time.perf_counter() - started, stages)
+    copy_to_local(spark, warehouse, root / "warehouse-local")
+    return PipelineRun(root / "warehouse-local", seconds, stages)
 
 
 def _tables(warehouse: Path) -> list[str]:

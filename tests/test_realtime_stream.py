@@ -191,10 +191,12 @@ DEVICE_D = "0F8A3C4E-1B2D-4E5F-8A9B-0C1D2E3F4A5B"
 
 
 def test_a_new_identity_run_is_picked_up_mid_stream_and_batch_tags_gate_rules(
-    spark, broker, secrets, tmp_path
+    spark, broker, secrets, tmp_path, hdfs_url
 ):
     """Device D is provisional until an identity run maps it to OneID 42; member M9 (OneID 77)
-    bought in the last 90 days (gold.tags_value), so the consultation rule skips them."""
+    bought in the last 90 days (gold.tags_value), so the consultation rule skips them. The
+    warehouse and the checkpoint are on HDFS: the workers' lookups and the driver's records go
+    through delta-rs's HDFS client, the batch tables and the checkpoint through Hadoop's."""
     from oneid.standardize.hashing import HashKey, keyed_hash
     from oneid.standardize.normalize import normalize
 
@@ -204,7 +206,11 @@ def test_a_new_identity_run_is_picked_up_mid_stream_and_batch_tags_gate_rules(
     phone_hash = keyed_hash(key, normalize("phone", PHONE_C["phone"]).value)
     with WebhookReceiver(Secret(WEBHOOK_SECRET.encode())) as receiver:
         cfg = stream_config(
-            tmp_path, broker.bootstrap_servers, receiver.url, "realtime.events_topic=ev2"
+            tmp_path,
+            broker.bootstrap_servers,
+            receiver.url,
+            "realtime.events_topic=ev2",
+            storage=f"{hdfs_url}/realtime-{tmp_path.name}",
         )
         broker.create_topics("ev2")
         device = {"device:idfa": DEVICE_D}

@@ -9,7 +9,7 @@ tens of milliseconds, and stay ordinary Delta tables for Spark and every other r
 Writes are idempotent per micro-batch like Spark's ``txnAppId`` / ``txnVersion``: each append
 carries the transaction ``(app id, batch id)`` in its commit, and an append whose app id has
 already committed that batch (a replay after a crash) is skipped. The tables must be on a file
-system delta-rs writes to (local paths and object stores, not HDFS), as for the stream's lookups.
+system delta-rs writes to (local paths, HDFS, object stores), as for the stream's lookups.
 """
 
 from __future__ import annotations
