@@ -376,6 +376,30 @@ def test_only_the_store_loaders_get_the_redis_url_secret():
             assert redis_env not in env, name
 
 
+def test_the_exports_writers_mount_one_shared_folder_where_publish_writes():
+    """publish writes part files from the executors and checks them from the driver: both mount
+    the exports claim at the folder the manifest's --set gives publish.exports_dir."""
+    writers = {"jobs/publish.yaml", "scheduled-daily.yaml"}
+    for name, manifest in _manifests().items():
+        spec = _app_spec(manifest)
+        args = spec["arguments"]
+        settings = [args[i + 1] for i, arg in enumerate(args) if arg == "--set"]
+        claims = {
+            v["name"]: v["persistentVolumeClaim"]["claimName"]
+            for v in spec["volumes"]
+            if "persistentVolumeClaim" in v
+        }
+        if name not in writers:
+            assert (settings, claims) == ([], {}), name
+            continue
+        cfg = load_config("cluster", REPO / "conf", settings)
+        folder = cfg.pipeline.publish.exports_dir
+        assert folder and folder.startswith("/"), name
+        for role in ("driver", "executor"):
+            mounts = {m["mountPath"]: m["name"] for m in spec[role]["volumeMounts"]}
+            assert claims[mounts[folder]] == "oneid-exports", (name, role)
+
+
 def test_no_key_material_in_deploy_files():
     from oneid.standardize.hashing import DEMO_KEY
 

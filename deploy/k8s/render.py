@@ -35,6 +35,10 @@ HMAC_SECRET = {"name": "oneid-hmac", "key": "hmac-key"}  # created by the operat
 REDIS_SECRET = {"name": "oneid-redis", "key": "url"}  # redis://[:password@]host:6379/0
 REDIS_ENV = "ONEID_REDIS_URL"  # serve.redis_url of conf/cluster.yaml
 STORE_WRITERS = ("serve-sync",)  # the steps that load the online store (and deploy/daily.py)
+EXPORTS_CLAIM = "oneid-exports"  # a ReadWriteMany PersistentVolumeClaim, created with the secrets
+EXPORTS_DIR = "/data/oneid/exports"  # where it is mounted: publish.exports_dir
+EXPORT_WRITERS = ("publish",)  # the steps that write exports (and deploy/daily.py)
+EXPORTS_ARGS = ["--set", f"publish.exports_dir={EXPORTS_DIR}"]
 SERVICE_ACCOUNT = "oneid-spark"
 ENV_ARGS = ["--env", "cluster", "--conf-dir", f"{APP_DIR}/conf"]
 TIME_ZONE = "Asia/Shanghai"
@@ -54,13 +58,33 @@ def steps() -> list[tuple[str, list[str]]]:
     return [(step["stage"], [str(arg) for arg in step.get("args", [])]) for step in data["steps"]]
 
 
-def application_spec(main_file: str, arguments: list[str], store: bool = False) -> dict:
+def application_spec(
+    main_file: str, arguments: list[str], store: bool = False, exports: bool = False
+) -> dict:
     """The SparkApplication spec every OneID job shares: image, jars, conf, secret, resources;
-    ``store``: the driver also gets the online store's URL (it loads the store)."""
+    ``store``: the driver also gets the online store's URL (it loads the store); ``exports``:
+    the driver and the executors mount the exports volume at one path (publish writes files
+    there from the executors, and the driver checks every row it sent is in them); the
+    arguments then name it (:func:`env_args`)."""
     jars = [f"local://{APP_DIR}/jars/{parse_coordinate(c).filename}" for c in DELTA_JARS]
     env = [{"name": "ONEID_HMAC_KEY", "valueFrom": {"secretKeyRef": dict(HMAC_SECRET)}}]
     if store:
         env.append({"name": REDIS_ENV, "valueFrom": {"secretKeyRef": dict(REDIS_SECRET)}})
+    volumes = [{"name": "conf", "configMap": {"name": CONF_MAP}}]
+    driver_mounts = [{"name": "conf", "mountPath": f"{APP_DIR}/conf", "readOnly": True}]
+    executor_mounts = []
+    if exports:
+        volumes.append({"name": "exports", "persistentVolumeClaim": {"claimName": EXPORTS_CLAIM}})
+        driver_mounts.append({"name": "exports", "mountPath": EXPORTS_DIR})
+        executor_mounts.append({"name": "exports", "mountPath": EXPORTS_DIR})
+    executor: dict = {
+        "cores": 2,
+        "instances": 2,
+        "memory": "4g",
+        "labels": {"app.kubernetes.io/name": "oneid"},
+    }
+    if executor_mounts:
+        executor["volumeMounts"] = executor_mounts
     return {
         "type": "Python",
         "mode": "cluster",
@@ -71,7 +95,7 @@ def application_spec(main_file: str, arguments: list[str], store: bool = False) 
         "arguments": arguments,
         "deps": {"jars": jars},
         "restartPolicy": {"type": "Never"},
-        "volumes": [{"name": "conf", "configMap": {"name": CONF_MAP}}],
+        "volumes": volumes,
         "driver": {
             "cores": 1,
             "memory": "2g",
@@ -79,15 +103,15 @@ def application_spec(main_file: str, arguments: list[str], store: bool = False) 
             "labels": {"app.kubernetes.io/name": "oneid"},
             # only the driver reads the key; executors get it inside the hashing UDF's closure
             "env": env,
-            "volumeMounts": [{"name": "conf", "mountPath": f"{APP_DIR}/conf", "readOnly": True}],
+            "volumeMounts": driver_mounts,
         },
-        "executor": {
-            "cores": 2,
-            "instances": 2,
-            "memory": "4g",
-            "labels": {"app.kubernetes.io/name": "oneid"},
-        },
+        "executor": executor,
     }
+
+
+def env_args(exports: bool) -> list[str]:
+    """The arguments that pick the conf, and name the exports folder where it is mounted."""
+    return [*ENV_ARGS, *(EXPORTS_ARGS if exports else [])]
 
 
 def job_manifest(stage: str, templates: list[str], as_of: str = AIRFLOW_DATE) -> dict:
@@ -103,15 +127,16 @@ def job_manifest(stage: str, templates: list[str], as_of: str = AIRFLOW_DATE) ->
         },
         "spec": application_spec(
             f"jobs/{stage}.py",
-            [*ENV_ARGS, *(arg.format(as_of=as_of) for arg in templates)],
+            [*env_args(stage in EXPORT_WRITERS), *(arg.format(as_of=as_of) for arg in templates)],
             store=stage in STORE_WRITERS,
+            exports=stage in EXPORT_WRITERS,
         ),
     }
 
 
 def daily_manifest() -> dict:
     """ScheduledSparkApplication: the whole chain in one driver, every night."""
-    arguments = ["--time-zone", TIME_ZONE, "--", *ENV_ARGS]
+    arguments = ["--time-zone", TIME_ZONE, "--", *env_args(exports=True)]
     return {
         "apiVersion": "sparkoperator.k8s.io/v1beta2",
         "kind": "ScheduledSparkApplication",
@@ -121,7 +146,7 @@ def daily_manifest() -> dict:
             "concurrencyPolicy": "Forbid",
             "successfulRunHistoryLimit": 3,
             "failedRunHistoryLimit": 5,
-            "template": application_spec("deploy/daily.py", arguments, store=True),
+            "template": application_spec("deploy/daily.py", arguments, store=True, exports=True),
         },
     }
 
