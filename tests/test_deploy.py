@@ -398,6 +398,16 @@ def test_the_exports_writers_mount_one_shared_folder_where_publish_writes():
         for role in ("driver", "executor"):
             mounts = {m["mountPath"]: m["name"] for m in spec[role]["volumeMounts"]}
             assert claims[mounts[folder]] == "oneid-exports", (name, role)
+            # the image runs as user 185 (spark): the volume must be writable by its group
+            assert spec[role]["podSecurityContext"] == {"fsGroup": 185}, (name, role)
+
+
+def test_every_pod_gets_the_hadoop_client_conf():
+    """conf/cluster.yaml's hdfs:/// paths take the name node from fs.defaultFS: Spark and
+    delta-rs read it from HADOOP_CONF_DIR, which the operator sets from hadoopConfigMap."""
+    assert load_config("cluster", REPO / "conf").env.warehouse.startswith("hdfs:///")
+    for name, manifest in _manifests().items():
+        assert _app_spec(manifest)["hadoopConfigMap"] == "oneid-hadoop", name
 
 
 def test_no_key_material_in_deploy_files():

@@ -15,6 +15,7 @@ SparkKubernetesOperator renders it).
 from __future__ import annotations
 
 import argparse
+import copy
 import re
 import sys
 from pathlib import Path
@@ -35,6 +36,8 @@ HMAC_SECRET = {"name": "oneid-hmac", "key": "hmac-key"}  # created by the operat
 REDIS_SECRET = {"name": "oneid-redis", "key": "url"}  # redis://[:password@]host:6379/0
 REDIS_ENV = "ONEID_REDIS_URL"  # serve.redis_url of conf/cluster.yaml
 STORE_WRITERS = ("serve-sync",)  # the steps that load the online store (and deploy/daily.py)
+HADOOP_CONF_MAP = "oneid-hadoop"  # the platform's Hadoop client conf (core-site.xml, hdfs-site.xml)
+SPARK_UID = 185  # the user of the apache/spark image; the exports volume is written as its group
 EXPORTS_CLAIM = "oneid-exports"  # a ReadWriteMany PersistentVolumeClaim, created with the secrets
 EXPORTS_DIR = "/data/oneid/exports"  # where it is mounted: publish.exports_dir
 EXPORT_WRITERS = ("publish",)  # the steps that write exports (and deploy/daily.py)
@@ -73,15 +76,18 @@ def application_spec(
     volumes = [{"name": "conf", "configMap": {"name": CONF_MAP}}]
     driver_mounts = [{"name": "conf", "mountPath": f"{APP_DIR}/conf", "readOnly": True}]
     executor_mounts = []
+    pods: dict = {}
     if exports:
         volumes.append({"name": "exports", "persistentVolumeClaim": {"claimName": EXPORTS_CLAIM}})
         driver_mounts.append({"name": "exports", "mountPath": EXPORTS_DIR})
         executor_mounts.append({"name": "exports", "mountPath": EXPORTS_DIR})
+        pods["podSecurityContext"] = {"fsGroup": SPARK_UID}  # a new volume is root's otherwise
     executor: dict = {
         "cores": 2,
         "instances": 2,
         "memory": "4g",
         "labels": {"app.kubernetes.io/name": "oneid"},
+        **copy.deepcopy(pods),  # copies: a shared object would be a YAML anchor in the manifest
     }
     if executor_mounts:
         executor["volumeMounts"] = executor_mounts
@@ -94,6 +100,8 @@ def application_spec(
         "mainApplicationFile": f"local://{APP_DIR}/{main_file}",
         "arguments": arguments,
         "deps": {"jars": jars},
+        # HADOOP_CONF_DIR in every pod: Spark and delta-rs resolve hdfs:/// with its defaultFS
+        "hadoopConfigMap": HADOOP_CONF_MAP,
         "restartPolicy": {"type": "Never"},
         "volumes": volumes,
         "driver": {
@@ -104,6 +112,7 @@ def application_spec(
             # only the driver reads the key; executors get it inside the hashing UDF's closure
             "env": env,
             "volumeMounts": driver_mounts,
+            **copy.deepcopy(pods),
         },
         "executor": executor,
     }
