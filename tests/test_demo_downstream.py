@@ -13,6 +13,7 @@ import phonenumbers
 import pytest
 from pyspark.sql import functions as F
 
+from oneid.errors import DataContractError
 from oneid.publish.job import exports_root, run_publish
 from oneid.tables import read_table
 
@@ -178,6 +179,25 @@ def test_republish_with_other_shuffle_partitions_is_unchanged(spark, demo, as_of
         demo.cfg.pipeline.publish.destinations, "unchanged"
     )
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("destination", ["crm_push", "tencent_ads"])
+def test_rows_the_driver_does_not_find_in_the_files_fail_publish(
+    spark, demo, as_of, destination, monkeypatch
+):
+    """Executors that wrote where the driver does not look (an exports folder that is not a
+    shared mount): Spark succeeds, the driver finds no part files. Both kinds of export fail,
+    naming the setting, and nothing is installed or logged."""
+    from oneid.publish import job
+
+    root = exports_root(demo.cfg)
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+    log_version = _history_length(spark, demo.cfg, "audience.publish_log")
+    monkeypatch.setattr(job, "_concatenate", lambda parts, target: target.write_bytes(b""))
+    with pytest.raises(DataContractError, match=r"row\(s\) sent, 0 line\(s\).*exports_dir"):
+        run_publish(spark, demo.cfg, as_of, [destination], replace=True)
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()} == before
+    assert _history_length(spark, demo.cfg, "audience.publish_log") == log_version
 
 
 def test_tencent_phone_keys_are_md5_of_national_mobiles(spark, demo):
