@@ -71,6 +71,27 @@ def test_committed_failed_and_killed_runs(tmp_path: Path) -> None:
     ]
 
 
+def test_a_run_whose_lease_was_taken_over_does_not_commit(tmp_path: Path) -> None:
+    """The lease expired unrenewed (a stalled driver) and another run took it: the stalled run
+    must not record its writes as committed, nor remove the new holder's lease."""
+    import json
+
+    from oneid.errors import LeaseLostError
+    from oneid.leases import lease_path
+
+    cfg = small_config(tmp_path)
+    files = ControlFiles(None, str(tmp_path))
+    path = lease_path(files, "tags")
+    with (
+        pytest.raises(LeaseLostError, match="taken over"),
+        atomic_run(None, cfg, "tags", "tags d1", []),  # type: ignore[arg-type]
+    ):
+        taker = {**json.loads(files.read(path)), "token": "the taker", "label": "tags d1"}
+        files.replace(path, json.dumps(taker))
+    assert json.loads(files.read(path))["token"] == "the taker"
+    assert [entry.state for entry in journal(files, "tags")] == ["started"]
+
+
 def test_entries_keep_their_order_when_the_clock_does_not_move(tmp_path: Path, monkeypatch):
     """A run ending and the next starting in one millisecond (a fast or loaded machine)."""
     import oneid.atomic

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 import uuid
 
 import pytest
 
 from oneid.control_files import ControlFiles
+from oneid.errors import StageBusyError
 from oneid.leases import acquire, lease_path
 
 pytestmark = pytest.mark.slow
@@ -37,20 +40,42 @@ def test_a_file_deleted_while_it_is_read_reads_as_none(files: ControlFiles) -> N
     """Another run releases a lease (deletes the file) while this one reads it: nothing."""
     path = files.path("_oneid", "leases", "tags.json")
     stop = threading.Event()
+    errors: list[Exception] = []
 
     def create_and_delete() -> None:
-        while not stop.is_set():
-            files.create_new(path, "held")
-            files.delete(path)
+        try:
+            while not stop.is_set():
+                files.create_new(path, "held")
+                files.delete(path)
+        except Exception as error:  # reported by the test
+            errors.append(error)
 
     churn = threading.Thread(target=create_and_delete)
     churn.start()
     try:
-        read = {files.read(path) for _ in range(300)}
+        read = [files.read(path) for _ in range(300)]
     finally:
         stop.set()
         churn.join()
-    assert read <= {None, "held"}
+    assert errors == []
+    assert set(read) == {None, "held"}  # both moments were seen
+
+
+def test_paths_without_a_host_take_the_default_file_system(spark, hdfs_url: str) -> None:
+    """``hdfs:///oneid/...`` as in conf/cluster.yaml: the name node is ``fs.defaultFS``."""
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    default = hadoop.get("fs.defaultFS")
+    hadoop.set("fs.defaultFS", hdfs_url)
+    try:
+        files = ControlFiles(spark, f"hdfs:///hostless-{uuid.uuid4().hex[:8]}")
+        path = files.path("_oneid", "runs", "a.json")
+        assert files.create_new(path, "one")
+        files.replace(path, "two")
+        assert files.read(path) == "two"
+        assert files.names(files.path("_oneid", "runs")) == ["a.json"]
+        files.delete(files.root, recursive=True)
+    finally:
+        hadoop.set("fs.defaultFS", default)
 
 
 def test_a_replaced_file_never_disappears(files: ControlFiles) -> None:
@@ -62,9 +87,12 @@ def test_a_replaced_file_never_disappears(files: ControlFiles) -> None:
     seen_missing: list[str] = []
     errors: list[Exception] = []
 
+    reads = [0]
+
     def compete() -> None:  # a read is quicker than a create: it probes more moments
         try:
             while not stop.is_set():
+                reads[0] += 1
                 if files.read(path) is None:
                     seen_missing.append("read nothing")
         except Exception as error:  # reported by the test
@@ -79,13 +107,18 @@ def test_a_replaced_file_never_disappears(files: ControlFiles) -> None:
         stop.set()
         competitor.join()
     assert errors == []
+    assert reads[0] > 200  # the renewals were watched throughout
     assert seen_missing == []
     assert files.read(path) == "holder 59"
 
 
 def test_a_lease_on_hdfs_is_held_renewed_and_released(files: ControlFiles) -> None:
-    lease = acquire(files, "identity", "identity d1", seconds=60)
-    with pytest.raises(Exception, match="identity is being written by identity d1"):
-        acquire(files, "identity", "identity d1 (second)", seconds=60)
+    lease = acquire(files, "identity", "identity d1", seconds=3)
+    path = lease_path(files, "identity")
+    first = json.loads(files.read(path))["expires"]
+    with pytest.raises(StageBusyError, match="identity is being written by identity d1"):
+        acquire(files, "identity", "identity d1 (second)", seconds=3)
+    time.sleep(2.5)  # a renewal every second
+    assert json.loads(files.read(path))["expires"] > first
     lease.release()
-    assert files.read(lease_path(files, "identity")) is None
+    assert files.read(path) is None

@@ -119,6 +119,63 @@ def test_the_lease_is_renewed_while_its_run_lives(tmp_path: Path) -> None:
     assert files.read(lease_path(files, "publish")) is None
 
 
+def test_an_expired_lease_is_not_renewed(tmp_path: Path) -> None:
+    """Past its expiry another run may have taken the lease: renewing would overwrite theirs."""
+    from oneid.leases import Holder, Lease
+
+    files = ControlFiles(None, str(tmp_path))
+    now = time.time()
+    holder = Holder("tags", "tags d1", "h", 1, None, "mine", now - 10, now - 1)
+    path = lease_path(files, "tags")
+    assert files.create_new(path, json.dumps(holder.__dict__))
+    lease = Lease(files, holder, seconds=0.3)
+    lease._thread.join(timeout=5)
+    assert not lease._thread.is_alive()
+    assert json.loads(files.read(path))["expires"] == now - 1
+    lease.abandon()
+
+
+class FlakyFiles(ControlFiles):
+    """Local control files whose first ``failures`` reads fail, and that can hide the lease
+    once (as if its holder released it between two looks)."""
+
+    def __init__(self, root: Path, failures: int = 0, vanish_once: bool = False) -> None:
+        super().__init__(None, str(root))
+        self.failures = failures
+        self.vanish_once = vanish_once
+
+    def read(self, path: str) -> str | None:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("the name node is failing over")
+        if self.vanish_once:
+            self.vanish_once = False
+            os.remove(path)
+            return None
+        return super().read(path)
+
+
+def test_a_renewal_that_fails_is_tried_again(tmp_path: Path) -> None:
+    files = FlakyFiles(tmp_path)
+    lease = acquire(files, "publish", "publish d1", seconds=1.5)
+    first = json.loads(files.read(lease_path(files, "publish")))["expires"]
+    files.failures = 1  # the first renewal's read
+    time.sleep(1.3)  # two ticks of 0.5 s
+    assert lease._thread.is_alive()
+    assert json.loads(files.read(lease_path(files, "publish")))["expires"] > first
+    lease.release()
+
+
+def test_a_lease_released_between_two_looks_is_taken_not_reported_busy(tmp_path: Path) -> None:
+    files = FlakyFiles(tmp_path)
+    first = acquire(files, "identity", "identity d1", seconds=60)  # held by a live run
+    files.vanish_once = True  # the second run's look finds it gone (released meanwhile)
+    lease = acquire(files, "identity", "identity d2", seconds=60)
+    assert lease.holder.label == "identity d2"
+    first.abandon()
+    lease.release()
+
+
 def test_of_many_processes_starting_at_once_exactly_one_holds(tmp_path: Path) -> None:
     start = time.time() + 2.0
     processes = [holder(tmp_path, f"r{i}", hold=3, start=start) for i in range(8)]

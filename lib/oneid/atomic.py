@@ -31,6 +31,7 @@ from pyspark.sql import SparkSession
 from oneid.conf import OneIdConfig
 from oneid.control_files import ControlFiles
 from oneid.delta_log import latest_version
+from oneid.errors import LeaseLostError
 from oneid.leases import acquire, describe_lease, is_stale
 from oneid.session import warehouse_root
 from oneid.tables import PINS, table_path
@@ -127,6 +128,13 @@ def atomic_run(
         raise
     else:
         PINS.reset(pinned)
+        if not lease.held():
+            lease.abandon()  # the file is the new holder's: leave it
+            raise LeaseLostError(
+                f"{label}: the lease of {scope} expired unrenewed and was taken over before the "
+                "run could commit; its writes are rolled back by the run that took it (see "
+                "`oneid runs`): run it again"
+            )
         after = {name: latest_version(spark, table_path(cfg, name)) for name in tables}
         _write(files, Entry(scope, run.token, label, COMMITTED, time.time(), after))
         lease.release()
@@ -206,8 +214,9 @@ def _read(files: ControlFiles, scope: str, name: _Name) -> Entry:
 
 
 def journal(files: ControlFiles, scope: str) -> list[Entry]:
-    """The entries of ``scope``, oldest first."""
-    return [_read(files, scope, name) for name in _names(files, scope)]
+    """The entries of ``scope``, oldest first (without those a run pruned as they were read)."""
+    texts = (files.read(f"{_folder(files, scope)}/{name.file}") for name in _names(files, scope))
+    return [Entry(**json.loads(text)) for text in texts if text is not None]
 
 
 def unfinished(files: ControlFiles, scope: str) -> list[Entry]:

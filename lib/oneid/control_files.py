@@ -2,9 +2,9 @@
 
 Local paths go straight to the operating system, where ``link`` and ``rename`` are atomic
 (Hadoop's local file system checks and then creates, which two processes can both pass). Other
-schemes go through Hadoop's ``FileSystem``, whose ``rename`` refuses an existing target on HDFS,
-ABFS and GCS; a replacement is one atomic rename over the old file on HDFS, a delete and a
-rename elsewhere; on S3 see ``docs/reliability.md``.
+schemes go through Hadoop's ``FileSystem``, whose ``rename`` refuses an existing target on HDFS
+and ABFS with a hierarchical namespace; a replacement is one atomic rename over the old file on
+HDFS, a delete and a rename elsewhere; on S3 and GCS see ``docs/reliability.md``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
+from py4j.java_gateway import is_instance_of
 from py4j.protocol import Py4JJavaError
 from pyspark.sql import SparkSession
 
@@ -74,9 +76,13 @@ class ControlFiles:
             staged.write_text(text, encoding="utf-8")
             os.replace(staged, local)
             return
-        _, hpath = self._hadoop(path)
+        fs, hpath = self._hadoop(path)
         staged = self._staged(temporary, text)
-        self._overwriting_rename(staged, hpath)
+        try:
+            self._overwriting_rename(fs, staged, hpath)
+        except Exception:
+            fs.delete(staged, False)
+            raise
 
     def read(self, path: str) -> str | None:
         """The file's text, or None when it does not exist."""
@@ -97,13 +103,14 @@ class ControlFiles:
                 finally:
                     stream.close()
             except Py4JJavaError as error:
-                # gone (deleted or taken over between our look and our read): no file; replaced
-                # while we read it (the old file's blocks went with it): read the new one
-                if _java_class(error) == "java.io.FileNotFoundException":
+                # not there (never written, released, taken over): no file. Replaced while we
+                # read it (the old file's blocks went with it): read the new one
+                if self._is(error, "java.io.FileNotFoundException"):
                     return None
-                if attempt == READ_ATTEMPTS:
+                if attempt == READ_ATTEMPTS or not self._is(error, "java.io.IOException"):
                     raise
-                logger.info("re-reading %s (%s)", path, _java_class(error))
+                logger.info("re-reading %s (%s)", path, error.java_exception.getClass().getName())
+                time.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
 
     def names(self, folder: str) -> list[str]:
@@ -112,9 +119,13 @@ class ControlFiles:
         if local is not None:
             return sorted(os.listdir(local)) if local.is_dir() else []
         fs, hpath = self._hadoop(folder)
-        if not fs.exists(hpath):
-            return []
-        return sorted(status.getPath().getName() for status in fs.listStatus(hpath))
+        try:
+            statuses = fs.listStatus(hpath)
+        except Py4JJavaError as error:
+            if self._is(error, "java.io.FileNotFoundException"):
+                return []  # never made, or removed (a rolled-back table's folder)
+            raise
+        return sorted(status.getPath().getName() for status in statuses)
 
     def rename(self, source: str, target: str) -> bool:
         """Move ``source`` to ``target``; False when ``source`` is gone (someone else moved it)."""
@@ -133,8 +144,8 @@ class ControlFiles:
         if local is not None:
             if local.is_dir() and recursive:
                 shutil.rmtree(local, ignore_errors=True)
-            elif local.exists():
-                local.unlink()
+            elif not local.is_dir():
+                local.unlink(missing_ok=True)
             return
         fs, hpath = self._hadoop(path)
         fs.delete(hpath, recursive)
@@ -149,20 +160,27 @@ class ControlFiles:
             stream.close()
         return hpath
 
-    def _overwriting_rename(self, source, target) -> None:  # py4j Paths
-        """Rename over an existing target. ``FileContext`` with ``OVERWRITE`` is one atomic
-        operation on HDFS (readers see the old file or the new one, never none); other Hadoop
-        file systems carry it out as a delete and a rename."""
+    def _overwriting_rename(self, fs, source, target) -> None:  # py4j objects
+        """Rename over an existing target: on HDFS one atomic operation (readers see the old
+        file or the new one, never none); other Hadoop file systems offer no such rename, so
+        there it is a delete and a rename."""
         context = self._spark.sparkContext
-        jvm = context._jvm
-        hadoop_fs = jvm.org.apache.hadoop.fs
-        files = hadoop_fs.FileContext.getFileContext(
-            target.toUri(), context._jsc.hadoopConfiguration()
-        )
-        rename_option = getattr(hadoop_fs, "Options$Rename")
+        if not self._is_instance(fs, "org.apache.hadoop.hdfs.DistributedFileSystem"):
+            fs.delete(target, False)
+            if not fs.rename(source, target):
+                raise OSError(f"could not rename {source.toString()} to {target.toString()}")
+            return
+        rename_option = getattr(context._jvm.org.apache.hadoop.fs, "Options$Rename")
         options = context._gateway.new_array(rename_option, 1)
         options[0] = rename_option.OVERWRITE
-        files.rename(source, target, options)
+        fs.rename(source, target, options)  # DistributedFileSystem's public rename with options
+
+    def _is(self, error: Py4JJavaError, java_class: str) -> bool:
+        """Whether the Java exception behind ``error`` is a ``java_class`` (or a subclass)."""
+        return self._is_instance(error.java_exception, java_class)
+
+    def _is_instance(self, java_object, java_class: str) -> bool:
+        return bool(is_instance_of(self._spark.sparkContext._gateway, java_object, java_class))
 
     def _hadoop(self, path: str):  # py4j objects
         if self._spark is None:
@@ -170,10 +188,6 @@ class ControlFiles:
         jvm = self._spark.sparkContext._jvm
         hpath = jvm.org.apache.hadoop.fs.Path(path)
         return hpath.getFileSystem(self._spark.sparkContext._jsc.hadoopConfiguration()), hpath
-
-
-def _java_class(error: Py4JJavaError) -> str:
-    return error.java_exception.getClass().getName()
 
 
 def is_local(path: str) -> bool:

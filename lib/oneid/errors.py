@@ -40,3 +40,8 @@ class GateFailedError(OneIdError):
 
 class StageBusyError(OneIdError):
     """Another live run holds the lease of the stage (or ingest source) this run would write."""
+
+
+class LeaseLostError(OneIdError):
+    """The run's lease was taken over before it could commit (it expired unrenewed): another
+    run may have rolled its writes back, so it does not record them as committed."""

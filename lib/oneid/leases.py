@@ -70,10 +70,17 @@ class Lease:
     def release(self) -> None:
         """Stop renewing and remove the lease file (if it is still ours)."""
         self.abandon()
+        # a renewal under way would write the file again after we removed it
+        self._thread.join(timeout=60)
         path = lease_path(self._files, self.holder.scope)
         current = _parse(self._files.read(path))
         if current is not None and current.token == self.token:
             self._files.delete(path)
+
+    def held(self) -> bool:
+        """Whether the lease file is still this lease's (not expired and taken over)."""
+        current = _parse(self._files.read(lease_path(self._files, self.holder.scope)))
+        return current is not None and current.token == self.token
 
     def abandon(self) -> None:
         """Stop renewing and forget the lease without removing it (as a killed run would)."""
@@ -82,13 +89,24 @@ class Lease:
 
     def _renew(self) -> None:
         path = lease_path(self._files, self.holder.scope)
+        expires = self.holder.expires
         while not self._stop.wait(self._seconds / 3):
-            current = _parse(self._files.read(path))
-            if current is None or current.token != self.token:
-                logger.error("lease %s: lost to %s", self.holder.scope, current)
+            if time.time() >= expires:
+                # another run may have judged it stale and taken it: writing now could put
+                # our lease over theirs
+                logger.error("lease %s: expired before it could be renewed", self.holder.scope)
                 return
-            renewed = Holder(**{**asdict(self.holder), "expires": time.time() + self._seconds})
-            self._files.replace(path, json.dumps(asdict(renewed)))
+            try:
+                current = _parse(self._files.read(path))
+                if current is None or current.token != self.token:
+                    logger.error("lease %s: lost to %s", self.holder.scope, current)
+                    return
+                renewed = time.time() + self._seconds
+                holder = Holder(**{**asdict(self.holder), "expires": renewed})
+                self._files.replace(path, json.dumps(asdict(holder)))
+                expires = renewed
+            except Exception:  # a file system hiccup: try again at the next tick
+                logger.warning("lease %s: renewal failed", self.holder.scope, exc_info=True)
 
 
 def lease_path(files: ControlFiles, scope: str) -> str:
@@ -115,8 +133,10 @@ def acquire(
             return Lease(files, holder, seconds)
         _LIVE.discard(token)
         text = files.read(path)
+        if text is None:
+            continue  # released between our attempt and our look: try again at once
         current = _parse(text)
-        if text is not None and (current is None or _stale(current)):
+        if current is None or _stale(current):
             _take_over(files, path, text, current)
             continue
         if time.monotonic() >= deadline:
