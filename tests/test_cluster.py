@@ -47,6 +47,7 @@ COMPARED_ZONES = ("bronze", "quarantine", "silver", "identity", "gold", "audienc
 RUN_SPECIFIC_COLUMNS = frozenset({"_ingested_at", "_file", "finished_at", "published_at"})
 RUN_SPECIFIC_METRICS = frozenset({"silver_commit"})
 """Entries of ``identity.run_stats.metrics`` that differ between two runs: a commit's id."""
+QUICK_JIT = "-XX:TieredStopAtLevel=1"
 SUBMIT_OPTIONS = (
     "--driver-memory",
     "1g",
@@ -61,6 +62,13 @@ SUBMIT_OPTIONS = (
     # Delta replays its log in 50 partitions by default; local mode uses shuffle_partitions
     "--conf",
     "spark.databricks.delta.snapshotPartitions=2",
+    # JIT: the quick compiler only. Three short-lived JVMs (a driver, two executors) each
+    # compile the same code; at this size the optimising compiler's work does not pay back
+    # (docs/performance.md). Not a Spark setting: results are the same.
+    "--driver-java-options",
+    QUICK_JIT,
+    "--conf",
+    f"spark.executor.extraJavaOptions={QUICK_JIT}",
 )
 
 
