@@ -62,10 +62,20 @@ def test_a_file_deleted_while_it_is_read_reads_as_none(files: ControlFiles) -> N
 
 
 def test_paths_without_a_host_take_the_default_file_system(spark, hdfs_url: str) -> None:
-    """``hdfs:///oneid/...`` as in conf/cluster.yaml: the name node is ``fs.defaultFS``."""
+    """``hdfs:///oneid/...`` as in conf/cluster.yaml: the name node is ``fs.defaultFS``.
+
+    A cluster's Hadoop conf names it from the start. Here it is set for this test only, on a
+    client made for it: Hadoop caches one client per name node, made with the conf of its
+    first user (which, earlier in the session, did not name this default)."""
+    jvm = spark.sparkContext._jvm
     hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    # the cached client, made with a conf whose default file system is the local one
+    jvm.org.apache.hadoop.fs.FileSystem.get(
+        jvm.java.net.URI(hdfs_url), jvm.org.apache.hadoop.conf.Configuration(hadoop)
+    )
     default = hadoop.get("fs.defaultFS")
     hadoop.set("fs.defaultFS", hdfs_url)
+    hadoop.setBoolean("fs.hdfs.impl.disable.cache", True)
     try:
         files = ControlFiles(spark, f"hdfs:///hostless-{uuid.uuid4().hex[:8]}")
         path = files.path("_oneid", "runs", "a.json")
@@ -76,6 +86,7 @@ def test_paths_without_a_host_take_the_default_file_system(spark, hdfs_url: str)
         files.delete(files.root, recursive=True)
     finally:
         hadoop.set("fs.defaultFS", default)
+        hadoop.unset("fs.hdfs.impl.disable.cache")
 
 
 def test_a_replaced_file_never_disappears(files: ControlFiles) -> None:

@@ -305,3 +305,26 @@ def test_a_stream_whose_executors_do_not_see_the_map_stops():
     check_executors_see_the_map("/w/identity/oneid_map", 3, [])  # nothing resolved
     with pytest.raises(DataContractError, match=r"the executors do not see identity\.oneid_map"):
         check_executors_see_the_map("/w/identity/oneid_map", 3, [-1, -1])
+
+
+def test_the_sink_stops_at_a_batch_resolved_without_the_map_the_driver_saw(spark, tmp_path):
+    """The check is wired: the driver saw identity.oneid_map at version 0 before the start,
+    a micro-batch's rows say their executors resolved without it (map_version -1)."""
+    from oneid.errors import DataContractError
+    from oneid.realtime.demo import local_stream_config
+    from oneid.realtime.job import Sink
+    from oneid.tables import table_path
+
+    cfg = small_config(tmp_path / "warehouse")
+    cfg = local_stream_config(cfg, "127.0.0.1:9", "http://127.0.0.1:9/hook", tmp_path / "cp")
+    spark.createDataFrame(
+        [(1, "phone", "h1", 7)], "node_id long, id_type string, value_hash string, oneid long"
+    ).write.format("delta").save(table_path(cfg, "identity.oneid_map"))
+    sink = Sink(spark, cfg, Secret(b"s3cret-for-the-test"))
+    try:
+        assert sink.map_at_start == 0
+        sink._write([{"kind": "resolved", "map_version": 0}], batch_id=0, compute=0.0)
+        with pytest.raises(DataContractError, match=r"executors do not see identity\.oneid_map"):
+            sink._write([{"kind": "resolved", "map_version": -1}], batch_id=1, compute=0.0)
+    finally:
+        sink.close()
