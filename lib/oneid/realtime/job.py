@@ -574,9 +574,18 @@ class RealtimeRun:
     query: StreamingQuery
     sink: Sink
 
-    def stop(self) -> None:
-        """Stop the query, then the sink's webhook client."""
+    def stop(self, idle_wait_seconds: float = 5.0) -> None:
+        """Stop the query between two micro-batches when one comes within
+        ``idle_wait_seconds`` (a batch cancelled while it commits its state leaves Spark's
+        state-store errors in the log; the checkpoint still recovers), then the webhook client."""
+        started = time.monotonic()
+        while self.query.isActive and time.monotonic() < started + idle_wait_seconds:
+            if not self.query.status.get("isTriggerActive", False):
+                break
+            time.sleep(0.02)
         if self.query.isActive:
+            waited = time.monotonic() - started
+            logger.info("stopping the query (waited %.1f s for a pause)", waited)
             self.query.stop()
         self.sink.close()
 
