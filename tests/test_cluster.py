@@ -143,7 +143,9 @@ def test_every_run_on_hdfs_committed(runs):
     """The run journal the local half kept on HDFS: each scope's last entry is a commit."""
     journal = runs["local"].warehouse / "_oneid" / "runs"
     last = {scope.name: sorted(p.name for p in scope.iterdir())[-1] for scope in journal.iterdir()}
-    assert {"identity", "standardize"} <= set(last)
+    cluster_scopes = {p.name for p in (runs["cluster"].warehouse / "_oneid" / "runs").iterdir()}
+    assert set(last) == cluster_scopes  # every stage and ingest source kept its journal there
+    assert {"identity", "standardize", "ingest.orders"} <= set(last)
     assert [scope for scope, name in last.items() if not name.endswith("-committed.json")] == []
     assert list((runs["local"].warehouse / "_oneid" / "leases").iterdir()) == []
 

@@ -210,13 +210,21 @@ def _names(files: ControlFiles, scope: str) -> list[_Name]:
 
 
 def _read(files: ControlFiles, scope: str, name: _Name) -> Entry:
-    return Entry(**json.loads(files.read(f"{_folder(files, scope)}/{name.file}") or "{}"))
+    entry = _read_if_present(files, scope, name)
+    if entry is None:
+        raise FileNotFoundError(f"{_folder(files, scope)}/{name.file}")
+    return entry
+
+
+def _read_if_present(files: ControlFiles, scope: str, name: _Name) -> Entry | None:
+    text = files.read(f"{_folder(files, scope)}/{name.file}")
+    return None if text is None else Entry(**json.loads(text))
 
 
 def journal(files: ControlFiles, scope: str) -> list[Entry]:
     """The entries of ``scope``, oldest first (without those a run pruned as they were read)."""
-    texts = (files.read(f"{_folder(files, scope)}/{name.file}") for name in _names(files, scope))
-    return [Entry(**json.loads(text)) for text in texts if text is not None]
+    entries = (_read_if_present(files, scope, name) for name in _names(files, scope))
+    return [entry for entry in entries if entry is not None]
 
 
 def unfinished(files: ControlFiles, scope: str) -> list[Entry]:

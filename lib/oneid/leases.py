@@ -72,10 +72,8 @@ class Lease:
         self.abandon()
         # a renewal under way would write the file again after we removed it
         self._thread.join(timeout=60)
-        path = lease_path(self._files, self.holder.scope)
-        current = _parse(self._files.read(path))
-        if current is not None and current.token == self.token:
-            self._files.delete(path)
+        if self.held():
+            self._files.delete(lease_path(self._files, self.holder.scope))
 
     def held(self) -> bool:
         """Whether the lease file is still this lease's (not expired and taken over)."""
@@ -97,9 +95,8 @@ class Lease:
                 logger.error("lease %s: expired before it could be renewed", self.holder.scope)
                 return
             try:
-                current = _parse(self._files.read(path))
-                if current is None or current.token != self.token:
-                    logger.error("lease %s: lost to %s", self.holder.scope, current)
+                if not self.held():
+                    logger.error("lease %s: taken over by another run", self.holder.scope)
                     return
                 renewed = time.time() + self._seconds
                 holder = Holder(**{**asdict(self.holder), "expires": renewed})
