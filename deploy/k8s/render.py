@@ -15,7 +15,6 @@ SparkKubernetesOperator renders it).
 from __future__ import annotations
 
 import argparse
-import copy
 import re
 import sys
 from pathlib import Path
@@ -74,23 +73,26 @@ def application_spec(
     if store:
         env.append({"name": REDIS_ENV, "valueFrom": {"secretKeyRef": dict(REDIS_SECRET)}})
     volumes = [{"name": "conf", "configMap": {"name": CONF_MAP}}]
-    driver_mounts = [{"name": "conf", "mountPath": f"{APP_DIR}/conf", "readOnly": True}]
-    executor_mounts = []
-    pods: dict = {}
-    if exports:
-        volumes.append({"name": "exports", "persistentVolumeClaim": {"claimName": EXPORTS_CLAIM}})
-        driver_mounts.append({"name": "exports", "mountPath": EXPORTS_DIR})
-        executor_mounts.append({"name": "exports", "mountPath": EXPORTS_DIR})
-        pods["podSecurityContext"] = {"fsGroup": SPARK_UID}  # a new volume is root's otherwise
-    executor: dict = {
+    driver = {
+        "cores": 1,
+        "memory": "2g",
+        "serviceAccount": SERVICE_ACCOUNT,
+        "labels": {"app.kubernetes.io/name": "oneid"},
+        # only the driver reads the key; executors get it inside the hashing UDF's closure
+        "env": env,
+        "volumeMounts": [{"name": "conf", "mountPath": f"{APP_DIR}/conf", "readOnly": True}],
+    }
+    executor = {
         "cores": 2,
         "instances": 2,
         "memory": "4g",
         "labels": {"app.kubernetes.io/name": "oneid"},
-        **copy.deepcopy(pods),  # copies: a shared object would be a YAML anchor in the manifest
     }
-    if executor_mounts:
-        executor["volumeMounts"] = executor_mounts
+    if exports:
+        volumes.append({"name": "exports", "persistentVolumeClaim": {"claimName": EXPORTS_CLAIM}})
+        for pod in (driver, executor):  # new objects for each (shared ones dump as YAML anchors)
+            pod["podSecurityContext"] = {"fsGroup": SPARK_UID}  # a new volume is root's otherwise
+            pod.setdefault("volumeMounts", []).append({"name": "exports", "mountPath": EXPORTS_DIR})
     return {
         "type": "Python",
         "mode": "cluster",
@@ -104,16 +106,7 @@ def application_spec(
         "hadoopConfigMap": HADOOP_CONF_MAP,
         "restartPolicy": {"type": "Never"},
         "volumes": volumes,
-        "driver": {
-            "cores": 1,
-            "memory": "2g",
-            "serviceAccount": SERVICE_ACCOUNT,
-            "labels": {"app.kubernetes.io/name": "oneid"},
-            # only the driver reads the key; executors get it inside the hashing UDF's closure
-            "env": env,
-            "volumeMounts": driver_mounts,
-            **copy.deepcopy(pods),
-        },
+        "driver": driver,
         "executor": executor,
     }
 
