@@ -328,3 +328,48 @@ def test_the_sink_stops_at_a_batch_resolved_without_the_map_the_driver_saw(spark
             sink._write([{"kind": "resolved", "map_version": -1}], batch_id=1, compute=0.0)
     finally:
         sink.close()
+
+
+class _ScriptedQuery:
+    """Spark's ``StreamingQuery`` handle as ``RealtimeRun.stop`` sees it: a micro-batch runs for
+    ``busy_polls`` status polls (``None``: for ever), then the trigger is idle."""
+
+    def __init__(self, busy_polls: int | None) -> None:
+        self.busy_polls, self.polls, self.isActive = busy_polls, 0, True
+        self.stopped_at_poll: int | None = None
+
+    @property
+    def status(self) -> dict:
+        self.polls += 1
+        return {"isTriggerActive": self.busy_polls is None or self.polls <= self.busy_polls}
+
+    def stop(self) -> None:
+        self.stopped_at_poll, self.isActive = self.polls, False
+
+
+class _Closing:
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize(("busy_polls", "stopped_at"), [(0, 1), (3, 4)])
+def test_a_stop_waits_for_the_pause_between_micro_batches(busy_polls, stopped_at):
+    from oneid.realtime.job import RealtimeRun
+
+    query, sink = _ScriptedQuery(busy_polls), _Closing()
+    RealtimeRun(query, sink).stop(idle_wait_seconds=5.0)
+    assert query.stopped_at_poll == stopped_at and sink.closed  # stopped at the first pause
+
+
+def test_a_stop_during_a_batch_that_never_ends_stops_after_the_wait():
+    import time
+
+    from oneid.realtime.job import RealtimeRun
+
+    query, sink = _ScriptedQuery(None), _Closing()
+    started = time.monotonic()
+    RealtimeRun(query, sink).stop(idle_wait_seconds=0.2)
+    assert not query.isActive and sink.closed and query.polls > 1
+    assert time.monotonic() - started < 5.0  # bounded by the wait, not by the batch
