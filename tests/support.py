@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from pathlib import Path
-from typing import TypeVar
 
 from oneid.conf import OneIdConfig, load_config
 from oneid.conf.pipeline import SMALL_DATA_SPARK
@@ -64,21 +63,6 @@ def config_for(folder: Path, pipeline: dict, *extra: str) -> OneIdConfig:
     }
     (conf_dir / "local.yaml").write_text(yaml.safe_dump(env), encoding="utf-8")
     return load_config("local", conf_dir, list(extra))
-
-
-T = TypeVar("T")
-
-
-def concurrently(*calls: Callable[[], T], workers: int = 2) -> list[T]:
-    """Each call's result, in order, the calls run from ``workers`` threads: independent work
-    (each on its own warehouse) sharing the test session. A single test's Spark jobs leave a
-    core idle while the driver plans the next one; two at a time fill it. Once every call has
-    ended, the error of the first failing one (in call order) is raised."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(workers) as pool:
-        futures = [pool.submit(call) for call in calls]
-    return [future.result() for future in futures]
 
 
 def parse_values(

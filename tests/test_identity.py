@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import zlib
-from functools import partial
 
 import pytest
 from pyspark.sql import functions as F
@@ -19,7 +18,7 @@ from oneid.identity.publish import STATE_TABLES
 from oneid.identity.stats import size_figures
 from oneid.standardize.hashing import DEMO_KEY, HashKey, keyed_hash
 from oneid.tables import overwrite, read_table, table_path, table_version
-from tests.support import concurrently, config_for, delta_records
+from tests.support import config_for, delta_records
 
 pytestmark = pytest.mark.unit
 
@@ -229,8 +228,8 @@ def _chains(spark, tmp_path_factory, steps, settings, on_spark) -> dict[str, lis
     The chain named by ``on_spark`` resolves in pieces on Spark, the other on the driver
     (:mod:`oneid.identity.resolve`), so equal chains also hold the two paths equal.
     """
-
-    def chain(mode: str) -> list[dict]:
+    results = {}
+    for mode in ("incremental", "full"):
         local = {"local_max_identifiers": 0} if mode == on_spark else {}
         cfg = _cfg(tmp_path_factory.mktemp(mode), **settings, **local)
         snapshots = []
@@ -241,10 +240,8 @@ def _chains(spark, tmp_path_factory, steps, settings, on_spark) -> dict[str, lis
             expected = ("native+pieces", "none") if local else ("driver", "none")
             assert engine in expected, (mode, engine)
             snapshots.append(_snapshot(spark, cfg, f"r{n}", report))
-        return snapshots
-
-    modes = ("incremental", "full")  # two warehouses, resolved side by side
-    return dict(zip(modes, concurrently(*[partial(chain, mode) for mode in modes]), strict=True))
+        results[mode] = snapshots
+    return results
 
 
 def _assert_same_chains(chains) -> None:

@@ -24,7 +24,6 @@ from argparse import Namespace
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -41,7 +40,7 @@ from oneid.session import warehouse_root
 from oneid.stages import registered_stages
 from oneid.standardize.job import STANDARDIZE_TABLES
 from oneid.tables import COMMIT_HOOKS, PINS, read_table_or_none, table_path, union_all
-from tests.support import as_json, concurrently, delta_records, small_config, with_demo_data
+from tests.support import as_json, delta_records, small_config, with_demo_data
 
 DAYS = (dt.date(2025, 6, 29), dt.date(2025, 6, 30))
 VOLATILE = {"finished_at", "published_at", "_ingested_at", "standardized_at"}
@@ -273,8 +272,7 @@ def test_a_kill_after_any_commit_leaves_the_last_complete_run_and_the_rerun_conv
     shown = [name for name in tables if name not in SHARED]
 
     last = len(killed) - 1 if stage == "publish" else len(killed)
-
-    def check(n: int, table: str, state: Path) -> None:
+    for n, (table, state) in enumerate(killed, 1):
         where = f"{stage} killed after commit {n} of {len(killed)} ({table})"
         seen = contents(chain.cfg(state), shown, pinned(spark, chain.cfg(state)))
         assert seen == {name: before[name] for name in shown}, where
@@ -291,9 +289,6 @@ def test_a_kill_after_any_commit_leaves_the_last_complete_run_and_the_rerun_conv
             cfg = chain.copy(state, tmp_path / f"killed-{n}")
             assert roll_back(spark, cfg, scope_of(stage)) == [LABELS[stage]], where
             assert contents(cfg, tables) == before, where
-
-    # each kill's warehouse is a copy of its own: checked side by side
-    concurrently(*[partial(check, n, table, state) for n, (table, state) in enumerate(killed, 1)])
 
 
 ARGS_LABEL = {
