@@ -76,7 +76,7 @@ class Lease:
             self._files.delete(lease_path(self._files, self.holder.scope))
 
     def held(self) -> bool:
-        """Whether the lease file is still this lease's (not expired and taken over)."""
+        """Whether the lease file still names this lease (no other run took it over)."""
         current = _parse(self._files.read(lease_path(self._files, self.holder.scope)))
         return current is not None and current.token == self.token
 
