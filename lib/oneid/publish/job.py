@@ -35,6 +35,7 @@ from pyspark.sql import functions as F
 
 from oneid.atomic import atomic_run
 from oneid.audiences.tables import CHANGES, STATS
+from oneid.checkpoint import materialize
 from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import DestinationConf
 from oneid.control_files import local_path, require_local
@@ -144,8 +145,9 @@ def _run_publish(
 
 @dataclass(frozen=True)
 class DayChanges:
-    """The day's rows of ``audience.changes`` and their counts by (audience_id, holdout,
-    change), from which every destination's counts come (one Spark job)."""
+    """The day's rows of ``audience.changes``, read once and kept (every destination's rows
+    and match keys come from them: a Delta scan of the table would list its files again for
+    each), and their counts by (audience_id, holdout, change)."""
 
     rows: DataFrame
     counts: dict[tuple[str, bool | None, str], int]
@@ -156,7 +158,7 @@ class DayChanges:
         day); an error when audiences did not run for the day."""
         changes = read_table_or_none(spark, cfg, CHANGES)
         if changes is not None:
-            rows = changes.where(F.col("dt") == F.lit(as_of))
+            rows = materialize(changes.where(F.col("dt") == F.lit(as_of)))
             tally = rows.groupBy("audience_id", "holdout", "change").count().collect()
             if tally:
                 return cls(rows, {(r.audience_id, r.holdout, r.change): r["count"] for r in tally})

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from oneid.checkpoint import materialize
 from oneid.conf import OneIdConfig
 from oneid.publish.platforms import Digest, key_format, match_key_column, upload_column
 from oneid.standardize.hashing import load_key, normalize_for_export
@@ -43,7 +44,9 @@ def normalised_identifiers(
     Computed once per publish run for every platform destination; the caller caches it in
     memory and never writes it.
     """
-    mapping = (
+    # the OneIDs' keyed hashes, read once: the holders' lookup and the last join use them
+    # (materialising the holders too stopped Spark from finding the caller's cached result)
+    mapping = materialize(
         read_table(spark, cfg, "identity.oneid_map")
         .where(F.col("id_type").isin(id_types))
         .join(oneids.select("oneid").distinct(), "oneid")
