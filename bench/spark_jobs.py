@@ -2,7 +2,9 @@
 
 Runs every registered stage on generated demo data in one local session (the tests' settings)
 and counts, for each call from Python into the JVM, the Spark jobs it started and how long it
-took, charged to the innermost two frames of ``oneid`` code that made it::
+took, charged to the innermost two frames of ``oneid`` code that made it; per stage it also
+counts the jobs Delta starts for itself (a file listing for each scan of a query, a snapshot's
+state after a commit)::
 
     .venv/bin/python bench/spark_jobs.py --people 300 [--top 40] [--set KEY=VALUE ...]
         [--conf KEY=VALUE ...] [--java OPTIONS] [--rounds N]
@@ -75,6 +77,22 @@ class JobCounter:
         py4j.java_gateway.JavaMember.__call__ = self._call
 
 
+def delta_jobs(spark, job_ids: range) -> int:
+    """How many of the jobs Delta started for itself: listing a table's files for a query's scan
+    ("Delta: Filtering files for query") or computing a snapshot's state after a commit; their
+    descriptions start with "Delta:" (read from the status store, which keeps the last
+    ``spark.ui.retainedJobs`` = 1,000 jobs)."""
+    store = spark.sparkContext._jsc.sc().statusStore()
+    found = 0
+    for job_id in job_ids:
+        try:
+            description = store.job(job_id).description()
+        except Exception:  # py4j: a job the store no longer keeps
+            continue
+        found += description.isDefined() and str(description.get()).startswith("Delta:")
+    return found
+
+
 def _site() -> str:
     frame, found = sys._getframe(2), []
     while frame is not None and len(found) < 2:
@@ -130,10 +148,11 @@ def main() -> None:
                     for stage_args in stage.demo_args(cfg):
                         first, started = scheduler.nextJobId(), time.perf_counter()
                         stage.run(spark, cfg, stage_args)
+                        seconds, last = time.perf_counter() - started, scheduler.nextJobId()
                         print(
                             f"{demo_label(stage, stage_args)[:56]:56s} "
-                            f"{time.perf_counter() - started:6.1f} s "
-                            f"{scheduler.nextJobId() - first:5d} jobs"
+                            f"{seconds:6.1f} s {last - first:5d} jobs "
+                            f"({delta_jobs(spark, range(first, last))} Delta's own)"
                         )
                 print(f"{'stages':56s} {time.perf_counter() - total:6.1f} s\n")
         for site, seconds in counter.seconds.most_common(args.top):
