@@ -256,6 +256,9 @@ def test_a_quiet_day_has_no_changes_and_publishes_empty_files(spark, two_days, t
     assert changes_of(spark, cfg2, quiet) == []
     day = DayChanges.read(spark, cfg2, quiet)
     assert (day.counts, day.rows.count()) == ({}, 0)
+    # read once and kept: each destination's use of the rows scans no Delta table again
+    plan = day.rows._jdf.queryExecution().optimizedPlan().toString()
+    assert "LogicalRDD" in plan and "Relation" not in plan, plan
     counts: dict[str, int] = {}
     tencent = DestinationConf(kind="tencent_ads", audiences=("high",), id_types=("phone",))
     _write_platform(tencent, day.rows, _no_identifiers(spark), tmp_path, counts)
