@@ -77,20 +77,23 @@ class JobCounter:
         py4j.java_gateway.JavaMember.__call__ = self._call
 
 
-def delta_jobs(spark, job_ids: range) -> int:
+def delta_jobs(spark, job_ids: range) -> str:
     """How many of the jobs Delta started for itself: listing a table's files for a query's scan
     ("Delta: Filtering files for query") or computing a snapshot's state after a commit; their
-    descriptions start with "Delta:" (read from the status store, which keeps the last
-    ``spark.ui.retainedJobs`` = 1,000 jobs)."""
+    descriptions start with "Delta:". Read from the status store, which keeps the last
+    ``spark.ui.retainedJobs`` (1,000) jobs: jobs it no longer has are reported, not guessed."""
+    from py4j.protocol import Py4JJavaError
+
     store = spark.sparkContext._jsc.sc().statusStore()
-    found = 0
+    found = missing = 0
     for job_id in job_ids:
         try:
             description = store.job(job_id).description()
-        except Exception:  # py4j: a job the store no longer keeps
+        except Py4JJavaError:  # NoSuchElementException: the store dropped the job
+            missing += 1
             continue
         found += description.isDefined() and str(description.get()).startswith("Delta:")
-    return found
+    return f"{found} Delta's own" + (f", {missing} no longer kept" if missing else "")
 
 
 def _site() -> str:
@@ -152,7 +155,7 @@ def main() -> None:
                         print(
                             f"{demo_label(stage, stage_args)[:56]:56s} "
                             f"{seconds:6.1f} s {last - first:5d} jobs "
-                            f"({delta_jobs(spark, range(first, last))} Delta's own)"
+                            f"({delta_jobs(spark, range(first, last))})"
                         )
                 print(f"{'stages':56s} {time.perf_counter() - total:6.1f} s\n")
         for site, seconds in counter.seconds.most_common(args.top):
