@@ -3,6 +3,9 @@
 Local mode sets master, driver memory and the jar list; cluster mode leaves master, resources
 and jars to spark-submit (``deploy/submit.sh``) and only checks the jars are there.
 
+Local mode also puts Hadoop's local file system classes in place of ones that start no process
+per file (:mod:`oneid.local_fs`).
+
 Each session gets its own checkpoint folder and, in local mode, its own private folder for
 Spark's scratch files (``spark.local.dir``); both are removed at exit and swept by the next
 run when their process was killed (:mod:`oneid.scratch`).
@@ -25,6 +28,7 @@ from oneid.conf import OneIdConfig
 from oneid.errors import JarResolutionError, OneIdError
 from oneid.jars import resolve_configured
 from oneid.java import find_java
+from oneid.local_fs import no_fork_settings
 from oneid.scratch import (
     HadoopFolders,
     LocalFolders,
@@ -83,8 +87,9 @@ def build_session(
         "spark.sql.legacy.javaCharsets": "true",
     }
     graphframes = False
+    java = None
     if cfg.env.mode == "local":
-        find_java()
+        java = find_java()
         jars, graphframes = session_jars(cfg)
         # Local Python workers must be this interpreter (it has oneid, pandas, pyarrow);
         # PySpark reads the variable, not spark.pyspark.python, when it starts workers.
@@ -117,6 +122,8 @@ def build_session(
         if scratch is not None:
             settings[LOCAL_DIR] = scratch
     settings.update(spark_conf.extra)
+    if java is not None:  # local mode: Hadoop's local file system without a process per file
+        settings.update(no_fork_settings(settings, java.executable, Path(cfg.env.jars.cache_dir)))
     for key, value in settings.items():
         builder = builder.config(key, value)
     started = SparkContext._active_spark_context is None

@@ -42,11 +42,10 @@ runs each shuffle of a query as a Spark job of its own (one-date stages on 5,000
 shuffle partitions: 0.91× the time without it, publish 108 jobs instead of 229; with the demo's
 eight partitions the difference was within the noise), and spreading each Delta table's log
 replay over several tasks. Delta's log files on a local disk are written without Hadoop's
-``.crc`` side file: without Hadoop's native library, each file Hadoop's FileContext creates or
-renames there costs a forked ``chmod`` or ``readlink`` (~13 ms each here; 1,352 of them in the
-stages on 60 people, 789 without the side files). (The same setting for ``fs.file.impl`` would
-break the RocksDB state store, which needs Hadoop's checksummed local file system.) Results do
-not depend on them."""
+``.crc`` side file, a file fewer to create and rename per commit (a local-mode session also
+replaces the class named here by one that starts no process per file: :mod:`oneid.local_fs`).
+(The same setting for ``fs.file.impl`` would break the RocksDB state store, which needs Hadoop's
+checksummed local file system.) Results do not depend on them."""
 
 
 class DemoConf(_Strict):
