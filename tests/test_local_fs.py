@@ -109,3 +109,10 @@ def test_a_failed_compile_keeps_hadoops_classes(tmp_path: Path, monkeypatch, cap
         assert local_fs.no_fork_settings({}, find_java().executable, tmp_path) == {}
     assert "not compiled" in caplog.text and "no.such.Compiler" in caplog.text
     assert list(tmp_path.rglob("*.jar")) == []
+
+
+def test_missing_sources_keep_hadoops_classes(tmp_path: Path, monkeypatch, caplog):
+    monkeypatch.setattr(local_fs, "SOURCES", tmp_path / "nowhere")
+    with caplog.at_level(logging.WARNING, logger="oneid.local_fs"):
+        assert local_fs.no_fork_settings({}, find_java().executable, tmp_path) == {}
+    assert "sources missing" in caplog.text

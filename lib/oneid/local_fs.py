@@ -67,6 +67,9 @@ def no_fork_jar(java: Path, cache_dir: Path) -> Path | None:
     """The compiled classes' jar in ``cache_dir``, named by a hash of the sources and of the
     jars they compile against (built when missing); ``None`` when compiling fails."""
     sources = sorted(SOURCES.glob("*.java"))
+    if not sources:
+        logger.warning("local file system sources missing from %s: Hadoop's classes stay", SOURCES)
+        return None
     jars = Path(pyspark.__file__).parent / "jars"
     against = [found for pattern in JAR_PATTERNS for found in sorted(jars.glob(pattern))]
     digest = hashlib.sha256()
