@@ -102,7 +102,7 @@ def test_make_package_holds_the_package_jars_jobs_and_conf(dist):
     package = {
         f"oneid/{p.relative_to(REPO / 'lib' / 'oneid').as_posix()}"
         for p in (REPO / "lib" / "oneid").rglob("*")
-        if p.suffix in {".py", ".properties"} or p.name == "py.typed"
+        if p.suffix in {".py", ".properties", ".java"} or p.name == "py.typed"
     }
     with zipfile.ZipFile(py_zip) as archive:
         assert set(archive.namelist()) == package
