@@ -116,3 +116,14 @@ def test_missing_sources_keep_hadoops_classes(tmp_path: Path, monkeypatch, caplo
     with caplog.at_level(logging.WARNING, logger="oneid.local_fs"):
         assert local_fs.no_fork_settings({}, find_java().executable, tmp_path) == {}
     assert "sources missing" in caplog.text
+
+
+def test_a_driver_jvm_started_by_spark_submit_keeps_hadoops_classes(spark, monkeypatch):
+    from pyspark import SparkContext
+
+    assert local_fs.driver_can_load()  # the test session's JVM has them
+    monkeypatch.setattr(SparkContext, "_jvm", None)
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
+    assert local_fs.driver_can_load()  # this process would launch the JVM, with the jar
+    monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "40000")  # spark-submit launched it before us
+    assert not local_fs.driver_can_load()

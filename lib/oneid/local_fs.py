@@ -63,6 +63,28 @@ def no_fork_settings(settings: Mapping[str, str], java: Path, cache_dir: Path) -
     return updates
 
 
+def driver_can_load() -> bool:
+    """Whether the driver JVM will have the classes: this process launches it (with the jar on
+    its classpath), or the running one loads them. A JVM that spark-submit started before
+    Python (``PYSPARK_GATEWAY_PORT``) has its classpath already, without the jar."""
+    from pyspark import SparkContext
+
+    jvm = SparkContext._jvm
+    if jvm is None:
+        return "PYSPARK_GATEWAY_PORT" not in os.environ
+    try:
+        jvm.java.lang.Class.forName(NO_FORK["org.apache.hadoop.fs.LocalFileSystem"])
+    except Exception:  # py4j wraps ClassNotFoundException
+        return False
+    return True
+
+
+def spark_jars() -> Path:
+    """The jars of the Spark that pyspark launches: ``$SPARK_HOME/jars``, else the package's."""
+    home = os.environ.get("SPARK_HOME")
+    return Path(home) / "jars" if home else Path(pyspark.__file__).parent / "jars"
+
+
 def no_fork_jar(java: Path, cache_dir: Path) -> Path | None:
     """The compiled classes' jar in ``cache_dir``, named by a hash of the sources and of the
     jars they compile against (built when missing); ``None`` when compiling fails."""
@@ -70,7 +92,7 @@ def no_fork_jar(java: Path, cache_dir: Path) -> Path | None:
     if not sources:
         logger.warning("local file system sources missing from %s: Hadoop's classes stay", SOURCES)
         return None
-    jars = Path(pyspark.__file__).parent / "jars"
+    jars = spark_jars()
     against = [found for pattern in JAR_PATTERNS for found in sorted(jars.glob(pattern))]
     digest = hashlib.sha256()
     for path in sources:

@@ -28,7 +28,7 @@ from oneid.conf import OneIdConfig
 from oneid.errors import JarResolutionError, OneIdError
 from oneid.jars import resolve_configured
 from oneid.java import find_java
-from oneid.local_fs import no_fork_settings
+from oneid.local_fs import driver_can_load, no_fork_settings
 from oneid.scratch import (
     HadoopFolders,
     LocalFolders,
@@ -122,7 +122,7 @@ def build_session(
         if scratch is not None:
             settings[LOCAL_DIR] = scratch
     settings.update(spark_conf.extra)
-    if java is not None:  # local mode: Hadoop's local file system without a process per file
+    if java is not None and driver_can_load():  # Hadoop's local FS without a process per file
         settings.update(no_fork_settings(settings, java.executable, Path(cfg.env.jars.cache_dir)))
     for key, value in settings.items():
         builder = builder.config(key, value)
