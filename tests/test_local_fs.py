@@ -51,6 +51,8 @@ def test_files_and_folders_get_the_permissions_hadoop_gives_them(spark, tmp_path
         file = jvm.org.apache.hadoop.fs.Path(str(root / "a" / "b" / "part.parquet"))
         system.create(file).close()
         system.setPermission(file, jvm.org.apache.hadoop.fs.permission.FsPermission(0o604))
+        shared = jvm.org.apache.hadoop.fs.Path(str(root / "a"))
+        system.setPermission(shared, jvm.org.apache.hadoop.fs.permission.FsPermission(0o1777))
         modes.append(
             [
                 stat.S_IMODE(os.stat(p).st_mode)
@@ -58,7 +60,7 @@ def test_files_and_folders_get_the_permissions_hadoop_gives_them(spark, tmp_path
             ]
         )
     assert modes[0] == modes[1]
-    assert modes[1][2] == 0o604
+    assert modes[1][0] == 0o1777 and modes[1][2] == 0o604
 
 
 def test_link_statuses_are_hadoops(spark, tmp_path: Path):

@@ -11,7 +11,8 @@ import org.apache.hadoop.fs.RawLocalFileSystem;
 import org.apache.hadoop.fs.permission.FsPermission;
 
 /**
- * Hadoop's raw local file system, with permissions set and link status read through java.nio.
+ * Hadoop's raw local file system, with permissions set and link status read through java.nio
+ * (a permission with setuid, setgid or sticky bits still goes through the parent's process).
  * Without Hadoop's native library its parent starts a {@code chmod} process for every file and
  * directory it creates, and a {@code readlink} process for every status of a link it reads.
  */
@@ -28,6 +29,10 @@ public class NoForkRawLocalFileSystem extends RawLocalFileSystem {
   @Override
   public void setPermission(Path p, FsPermission permission) throws IOException {
     short mode = permission.toShort();
+    if ((mode & ~0777) != 0) {  // setuid, setgid, sticky: java.nio cannot set them
+      super.setPermission(p, permission);
+      return;
+    }
     Set set = EnumSet.noneOf(PosixFilePermission.class);
     for (int i = 0; i < BITS.length; i++) {
       if ((mode & (1 << i)) != 0) {
