@@ -2,7 +2,7 @@
 
 Without Hadoop's native library (pip's pyspark ships none), Hadoop's local file system starts a
 ``chmod`` process for every file and directory it creates and a ``readlink`` process for every
-rename through FileContext (how Delta's log store commits): about 2,250 processes for the
+rename through FileContext (how Delta's log store commits): about 900 processes for the
 one-date stages on 300 people, a tenth of their time (docs/performance.md). Four small
 subclasses of Hadoop's classes (``local_fs_java/*.java``) set permissions and read link status
 through ``java.nio`` instead and behave otherwise as their parents. They are compiled with

@@ -3,8 +3,8 @@
 Local mode sets master, driver memory and the jar list; cluster mode leaves master, resources
 and jars to spark-submit (``deploy/submit.sh``) and only checks the jars are there.
 
-Local mode also puts Hadoop's local file system classes in place of ones that start no process
-per file (:mod:`oneid.local_fs`).
+Local mode also replaces Hadoop's local file system classes by ones that start no process per
+file written (:mod:`oneid.local_fs`).
 
 Each session gets its own checkpoint folder and, in local mode, its own private folder for
 Spark's scratch files (``spark.local.dir``); both are removed at exit and swept by the next
