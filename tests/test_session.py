@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
+from pyspark.errors.utils import is_debugging_enabled
 from pyspark.sql import Row
 from pyspark.sql import functions as F
 
 from oneid.scratch import OWNER_FILE, HadoopFolders, LocalFolders, sweep, this_process
 from oneid.session import (
+    DATAFRAME_DEBUGGING,
     application_name,
     graphframes_available,
     remove_checkpoint_dir,
@@ -39,6 +41,8 @@ def test_settings_for_local_tests(spark, cfg):
     assert spark.conf.get("spark.sql.codegen.wholeStage") == "false"  # SMALL_DATA_SPARK
     assert spark.conf.get("spark.sql.adaptive.enabled") == "false"
     assert "-XX:+UseParallelGC" in spark.sparkContext.getConf().get("spark.driver.extraJavaOptions")
+    assert spark.conf.get(DATAFRAME_DEBUGGING) == "false"  # no call-site capture per API call
+    assert is_debugging_enabled() is False
     checkpoint = spark.sparkContext.getCheckpointDir()
     assert checkpoint is not None and "/_checkpoints/tests" in checkpoint
     assert checkpoint.startswith("file:" + warehouse_root(cfg))
