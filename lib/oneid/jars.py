@@ -232,8 +232,8 @@ def _download(
         if actual != expected:
             reasons.append(f"{url}: checksum mismatch ({actual} != {expected})")
             continue
-        _write_atomically(target, payload)
-        _write_atomically(target.with_suffix(".jar.sha1"), actual.encode())
+        write_atomically(target, payload)
+        write_atomically(target.with_suffix(".jar.sha1"), actual.encode())
         logger.info("downloaded %s (%d bytes) into %s", coord, len(payload), target.parent)
         return target, reasons
     return None, reasons or ["no repositories configured"]
@@ -245,7 +245,8 @@ def _fetch(url: str, timeout: float) -> bytes:
         return response.read()
 
 
-def _write_atomically(target: Path, payload: bytes) -> None:
+def write_atomically(target: Path, payload: bytes) -> None:
+    """``payload`` into ``target`` through a temporary file beside it (readers never see half)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
     with os.fdopen(fd, "wb") as handle:

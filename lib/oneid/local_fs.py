@@ -13,6 +13,7 @@ cache, and a local-mode session puts them in place of the Hadoop classes it woul
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import subprocess
@@ -22,6 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pyspark
+
+from oneid.jars import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -127,10 +130,9 @@ def no_fork_jar(java: Path, cache_dir: Path) -> Path | None:
                 (done.stderr or done.stdout).strip()[-2000:],
             )
             return None
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        with zipfile.ZipFile(partial, "w") as jar:
+        payload = io.BytesIO()
+        with zipfile.ZipFile(payload, "w") as jar:
             for path in classes:
                 jar.write(path, path.relative_to(work).as_posix())
-        os.replace(partial, target)
+    write_atomically(target, payload.getvalue())
     return target
