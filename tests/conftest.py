@@ -3,6 +3,7 @@ demo warehouse (the whole pipeline on the default demo data) shared by the end-t
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,20 @@ def spark(cfg: OneIdConfig):
     session = build_session(cfg, job="tests", run_id="tests")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_between_modules():
+    """After each module: Python's cycles of DataFrames (and the JVM objects they pin) and
+    Delta's cache of table logs, which keeps every table the module read (the test session's
+    JVM lives for the whole run; a module's tables are not read again by the next)."""
+    yield
+    from pyspark import SparkContext
+
+    gc.collect()
+    context = SparkContext._active_spark_context
+    if context is not None:
+        context._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +99,7 @@ SHARED_WORKER = {
     "test_cluster": "package",
     "test_deploy": "package",
 }
-"""Modules that share a pytest-xdist worker (``make test`` runs two): those on the shared demo
+"""Modules that share a pytest-xdist worker (under ``pytest -n 2``): those on the shared demo
 warehouse, so it is built once, and the two that build the package into ``dist/``. Every other
 module is a unit of its own, so its module fixtures are built once."""
 

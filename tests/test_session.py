@@ -40,6 +40,8 @@ def test_settings_for_local_tests(spark, cfg):
     assert spark.conf.get("spark.sql.extensions") == "io.delta.sql.DeltaSparkSessionExtension"
     assert spark.conf.get("spark.sql.codegen.wholeStage") == "false"  # SMALL_DATA_SPARK
     assert spark.conf.get("spark.sql.adaptive.enabled") == "false"
+    # 1 MB pages for sorts and aggregates, not 32-64 MB per task (what Spark's memory manager uses)
+    assert spark.sparkContext._jsc.sc().env().memoryManager().pageSizeBytes() == 1 << 20
     assert "-XX:+UseParallelGC" in spark.sparkContext.getConf().get("spark.driver.extraJavaOptions")
     assert spark.conf.get(DATAFRAME_DEBUGGING) == "false"  # no call-site capture per API call
     assert is_debugging_enabled() is False
