@@ -33,9 +33,11 @@ def spark(cfg: OneIdConfig):
 
 @pytest.fixture(scope="module", autouse=True)
 def _release_between_modules():
-    """After each module: Python's cycles of DataFrames (and the JVM objects they pin) and
-    Delta's cache of table logs, which keeps every table the module read (the test session's
-    JVM lives for the whole run; a module's tables are not read again by the next)."""
+    """After each module, release Python's cycles of DataFrames (and the JVM objects they pin)
+    and Delta's cache of table logs, which keeps every table the module read: the test
+    session's JVM lives for the whole run, and most modules' tables are never read again (a
+    module on the shared demo warehouse re-reads its logs; docs/performance.md, the test
+    suite)."""
     yield
     from pyspark import SparkContext
 
