@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from pyspark import SparkContext
 
 from oneid.conf import OneIdConfig
 from oneid.stages import DemoRun
@@ -39,8 +40,6 @@ def _release_between_modules():
     module on the shared demo warehouse re-reads its logs; docs/performance.md, the test
     suite)."""
     yield
-    from pyspark import SparkContext
-
     gc.collect()
     context = SparkContext._active_spark_context
     if context is not None:
