@@ -52,8 +52,13 @@ def test_a_file_deleted_while_it_is_read_reads_as_none(files: ControlFiles) -> N
 
     churn = threading.Thread(target=create_and_delete)
     churn.start()
+    read: list[str | None] = []
+    # the two threads share the GIL and the name node: on a busy machine one may run alone for
+    # a while, so read until both moments were seen (at least 300 reads), within a minute
+    deadline = time.monotonic() + 60
     try:
-        read = [files.read(path) for _ in range(300)]
+        while (len(read) < 300 or set(read) != {None, "held"}) and time.monotonic() < deadline:
+            read.append(files.read(path))
     finally:
         stop.set()
         churn.join()
