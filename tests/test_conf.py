@@ -163,6 +163,19 @@ def test_repo_conf_files_are_all_read():
     assert cfg.pipeline.fact_columns("events")["event"] == "string"
 
 
+def test_the_rate_table_is_read_from_the_pipeline_files_folder(tmp_path, monkeypatch):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    env = _write(conf, "mode: local\nwarehouse: w\n", "tags: {currency: {rates: fx/rates.csv}}\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(env)
+    assert cfg.pipeline.tags.currency.rates == str(conf / "fx" / "rates.csv")
+    assert cfg.files[-1] == str(conf / "fx" / "rates.csv")  # one of the conf's files
+    elsewhere = tmp_path / "rates.csv"
+    cfg = load_config(env, overrides=[f"tags.currency.rates={elsewhere}"])
+    assert cfg.pipeline.tags.currency.rates == str(elsewhere)  # an absolute path is kept
+
+
 def test_names_across_files_are_checked(tmp_path):
     (tmp_path / "audiences.yaml").write_text(
         "audiences:\n  a: {rule: {tag: score, op: gt, value: 1}}\n", encoding="utf-8"

@@ -10,6 +10,7 @@ import itertools
 import re
 import runpy
 import shlex
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -349,6 +350,32 @@ def test_conf_configmap_holds_the_cluster_conf_files(tmp_path):
     cfg = load_config("cluster", tmp_path)
     assert sorted(Path(f).name for f in cfg.files) == sorted(configmap["data"])
     assert {"tags.yaml", "realtime.yaml", "audiences.yaml"} <= set(configmap["data"])
+
+
+def test_the_configmap_carries_the_currency_rate_table(tmp_path, monkeypatch):
+    """A rate table named from the conf folder goes in the map; the mounted map finds it."""
+    conf = tmp_path / "conf"
+    shutil.copytree(REPO / "conf", conf)
+    tags = conf / "tags.yaml"
+    text = tags.read_text(encoding="utf-8")
+    assert "currency: {reporting: CNY}" in text
+    tags.write_text(
+        text.replace("{reporting: CNY}", "{reporting: CNY, rates: rates.csv}"), encoding="utf-8"
+    )
+    render = _render_module()
+    with pytest.raises(SystemExit, match=r"named but missing: \[.*rates\.csv"):
+        render.configmap(conf)
+    (conf / "rates.csv").write_text("date,currency,rate\n2025-01-01,USD,7.2\n", encoding="utf-8")
+    data = render.configmap(conf)["data"]
+    assert data["rates.csv"].startswith("date,currency,rate")
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    for name, body in data.items():
+        (mounted / name).write_text(body, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # a job's working directory is not the conf folder
+    cfg = load_config("cluster", mounted)
+    assert cfg.pipeline.tags.currency.rates == str(mounted / "rates.csv")
+    assert str(mounted / "rates.csv") in cfg.files
 
 
 def test_hmac_key_is_a_secret_reference_for_the_driver_only():

@@ -154,12 +154,16 @@ def daily_manifest() -> dict:
 
 
 def conf_files(conf_dir: Path = ROOT / "conf") -> list[Path]:
-    """Every file the cluster conf reads: the environment, the pipeline, its includes and the
-    audience rules (the ConfigMap replaces the image's conf folder: one missing is an error)."""
+    """Every file the cluster conf reads: the environment, the pipeline, its includes, the
+    audience rules and the currency rate table (the ConfigMap replaces the image's conf folder:
+    one missing is an error)."""
     files = [Path(name) for name in load_config("cluster", conf_dir).files]
     outside = [str(path) for path in files if path.parent != conf_dir.resolve()]
     if outside:
         raise SystemExit(f"conf files outside {conf_dir} cannot go in the ConfigMap: {outside}")
+    missing = [str(path) for path in files if not path.is_file()]
+    if missing:
+        raise SystemExit(f"conf files named but missing: {missing}")
     return files
 
 

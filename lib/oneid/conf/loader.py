@@ -2,7 +2,8 @@
 
 An environment file names its pipeline file (``pipeline: pipeline.yaml``, relative to the
 environment file). The pipeline file may split its sections over other files with
-``include: [tags.yaml, audiences.yaml]`` (relative to it); a section defined twice is an error
+``include: [tags.yaml, audiences.yaml]`` (relative to it, as are the audience rules file and the
+currency rate table); a section defined twice is an error
 and errors in an included section name the included file. ``--set key=value`` overrides apply
 after all are read; the first part of the key says which file it belongs to
 (``spark.shuffle_partitions=4`` → environment, ``identity.components.engine=native`` →
@@ -65,6 +66,9 @@ def load_config(
         rules_path = (pipeline_path.parent / pipeline_conf.audiences.rules).resolve()
         audiences = load_audiences(rules_path)
         files.append(rules_path)
+    pipeline_conf, rates_path = _with_rates_path(pipeline_conf, pipeline_path)
+    if rates_path is not None:
+        files.append(rates_path)
     _check_references(pipeline_conf, audiences, origins, str(pipeline_path))
     return OneIdConfig(
         env_name=env_path.stem,
@@ -73,6 +77,22 @@ def load_config(
         audiences=audiences,
         files=tuple(str(p) for p in files),
     )
+
+
+def _with_rates_path(
+    pipeline: PipelineConf, pipeline_path: Path
+) -> tuple[PipelineConf, Path | None]:
+    """``tags.currency.rates`` as an absolute path, read from the pipeline file's folder as the
+    audience rules are (a job's working directory on a cluster is nobody's choice); the file
+    is one of the conf's files, so the Kubernetes ConfigMap carries it."""
+    currency = pipeline.tags.currency
+    if not currency.rates:
+        return pipeline, None
+    path = (pipeline_path.parent / currency.rates).resolve()
+    tags = pipeline.tags.model_copy(
+        update={"currency": currency.model_copy(update={"rates": str(path)})}
+    )
+    return pipeline.model_copy(update={"tags": tags}), path
 
 
 def _check_references(

@@ -102,7 +102,8 @@ class CurrencyConf(_Strict):
     name this one."""
     rates: str | None = None
     """CSV with header ``date,currency,rate`` (one unit of ``currency`` is ``rate`` reporting
-    units on ``date``; the latest rate on or before a fact's day applies). Without it, facts in
+    units on ``date``; the latest rate on or before a fact's day applies); a relative path is
+    read from the pipeline file's folder (the loader makes it absolute). Without it, facts in
     another currency fail the tags job instead of being summed as if they were in this one."""
 
 
