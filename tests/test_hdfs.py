@@ -6,6 +6,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -14,6 +15,16 @@ from oneid.errors import StageBusyError
 from oneid.leases import acquire, lease_path
 
 pytestmark = pytest.mark.slow
+
+
+def _rounds_until(enough: Callable[[], bool], seconds: float = 60) -> Iterator[int]:
+    """1, 2, 3 ... until ``enough()`` or ``seconds`` have passed: the test's two threads share
+    the GIL and the name node, and on a busy machine one may run alone for a while."""
+    deadline = time.monotonic() + seconds
+    done = 0
+    while not enough() and time.monotonic() < deadline:
+        done += 1
+        yield done
 
 
 @pytest.fixture
@@ -53,11 +64,8 @@ def test_a_file_deleted_while_it_is_read_reads_as_none(files: ControlFiles) -> N
     churn = threading.Thread(target=create_and_delete)
     churn.start()
     read: list[str | None] = []
-    # the two threads share the GIL and the name node: on a busy machine one may run alone for
-    # a while, so read until both moments were seen (at least 300 reads), within a minute
-    deadline = time.monotonic() + 60
-    try:
-        while (len(read) < 300 or set(read) != {None, "held"}) and time.monotonic() < deadline:
+    try:  # at least 300 reads, and on until both moments were seen
+        for _ in _rounds_until(lambda: len(read) >= 300 and set(read) == {None, "held"}):
             read.append(files.read(path))
     finally:
         stop.set()
@@ -116,21 +124,18 @@ def test_a_replaced_file_never_disappears(files: ControlFiles) -> None:
 
     competitor = threading.Thread(target=compete)
     competitor.start()
-    renewal = 0
-    # at least 59 renewals, and on until the competitor has read 200 times (on a busy machine
-    # it may wait for the GIL a while), within a minute
-    deadline = time.monotonic() + 60
-    try:
-        while (renewal < 59 or reads[0] <= 200) and time.monotonic() < deadline:
-            renewal += 1
+    renewals: list[int] = []
+    try:  # at least 59 renewals, and on until the competitor has read 200 times
+        for renewal in _rounds_until(lambda: len(renewals) >= 59 and reads[0] > 200):
             files.replace(path, f"holder {renewal}")
+            renewals.append(renewal)
     finally:
         stop.set()
         competitor.join()
     assert errors == []
     assert reads[0] > 200  # the renewals were watched throughout
     assert seen_missing == []
-    assert files.read(path) == f"holder {renewal}"
+    assert files.read(path) == f"holder {renewals[-1]}"
 
 
 def test_a_lease_on_hdfs_is_held_renewed_and_released(files: ControlFiles) -> None:

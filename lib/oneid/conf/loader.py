@@ -63,11 +63,12 @@ def load_config(
     files = [env_path, pipeline_path, *included]
     audiences = AudiencesConf()
     if pipeline_conf.audiences.rules:
-        rules_path = (pipeline_path.parent / pipeline_conf.audiences.rules).resolve()
+        rules_path = _beside(pipeline_path, pipeline_conf.audiences.rules)
         audiences = load_audiences(rules_path)
         files.append(rules_path)
-    pipeline_conf, rates_path = _with_rates_path(pipeline_conf, pipeline_path)
-    if rates_path is not None:
+    if pipeline_conf.tags.currency.rates:
+        rates_path = _beside(pipeline_path, pipeline_conf.tags.currency.rates)
+        pipeline_conf = _with_rates(pipeline_conf, rates_path)
         files.append(rates_path)
     _check_references(pipeline_conf, audiences, origins, str(pipeline_path))
     return OneIdConfig(
@@ -79,20 +80,18 @@ def load_config(
     )
 
 
-def _with_rates_path(
-    pipeline: PipelineConf, pipeline_path: Path
-) -> tuple[PipelineConf, Path | None]:
-    """``tags.currency.rates`` as an absolute path, read from the pipeline file's folder as the
-    audience rules are (a job's working directory on a cluster is nobody's choice); the file
-    is one of the conf's files, so the Kubernetes ConfigMap carries it."""
-    currency = pipeline.tags.currency
-    if not currency.rates:
-        return pipeline, None
-    path = (pipeline_path.parent / currency.rates).resolve()
-    tags = pipeline.tags.model_copy(
-        update={"currency": currency.model_copy(update={"rates": str(path)})}
-    )
-    return pipeline.model_copy(update={"tags": tags}), path
+def _beside(pipeline_path: Path, name: str) -> Path:
+    """A file the pipeline file names (audience rules, the currency rate table): relative to
+    the pipeline file's folder, not to the working directory (on a cluster nobody's choice),
+    so that it is one of the conf's files and the Kubernetes ConfigMap carries it."""
+    return (pipeline_path.parent / name).resolve()
+
+
+def _with_rates(pipeline: PipelineConf, rates_path: Path) -> PipelineConf:
+    """``pipeline`` with ``tags.currency.rates`` as the absolute ``rates_path``."""
+    currency = pipeline.tags.currency.model_copy(update={"rates": str(rates_path)})
+    tags = pipeline.tags.model_copy(update={"currency": currency})
+    return pipeline.model_copy(update={"tags": tags})
 
 
 def _check_references(
