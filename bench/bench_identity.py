@@ -16,7 +16,7 @@ from harness import Benchmark, Case
 from identity_common import config, fresh_warehouse, prepared_silver, size_label
 from oneid.conf.pipeline import ComponentsConf
 from oneid.identity.components import connected_components
-from oneid.identity.job import resolve_identities
+from oneid.identity.job import IDENTITY_TABLES, resolve_identities
 from oneid.identity.publish import MERGE_KEYS, STATE_TABLES
 from oneid.session import build_session, graphframes_available
 from oneid.tables import merge_keys, overwrite, read_table
@@ -28,6 +28,8 @@ READ_BY_INCREMENTAL = (
     "identity.nodes",
     *(f"identity.{name}" for name in STATE_TABLES),
 )
+WRITTEN_BY_FULL = tuple(name for name in IDENTITY_TABLES if name != "identity.run_stats")
+"""What a full run on a new warehouse writes (besides its one row of run statistics)."""
 
 
 def cases(work: Path) -> list[Case]:
@@ -104,12 +106,30 @@ def cases(work: Path) -> list[Case]:
     def read_floor() -> dict:
         """One read of every column of every table an incremental run reads."""
         cfg = config(targets["reads"], data)
-        total = 0
-        for name in READ_BY_INCREMENTAL:
-            table = read_table(spark, cfg, name)
-            flat = [c for c, kind in table.dtypes if not kind.startswith(("map", "array"))]
-            total += table.agg(F.count(F.lit(1)), F.bit_xor(F.xxhash64(*flat))).first()[0]
+        total = sum(_scan(read_table(spark, cfg, name)) for name in READ_BY_INCREMENTAL)
         return {"tables": len(READ_BY_INCREMENTAL), "rows": total}
+
+    written: dict[str, DataFrame] = {}
+
+    def hold_written() -> None:
+        """The reference run's tables, cached in memory before the clock: the rows a full run
+        writes."""
+        for name in WRITTEN_BY_FULL:
+            written[name] = read_table(spark, reference, name).cache()
+            written[name].count()
+
+    def io_floor() -> dict:
+        """A full run's reads and writes alone: one read of silver, and the rows a full run
+        writes (held in memory) written as plain Delta tables."""
+        out = work / "io-floor"
+        shutil.rmtree(out, ignore_errors=True)
+        read = _scan(read_table(spark, reference, "silver.identifiers"))
+        for name, frame in written.items():
+            frame.write.format("delta").mode("overwrite").save(str(out / name))
+        rows = sum(int(frame.count()) for frame in written.values())  # from the cache
+        for frame in written.values():
+            frame.unpersist()
+        return {"silver_rows": read, "tables": len(written), "rows_written": rows}
 
     one_key: dict[str, DataFrame] = {}
 
@@ -186,6 +206,12 @@ def cases(work: Path) -> list[Case]:
     cc = [
         Case("components: native engine", lambda: components("native"), group="cc"),
         Case("components: NetworkX (collect + connected_components)", networkx_run, group="cc"),
+        Case(
+            "floor: a full run's reads and writes alone (silver read once, its tables written)",
+            io_floor,
+            group="cc",
+            setup=hold_written,
+        ),
     ]
     if graphframes_available(spark):
         graphframes = Case(
@@ -194,6 +220,12 @@ def cases(work: Path) -> list[Case]:
         cc.insert(0, graphframes)
     cc[0].baseline = True
     return out + cc
+
+
+def _scan(table: DataFrame) -> int:
+    """Read every flat column of ``table`` once (a count and an order-free hash); its rows."""
+    flat = [c for c, kind in table.dtypes if not kind.startswith(("map", "array"))]
+    return table.agg(F.count(F.lit(1)), F.bit_xor(F.xxhash64(*flat))).first()[0]
 
 
 WARMUP = int(os.environ.get("ONEID_BENCH_WARMUP", "1"))
