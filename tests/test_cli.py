@@ -156,3 +156,20 @@ def test_readme_source_example_is_valid_and_ingests(spark, tmp_path):
     assert (report.accepted, report.quarantined) == (1, 0)
     row = read_table(spark, cfg, f"bronze.{name}").first()
     assert (row.receipt_no, row.paid_amount, row.cashier) == ("R1", "99.50", "王五")
+
+
+def test_py4j_retry_notices_on_the_root_logger_are_dropped_and_its_errors_kept():
+    import logging
+
+    from oneid.cli import PY4J_SOURCE, Py4jRootNotices
+
+    def record(level: int, path: str) -> logging.LogRecord:
+        return logging.LogRecord(
+            "root", level, path, 1056, "Exception while sending command.", (), None
+        )
+
+    notices = Py4jRootNotices()
+    gateway = f"/venv/lib{PY4J_SOURCE}java_gateway.py"
+    assert not notices.filter(record(logging.INFO, gateway))  # a retry that then succeeded
+    assert notices.filter(record(logging.ERROR, gateway))  # a retry that failed
+    assert notices.filter(record(logging.INFO, "/repo/lib/oneid/tables.py"))

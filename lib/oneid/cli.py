@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -151,6 +152,24 @@ def _configure_logging(level_shift: int) -> None:
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    root = logging.getLogger()
+    if not any(isinstance(f, Py4jRootNotices) for f in root.filters):
+        root.addFilter(Py4jRootNotices())
+
+
+class Py4jRootNotices(logging.Filter):
+    """Drops what py4j logs on the root logger below WARNING.
+
+    When the JVM has closed a pooled connection, py4j retries the command and reports the
+    retry, with a traceback, through ``logging.info`` (the root logger, not its ``py4j``
+    logger, whose level is WARNING here). A retry that fails is logged at ERROR and kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or PY4J_SOURCE not in record.pathname
+
+
+PY4J_SOURCE = f"{os.sep}py4j{os.sep}"
+"""The folder of py4j's modules, as it appears in a log record's ``pathname``."""
 
 
 def _stage_handler(stage: Stage):
