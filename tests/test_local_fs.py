@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,56 @@ def test_files_and_folders_get_the_permissions_hadoop_gives_them(spark, tmp_path
         )
     assert modes[0] == modes[1]
     assert modes[1][0] == 0o1777 and modes[1][2] == 0o604
+
+
+@contextmanager
+def hadoop_processes(jvm, dump: Path) -> Iterator[list[str]]:
+    """The commands of the processes Hadoop's code starts in the JVM while the block runs
+    (filled on exit), as the flight recorder sees them (``jdk.ProcessStart``, any thread).
+    Processes started by other code are left out: Spark runs ``getconf PAGESIZE`` once per JVM
+    for its memory metrics, whenever its heartbeat first asks for them."""
+    commands: list[str] = []
+    recording = jvm.jdk.jfr.Recording()
+    recording.enable("jdk.ProcessStart").withStackTrace()
+    recording.start()
+    try:
+        yield commands
+    finally:
+        recording.stop()
+        recording.dump(jvm.java.io.File(str(dump)).toPath())
+        recording.close()
+    events = jvm.jdk.jfr.consumer.RecordingFile.readAllEvents(jvm.java.io.File(str(dump)).toPath())
+    for event in events:
+        callers = (
+            frame.getMethod().getType().getName() for frame in event.getStackTrace().getFrames()
+        )
+        if any(caller.startswith("org.apache.hadoop.") for caller in callers):
+            commands.append(event.getString("command"))
+
+
+def test_no_process_starts_for_files_folders_or_delta_commits(spark, tmp_path: Path):
+    """Counted, not inferred: Hadoop's own class starts a process to set a permission (the
+    control: the recorder sees them), its twin starts none, and neither does a Delta table
+    created, appended to and read through the session's file systems."""
+    jvm, systems = _pair(spark)
+    permission = jvm.org.apache.hadoop.fs.permission.FsPermission
+    started = {}
+    for name, system in zip(("hadoop", "no-fork"), systems, strict=True):
+        with hadoop_processes(jvm, tmp_path / f"{name}.jfr") as commands:
+            folder = jvm.org.apache.hadoop.fs.Path(str(tmp_path / name / "a"))
+            system.mkdirs(folder, permission(0o750))
+            file = jvm.org.apache.hadoop.fs.Path(str(tmp_path / name / "a" / "part"))
+            system.create(file).close()
+            system.setPermission(file, permission(0o604))
+        started[name] = commands
+    table = str(tmp_path / "table")
+    with hadoop_processes(jvm, tmp_path / "delta.jfr") as commands:
+        spark.range(5).repartition(2).write.format("delta").save(table)
+        spark.range(5).write.format("delta").mode("append").save(table)
+        assert spark.read.format("delta").load(table).count() == 10
+    started["delta"] = commands
+    assert any("chmod" in command for command in started["hadoop"]), started
+    assert started["no-fork"] == started["delta"] == [], started
 
 
 def test_link_statuses_are_hadoops(spark, tmp_path: Path):
