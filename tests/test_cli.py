@@ -158,18 +158,27 @@ def test_readme_source_example_is_valid_and_ingests(spark, tmp_path):
     assert (row.receipt_no, row.paid_amount, row.cashier) == ("R1", "99.50", "王五")
 
 
-def test_py4j_retry_notices_on_the_root_logger_are_dropped_and_its_errors_kept():
+def test_py4j_retry_notices_on_the_root_logger_are_dropped_and_its_errors_kept(monkeypatch, caplog):
+    """Through the CLI's logging set-up and the root logger, as py4j's ``logging.info`` goes."""
     import logging
 
-    from oneid.cli import PY4J_SOURCE, Py4jRootNotices
+    from oneid import cli
 
-    def record(level: int, path: str) -> logging.LogRecord:
-        return logging.LogRecord(
-            "root", level, path, 1056, "Exception while sending command.", (), None
-        )
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "filters", [])
+    monkeypatch.setattr(logging.getLogger("py4j"), "level", logging.getLogger("py4j").level)
+    cli._configure_logging(0)
+    cli._configure_logging(0)  # set up again (a second command in one process): one filter
+    assert [type(f) for f in root.filters] == [cli.Py4jRootNotices]
 
-    notices = Py4jRootNotices()
-    gateway = f"/venv/lib{PY4J_SOURCE}java_gateway.py"
-    assert not notices.filter(record(logging.INFO, gateway))  # a retry that then succeeded
-    assert notices.filter(record(logging.ERROR, gateway))  # a retry that failed
-    assert notices.filter(record(logging.INFO, "/repo/lib/oneid/tables.py"))
+    gateway = f"/venv/lib{cli.PY4J_SOURCE}java_gateway.py"
+    records = [
+        (logging.INFO, gateway),  # a retry that then succeeded: dropped
+        (logging.ERROR, gateway),  # a retry that failed: kept
+        (logging.INFO, "/repo/lib/oneid/tables.py"),  # anyone else's INFO: kept
+    ]
+    with caplog.at_level(logging.INFO):
+        for level, path in records:
+            message = "Exception while sending command."
+            root.handle(logging.LogRecord("root", level, path, 1056, message, (), None))
+    assert [(r.levelno, r.pathname) for r in caplog.records] == records[1:]

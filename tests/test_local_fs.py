@@ -72,6 +72,7 @@ def hadoop_processes(jvm, dump: Path) -> Iterator[list[str]]:
     Processes started by other code are left out: Spark runs ``getconf PAGESIZE`` once per JVM
     for its memory metrics, whenever its heartbeat first asks for them."""
     commands: list[str] = []
+    path = jvm.java.io.File(str(dump)).toPath()
     recording = jvm.jdk.jfr.Recording()
     recording.enable("jdk.ProcessStart").withStackTrace()
     recording.start()
@@ -79,10 +80,9 @@ def hadoop_processes(jvm, dump: Path) -> Iterator[list[str]]:
         yield commands
     finally:
         recording.stop()
-        recording.dump(jvm.java.io.File(str(dump)).toPath())
+        recording.dump(path)
         recording.close()
-    events = jvm.jdk.jfr.consumer.RecordingFile.readAllEvents(jvm.java.io.File(str(dump)).toPath())
-    for event in events:
+    for event in jvm.jdk.jfr.consumer.RecordingFile.readAllEvents(path):
         callers = (
             frame.getMethod().getType().getName() for frame in event.getStackTrace().getFrames()
         )

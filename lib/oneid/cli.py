@@ -157,6 +157,10 @@ def _configure_logging(level_shift: int) -> None:
         root.addFilter(Py4jRootNotices())
 
 
+PY4J_SOURCE = f"{os.sep}py4j{os.sep}"
+"""The folder of py4j's modules, as it appears in a log record's ``pathname``."""
+
+
 class Py4jRootNotices(logging.Filter):
     """Drops what py4j logs on the root logger below WARNING.
 
@@ -166,10 +170,6 @@ class Py4jRootNotices(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= logging.WARNING or PY4J_SOURCE not in record.pathname
-
-
-PY4J_SOURCE = f"{os.sep}py4j{os.sep}"
-"""The folder of py4j's modules, as it appears in a log record's ``pathname``."""
 
 
 def _stage_handler(stage: Stage):
