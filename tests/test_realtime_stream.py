@@ -6,13 +6,16 @@ the HMAC key absent from the query plan."""
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 
 import pytest
 
 from oneid.realtime import broker as broker_module
 from oneid.realtime.broker import LocalBroker
 from oneid.realtime.delivery import Secret
-from oneid.realtime.job import start_realtime
+from oneid.realtime.job import Sink, start_realtime
 from oneid.realtime.receiver import WebhookReceiver
 from oneid.realtime.rules import trigger_id
 from oneid.tables import table_path
@@ -282,3 +285,43 @@ def test_a_cluster_id_that_starts_with_a_dash_formats_the_broker(tmp_path, monke
     with LocalBroker(small_config(tmp_path / "w"), tmp_path / "broker") as broker:
         broker.create_topics("dash")
     assert "cluster.id=-AAAA" in (tmp_path / "broker" / "data" / "meta.properties").read_text()
+
+
+def _linger(batches):
+    """A ``mapInPandas`` step that holds its task for a minute (the stop cancels it)."""
+    for batch in batches:
+        time.sleep(60)
+        yield batch
+
+
+def test_a_stop_that_cancels_a_batch_ends_the_query_as_stopped(
+    spark, broker, receiver, secrets, tmp_path, monkeypatch, caplog
+):
+    """The stop cancels the Spark job the sink is running. The query ends as stopped: Spark's
+    check of the error recognises the stop (it dies of a StackOverflowError on py4j's whole
+    traceback, leaving its status as it was), py4j logs no traceback, the sink one line."""
+    cfg = stream_config(
+        tmp_path, broker.bootstrap_servers, receiver.url, "realtime.events_topic=ev9"
+    )
+    broker.create_topics("ev9")
+    produce(broker.bootstrap_servers, "ev9", GOOD[:1])
+    entered = threading.Event()
+    collect = Sink._collect
+
+    def held(frame, batch_id):
+        entered.set()
+        return collect(frame.mapInPandas(_linger, frame.schema), batch_id)
+
+    monkeypatch.setattr(Sink, "_collect", staticmethod(held))
+    run = start_realtime(spark, cfg)
+    try:
+        assert entered.wait(120), "no batch reached the sink"
+        time.sleep(3)  # the held job runs
+    finally:
+        with caplog.at_level(logging.INFO):
+            run.stop(idle_wait_seconds=0)
+    assert not run.query.isActive
+    assert run.query.exception() is None
+    assert run.query.status["message"] == "Stopped"
+    assert [r for r in caplog.records if r.name == "py4j.clientserver"] == []
+    assert any("stopped with the query" in r.getMessage() for r in caplog.records)

@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from py4j.protocol import Py4JJavaError
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -59,6 +60,7 @@ from oneid.realtime.processor import (
     RealtimeProcessor,
 )
 from oneid.realtime.records import DeltaRecords, arrow_rows, columns
+from oneid.realtime.stopping import BatchStopped, cancelled_job, quiet_stopped_batches
 from oneid.session import warehouse_root
 from oneid.standardize.hashing import load_key
 from oneid.standardize.records import junk_values
@@ -311,6 +313,7 @@ class Sink:
         self.client = WebhookClient(cfg.pipeline.realtime.webhook, secret)
         self.records: DeltaRecords | None = None
         self.first = True
+        quiet_stopped_batches()
 
     def close(self) -> None:
         self.client.close()
@@ -332,8 +335,21 @@ class Sink:
             self.records = DeltaRecords(f"oneid-realtime:{self.query_id}")
             self.last_batch = self._last_recorded_batch()
         started = time.monotonic()
-        rows = frame.toArrow().to_pylist()
+        rows = self._collect(frame, batch_id)
         self._write(rows, batch_id, time.monotonic() - started)
+
+    @staticmethod
+    def _collect(frame: DataFrame, batch_id: int) -> list[dict]:
+        """The batch's rows; a job that the query's stop cancelled raises
+        :class:`BatchStopped` (:mod:`oneid.realtime.stopping`)."""
+        try:
+            return frame.toArrow().to_pylist()
+        except Py4JJavaError as error:
+            cancelled = cancelled_job(error)
+            if cancelled is None:
+                raise
+        logger.info("batch %d stopped with the query; the next start runs it again", batch_id)
+        raise BatchStopped(f"batch {batch_id} stopped: {cancelled}")
 
     def _write(self, rows: list[dict], batch_id: int, compute: float) -> None:
         """Deliver the batch's triggers, then append its rows: triggers (and dead letters),
