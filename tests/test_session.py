@@ -221,3 +221,47 @@ def test_archives_stay_when_the_installed_pyspark_is_another_version(tmp_path):
     assert without_archives([p for p in path if p != str(fake)]) == [
         p for p in path if p != str(fake)
     ]
+
+
+QUIETED = {
+    "org.apache.spark.sql.execution.python.streaming.TransformWithStateInPySparkStateServer": (
+        ["Map state people doesn't contain key [6].", "No more data to read from the socket"],
+        "Map state people could not be updated",
+    ),
+    "org.apache.spark.sql.execution.streaming.operators.stateful.transformwithstate.timers."
+    "TimerStateImpl": (
+        [
+            "Failed to register timer for key=[3] and timestamp=1796555010000 ms since it already "
+            "exists"
+        ],
+        "Failed to delete timer for key=[3]",
+    ),
+    "org.apache.spark.scheduler.DAGScheduler": (
+        ["Failed to cancel job group 0e75f79e. Cannot find active jobs for it."],
+        "Failed to cancel job 7",
+    ),
+}
+"""Logger → (normal-path warnings the local log conf drops, a warning of it that still shows)."""
+
+
+@pytest.mark.parametrize("logger", sorted(QUIETED))
+def test_the_local_log_conf_drops_only_the_normal_path_warnings_it_names(spark, logger):
+    jvm = spark.sparkContext._jvm
+    log4j = jvm.org.apache.logging.log4j
+    jvm.java.lang.Class.forName(logger)  # the class is there under this name
+    config = log4j.LogManager.getContext(False).getConfiguration().getLoggerConfig(logger)
+    assert config.getName() == logger  # its own entry, not a parent's
+
+    def verdict(text: str) -> str:
+        event = (
+            log4j.core.impl.Log4jLogEvent.newBuilder()
+            .setLoggerName(logger)
+            .setLevel(log4j.Level.WARN)
+            .setMessage(log4j.message.SimpleMessage(text))
+            .build()
+        )
+        return config.getFilter().filter(event).toString()
+
+    dropped, shown = QUIETED[logger]
+    assert [verdict(text) for text in dropped] == ["DENY"] * len(dropped)
+    assert verdict(shown) == "NEUTRAL"

@@ -60,8 +60,8 @@ def local_stream_config(
     **settings: object,
 ) -> OneIdConfig:
     """``cfg`` with its stream pointed at a broker and a webhook receiver on loopback (the
-    demo, the tests, the benchmark): a checkpoint of its own, 200 ms micro-batches and the
-    given further ``realtime`` settings."""
+    demo, the tests, the benchmark): a checkpoint of its own, 200 ms micro-batches unless the
+    given further ``realtime`` settings say otherwise."""
     env = cfg.env.model_copy(
         update={"kafka": cfg.env.kafka.model_copy(update={"bootstrap_servers": bootstrap_servers})}
     )
@@ -112,7 +112,12 @@ def demo_realtime(spark: SparkSession, cfg: OneIdConfig) -> Replayed:
             WebhookReceiver(load_secret(signed.pipeline.realtime.webhook)) as receiver,
         ):
             demo_cfg = local_stream_config(
-                signed, broker.bootstrap_servers, receiver.url, folder / "checkpoint"
+                signed,
+                broker.bootstrap_servers,
+                receiver.url,
+                folder / "checkpoint",
+                # the configured interval: 200 ms batches fall behind on 2 busy cores
+                trigger_seconds=signed.pipeline.realtime.trigger_seconds,
             )
             broker.create_topics(TOPIC)
             for key, value in SESSION.items():
