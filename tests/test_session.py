@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -265,3 +266,19 @@ def test_the_local_log_conf_drops_only_the_normal_path_warnings_it_names(spark, 
     dropped, shown = QUIETED[logger]
     assert [verdict(text) for text in dropped] == ["DENY"] * len(dropped)
     assert verdict(shown) == "NEUTRAL"
+
+
+def test_every_logger_the_local_log_conf_names_is_a_class_of_the_session(spark):
+    """A logger named after a class that moved (Spark moves them between releases) would
+    configure nothing, silently."""
+    conf = (REPO / "lib" / "oneid" / "log4j2.properties").read_text(encoding="utf-8")
+    names = re.findall(r"^logger\.[^.]+\.name = (\S+)$", conf, flags=re.MULTILINE)
+    classes = [name for name in names if name.rsplit(".", 1)[-1][:1].isupper()]
+    assert len(classes) >= 8, names
+    missing = []
+    for name in classes:
+        try:
+            spark.sparkContext._jvm.java.lang.Class.forName(name)
+        except Exception:  # py4j reports ClassNotFoundException
+            missing.append(name)
+    assert missing == []
