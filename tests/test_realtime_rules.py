@@ -5,6 +5,7 @@ the webhook's signature and retries, and the conf's checks."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -347,8 +348,9 @@ class _ScriptedQuery:
         self.stopped_at_poll, self.isActive = self.polls, False
 
 
-class _Closing:
-    closed = False
+class _Sink:
+    def __init__(self) -> None:
+        self.stopping, self.parked, self.closed = threading.Event(), threading.Event(), False
 
     def close(self) -> None:
         self.closed = True
@@ -358,9 +360,20 @@ class _Closing:
 def test_a_stop_waits_for_the_pause_between_micro_batches(busy_polls, stopped_at):
     from oneid.realtime.job import RealtimeRun
 
-    query, sink = _ScriptedQuery(busy_polls), _Closing()
-    RealtimeRun(query, sink).stop(idle_wait_seconds=5.0)
+    query, sink = _ScriptedQuery(busy_polls), _Sink()
+    RealtimeRun(query, sink).stop(wait_seconds=5.0)
     assert query.stopped_at_poll == stopped_at and sink.closed  # stopped at the first pause
+    assert sink.stopping.is_set()
+
+
+def test_a_stop_is_made_while_the_sink_holds_the_next_batch():
+    from oneid.realtime.job import RealtimeRun
+
+    query, sink = _ScriptedQuery(None), _Sink()
+    sink.parked.set()  # the next batch waits in the sink before its jobs
+    RealtimeRun(query, sink).stop(wait_seconds=5.0)
+    assert sink.stopping.is_set() and sink.closed
+    assert query.stopped_at_poll == 0  # at once: no wait for a pause that never comes
 
 
 def test_a_stop_during_a_batch_that_never_ends_stops_after_the_wait():
@@ -368,8 +381,8 @@ def test_a_stop_during_a_batch_that_never_ends_stops_after_the_wait():
 
     from oneid.realtime.job import RealtimeRun
 
-    query, sink = _ScriptedQuery(None), _Closing()
+    query, sink = _ScriptedQuery(None), _Sink()
     started = time.monotonic()
-    RealtimeRun(query, sink).stop(idle_wait_seconds=0.2)
+    RealtimeRun(query, sink).stop(wait_seconds=0.2)
     assert not query.isActive and sink.closed and query.polls > 1
     assert time.monotonic() - started < 2.0  # bounded by the 0.2 s asked, not the 5 s default

@@ -60,7 +60,12 @@ from oneid.realtime.processor import (
     RealtimeProcessor,
 )
 from oneid.realtime.records import DeltaRecords, arrow_rows, columns
-from oneid.realtime.stopping import BatchStopped, cancelled_job, quiet_stopped_batches
+from oneid.realtime.stopping import (
+    BatchStopped,
+    cancelled_job,
+    quiet_stopped_batches,
+    stopped_batch,
+)
 from oneid.session import warehouse_root
 from oneid.standardize.hashing import load_key
 from oneid.standardize.records import junk_values
@@ -303,6 +308,12 @@ class Sink:
         self.cfg = cfg
         self.secret = secret
         self.query_id: str | None = None
+        self.query: StreamingQuery | None = None
+        self.stopping = threading.Event()
+        """Set by :meth:`RealtimeRun.stop`: the next batch waits, before its jobs, for the
+        query's stop and then ends as stopped."""
+        self.parked = threading.Event()
+        """Set when a batch waits so: the query can be stopped without cancelling a job."""
         self.reports: list[BatchReport] = []
         self.last_batch = -1
         self.map_version = -1
@@ -331,25 +342,37 @@ class Sink:
     def __call__(self, frame: DataFrame, batch_id: int) -> None:
         if self.query_id is None:
             (query,) = [q for q in self.spark.streams.active if q.name == QUERY_NAME]
-            self.query_id = str(query.id)
+            self.query, self.query_id = query, str(query.id)
             self.records = DeltaRecords(f"oneid-realtime:{self.query_id}")
             self.last_batch = self._last_recorded_batch()
+        if self.stopping.is_set():
+            self._park()
+            raise self._stopped(batch_id, "not started: the query is stopping")
         started = time.monotonic()
         rows = self._collect(frame, batch_id)
         self._write(rows, batch_id, time.monotonic() - started)
 
-    @staticmethod
-    def _collect(frame: DataFrame, batch_id: int) -> list[dict]:
-        """The batch's rows; a job that the query's stop cancelled raises
-        :class:`BatchStopped` (:mod:`oneid.realtime.stopping`)."""
+    def _collect(self, frame: DataFrame, batch_id: int) -> list[dict]:
+        """The batch's rows; a job that the query's stop cancelled ends the batch as stopped."""
         try:
             return frame.toArrow().to_pylist()
         except Py4JJavaError as error:
-            cancelled = cancelled_job(error)
-            if cancelled is None:
+            if not cancelled_job(error):
                 raise
-        logger.info("batch %d stopped with the query; the next start runs it again", batch_id)
-        raise BatchStopped(f"batch {batch_id} stopped: {cancelled}")
+        raise self._stopped(batch_id, "cancelled by the query's stop")
+
+    def _park(self, timeout: float = 120.0) -> None:
+        """Wait, before any job of the batch, until :meth:`RealtimeRun.stop` has stopped the
+        query: Spark takes an error for a stop only once the query is marked stopped."""
+        self.parked.set()
+        deadline = time.monotonic() + timeout
+        while self.query.isActive and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def _stopped(self, batch_id: int, how: str) -> BatchStopped:
+        """:mod:`oneid.realtime.stopping`: the error that ends the query as stopped."""
+        logger.info("batch %d %s; the next start runs it again", batch_id, how)
+        return stopped_batch(batch_id, str(self.query.runId), how)
 
     def _write(self, rows: list[dict], batch_id: int, compute: float) -> None:
         """Deliver the batch's triggers, then append its rows: triggers (and dead letters),
@@ -590,18 +613,20 @@ class RealtimeRun:
     query: StreamingQuery
     sink: Sink
 
-    def stop(self, idle_wait_seconds: float = 5.0) -> None:
-        """Stop the query between two micro-batches when one comes within
-        ``idle_wait_seconds`` (a batch cancelled while it commits its state leaves Spark's
-        state-store errors in the log; the checkpoint still recovers), then the webhook client."""
+    def stop(self, wait_seconds: float = 5.0) -> None:
+        """Stop the query between two micro-batches (:mod:`oneid.realtime.stopping`): at once
+        when no batch is running, else when the next batch waits for it in the sink before its
+        jobs; after ``wait_seconds`` without either, outright (cancelling the batch's job).
+        Then the webhook client."""
+        self.sink.stopping.set()
         started = time.monotonic()
-        while self.query.isActive and time.monotonic() < started + idle_wait_seconds:
-            if not self.query.status.get("isTriggerActive", False):
+        while self.query.isActive and time.monotonic() < started + wait_seconds:
+            if self.sink.parked.is_set() or not self.query.status.get("isTriggerActive", False):
                 break
             time.sleep(0.02)
         if self.query.isActive:
             waited = time.monotonic() - started
-            logger.info("stopping the query (waited %.1f s for a pause)", waited)
+            logger.info("stopping the query (waited %.1f s for the current batch)", waited)
             self.query.stop()
         self.sink.close()
 

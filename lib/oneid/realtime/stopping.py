@@ -1,16 +1,23 @@
-"""A micro-batch whose Spark job the query's stop cancelled ends as a stop, quietly.
+"""Stopping the realtime query between micro-batches, and quietly when it cannot be.
 
-``query.stop()`` cancels the job that ``foreachBatch`` is running. The ``Py4JJavaError`` that the
-sink then raises reaches the JVM as the Python traceback, Java stack included (~10k
-characters). Spark 4.1 recognises a stop in that text with the regular expression
-``Py4JJavaError: An error occurred while calling((.|\\r\\n|\\r|\\n)*)(…)``, which recurses once per
-character: on a message that long the stream thread dies of a ``StackOverflowError``, after
-py4j has logged the traceback at ERROR.
+A stop first asks the sink to hold the next micro-batch before that batch runs any Spark job,
+and stops the query while the batch waits there (the batch in progress, if any, finishes:
+delivers, records, commits). The held batch then raises :class:`BatchStopped`: Spark takes an
+error in ``foreachBatch`` for a stop only once the query is marked stopped. The batch's
+offsets are logged but not committed, so the next start runs it again from the checkpoint, as
+after a crash. An idle stream in processing-time mode still runs a (no-data) batch every
+trigger, so one comes soon; only when none comes in time is the query stopped outright, which
+cancels the job of the batch in progress: its ``Py4JJavaError`` becomes a
+:class:`BatchStopped` too.
 
-The sink raises :class:`BatchStopped` instead: one line, without that prefix, naming the
-cancelled job as Spark's second check wants it (``org.apache.spark.SparkException``,
-``cancelled`` and the query's run id, its job group). Spark then ends the query as stopped.
-The batch is not committed either way: the next start runs it again from the checkpoint.
+Why a short error of our own: Spark 4.1 decides whether an error raised in ``foreachBatch``
+is a stop from its text, as it crossed from Python to the JVM. It first tries the regular
+expression ``Py4JJavaError: An error occurred while calling((.|\\r\\n|\\r|\\n)*)(…)``, which
+recurses once per character: on py4j's whole traceback of a cancelled job (~10k characters,
+the Java stack included) the stream thread died of a ``StackOverflowError``, after py4j had
+logged the traceback at ERROR. Its second check wants ``org.apache.spark.SparkException``,
+``cancelled`` and the query's job group (its run id) in the text: :func:`stopped_batch` writes
+exactly that, in one line, and Spark ends the query as stopped.
 """
 
 from __future__ import annotations
@@ -25,21 +32,29 @@ PY4J_CALLBACKS = "py4j.clientserver"
 
 
 class BatchStopped(RuntimeError):
-    """A micro-batch whose Spark job the query's stop cancelled."""
+    """A micro-batch that the query's stop ended; the next start runs it again."""
 
 
-def cancelled_job(error: Py4JJavaError) -> str | None:
-    """The cancelled job's ``SparkException`` (``Class: message``) in ``error``'s chain of
-    Java causes, or None when no job was cancelled."""
+def stopped_batch(batch_id: int, run_id: str, how: str) -> BatchStopped:
+    """The error that ends the query at batch ``batch_id`` as Spark's stop check recognises
+    it (the query's run ``run_id`` is its job group); ``how`` says what happened."""
+    return BatchStopped(
+        f"batch {batch_id} {how}; the next start runs it again "
+        f"({SPARK_EXCEPTION}: job group {run_id} cancelled by the query's stop)"
+    )
+
+
+def cancelled_job(error: Py4JJavaError) -> bool:
+    """Whether ``error``'s chain of Java causes holds a ``SparkException`` of a cancelled job."""
     throwable = error.java_exception
-    seen = 0
-    while throwable is not None and seen < 20:  # a cause chain is short; never loop forever
+    for _ in range(20):  # a cause chain is short; never loop forever
+        if throwable is None:
+            return False
         text = str(throwable.toString())
         if text.startswith(SPARK_EXCEPTION + ":") and "cancelled" in text:
-            return text.splitlines()[0]
+            return True
         throwable = throwable.getCause()
-        seen += 1
-    return None
+    return False
 
 
 class StoppedBatchNotices(logging.Filter):
