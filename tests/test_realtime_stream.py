@@ -321,7 +321,7 @@ def test_a_stop_ends_the_query_as_stopped_and_quietly(
     try:
         assert entered.wait(120), "no batch reached the sink"
         if held:
-            time.sleep(3)  # the held job runs
+            time.sleep(1)  # the held job is submitted
     finally:
         with caplog.at_level(logging.INFO):
             run.stop(wait_seconds=1 if held else 60)
