@@ -298,8 +298,8 @@ def _linger(batches):
 def test_a_stop_ends_the_query_as_stopped_and_quietly(
     spark, broker, receiver, secrets, tmp_path, monkeypatch, caplog, held
 ):
-    """A stop asks the sink to end the query as the next batch starts; a batch whose job is
-    held running past the wait is cancelled. Either way the query ends as stopped (Spark's
+    """A stop is made while the next batch waits in the sink before its jobs; a batch whose
+    job is held running past the wait is cancelled. Either way the query ends as stopped (Spark's
     check of the error recognises a stop: on py4j's whole traceback of a cancelled job it died
     of a StackOverflowError, leaving its status as it was), py4j logs no traceback, the sink
     one line, and the next start runs the batch again."""
@@ -321,10 +321,13 @@ def test_a_stop_ends_the_query_as_stopped_and_quietly(
     try:
         assert entered.wait(120), "no batch reached the sink"
         if held:
-            time.sleep(1)  # the held job is submitted
+            time.sleep(1)  # the held job is submitted; no batch comes in the 1 s wait
+        else:  # the next batch waits in the sink (an idle moment would stop it at once)
+            run.sink.stopping.set()
+            assert run.sink.parked.wait(120), "no batch waited in the sink"
     finally:
         with caplog.at_level(logging.INFO):
-            run.stop(wait_seconds=1 if held else 60)
+            run.stop(wait_seconds=1)
     assert not run.query.isActive
     assert run.query.exception() is None
     assert run.query.status["message"] == "Stopped"
