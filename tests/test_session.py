@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from oneid.scratch import OWNER_FILE, HadoopFolders, LocalFolders, sweep, this_process
 from oneid.session import (
     DATAFRAME_DEBUGGING,
+    LOG4J_CONF,
     application_name,
     graphframes_available,
     remove_checkpoint_dir,
@@ -249,7 +250,6 @@ QUIETED = {
 def test_the_local_log_conf_drops_only_the_normal_path_warnings_it_names(spark, logger):
     jvm = spark.sparkContext._jvm
     log4j = jvm.org.apache.logging.log4j
-    jvm.java.lang.Class.forName(logger)  # the class is there under this name
     config = log4j.LogManager.getContext(False).getConfiguration().getLoggerConfig(logger)
     assert config.getName() == logger  # its own entry, not a parent's
 
@@ -271,7 +271,7 @@ def test_the_local_log_conf_drops_only_the_normal_path_warnings_it_names(spark, 
 def test_every_logger_the_local_log_conf_names_is_a_class_of_the_session(spark):
     """A logger named after a class that moved (Spark moves them between releases) would
     configure nothing, silently."""
-    conf = (REPO / "lib" / "oneid" / "log4j2.properties").read_text(encoding="utf-8")
+    conf = LOG4J_CONF.read_text(encoding="utf-8")
     names = re.findall(r"^logger\.[^.]+\.name = (\S+)$", conf, flags=re.MULTILINE)
     classes = [name for name in names if name.rsplit(".", 1)[-1][:1].isupper()]
     assert len(classes) >= 8, names
