@@ -102,6 +102,18 @@ def test_yaml_syntax_error_names_line(tmp_path):
         load_config(env)
 
 
+def test_conf_files_are_read_by_libyaml_and_read_as_the_python_loader_reads_them():
+    """libyaml reads the shipped conf files (the suite loads them hundreds of times), into the
+    very mappings the pure-Python safe loader gives."""
+    import yaml
+
+    from oneid.conf.yaml_file import SAFE_LOADER, read_yaml
+
+    assert yaml.__with_libyaml__ and SAFE_LOADER is yaml.CSafeLoader
+    for path in sorted(CONF_DIR.glob("*.yaml")):
+        assert read_yaml(path) == yaml.safe_load(path.read_text(encoding="utf-8")), path
+
+
 def test_overrides_apply_to_the_right_file_and_are_typed():
     cfg = load_config(
         "local",
