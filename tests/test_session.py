@@ -242,6 +242,10 @@ QUIETED = {
         ["Failed to cancel job group 0e75f79e. Cannot find active jobs for it."],
         "Failed to cancel job 7",
     ),
+    "org.apache.spark.storage.BlockManager": (
+        ["Block rdd_29_0 already exists on this machine; not re-adding it"],
+        "Block rdd_29_0 could not be removed as it was not found on disk or in memory",
+    ),
 }
 """Logger → (normal-path warnings the local log conf drops, a warning of it that still shows)."""
 
