@@ -5,10 +5,11 @@ One master and two one-core workers from the pyspark distribution on loopback; `
 ``deploy/submit.sh`` against it, with production's Spark settings (code generation, adaptive
 execution: ``demo.spark={}``, where ``oneid demo`` would take the small-data settings). The
 same stages then run in local mode in the test session on the same data (small-data settings,
-no adaptive execution) into a second warehouse, and every table of the two warehouses is
-compared row by row. The local half keeps its warehouse on a real HDFS (``tests/hdfs_support.py``),
-the file system of the shipped cluster conf: Delta's log, the run journal and the leases go
-through Hadoop's HDFS client and delta-rs's, and the tables are copied to local disk to compare.
+no adaptive execution, one shuffle partition where the cluster run has two) into a second
+warehouse, and every table of the two warehouses is compared row by row. The local half keeps
+its warehouse on a real HDFS (``tests/hdfs_support.py``), the file system of the shipped
+cluster conf: Delta's log, the run journal and the leases go through Hadoop's HDFS client and
+delta-rs's, and the tables are copied to local disk to compare.
 """
 
 from __future__ import annotations
