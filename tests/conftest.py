@@ -13,7 +13,7 @@ from pyspark import SparkContext
 
 from oneid.conf import OneIdConfig
 from oneid.stages import DemoRun
-from tests.support import small_config, with_demo_data
+from tests.support import shuffle_partitions, small_config, with_demo_data
 
 DEMO_PEOPLE = 5000  # the default demo: the identity accuracy targets are stated for it
 
@@ -86,15 +86,10 @@ def demo(spark, tmp_path_factory) -> DemoWarehouse:
     manifest = generate_demo(root / "demo_data", people=DEMO_PEOPLE, seed=42)
     # the repo's own source declarations, pointed at this run's data folder
     cfg = with_demo_data(small_config(root / "warehouse"), root / "demo_data")
-    partitions = spark.conf.get("spark.sql.shuffle.partitions")
     # the suite's largest data shuffles in two partitions (the session's default is one)
-    spark.conf.set("spark.sql.shuffle.partitions", "2")
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.delenv("ONEID_HMAC_KEY", raising=False)  # local conf allows the demo key
-            run = run_demo_stages(spark, cfg)
-    finally:
-        spark.conf.set("spark.sql.shuffle.partitions", partitions)
+    with pytest.MonkeyPatch.context() as patch, shuffle_partitions(spark, 2):
+        patch.delenv("ONEID_HMAC_KEY", raising=False)  # local conf allows the demo key
+        run = run_demo_stages(spark, cfg)
     truth = pq.read_table(root / "demo_data" / "truth" / "records.parquet").to_pandas()
     return DemoWarehouse(cfg, manifest, truth, root, run)
 

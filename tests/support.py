@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from oneid.conf import OneIdConfig, load_config
@@ -37,6 +38,18 @@ def small_config(warehouse: Path | str, *extra: str) -> OneIdConfig:
     )
     spark = cfg.env.spark.model_copy(update={"extra": {**SMALL_DATA_SPARK, **cfg.env.spark.extra}})
     return cfg.model_copy(update={"env": cfg.env.model_copy(update={"spark": spark})})
+
+
+@contextmanager
+def shuffle_partitions(spark, partitions: int) -> Iterator[None]:
+    """The session's ``spark.sql.shuffle.partitions`` set to ``partitions`` while the block
+    runs (the tests' default is one: :func:`small_config`)."""
+    before = spark.conf.get("spark.sql.shuffle.partitions")
+    spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+    try:
+        yield
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", before)
 
 
 def with_demo_data(cfg: OneIdConfig, folder: Path, **pipeline_updates) -> OneIdConfig:

@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 from oneid.errors import DataContractError
 from oneid.publish.job import exports_root, run_publish
 from oneid.tables import read_table
+from tests.support import shuffle_partitions
 
 pytestmark = pytest.mark.e2e
 
@@ -169,12 +170,8 @@ def test_republish_with_other_shuffle_partitions_is_unchanged(spark, demo, as_of
     """Export content is canonical: another partitioning gives the same bytes and checksum."""
     root = exports_root(demo.cfg)
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
-    partitions = spark.conf.get("spark.sql.shuffle.partitions")
-    spark.conf.set("spark.sql.shuffle.partitions", "7")
-    try:
+    with shuffle_partitions(spark, 7):
         reports = run_publish(spark, demo.cfg, as_of, [])
-    finally:
-        spark.conf.set("spark.sql.shuffle.partitions", partitions)
     assert {r.destination: r.status for r in reports} == dict.fromkeys(
         demo.cfg.pipeline.publish.destinations, "unchanged"
     )

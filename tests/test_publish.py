@@ -18,20 +18,12 @@ from oneid.publish.job import (
     exports_root,
 )
 from oneid.scratch import OWNER_FILE, LocalFolders, this_process
-from tests.support import dead_pid
+from tests.support import dead_pid, shuffle_partitions
 
 pytestmark = pytest.mark.unit
 
 AS_OF = dt.date(2025, 6, 30)
 TENCENT = DestinationConf(kind="tencent_ads", audiences=("vip", "win_back"), id_types=("phone",))
-
-
-@pytest.fixture
-def shuffle_partitions(spark):
-    """Set ``spark.sql.shuffle.partitions`` in the test; restored afterwards."""
-    before = spark.conf.get("spark.sql.shuffle.partitions")
-    yield lambda n: spark.conf.set("spark.sql.shuffle.partitions", str(n))
-    spark.conf.set("spark.sql.shuffle.partitions", before)
 
 
 def _platform_export(spark, folder: Path) -> dict:
@@ -52,13 +44,11 @@ def _platform_export(spark, folder: Path) -> dict:
     return _manifest(folder, "tencent_ads", TENCENT, AS_OF, counts)
 
 
-def test_platform_files_are_sorted_and_equal_across_shuffle_partitions(
-    spark, tmp_path, shuffle_partitions
-):
+def test_platform_files_are_sorted_and_equal_across_shuffle_partitions(spark, tmp_path):
     manifests = {}
     for partitions in (1, 2, 7):
-        shuffle_partitions(partitions)
-        manifests[partitions] = _platform_export(spark, tmp_path / str(partitions))
+        with shuffle_partitions(spark, partitions):
+            manifests[partitions] = _platform_export(spark, tmp_path / str(partitions))
     files = sorted((tmp_path / "7").rglob("*.txt"))
     assert [f.relative_to(tmp_path / "7").as_posix() for f in files] == [
         "vip/add/HASH_MOBILE_PHONE.txt",
