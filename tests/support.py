@@ -20,10 +20,11 @@ def small_config(warehouse: Path | str, *extra: str) -> OneIdConfig:
     ``tests/test_cluster.py`` runs the pipeline with production's settings.
 
     One shuffle partition: the suite's data is tiny, and each partition is a task of every
-    shuffle (0.89× and 0.95× the suite's time against two, two runs). Shuffles in several partitions are still
-    tested: the shared demo warehouse shuffles in two, the cluster run in two against the local
-    run's one (equal tables, whatever the partition count), publish's files and a republish
-    with other counts (``tests/test_publish.py``, ``tests/test_demo_downstream.py``)."""
+    shuffle (0.89× and 0.95× the suite's time against two, two runs). Shuffles in several
+    partitions are still tested: the shared demo warehouse shuffles in two, the cluster run in
+    two against the local run's one (equal tables, whatever the partition count), publish's
+    files and a republish with other counts (``tests/test_publish.py``,
+    ``tests/test_demo_downstream.py``)."""
     cfg = load_config(
         "local",
         CONF_DIR,
