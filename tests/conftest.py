@@ -86,7 +86,7 @@ def demo(spark, tmp_path_factory) -> DemoWarehouse:
     manifest = generate_demo(root / "demo_data", people=DEMO_PEOPLE, seed=42)
     # the repo's own source declarations, pointed at this run's data folder
     cfg = with_demo_data(small_config(root / "warehouse"), root / "demo_data")
-    # the suite's largest data shuffles in two partitions (the session's default is one)
+    # the suite's largest data shuffles in two partitions (the session: SHUFFLE_PARTITIONS)
     with pytest.MonkeyPatch.context() as patch, shuffle_partitions(spark, 2):
         patch.delenv("ONEID_HMAC_KEY", raising=False)  # local conf allows the demo key
         run = run_demo_stages(spark, cfg)

@@ -12,26 +12,25 @@ from oneid.conf.pipeline import SMALL_DATA_SPARK
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
+SHUFFLE_PARTITIONS = 1
+"""The tests' shuffle partitions (the session's and every test conf's): the suite's data is
+tiny, and each partition is a task of every shuffle (the suite took 0.89–0.95× the time of two;
+docs/performance.md). Several partitions are still tested where it matters: the shared demo
+warehouse shuffles in two (:func:`shuffle_partitions`), the cluster run in two against the
+local run's one, publish's files and a republish with other counts."""
 
 
 def small_config(warehouse: Path | str, *extra: str) -> OneIdConfig:
-    """The repo's local conf, scaled down for tests: local[2], one shuffle partition, UI off,
-    the small-data settings of ``oneid demo`` (:data:`~oneid.conf.pipeline.SMALL_DATA_SPARK`);
-    ``tests/test_cluster.py`` runs the pipeline with production's settings.
-
-    One shuffle partition: the suite's data is tiny, and each partition is a task of every
-    shuffle (0.89× and 0.95× the suite's time against two, two runs). Shuffles in several
-    partitions are still tested: the shared demo warehouse shuffles in two, the cluster run in
-    two against the local run's one (equal tables, whatever the partition count), publish's
-    files and a republish with other counts (``tests/test_publish.py``,
-    ``tests/test_demo_downstream.py``)."""
+    """The repo's local conf, scaled down for tests: local[2], :data:`SHUFFLE_PARTITIONS`, UI
+    off, the small-data settings of ``oneid demo`` (:data:`~oneid.conf.pipeline.SMALL_DATA_SPARK`);
+    ``tests/test_cluster.py`` runs the pipeline with production's settings."""
     cfg = load_config(
         "local",
         CONF_DIR,
         [
             f"warehouse={warehouse}",
             "spark.master=local[2]",
-            "spark.shuffle_partitions=1",
+            f"spark.shuffle_partitions={SHUFFLE_PARTITIONS}",
             "spark.driver_memory=3g",
             "spark.ui=false",
             *extra,
@@ -44,7 +43,7 @@ def small_config(warehouse: Path | str, *extra: str) -> OneIdConfig:
 @contextmanager
 def shuffle_partitions(spark, partitions: int) -> Iterator[None]:
     """The session's ``spark.sql.shuffle.partitions`` set to ``partitions`` while the block
-    runs (the tests' default is one: :func:`small_config`)."""
+    runs (the tests' default: :data:`SHUFFLE_PARTITIONS`)."""
     before = spark.conf.get("spark.sql.shuffle.partitions")
     spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
     try:
@@ -75,7 +74,7 @@ def config_for(folder: Path, pipeline: dict, *extra: str) -> OneIdConfig:
         "warehouse": str(folder / "warehouse"),
         "spark": {
             "master": "local[2]",
-            "shuffle_partitions": 1,
+            "shuffle_partitions": SHUFFLE_PARTITIONS,
             "driver_memory": "2g",
             "extra": SMALL_DATA_SPARK,
         },

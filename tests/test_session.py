@@ -30,14 +30,14 @@ from oneid.session import (
     scratch_root,
     warehouse_root,
 )
-from tests.support import REPO, dead_pid
+from tests.support import REPO, SHUFFLE_PARTITIONS, dead_pid
 
 pytestmark = pytest.mark.unit
 
 
 def test_settings_for_local_tests(spark, cfg):
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
-    assert spark.conf.get("spark.sql.shuffle.partitions") == "1"
+    assert spark.conf.get("spark.sql.shuffle.partitions") == str(SHUFFLE_PARTITIONS) == "1"
     assert spark.sparkContext.master == "local[2]"
     assert spark.conf.get("spark.sql.extensions") == "io.delta.sql.DeltaSparkSessionExtension"
     assert spark.conf.get("spark.sql.codegen.wholeStage") == "false"  # SMALL_DATA_SPARK
