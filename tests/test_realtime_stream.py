@@ -18,6 +18,7 @@ from oneid.realtime.delivery import Secret
 from oneid.realtime.job import Sink, start_realtime
 from oneid.realtime.receiver import WebhookReceiver
 from oneid.realtime.rules import trigger_id
+from oneid.realtime.stopping import STOPPED_OUTRIGHT
 from oneid.tables import table_path
 from tests.realtime_support import (
     HMAC_KEY,
@@ -294,16 +295,29 @@ def _linger(batches):
         yield batch
 
 
-@pytest.mark.parametrize("held", [False, True], ids=["next-batch", "cancelled-job"])
+class _WaitingInTheJvm:
+    """A batch whose collect waits a minute in a JVM call: py4j runs the sink's JVM calls on
+    the stream's thread, so the stop interrupts the wait (``InterruptedException``), as it
+    does a collect that waits for its job."""
+
+    def __init__(self, spark) -> None:
+        self.jvm = spark.sparkContext._jvm
+
+    def toArrow(self):
+        self.jvm.java.lang.Thread.sleep(60_000)
+
+
+@pytest.mark.parametrize("how", ["next-batch", "cancelled-job", "interrupted-wait"])
 def test_a_stop_ends_the_query_as_stopped_and_quietly(
-    spark, broker, receiver, secrets, tmp_path, monkeypatch, caplog, held
+    spark, broker, receiver, secrets, tmp_path, monkeypatch, caplog, how
 ):
     """A stop is made while the next batch waits in the sink before its jobs; a batch whose
-    job is held running past the wait is cancelled. Either way the query ends as stopped (Spark's
-    check of the error recognises a stop: on py4j's whole traceback of a cancelled job it died
-    of a StackOverflowError, leaving its status as it was), py4j logs no traceback, the sink
-    one line, and the next start runs the batch again."""
-    topic = f"ev_stop_{int(held)}"
+    job is held running past the wait is cancelled; a batch that waits in the JVM past the wait
+    is interrupted. Each way the query ends as stopped (Spark's check of the error recognises
+    a stop: on py4j's whole traceback of a cancelled job or an interrupted call it died of a
+    StackOverflowError, leaving its status as it was), py4j logs no traceback, and the sink
+    logs one line."""
+    topic = f"ev_stop_{how.replace('-', '_')}"
     cfg = stream_config(
         tmp_path, broker.bootstrap_servers, receiver.url, f"realtime.events_topic={topic}"
     )
@@ -311,17 +325,22 @@ def test_a_stop_ends_the_query_as_stopped_and_quietly(
     produce(broker.bootstrap_servers, topic, GOOD[:1])
     entered = threading.Event()
     collect = Sink._collect
+    outright = how != "next-batch"
 
     def holding(sink, frame, batch_id):
         entered.set()
-        return collect(sink, frame.mapInPandas(_linger, frame.schema) if held else frame, batch_id)
+        if how == "cancelled-job":
+            frame = frame.mapInPandas(_linger, frame.schema)
+        elif how == "interrupted-wait":
+            frame = _WaitingInTheJvm(spark)
+        return collect(sink, frame, batch_id)
 
     monkeypatch.setattr(Sink, "_collect", holding)
     run = start_realtime(spark, cfg)
     try:
         assert entered.wait(120), "no batch reached the sink"
-        if held:
-            time.sleep(1)  # the held job is submitted; no batch comes in the 1 s wait
+        if outright:
+            time.sleep(1)  # the held job (or wait) is under way; no batch comes in the 1 s wait
         else:  # the next batch waits in the sink (an idle moment would stop it at once)
             run.sink.stopping.set()
             assert run.sink.parked.wait(120), "no batch waited in the sink"
@@ -333,6 +352,6 @@ def test_a_stop_ends_the_query_as_stopped_and_quietly(
     assert run.query.status["message"] == "Stopped"
     py4j = [r for r in caplog.records if r.name == "py4j.clientserver"]
     assert [r.getMessage() for r in py4j if r.levelno >= logging.WARNING] == []
-    how = "cancelled by the query's stop" if held else "not started: the query is stopping"
-    assert any(how in r.getMessage() for r in caplog.records), caplog.text
-    assert ("cancelled by the query's stop" in caplog.text) is held  # a job cancelled or none
+    told = STOPPED_OUTRIGHT if outright else "not started: the query is stopping"
+    assert any(told in r.getMessage() for r in caplog.records), caplog.text
+    assert (STOPPED_OUTRIGHT in caplog.text) is outright  # a batch cut short or none

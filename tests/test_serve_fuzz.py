@@ -43,6 +43,10 @@ def test_no_input_breaks_the_api(case, api_url):
     # that leaves the required header out (a negative case) must be refused as it is
     if case.headers and API_KEY in case.headers:
         case.headers[API_KEY] = KEYS["bench"]
+    # a generated header that frames the message (an empty Transfer-Encoding) makes the request
+    # malformed HTTP: uvicorn refuses it before the app, as any HTTP server must
+    for name in [name for name in case.headers or {} if name.lower() in FRAMING_HEADERS]:
+        del case.headers[name]
     case.call_and_validate(
         base_url=api_url,
         # a schema-valid string is not always a valid phone: 422 invalid_identifier is right
@@ -51,3 +55,5 @@ def test_no_input_breaks_the_api(case, api_url):
 
 
 API_KEY = "X-API-Key"
+FRAMING_HEADERS = frozenset({"connection", "content-length", "host", "te", "transfer-encoding"})
+"""Headers that frame or route an HTTP/1.1 message (RFC 9112), not parameters of the API."""

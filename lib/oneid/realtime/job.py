@@ -28,7 +28,6 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from py4j.protocol import Py4JJavaError
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -61,8 +60,8 @@ from oneid.realtime.processor import (
 )
 from oneid.realtime.records import DeltaRecords, arrow_rows, columns
 from oneid.realtime.stopping import (
+    STOPPED_OUTRIGHT,
     BatchStopped,
-    cancelled_job,
     quiet_stopped_batches,
     stopped_batch,
 )
@@ -353,13 +352,15 @@ class Sink:
         self._write(rows, batch_id, time.monotonic() - started)
 
     def _collect(self, frame: DataFrame, batch_id: int) -> list[dict]:
-        """The batch's rows; a job that the query's stop cancelled ends the batch as stopped."""
+        """The batch's rows. A collect that fails once the query is stopped ends the batch as
+        stopped: the stop cancelled its job, or interrupted the stream's thread waiting for
+        it (py4j runs this callback's JVM calls on that thread)."""
         try:
             return frame.toArrow().to_pylist()
-        except Py4JJavaError as error:
-            if not cancelled_job(error):
+        except Exception:
+            if self.query.isActive:
                 raise
-        raise self._stopped(batch_id, "cancelled by the query's stop")
+        raise self._stopped(batch_id, STOPPED_OUTRIGHT)
 
     def _park(self, timeout: float = 120.0) -> None:
         """Wait, before any job of the batch, until :meth:`RealtimeRun.stop` has stopped the

@@ -6,27 +6,30 @@ delivers, records, commits). The held batch then raises :class:`BatchStopped`: S
 error in ``foreachBatch`` for a stop only once the query is marked stopped. The batch's
 offsets are logged but not committed, so the next start runs it again from the checkpoint, as
 after a crash. An idle stream in processing-time mode still runs a (no-data) batch every
-trigger, so one comes soon; only when none comes in time is the query stopped outright, which
-cancels the job of the batch in progress: its ``Py4JJavaError`` becomes a
-:class:`BatchStopped` too.
+trigger, so one comes soon; only when none comes in time is the query stopped outright. That
+marks the query stopped, cancels the job of the batch in progress and interrupts the stream's
+thread; the batch's collect then fails (the job's cancellation, or an ``InterruptedException``
+where the thread waited for the job: py4j runs the callback's JVM calls on that thread), and
+that failure of a stopped query becomes a :class:`BatchStopped` too.
 
 Why a short error of our own: Spark 4.1 decides whether an error raised in ``foreachBatch``
 is a stop from its text, as it crossed from Python to the JVM. It first tries the regular
 expression ``Py4JJavaError: An error occurred while calling((.|\\r\\n|\\r|\\n)*)(…)``, which
-recurses once per character: on py4j's whole traceback of a cancelled job (~10k characters,
-the Java stack included) the stream thread died of a ``StackOverflowError``, after py4j had
-logged the traceback at ERROR. Its second check wants ``org.apache.spark.SparkException``,
-``cancelled`` and the query's job group (its run id) in the text: :func:`stopped_batch` writes
-exactly that, in one line, and Spark ends the query as stopped.
+recurses once per character: on py4j's whole traceback of a cancelled or interrupted call
+(~10k characters, the Java stack included) the stream thread died of a ``StackOverflowError``,
+after py4j had logged the traceback at ERROR. Its second check wants
+``org.apache.spark.SparkException``, ``cancelled`` and the query's job group (its run id) in the
+text: :func:`stopped_batch` writes exactly that, in one line, and Spark ends the query as
+stopped.
 """
 
 from __future__ import annotations
 
 import logging
 
-from py4j.protocol import Py4JJavaError
-
 SPARK_EXCEPTION = "org.apache.spark.SparkException"
+STOPPED_OUTRIGHT = "cut short by the query's stop"
+"""How a batch whose job or wait the query's stop ended is logged."""
 PY4J_CALLBACKS = "py4j.clientserver"
 """The logger py4j reports a Python callback's exception on (at ERROR, with its traceback)."""
 
@@ -42,19 +45,6 @@ def stopped_batch(batch_id: int, run_id: str, how: str) -> BatchStopped:
         f"batch {batch_id} {how}; the next start runs it again "
         f"({SPARK_EXCEPTION}: job group {run_id} cancelled by the query's stop)"
     )
-
-
-def cancelled_job(error: Py4JJavaError) -> bool:
-    """Whether ``error``'s chain of Java causes holds a ``SparkException`` of a cancelled job."""
-    throwable = error.java_exception
-    for _ in range(20):  # a cause chain is short; never loop forever
-        if throwable is None:
-            return False
-        text = str(throwable.toString())
-        if text.startswith(SPARK_EXCEPTION + ":") and "cancelled" in text:
-            return True
-        throwable = throwable.getCause()
-    return False
 
 
 class StoppedBatchNotices(logging.Filter):
