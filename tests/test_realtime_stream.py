@@ -302,9 +302,14 @@ class _WaitingInTheJvm:
 
     def __init__(self, spark) -> None:
         self.jvm = spark.sparkContext._jvm
+        self.interrupted = False
 
     def toArrow(self):
-        self.jvm.java.lang.Thread.sleep(60_000)
+        try:
+            self.jvm.java.lang.Thread.sleep(60_000)
+        except Exception:
+            self.interrupted = True
+            raise
 
 
 @pytest.mark.parametrize("how", ["next-batch", "cancelled-job", "interrupted-wait"])
@@ -326,6 +331,7 @@ def test_a_stop_ends_the_query_as_stopped_and_quietly(
     entered = threading.Event()
     collect = Sink._collect
     outright = how != "next-batch"
+    waits: list[_WaitingInTheJvm] = []
 
     def holding(sink, frame, batch_id):
         entered.set()
@@ -333,6 +339,7 @@ def test_a_stop_ends_the_query_as_stopped_and_quietly(
             frame = frame.mapInPandas(_linger, frame.schema)
         elif how == "interrupted-wait":
             frame = _WaitingInTheJvm(spark)
+            waits.append(frame)
         return collect(sink, frame, batch_id)
 
     monkeypatch.setattr(Sink, "_collect", holding)
@@ -350,6 +357,7 @@ def test_a_stop_ends_the_query_as_stopped_and_quietly(
     assert not run.query.isActive
     assert run.query.exception() is None
     assert run.query.status["message"] == "Stopped"
+    assert [w.interrupted for w in waits] == ([True] if how == "interrupted-wait" else [])
     py4j = [r for r in caplog.records if r.name == "py4j.clientserver"]
     assert [r.getMessage() for r in py4j if r.levelno >= logging.WARNING] == []
     told = STOPPED_OUTRIGHT if outright else "not started: the query is stopping"
