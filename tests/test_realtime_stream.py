@@ -18,7 +18,7 @@ from oneid.realtime.delivery import Secret
 from oneid.realtime.job import Sink, start_realtime
 from oneid.realtime.receiver import WebhookReceiver
 from oneid.realtime.rules import trigger_id
-from oneid.realtime.stopping import STOPPED_OUTRIGHT
+from oneid.realtime.stopping import NOT_STARTED, STOPPED_OUTRIGHT
 from oneid.tables import table_path
 from tests.realtime_support import (
     HMAC_KEY,
@@ -360,6 +360,6 @@ def test_a_stop_ends_the_query_as_stopped_and_quietly(
     assert [w.interrupted for w in waits] == ([True] if how == "interrupted-wait" else [])
     py4j = [r for r in caplog.records if r.name == "py4j.clientserver"]
     assert [r.getMessage() for r in py4j if r.levelno >= logging.WARNING] == []
-    told = STOPPED_OUTRIGHT if outright else "not started: the query is stopping"
+    told = STOPPED_OUTRIGHT if outright else NOT_STARTED
     assert any(told in r.getMessage() for r in caplog.records), caplog.text
     assert (STOPPED_OUTRIGHT in caplog.text) is outright  # a batch cut short or none

@@ -60,6 +60,7 @@ from oneid.realtime.processor import (
 )
 from oneid.realtime.records import DeltaRecords, arrow_rows, columns
 from oneid.realtime.stopping import (
+    NOT_STARTED,
     STOPPED_OUTRIGHT,
     BatchStopped,
     quiet_stopped_batches,
@@ -346,7 +347,7 @@ class Sink:
             self.last_batch = self._last_recorded_batch()
         if self.stopping.is_set():
             self._park()
-            raise self._stopped(batch_id, "not started: the query is stopping")
+            raise self._stopped(batch_id, NOT_STARTED)
         started = time.monotonic()
         rows = self._collect(frame, batch_id)
         self._write(rows, batch_id, time.monotonic() - started)

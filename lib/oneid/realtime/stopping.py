@@ -28,6 +28,8 @@ from __future__ import annotations
 import logging
 
 SPARK_EXCEPTION = "org.apache.spark.SparkException"
+NOT_STARTED = "not started: the query is stopping"
+"""How a batch that waited in the sink for the query's stop is logged."""
 STOPPED_OUTRIGHT = "cut short by the query's stop"
 """How a batch whose job or wait the query's stop ended is logged."""
 PY4J_CALLBACKS = "py4j.clientserver"
