@@ -151,6 +151,25 @@ def test_every_run_on_hdfs_committed(runs):
     assert list((runs["local"].warehouse / "_oneid" / "leases").iterdir()) == []
 
 
+def test_the_look_up_and_the_stream_ran_against_the_cluster(runs):
+    """``oneid demo``'s last two steps on the cluster's session: the API answered a look-up from
+    the store the stages loaded, and the realtime stream's micro-batches (run by the cluster's
+    executors) read every replayed event and pushed each trigger they sent once, on the OneIDs
+    of the cluster's identity run."""
+    text = runs["cluster"].summary
+    assert re.search(r"^serve: POST \S+/v1/lookup .* -> OneID \d+ ", text, re.M), text[-3000:]
+    replayed = int(re.search(r"^realtime: replayed (\d+) app events", text, re.M)[1])
+    counts = r"^realtime: read (\d+) = processed (\d+) \(late \d+\) \+ quarantined (\d+)"
+    read, processed, quarantined = map(int, re.search(counts, text, re.M).groups())
+    assert read == replayed == processed + quarantined and processed > 0
+    sent = int(re.search(r"; triggers: .*\bsent (\d+)", text)[1])
+    pushes, on_oneids = map(
+        int, re.search(r"receiver: (\d+) pushes \((\d+) on OneIDs", text).groups()
+    )
+    assert sent > 0 and pushes == sent and on_oneids > 0
+    assert "0 bad, 0 repeats" in text and "stopped waiting" not in text
+
+
 def test_identity_is_not_empty(runs):
     rows = _rows(runs["cluster"].warehouse / "identity" / "oneid_map")
     assert len(rows) > PEOPLE  # every person has several identifiers
