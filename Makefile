@@ -25,7 +25,7 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest --durations=15
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "unit"
+	$(BIN)/python -m pytest --fast
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -1,9 +1,12 @@
 """One SparkSession for the whole test run, built by the project's own session factory; one
-demo warehouse (the whole pipeline on the default demo data) shared by the end-to-end tests."""
+demo warehouse (the whole pipeline on the default demo data) shared by the end-to-end tests;
+the tests that ``make test-fast`` leaves out are marked, and a run names those it should."""
 
 from __future__ import annotations
 
 import gc
+import time
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +19,18 @@ from oneid.stages import DemoRun
 from tests.support import shuffle_partitions, small_config, with_demo_data
 
 DEMO_PEOPLE = 5000  # the default demo: the identity accuracy targets are stated for it
+LEFT_OUT_OF_FAST = frozenset({"slow", "e2e", "cluster"})
+"""Markers of the tests ``make test-fast`` leaves out."""
+MARK_SLOW_OVER_SECONDS = 15.0
+"""A test outside those markers that takes longer (setup, call and teardown) is named at the end
+of the run, to be marked ``slow``. The marker says over ~10 s on 2 cores: the margin keeps a
+noisy machine from naming a borderline test."""
+WARM_UP_SECONDS = 60.0
+"""Tests that end within this long of the test session's start are not named: the JVM is still
+warming up (a test that takes 8 s later in the run took 33 s as the first on Spark)."""
+_unmarked_seconds: defaultdict[str, float] = defaultdict(float)
+_warming_until = [0.0]
+"""Until when (``time.time()``) the test session's JVM is warming up; 0: not started yet."""
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +43,7 @@ def spark(cfg: OneIdConfig):
     from oneid.session import build_session
 
     session = build_session(cfg, job="tests", run_id="tests")
+    _warming_until[0] = time.time() + WARM_UP_SECONDS
     yield session
     session.stop()
 
@@ -119,12 +135,42 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
     return ModuleGroups(config, log)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help=f"leave out the tests marked {', '.join(sorted(LEFT_OUT_OF_FAST))} (make test-fast)",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The demo group first (it is the longest), then the package group; a module that uses
-    the demo warehouse must be listed in ``SHARED_WORKER``."""
+    the demo warehouse must be listed in ``SHARED_WORKER``. With ``--fast``, the tests marked
+    as ``LEFT_OUT_OF_FAST`` are deselected."""
     for item in items:
         module = Path(item.module.__file__).stem
         if "demo" in item.fixturenames and SHARED_WORKER.get(module) != "demo":
             raise pytest.UsageError(f"{module} uses the demo warehouse: add it to SHARED_WORKER")
+    if config.getoption("fast"):
+        left_out = [i for i in items if not LEFT_OUT_OF_FAST.isdisjoint(i.keywords)]
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = [i for i in items if LEFT_OUT_OF_FAST.isdisjoint(i.keywords)]
     order = {"demo": 0, "package": 1}
     items.sort(key=lambda item: order.get(SHARED_WORKER.get(Path(item.module.__file__).stem), 2))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if LEFT_OUT_OF_FAST.isdisjoint(report.keywords):
+        _unmarked_seconds[report.nodeid] += report.duration
+    if report.when == "setup" and report.stop < _warming_until[0]:
+        _unmarked_seconds[report.nodeid] = -float("inf")  # warm-up: this test is not judged
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Names the tests ``make test-fast`` runs that took too long for it."""
+    over = {node: s for node, s in _unmarked_seconds.items() if s > MARK_SLOW_OVER_SECONDS}
+    if over:
+        terminalreporter.section("tests to mark slow (make test-fast runs them)")
+        for node, seconds in sorted(over.items(), key=lambda item: -item[1]):
+            terminalreporter.write_line(f"{seconds:6.1f} s  {node}")

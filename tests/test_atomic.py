@@ -14,8 +14,6 @@ from oneid.control_files import ControlFiles
 from oneid.tables import PINS, table_path
 from tests.support import small_config
 
-pytestmark = pytest.mark.unit
-
 
 class Killed(BaseException):
     pass

@@ -16,8 +16,6 @@ from oneid.publish.job import DayChanges, _write_platform
 from oneid.tables import append, overwrite, read_table
 from tests.support import config_for, last_write
 
-pytestmark = pytest.mark.unit
-
 D1, D2 = dt.date(2025, 6, 29), dt.date(2025, 6, 30)
 TAGS = {
     "definitions": [
@@ -271,6 +269,7 @@ def _no_identifiers(spark):
     return spark.createDataFrame([], "oneid long, id_type string, value string")
 
 
+@pytest.mark.slow
 def test_a_backfilled_day_names_the_later_day_whose_run_then_gives_the_in_order_tables(
     spark, tmp_path, caplog
 ):

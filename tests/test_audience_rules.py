@@ -22,8 +22,6 @@ from oneid.audiences import (
 from oneid.errors import ConfigError, DataContractError
 from tests.support import REPO
 
-pytestmark = pytest.mark.unit
-
 AS_OF = dt.date(2025, 7, 1)
 UTC = dt.timezone.utc
 

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from pyspark.sql import functions as F
 
 import oneid
 from oneid.checkpoint import LARGEST_ESTIMATE, counted, estimated_size, materialize
-
-pytestmark = pytest.mark.unit
 
 
 def _grown(frame):

@@ -19,8 +19,6 @@ from oneid.stages import registered_stages
 from oneid.tables import read_table
 from tests.support import CONF_DIR, REPO, config_for
 
-pytestmark = pytest.mark.unit
-
 
 def test_help_lists_every_job(capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -11,8 +11,6 @@ from oneid.conf.pipeline import ComponentsConf
 from oneid.identity.components import connected_components
 from oneid.session import graphframes_available
 
-pytestmark = pytest.mark.unit
-
 
 def _graph(spark, n_vertices: int, edges: list[tuple[int, int]]):
     vertices = spark.createDataFrame([(i,) for i in range(n_vertices)], "id long")

@@ -13,8 +13,6 @@ from oneid.conf import load_config
 from oneid.errors import ConfigError
 from tests.support import CONF_DIR
 
-pytestmark = pytest.mark.unit
-
 
 def _write(folder: Path, env: str, pipeline: str = "") -> Path:
     (folder / "pipeline.yaml").write_text(pipeline, encoding="utf-8")

@@ -10,8 +10,6 @@ import pytest
 from oneid.demo_warehouse import claim_demo_warehouse
 from oneid.errors import DataContractError
 
-pytestmark = pytest.mark.unit
-
 DEFAULT = {"people": 5000, "seed": 42, "version": "7"}
 
 

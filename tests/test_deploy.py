@@ -33,8 +33,6 @@ from oneid.java import SUPPORTED_JAVA
 from oneid.stages import registered_stages
 from tests.support import REPO
 
-pytestmark = pytest.mark.unit
-
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s"
 APP_DIR = "/opt/oneid"
@@ -96,6 +94,7 @@ def _repo_file(image_path: str) -> Path | None:
 # --- make package ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # `make package` (a wheel and the jars)
 def test_make_package_holds_the_package_jars_jobs_and_conf(dist):
     version = oneid.__version__
     wheel = dist / f"oneid-{version}-py3-none-any.whl"
@@ -129,6 +128,7 @@ def test_make_package_holds_the_package_jars_jobs_and_conf(dist):
     assert {prefix + name for name in expected} <= names
 
 
+@pytest.mark.slow  # `make package` (a wheel and the jars)
 def test_cluster_package_holds_only_the_runtime_package(dist):
     """The demo data generator (demo/, package oneid_demo) is a development tool: not shipped."""
     version = oneid.__version__
@@ -153,6 +153,7 @@ def test_oneid_jars_prints_the_resolved_delta_jars():
     assert all(p.is_file() for p in paths)
 
 
+@pytest.mark.slow  # `make package` (a wheel and the jars)
 def test_submit_script_builds_the_spark_submit_command(dist):
     result = subprocess.run(
         [
@@ -259,6 +260,7 @@ def test_daily_runner_refuses_a_chain_with_unknown_stages(tmp_path):
     assert "nothing was run" in result.stderr
 
 
+@pytest.mark.slow
 def test_daily_runner_stops_the_chain_at_the_first_failing_stage(tmp_path):
     env = {
         "mode": "local",

@@ -19,8 +19,6 @@ from oneid.standardize.hashing import DEMO_KEY, HashKey, keyed_hash
 from oneid.tables import overwrite
 from tests.support import REPO, config_for
 
-pytestmark = pytest.mark.unit
-
 PHONE = "+8613812345678"
 HUB_PHONE = "+8613911112222"
 D1, D2, D3 = dt.date(2025, 6, 29), dt.date(2025, 6, 30), dt.date(2025, 7, 1)

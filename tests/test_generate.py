@@ -20,8 +20,6 @@ from oneid_demo.layout import SOURCE_BY_NAME, SOURCES, SourceSpec
 from oneid_demo.phones import MOBILE_PREFIXES, PLACEHOLDER_PHONE
 from oneid_demo.records import DEFECT_LABELS
 
-pytestmark = pytest.mark.unit
-
 SMALL = 300
 BOM = b"\xef\xbb\xbf"
 KEY_OF = {  # how the record key is read back from a clean row

@@ -16,8 +16,6 @@ from oneid.tables import read_table
 from tests.support import config_for, parse_values
 from tests.test_ingest import members_source
 
-pytestmark = pytest.mark.unit
-
 HEADER = "会员编号,手机号,金额,注册时间,性别\n"
 GOOD_ROW = "M1,13812345678,10.50,2024-05-01 10:00:00,男\n"
 UTC = datetime.timezone.utc

@@ -20,8 +20,6 @@ from oneid.standardize.hashing import DEMO_KEY, HashKey, keyed_hash
 from oneid.tables import overwrite, read_table, table_path, table_version
 from tests.support import config_for, delta_records
 
-pytestmark = pytest.mark.unit
-
 KEY = HashKey(DEMO_KEY, 0)
 T0 = dt.datetime(2025, 1, 1)
 
@@ -259,6 +257,7 @@ def chains(spark, tmp_path_factory):
     return _chains(spark, tmp_path_factory, STEPS, LENIENT, on_spark="full")
 
 
+@pytest.mark.slow
 def test_merge_then_split_keep_stable_ids_with_lineage(chains):
     first, merged, split = chains["incremental"]
     a, b, lead = first["ids"]["crm:M1"], first["ids"]["crm:M2"], first["ids"]["lead:L1"]
@@ -277,6 +276,7 @@ def test_merge_then_split_keep_stable_ids_with_lineage(chains):
     assert split["changes"] == [("split", oldest, minted)]
 
 
+@pytest.mark.slow
 def test_incremental_chain_equals_full_rebuilds(chains):
     incremental = [step["map"] for step in chains["incremental"]]
     full = [step["map"] for step in chains["full"]]
@@ -324,6 +324,7 @@ def hub_chains(spark, tmp_path_factory):
     return _chains(spark, tmp_path_factory, HUB_STEPS, settings, on_spark="incremental")
 
 
+@pytest.mark.slow
 def test_hub_changes_removed_and_changed_records_equal_full_rebuilds(hub_chains):
     _assert_same_chains(hub_chains)
     first, hub, unhub = hub_chains["incremental"]
@@ -379,6 +380,7 @@ def lineage_chains(spark, tmp_path_factory):
     return _chains(spark, tmp_path_factory, LINEAGE_STEPS, settings, on_spark="full")
 
 
+@pytest.mark.slow
 def test_records_that_change_no_edge_recompute_no_component(lineage_chains):
     _assert_same_chains(lineage_chains)  # record_oneid, profiles, edge lineage equal --full
     first, repeats, strength = lineage_chains["incremental"]
@@ -392,6 +394,7 @@ def test_records_that_change_no_edge_recompute_no_component(lineage_chains):
     assert strength["ids"]["app:e2"] == first["ids"]["crm:M2"] and strength["changes"] == []
 
 
+@pytest.mark.slow
 def test_a_run_without_changes_recomputes_nothing(spark, tmp_path):
     cfg = _cfg(tmp_path)
     _silver(spark, cfg, {**PERSON_A, **PERSON_B})
@@ -403,6 +406,7 @@ def test_a_run_without_changes_recomputes_nothing(spark, tmp_path):
     assert _map(spark, cfg) == before
 
 
+@pytest.mark.slow
 def test_a_silver_table_written_anew_is_compared_row_by_row(spark, tmp_path):
     """silver.identifiers deleted and written again (a rebuilt or restored warehouse) numbers
     its commits from 0 again: the next run does not take that table's change feed for what
@@ -536,6 +540,7 @@ def test_size_figures_count_each_bucket_in_one_pass(spark):
     assert size_figures(sizes.limit(0))["histogram"] == {}
 
 
+@pytest.mark.slow
 def test_a_published_run_id_again_writes_nothing_unless_its_result_would_differ(spark, tmp_path):
     """A retry after success (a scheduler that lost the task's exit, `make demo` run twice)
     writes nothing and reports the published run; a run id whose result would differ now
@@ -560,6 +565,7 @@ def test_a_published_run_id_again_writes_nothing_unless_its_result_would_differ(
         resolve_identities(spark, cfg, "r1")
 
 
+@pytest.mark.slow
 def test_the_demos_run_id_is_its_last_runs_until_something_changes(spark, tmp_path):
     """`oneid demo` names its identity run: run again on the same state it finds its run done;
     after a change of settings (or silver) it runs anew as the next demo-N, never refused."""

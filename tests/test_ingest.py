@@ -18,8 +18,6 @@ from oneid.ingest.job import ingest
 from oneid.tables import read_table, table_path
 from tests.support import config_for, last_write
 
-pytestmark = pytest.mark.unit
-
 MEMBERS_CSV = (
     "\ufeff会员编号,手机号,金额,注册时间,性别\n"
     "M1,13812345678,10.50,2024-05-01 10:00:00,男\n"

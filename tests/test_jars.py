@@ -12,8 +12,6 @@ import pytest
 from oneid.errors import JarResolutionError
 from oneid.jars import parse_coordinate, resolve_jars
 
-pytestmark = pytest.mark.unit
-
 COORD = "org.example:tiny-lib_2.13:1.2.3"
 JAR_PATH = "org/example/tiny-lib_2.13/1.2.3/tiny-lib_2.13-1.2.3.jar"
 

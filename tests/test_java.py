@@ -7,8 +7,6 @@ import pytest
 from oneid.errors import JavaNotFoundError
 from oneid.java import find_java
 
-pytestmark = pytest.mark.unit
-
 
 def _fake_java_home(tmp_path, version_line: str):
     bin_dir = tmp_path / "jdk" / "bin"

@@ -11,10 +11,6 @@ import ast
 import sys
 from pathlib import Path
 
-import pytest
-
-pytestmark = pytest.mark.unit
-
 LIB = Path(__file__).resolve().parents[1] / "lib"
 STAGES = ("ingest", "standardize", "identity", "tags", "audiences", "publish", "serve", "realtime")
 """Stage packages of oneid, in data-flow order."""

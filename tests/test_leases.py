@@ -19,8 +19,6 @@ from oneid.errors import StageBusyError
 from oneid.leases import acquire, is_stale, lease_path
 from tests.support import small_config
 
-pytestmark = pytest.mark.unit
-
 HOLD = """
 import sys, time
 from oneid.control_files import ControlFiles

@@ -15,8 +15,6 @@ import pytest
 from oneid import local_fs
 from oneid.java import find_java
 
-pytestmark = pytest.mark.unit
-
 
 def test_a_local_session_uses_the_no_fork_classes(spark):
     jvm = spark.sparkContext._jvm

@@ -33,8 +33,6 @@ from oneid.standardize.normalize import (
     normalizer_for,
 )
 
-pytestmark = pytest.mark.unit
-
 PHONE = "+8613812345678"
 IDFA = "6D92078A-8246-4BA4-AE5B-76104861E7DC"
 FULL_WIDTH = str.maketrans("0123456789+-()", "０１２３４５６７８９＋－（）")

@@ -20,8 +20,6 @@ from oneid.tables import read_table, read_table_or_none
 from oneid.tags.job import run_tags
 from tests.support import CONF_DIR, config_for, parse_values
 
-pytestmark = pytest.mark.unit
-
 UTC = datetime.timezone.utc
 JUNE_1 = datetime.datetime(2024, 6, 1, tzinfo=UTC)  # epoch 1717200000, Excel serial 45444
 
@@ -368,6 +366,7 @@ def test_device_kinds_are_checked_when_conf_loads(tmp_path, identifier, message)
         config_for(tmp_path, {"sources": {"app": source}})
 
 
+@pytest.mark.slow
 def test_replay_reprocesses_a_batch_after_a_conf_fix_and_a_failed_replay_changes_nothing(
     spark, tmp_path
 ):

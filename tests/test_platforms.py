@@ -25,8 +25,6 @@ from oneid.publish.platforms import (
     upload_column,
 )
 
-pytestmark = pytest.mark.unit
-
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "ad_platforms.md"
 
 # (platform, id_type, OneID-normalised input, expected key)

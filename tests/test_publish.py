@@ -20,8 +20,6 @@ from oneid.publish.job import (
 from oneid.scratch import OWNER_FILE, LocalFolders, this_process
 from tests.support import dead_pid, shuffle_partitions
 
-pytestmark = pytest.mark.unit
-
 AS_OF = dt.date(2025, 6, 30)
 TENCENT = DestinationConf(kind="tencent_ads", audiences=("vip", "win_back"), id_types=("phone",))
 

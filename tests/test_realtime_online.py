@@ -15,8 +15,6 @@ from oneid.serve.settings import open_store
 from oneid.serve.store import RealtimeTag
 from tests.support import small_config
 
-pytestmark = pytest.mark.unit
-
 T0 = 1_751_335_200_000  # 2025-07-01T02:00:00Z
 
 

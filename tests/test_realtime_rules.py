@@ -32,8 +32,6 @@ from oneid.standardize.normalize import normalize
 from tests.realtime_support import event, shanghai_ms
 from tests.support import small_config
 
-pytestmark = pytest.mark.unit
-
 KEY = HashKey(b"unit-test-key-0123456789abcdef", 1)
 RULES = {
     "tags": [

@@ -42,6 +42,8 @@ from oneid.standardize.job import STANDARDIZE_TABLES
 from oneid.tables import COMMIT_HOOKS, PINS, read_table_or_none, table_path, union_all
 from tests.support import as_json, delta_records, small_config, with_demo_data
 
+pytestmark = pytest.mark.slow  # every test reads the chain: each stage's run killed at each commit
+
 DAYS = (dt.date(2025, 6, 29), dt.date(2025, 6, 30))
 VOLATILE = {"finished_at", "published_at", "_ingested_at", "standardized_at"}
 """Columns that hold the wall-clock time of a write."""

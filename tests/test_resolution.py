@@ -12,8 +12,6 @@ from oneid.conf.pipeline import ComponentsConf, IdentityConf
 from oneid.identity.keys import Keys
 from oneid.identity.resolve import min_labels, resolve, resolve_part
 
-pytestmark = pytest.mark.unit
-
 TYPES = ("member_id", "phone", "email", "device:idfa", "wx_openid:app", "crm_id")
 IN_PIECES = {"local_max_identifiers": 0, "components": ComponentsConf(engine="native")}
 

@@ -23,8 +23,6 @@ from oneid.scratch import (
 )
 from tests.support import dead_pid
 
-pytestmark = pytest.mark.unit
-
 DAY = 86400.0
 
 

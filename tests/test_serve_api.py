@@ -26,8 +26,6 @@ from oneid.standardize.hashing import DEMO_KEY, HashKey, keyed_hash
 from oneid.standardize.normalize import normalize
 from tests.support import REPO
 
-pytestmark = pytest.mark.unit
-
 KEY = HashKey(DEMO_KEY, 0)
 KEYS = {
     "full": "oid_full-access-key",

@@ -15,8 +15,6 @@ from oneid.serve.sqlite_store import SqliteStore
 from tests.support import REPO
 from tests.test_serve_api import KEYS, _app, load
 
-pytestmark = pytest.mark.unit
-
 schema = schemathesis.openapi.from_dict(
     json.loads((REPO / "docs" / "openapi.json").read_text(encoding="utf-8"))
 )

@@ -15,8 +15,6 @@ from oneid.serve.redis_store import RedisStore
 from oneid.serve.sqlite_store import SqliteStore
 from oneid.serve.store import RealtimeTag, StoreVersion, identifier_key
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.fixture(params=["sqlite", "redis"])
 def store(request, tmp_path, redis_url):

@@ -32,8 +32,6 @@ from oneid.session import (
 )
 from tests.support import REPO, SHUFFLE_PARTITIONS, dead_pid
 
-pytestmark = pytest.mark.unit
-
 
 def test_settings_for_local_tests(spark, cfg):
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
@@ -169,6 +167,7 @@ def _run(warehouse: Path, scratch: Path, how: str) -> tuple[subprocess.Popen, li
     return process, [f.removeprefix("file:") for f in folders]
 
 
+@pytest.mark.slow
 def test_run_folders_are_removed_at_exit_and_swept_after_a_kill(tmp_path):
     warehouse, scratch = tmp_path / "warehouse", tmp_path / "scratch"
     checkpoints = warehouse / "_checkpoints"

@@ -18,8 +18,6 @@ from oneid.standardize.records import junk_values
 from oneid.tables import read_table, table_path
 from tests.support import config_for, last_write
 
-pytestmark = pytest.mark.unit
-
 KEY = "test-key-0123456789-abcdef"
 PHONE = "+8613812345678"
 
@@ -264,6 +262,7 @@ def _crm_config(tmp_path, junk: list[str]):
     return crm, config_for(tmp_path, pipeline)
 
 
+@pytest.mark.slow
 def test_a_run_redoes_only_what_changed_and_equals_a_full_run(spark, tmp_path, monkeypatch):
     """A new batch (its rows alone), a replayed batch (rows replaced and removed: the changed
     records read again from all of bronze), no change, a conf change: each incremental run

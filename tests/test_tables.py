@@ -21,8 +21,6 @@ from oneid.tables import (
 )
 from tests.support import small_config
 
-pytestmark = pytest.mark.unit
-
 SCHEMA = "k long, name string, counts map<string,long>"
 BEFORE = [
     (1, "one", {"a": 1}),

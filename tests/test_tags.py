@@ -18,8 +18,6 @@ from oneid.tags.facts import attribute_facts
 from oneid.tags.job import date_range, run_tags, tag_tables
 from tests.support import CONF_DIR, config_for, last_write, small_config
 
-pytestmark = pytest.mark.unit
-
 AS_OF = dt.date(2025, 6, 30)
 ORDERS = "source string, record_key string, event_time timestamp, paid_amount decimal(18,2), refund_amount decimal(18,2), status string, categories string, channel string"  # noqa: E501
 EVENTS = "source string, record_key string, event_time timestamp, event string"
@@ -346,6 +344,7 @@ def _partition(spark, cfg, table, day):
     )
 
 
+@pytest.mark.slow
 def test_job_writes_every_group_and_rerun_is_identical(spark, warehouse):
     cfg = warehouse
     report = run_tags(spark, cfg, [AS_OF])
@@ -375,6 +374,7 @@ def test_job_writes_every_group_and_rerun_is_identical(spark, warehouse):
     assert summary[("unattributed_orders", "")][0] == 1  # o8
 
 
+@pytest.mark.slow
 def test_backfill_equals_day_by_day_and_reads_facts_once(spark, warehouse, monkeypatch):
     cfg = warehouse
     days = date_range(dt.date(2025, 6, 28), AS_OF)
