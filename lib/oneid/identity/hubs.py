@@ -90,27 +90,34 @@ def node_counts(
     distinct member ids of the records that hold any.
     """
     is_event = F.col("source").isin(*sorted(event_sources)) if event_sources else F.lit(False)
+    # the record's distinct (node_id, id_type), without the arrays' higher-order functions (no
+    # generated code for them in Spark 4.1: one in a stage turns it off for the whole stage)
     nodes = F.array_distinct(
-        F.transform(
-            HELD, lambda h: F.struct(h["node_id"].alias("node_id"), h["id_type"].alias("id_type"))
+        F.arrays_zip(
+            F.col(f"{HELD}.node_id").alias("node_id"), F.col(f"{HELD}.id_type").alias("id_type")
         )
     )
-    members = F.filter(HELD, lambda h: F.split(h["id_type"], ":")[0] == "member_id")
-    held = groups.select(
-        F.explode(nodes).alias("_node"),
-        F.when(is_event, F.xxhash64("source", F.array_sort(f"{HELD}.node_id"))).alias("_set"),
-        F.array_distinct(members["node_id"]).alias("_members"),
-    ).select("_node.node_id", "_node.id_type", "_set", "_members")
+    held = (
+        groups.select(
+            nodes.alias("_nodes"),
+            F.when(is_event, F.xxhash64("source", F.sort_array(f"{HELD}.node_id"))).alias("_set"),
+        )
+        .select(F.explode("_nodes").alias("_node"), "_set", "_nodes")
+        .select("_node.node_id", "_node.id_type", "_set", "_nodes")
+    )
     if scope is not None:
         held = held.join(scope, "node_id", "left_semi")
     records = held.groupBy("node_id", "id_type").agg(
         (F.count_if(F.col("_set").isNull()) + F.countDistinct("_set")).alias("records")
     )
-    others = F.filter("_members", lambda m: m != F.col("node_id"))
+    member = (F.split("_other.id_type", ":")[0] == "member_id") & (
+        F.col("_other.node_id") != F.col("node_id")
+    )
     member_ids = (
-        held.select("node_id", F.explode(others).alias("_member"))
+        held.select("node_id", F.explode("_nodes").alias("_other"))
+        .where(member)
         .groupBy("node_id")
-        .agg(F.countDistinct("_member").alias("member_ids"))
+        .agg(F.countDistinct("_other.node_id").alias("member_ids"))
     )
     return records.join(member_ids, "node_id", "left").fillna(0, ["member_ids"])
 
