@@ -29,6 +29,7 @@ WARM_UP_SECONDS = 60.0
 """Tests that end within this long of the test session's start are not named: the JVM is still
 warming up (a test that takes 8 s later in the run took 33 s as the first on Spark)."""
 _unmarked_seconds: defaultdict[str, float] = defaultdict(float)
+_warm_up_tests: set[str] = set()
 _warming_until = [0.0]
 """Until when (``time.time()``) the test session's JVM is warming up; 0: not started yet."""
 
@@ -152,24 +153,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "demo" in item.fixturenames and SHARED_WORKER.get(module) != "demo":
             raise pytest.UsageError(f"{module} uses the demo warehouse: add it to SHARED_WORKER")
     if config.getoption("fast"):
-        left_out = [i for i in items if not LEFT_OUT_OF_FAST.isdisjoint(i.keywords)]
-        if left_out:
-            config.hook.pytest_deselected(items=left_out)
-            items[:] = [i for i in items if LEFT_OUT_OF_FAST.isdisjoint(i.keywords)]
+        kept = [i for i in items if LEFT_OUT_OF_FAST.isdisjoint(i.keywords)]
+        if len(kept) < len(items):
+            config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+            items[:] = kept
     order = {"demo": 0, "package": 1}
     items.sort(key=lambda item: order.get(SHARED_WORKER.get(Path(item.module.__file__).stem), 2))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "setup" and report.stop < _warming_until[0]:
+        _warm_up_tests.add(report.nodeid)  # ran while the JVM warmed up: not judged
     if LEFT_OUT_OF_FAST.isdisjoint(report.keywords):
         _unmarked_seconds[report.nodeid] += report.duration
-    if report.when == "setup" and report.stop < _warming_until[0]:
-        _unmarked_seconds[report.nodeid] = -float("inf")  # warm-up: this test is not judged
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
     """Names the tests ``make test-fast`` runs that took too long for it."""
-    over = {node: s for node, s in _unmarked_seconds.items() if s > MARK_SLOW_OVER_SECONDS}
+    over = {
+        node: s
+        for node, s in _unmarked_seconds.items()
+        if s > MARK_SLOW_OVER_SECONDS and node not in _warm_up_tests
+    }
     if over:
         terminalreporter.section("tests to mark slow (make test-fast runs them)")
         for node, seconds in sorted(over.items(), key=lambda item: -item[1]):

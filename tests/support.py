@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from oneid.conf import OneIdConfig, load_config
@@ -155,3 +157,33 @@ def last_write(spark, cfg: OneIdConfig, name: str) -> str:
 
     path = table_path(cfg, name)
     return operation_name(commit_info(spark, path, latest_version(spark, path)))
+
+
+@dataclass(frozen=True)
+class RealtimeNotes:
+    """What ``oneid demo``'s realtime replay reported (:func:`realtime_notes`)."""
+
+    replayed: int
+    read: int
+    processed: int
+    quarantined: int
+    triggers: dict[str, int]
+    """Triggers by status (``sent``, ``capped``, ``quiet``, ...)."""
+    pushes: int
+    pushes_on_oneids: int
+    clean: bool
+    """No bad signature, no repeated push, and no wave the replay stopped waiting for."""
+
+
+def realtime_notes(text: str) -> RealtimeNotes:
+    """The figures of the realtime replay's notes (``oneid.realtime.demo``) in ``text``."""
+    replayed = int(re.search(r"^realtime: replayed (\d+) app events", text, re.M)[1])
+    counts = r"^realtime: read (\d+) = processed (\d+) \(late \d+\) \+ quarantined (\d+)"
+    read, processed, quarantined = map(int, re.search(counts, text, re.M).groups())
+    line = text.split("triggers: ")[1].splitlines()[0]
+    triggers = {status: int(n) for status, n in re.findall(r"(\w+) (\d+)", line)}
+    pushes, on_oneids = map(
+        int, re.search(r"receiver: (\d+) pushes \((\d+) on OneIDs", text).groups()
+    )
+    clean = "0 bad, 0 repeats" in text and "stopped waiting" not in text
+    return RealtimeNotes(replayed, read, processed, quarantined, triggers, pushes, on_oneids, clean)

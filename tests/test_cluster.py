@@ -35,7 +35,14 @@ import yaml
 from oneid.stages import registered_stages, run_demo_stages
 from oneid_demo import generate_demo
 from tests.hdfs_support import copy_to_local
-from tests.support import REPO, as_json, delta_records, small_config, with_demo_data
+from tests.support import (
+    REPO,
+    as_json,
+    delta_records,
+    realtime_notes,
+    small_config,
+    with_demo_data,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -158,16 +165,11 @@ def test_the_look_up_and_the_stream_ran_against_the_cluster(runs):
     of the cluster's identity run."""
     text = runs["cluster"].summary
     assert re.search(r"^serve: POST \S+/v1/lookup .* -> OneID \d+ ", text, re.M), text[-3000:]
-    replayed = int(re.search(r"^realtime: replayed (\d+) app events", text, re.M)[1])
-    counts = r"^realtime: read (\d+) = processed (\d+) \(late \d+\) \+ quarantined (\d+)"
-    read, processed, quarantined = map(int, re.search(counts, text, re.M).groups())
-    assert read == replayed == processed + quarantined and processed > 0
-    sent = int(re.search(r"; triggers: .*\bsent (\d+)", text)[1])
-    pushes, on_oneids = map(
-        int, re.search(r"receiver: (\d+) pushes \((\d+) on OneIDs", text).groups()
-    )
-    assert sent > 0 and pushes == sent and on_oneids > 0
-    assert "0 bad, 0 repeats" in text and "stopped waiting" not in text
+    notes = realtime_notes(text)
+    assert notes.read == notes.replayed == notes.processed + notes.quarantined
+    assert notes.processed > 0 and notes.pushes_on_oneids > 0 and notes.clean
+    sent = notes.triggers.get("sent", 0)
+    assert sent > 0 and notes.pushes == sent
 
 
 def test_identity_is_not_empty(runs):

@@ -9,13 +9,12 @@ A small demo data folder of its own and no batch stages: the events stay on prov
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
 from oneid.realtime.demo import MEMBERS, demo_realtime, replay_events
 from oneid.tables import table_path
-from tests.support import delta_records, small_config
+from tests.support import delta_records, realtime_notes, small_config
 
 pytestmark = pytest.mark.slow
 
@@ -32,23 +31,17 @@ def test_the_demo_replay_fires_triggers_that_reach_the_receiver(spark, tmp_path)
         replayed = demo_realtime(spark, cfg)
     text = "\n".join(replayed.notes)
 
-    read, processed, quarantined = (
-        int(n)
-        for n in re.search(r"read (\d+) = processed (\d+) .*quarantined (\d+)", text).groups()
-    )
-    assert read == len(replay) == processed + quarantined
-    line = text.split("triggers: ")[1].splitlines()[0]
-    triggers = {status: int(n) for status, n in re.findall(r"(\w+) (\d+)", line)}
-    pushes = int(re.search(r"receiver: (\d+) pushes", text)[1])
-    assert triggers["sent"] > 0 and pushes == triggers["sent"]
-    assert "0 bad, 0 repeats" in text and "stopped waiting" not in text
+    notes = realtime_notes(text)
+    assert notes.read == len(replay) == notes.processed + notes.quarantined
+    assert notes.triggers["sent"] > 0 and notes.pushes == notes.triggers["sent"]
+    assert notes.clean
 
     rows = delta_records(table_path(cfg, "realtime.triggers"))
     assert replayed.pushed == {r["trigger_id"] for r in rows if r["status"] == "sent"}
-    assert len(replayed.pushed) == pushes
+    assert len(replayed.pushed) == notes.pushes
     batches = delta_records(table_path(cfg, "realtime.batches"))
-    assert sum(b["read"] for b in batches) == read
-    assert sum(b["processed"] + b["quarantined"] for b in batches) == read
+    assert sum(b["read"] for b in batches) == notes.read
+    assert sum(b["processed"] + b["quarantined"] for b in batches) == notes.read
     # nothing raw in the notes: no member id, device id or phone of the replay
     for event in replay:
         for value in event["ids"].values():
