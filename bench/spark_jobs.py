@@ -7,13 +7,15 @@ counts the jobs Delta starts for itself (a file listing for each scan of a query
 state after a commit)::
 
     .venv/bin/python bench/spark_jobs.py --people 300 [--top 40] [--set KEY=VALUE ...]
-        [--conf KEY=VALUE ...] [--java OPTIONS] [--rounds N]
+        [--conf KEY=VALUE ...] [--java OPTIONS] [--rounds N] [--cpu]
 
 ``--set`` takes Spark SQL settings to try (e.g. ``spark.sql.shuffle.partitions=1``), set on the
 session; ``--conf`` settings the session must start with (e.g. ``spark.hadoop.*``);
 ``--java`` options for the driver JVM after the usual ones (``-XX:TieredStopAtLevel=1``);
 ``--rounds`` runs the stages that many times in the same session, each into a new warehouse
-(later rounds show a warm JVM; the per-line figures are the last round's). Numbers vary by
+(later rounds show a warm JVM; the per-line figures are the last round's); ``--cpu`` samples
+the driver JVM's threads during each stage with async-profiler (its jar from Maven Central, in
+the jar cache) and prints where the JVM's CPU went (:mod:`cpu_profile`). Numbers vary by
 ~30% with the machine's state over a day: compare settings or commits side by side.
 A development tool: it wraps py4j's call method for the length of the run. The per-stage
 figures are exact; per line they are approximate where calls overlap (ingest takes its sources
@@ -37,6 +39,8 @@ import py4j.java_gateway
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "lib"), str(REPO), str(REPO / "demo")]
+
+import cpu_profile  # noqa: E402  (bench/, beside this file)
 
 
 class JobCounter:
@@ -115,6 +119,7 @@ def main() -> None:
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--java", default="", metavar="OPTIONS")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--cpu", action="store_true", help="the JVM's CPU per stage, by kind")
     args = parser.parse_args()
 
     from tests.support import small_config, with_demo_data
@@ -127,6 +132,10 @@ def main() -> None:
     try:
         generate_demo(root / "demo_data", people=args.people, seed=42)
         settings = dict(setting.split("=", 1) for setting in args.conf)
+        jar_cache = Path(small_config(root).env.jars.cache_dir).expanduser()
+        profiler_jar = cpu_profile.profiler_jar(jar_cache) if args.cpu else None
+        if profiler_jar is not None:
+            settings["spark.driver.extraClassPath"] = str(profiler_jar)
         os.environ.pop("ONEID_HMAC_KEY", None)  # the demo key (the local conf allows it)
         spark = None
         for round_ in range(1, args.rounds + 1):
@@ -144,19 +153,25 @@ def main() -> None:
                     key, value = setting.split("=", 1)
                     spark.conf.set(key, value)
                 scheduler = spark.sparkContext._jsc.sc().dagScheduler()
+                profiler = cpu_profile.Profiler(spark, profiler_jar) if profiler_jar else None
             print(f"round {round_}")
             with JobCounter(scheduler.nextJobId) as counter:
                 total = time.perf_counter()
                 for stage in registered_stages():
                     for stage_args in stage.demo_args(cfg):
                         first, started = scheduler.nextJobId(), time.perf_counter()
+                        if profiler is not None:
+                            profiler.start()
                         stage.run(spark, cfg, stage_args)
                         seconds, last = time.perf_counter() - started, scheduler.nextJobId()
+                        cpu = profiler.stop() if profiler is not None else None
                         print(
                             f"{demo_label(stage, stage_args)[:56]:56s} "
                             f"{seconds:6.1f} s {last - first:5d} jobs "
                             f"({delta_jobs(spark, range(first, last))})"
                         )
+                        if cpu is not None:
+                            print(f"{'':4s}JVM CPU {cpu.format()}")
                 print(f"{'stages':56s} {time.perf_counter() - total:6.1f} s\n")
         for site, seconds in counter.seconds.most_common(args.top):
             print(f"{seconds:7.1f} s {counter.jobs[site]:5d} jobs  {site}")

@@ -43,6 +43,8 @@ def test_settings_for_local_tests(spark, cfg):
     # 1 MB pages for sorts and aggregates, not 32-64 MB per task (what Spark's memory manager uses)
     assert spark.sparkContext._jsc.sc().env().memoryManager().pageSizeBytes() == 1 << 20
     assert "-XX:+UseParallelGC" in spark.sparkContext.getConf().get("spark.driver.extraJavaOptions")
+    assert _vm_option(spark, "MaxInlineLevel") == "9"  # LOCAL_JIT_OPTIONS, taken by the JVM
+    assert _vm_option(spark, "InlineSmallCode") == "1000"
     assert spark.conf.get(DATAFRAME_DEBUGGING) == "false"  # no call-site capture per API call
     assert is_debugging_enabled() is False
     checkpoint = spark.sparkContext.getCheckpointDir()
@@ -285,3 +287,12 @@ def test_every_logger_the_local_log_conf_names_is_a_class_of_the_session(spark):
         except Exception:  # py4j reports ClassNotFoundException
             missing.append(name)
     assert missing == []
+
+
+def _vm_option(spark, name: str) -> str:
+    """The running driver JVM's value of the HotSpot option ``name``."""
+    jvm = spark.sparkContext._jvm
+    bean = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(
+        jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean")
+    )
+    return bean.getVMOption(name).getValue()

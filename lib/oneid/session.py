@@ -48,6 +48,13 @@ GRAPHFRAMES_FLAG = "spark.oneid.graphframes.available"
 DATAFRAME_DEBUGGING = "spark.python.sql.dataFrameDebugging.enabled"
 CHECKPOINT_FLAG = "spark.oneid.checkpoint.dir"
 LOCAL_DIR = "spark.local.dir"
+LOCAL_JIT_OPTIONS = "-XX:MaxInlineLevel=9 -XX:InlineSmallCode=1000"
+"""The local driver JVM's optimising (C2) compiler inlines less deeply than Java 17's defaults
+(15 levels; 2,500 bytes of compiled code). A local session is short-lived and keeps meeting new
+Spark and Delta code: its C2 compiler thread took 70-74 s of CPU in the one-date stages on 300
+people in a new session (41 % of the JVM's CPU), 50-54 s with these limits, and the stages took
+0.92x as long (docs/performance.md, "Where the JVM's CPU goes"). ``java_options`` come after
+them and win."""
 UNMARKED_CHECKPOINTS = re.compile(r"[0-9a-f]{32}")
 """Checkpoint folders of versions before owner markers: ``<checkpoint_root>/<uuid hex>``."""
 
@@ -117,7 +124,8 @@ def build_session(
                     f"-Dderby.system.home={tempfile.gettempdir()} "
                     # the throughput collector: G1's concurrent threads compete with the tasks
                     # for a laptop's few cores (tiny identity runs took 0.86x as long on 2 cores)
-                    "-XX:+UseParallelGC" + (f" {java_options}" if java_options else "")
+                    f"-XX:+UseParallelGC {LOCAL_JIT_OPTIONS}"
+                    + (f" {java_options}" if java_options else "")
                 ),
                 # Delta's default of 50 partitions for log replay is a cluster setting.
                 "spark.databricks.delta.snapshotPartitions": str(spark_conf.shuffle_partitions),

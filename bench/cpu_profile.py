@@ -1,0 +1,110 @@
+"""Where a local session's JVM spends its CPU, by kind of thread, with async-profiler.
+
+async-profiler's Linux jar from Maven Central holds its native library and its Java API; the
+jar goes on the driver's class path, the library is loaded into the running JVM, and CPU time
+is sampled (``itimer``: every thread that runs, every 10 ms of CPU) between :meth:`start` and
+:meth:`stop`. The samples are summed by kind (:func:`kind`): the JIT compilers, the garbage
+collector, tasks, the driver's threads (Delta's file listing for a query's scans and Delta's
+commits apart) and the DAG scheduler. A development tool (``bench/spark_jobs.py --cpu``).
+"""
+
+from __future__ import annotations
+
+import urllib.request
+import zipfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+VERSION = "4.2"
+JAR_URL = (
+    "https://repo1.maven.org/maven2/tools/profiler/async-profiler/"
+    f"{VERSION}/async-profiler-{VERSION}-linux-x64.jar"
+)
+INTERVAL_MS = 10
+KINDS = (
+    "JIT C2",
+    "JIT C1",
+    "GC",
+    "tasks",
+    "driver: Delta files for scans",
+    "driver: Delta commits",
+    "driver: the rest",
+    "DAG scheduler",
+    "other",
+)
+
+
+def profiler_jar(cache: Path) -> Path:
+    """async-profiler's Linux x64 jar, downloaded once into ``cache`` (``jars.cache_dir``)."""
+    jar = cache / JAR_URL.rsplit("/", 1)[1]
+    if not jar.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = jar.with_suffix(".part")
+        with urllib.request.urlopen(JAR_URL, timeout=60) as response:
+            partial.write_bytes(response.read())
+        partial.rename(jar)
+    return jar
+
+
+def kind(stack: str) -> str:
+    """The :data:`KINDS` entry of one collapsed stack (its first frame names the thread)."""
+    thread = stack.split(";", 1)[0]
+    if thread.startswith("[C2 Compiler"):
+        return "JIT C2"
+    if thread.startswith("[C1 Compiler"):
+        return "JIT C1"
+    if thread.startswith(("[GC Thread", "[VM Thread", "[G1 ")):
+        return "GC"
+    if thread.startswith("[Executor task launch"):
+        return "tasks"
+    if thread.startswith("[dag-scheduler"):
+        return "DAG scheduler"
+    if thread.startswith(("[Thread-", "[main ")):  # py4j's threads run the driver's calls
+        if "DataSkippingReaderBase.filesForScan" in stack:
+            return "driver: Delta files for scans"
+        if "OptimisticTransactionImpl.commit" in stack:
+            return "driver: Delta commits"
+        return "driver: the rest"
+    return "other"
+
+
+@dataclass(frozen=True)
+class CpuSeconds:
+    """CPU seconds by :data:`KINDS`."""
+
+    by_kind: Counter[str]
+
+    @classmethod
+    def of(cls, collapsed: str) -> CpuSeconds:
+        seconds: Counter[str] = Counter()
+        for line in collapsed.splitlines():
+            stack, _, samples = line.rpartition(" ")
+            if stack:
+                seconds[kind(stack)] += int(samples) * INTERVAL_MS / 1000
+        return cls(seconds)
+
+    def format(self) -> str:
+        total = sum(self.by_kind.values())
+        shown = [f"{k} {self.by_kind[k]:.1f}" for k in KINDS if self.by_kind[k] >= 0.05]
+        return f"{total:.1f} s: " + ", ".join(shown)
+
+
+class Profiler:
+    """async-profiler loaded into a session's driver JVM (its jar on the driver's class path)."""
+
+    def __init__(self, spark, jar: Path) -> None:
+        library = jar.parent / f"libasyncProfiler-{VERSION}.so"
+        if not library.exists():
+            with zipfile.ZipFile(jar) as archive:
+                library.write_bytes(archive.read("linux-x64/libasyncProfiler.so"))
+        jvm = spark.sparkContext._jvm
+        self._profiler = jvm.one.profiler.AsyncProfiler.getInstance(str(library))
+        self._samples = jvm.one.profiler.Counter.SAMPLES
+
+    def start(self) -> None:
+        self._profiler.execute(f"start,event=itimer,interval={INTERVAL_MS}ms,threads")
+
+    def stop(self) -> CpuSeconds:
+        self._profiler.stop()
+        return CpuSeconds.of(self._profiler.dumpCollapsed(self._samples))
