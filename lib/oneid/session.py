@@ -51,8 +51,8 @@ LOCAL_DIR = "spark.local.dir"
 LOCAL_JIT_OPTIONS = "-XX:MaxInlineLevel=9 -XX:InlineSmallCode=1000"
 """The local driver JVM's optimising (C2) compiler inlines less deeply than Java 17's defaults
 (15 levels; 2,500 bytes of compiled code). A local session is short-lived and keeps meeting new
-Spark and Delta code: its C2 compiler thread took 70-74 s of CPU in the one-date stages on 300
-people in a new session (41 % of the JVM's CPU), 50-54 s with these limits, and the stages took
+Spark and Delta code: its C2 compiler thread took 71-74 s of CPU in the one-date stages on 300
+people in a new session (38% of the JVM's CPU), 50-54 s with these limits, and the stages took
 0.92x as long (docs/performance.md, "Where the JVM's CPU goes"). ``java_options`` come after
 them and win."""
 UNMARKED_CHECKPOINTS = re.compile(r"[0-9a-f]{32}")
