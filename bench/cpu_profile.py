@@ -10,17 +10,16 @@ commits apart) and the DAG scheduler. A development tool (``bench/spark_jobs.py 
 
 from __future__ import annotations
 
-import urllib.request
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from oneid.conf.models import JarsConf
+from oneid.jars import resolve_configured, write_atomically
+
 VERSION = "4.2"
-JAR_URL = (
-    "https://repo1.maven.org/maven2/tools/profiler/async-profiler/"
-    f"{VERSION}/async-profiler-{VERSION}-linux-x64.jar"
-)
+JAR = f"tools.profiler:async-profiler:{VERSION}:linux-x64"
 INTERVAL_MS = 10
 KINDS = (
     "JIT C2",
@@ -35,16 +34,10 @@ KINDS = (
 )
 
 
-def profiler_jar(cache: Path) -> Path:
-    """async-profiler's Linux x64 jar, downloaded once into ``cache`` (``jars.cache_dir``)."""
-    jar = cache / JAR_URL.rsplit("/", 1)[1]
-    if not jar.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        partial = jar.with_suffix(".part")
-        with urllib.request.urlopen(JAR_URL, timeout=60) as response:
-            partial.write_bytes(response.read())
-        partial.rename(jar)
-    return jar
+def profiler_jar(jars: JarsConf) -> Path:
+    """async-profiler's Linux x64 jar, resolved as the session's jars are (``jars.*``: the
+    repositories, folders and checksum-verified cache)."""
+    return resolve_configured([JAR], jars, "async-profiler")[0]
 
 
 def kind(stack: str) -> str:
@@ -97,7 +90,7 @@ class Profiler:
         library = jar.parent / f"libasyncProfiler-{VERSION}.so"
         if not library.exists():
             with zipfile.ZipFile(jar) as archive:
-                library.write_bytes(archive.read("linux-x64/libasyncProfiler.so"))
+                write_atomically(library, archive.read("linux-x64/libasyncProfiler.so"))
         jvm = spark.sparkContext._jvm
         self._profiler = jvm.one.profiler.AsyncProfiler.getInstance(str(library))
         self._samples = jvm.one.profiler.Counter.SAMPLES

@@ -132,8 +132,7 @@ def main() -> None:
     try:
         generate_demo(root / "demo_data", people=args.people, seed=42)
         settings = dict(setting.split("=", 1) for setting in args.conf)
-        jar_cache = Path(small_config(root).env.jars.cache_dir).expanduser()
-        profiler_jar = cpu_profile.profiler_jar(jar_cache) if args.cpu else None
+        profiler_jar = cpu_profile.profiler_jar(small_config(root).env.jars) if args.cpu else None
         if profiler_jar is not None:
             settings["spark.driver.extraClassPath"] = str(profiler_jar)
         os.environ.pop("ONEID_HMAC_KEY", None)  # the demo key (the local conf allows it)

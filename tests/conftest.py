@@ -153,9 +153,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "demo" in item.fixturenames and SHARED_WORKER.get(module) != "demo":
             raise pytest.UsageError(f"{module} uses the demo warehouse: add it to SHARED_WORKER")
     if config.getoption("fast"):
-        kept = [i for i in items if LEFT_OUT_OF_FAST.isdisjoint(i.keywords)]
-        if len(kept) < len(items):
-            config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        kept, left_out = [], []
+        for item in items:
+            (kept if LEFT_OUT_OF_FAST.isdisjoint(item.keywords) else left_out).append(item)
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
             items[:] = kept
     order = {"demo": 0, "package": 1}
     items.sort(key=lambda item: order.get(SHARED_WORKER.get(Path(item.module.__file__).stem), 2))

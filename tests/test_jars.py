@@ -56,6 +56,17 @@ def test_parse_coordinate():
     assert coord.url("https://m.example/maven2/") == "https://m.example/maven2/" + JAR_PATH
     with pytest.raises(ValueError, match="group:artifact:version"):
         parse_coordinate("org.example:tiny")
+    with pytest.raises(ValueError, match="group:artifact:version"):
+        parse_coordinate(COORD + ":")
+
+
+def test_a_classifier_names_one_of_the_versions_jars():
+    coord = parse_coordinate("tools.profiler:async-profiler:4.2:linux-x64")
+    assert coord.filename == "async-profiler-4.2-linux-x64.jar"
+    assert coord.url("https://m.example/maven2") == (
+        "https://m.example/maven2/tools/profiler/async-profiler/4.2/async-profiler-4.2-linux-x64.jar"
+    )
+    assert str(coord) == "tools.profiler:async-profiler:4.2:linux-x64"
 
 
 def test_downloads_verifies_and_caches(tmp_path, repository):

@@ -1,6 +1,6 @@
 """Resolve the pinned JVM jars (Delta Lake, GraphFrames, Kafka) to local files, with a cache.
 
-We fetch exact ``group:artifact:version`` coordinates over HTTP ourselves instead of
+We fetch exact ``group:artifact:version[:classifier]`` coordinates over HTTP ourselves instead of
 ``spark.jars.packages``: the set is pinned and verified, so no transitive resolution is needed;
 a failure becomes one clear error (coordinates + the conf key to change) instead of an Ivy
 stack trace inside the JVM launcher; and folders of jars work offline.
@@ -112,10 +112,13 @@ class Coordinate:
     group: str
     artifact: str
     version: str
+    classifier: str = ""
+    """Which of the version's jars (e.g. ``linux-x64``); none: the main one."""
 
     @property
     def filename(self) -> str:
-        return f"{self.artifact}-{self.version}.jar"
+        suffix = f"-{self.classifier}" if self.classifier else ""
+        return f"{self.artifact}-{self.version}{suffix}.jar"
 
     def url(self, repository: str) -> str:
         group_path = self.group.replace(".", "/")
@@ -123,14 +126,17 @@ class Coordinate:
         return f"{base}/{group_path}/{self.artifact}/{self.version}/{self.filename}"
 
     def __str__(self) -> str:
-        return f"{self.group}:{self.artifact}:{self.version}"
+        classifier = f":{self.classifier}" if self.classifier else ""
+        return f"{self.group}:{self.artifact}:{self.version}{classifier}"
 
 
 def parse_coordinate(text: str) -> Coordinate:
-    """Parse ``group:artifact:version``; raise ValueError otherwise."""
+    """Parse ``group:artifact:version[:classifier]``; raise ValueError otherwise."""
     parts = text.strip().split(":")
-    if len(parts) != 3 or not all(parts):
-        raise ValueError(f"expected a Maven coordinate group:artifact:version, got {text!r}")
+    if len(parts) not in (3, 4) or not all(parts):
+        raise ValueError(
+            f"expected a Maven coordinate group:artifact:version[:classifier], got {text!r}"
+        )
     return Coordinate(*parts)
 
 
