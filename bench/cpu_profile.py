@@ -4,8 +4,11 @@ async-profiler's Linux jar from Maven Central holds its native library and its J
 jar goes on the driver's class path, the library is loaded into the running JVM, and CPU time
 is sampled (``itimer``: every thread that runs, every 10 ms of CPU) between :meth:`start` and
 :meth:`stop`. The samples are summed by kind (:func:`kind`): the JIT compilers, the garbage
-collector, tasks, the driver's threads (Delta's file listing for a query's scans and Delta's
-commits apart) and the DAG scheduler. A development tool (``bench/spark_jobs.py --cpu``).
+collector, tasks, the DAG scheduler and the driver's threads. Four of the driver's costs are
+counted apart: Delta's file listing for a query's scans, Delta's commits, Spark's check that a
+job's function serialises (it serialises the function and all it holds, and reads its
+class's bytecode), and serialised copies of the Hadoop configuration (~1,000 entries, each
+one's source gzipped on its own). A development tool (``bench/spark_jobs.py --cpu``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ KINDS = (
     "tasks",
     "driver: Delta files for scans",
     "driver: Delta commits",
+    "driver: closure checks",
+    "driver: Hadoop conf copies",
     "driver: the rest",
     "DAG scheduler",
     "other",
@@ -58,6 +63,10 @@ def kind(stack: str) -> str:
             return "driver: Delta files for scans"
         if "OptimisticTransactionImpl.commit" in stack:
             return "driver: Delta commits"
+        if "ClosureCleaner" in stack:
+            return "driver: closure checks"
+        if "SerializableConfiguration" in stack or "conf/Configuration.write" in stack:
+            return "driver: Hadoop conf copies"
         return "driver: the rest"
     return "other"
 
