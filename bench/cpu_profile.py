@@ -8,7 +8,9 @@ collector, tasks, the DAG scheduler and the driver's threads. Four of the driver
 counted apart: Delta's file listing for a query's scans, Delta's commits, Spark's check that a
 job's function serialises (it serialises the function and all it holds, and reads its
 class's bytecode), and serialised copies of the Hadoop configuration (~1,000 entries, each
-one's source gzipped on its own). A development tool (``bench/spark_jobs.py --cpu``).
+one's source gzipped on its own). A sample counts once, under the first of these that its
+stack holds, in that order; the DAG scheduler's own copies of the configuration stay in its
+kind. A development tool (``bench/spark_jobs.py --cpu``).
 """
 
 from __future__ import annotations
