@@ -1,5 +1,5 @@
-"""``merge_keys``: the one way incremental runs write a scoped set of rows into a table; and a real
-Delta write conflict is retried."""
+"""``merge_keys``: the one way incremental runs write a scoped set of rows into a table; a real
+Delta write conflict is retried; a read lists its version's files once."""
 
 from __future__ import annotations
 
@@ -147,3 +147,54 @@ def test_the_log_gives_versions_and_commit_facts_as_delta_history_does(spark, tm
         assert info["operationMetrics"] == dict(row.operationMetrics)
     assert commit_info(spark, path, 1)["operationMetrics"]["numOutputRows"] == "1"
     assert commit_info(spark, path, 2) is None
+
+
+def _delta_listings(spark, action) -> int:
+    """How many of the Spark jobs ``action`` starts are Delta's listings of a table's files."""
+    context = spark.sparkContext._jsc.sc()
+    first = context.dagScheduler().nextJobId()
+    action()
+    store = context.statusStore()
+    descriptions = [
+        store.job(j).description() for j in range(first, context.dagScheduler().nextJobId())
+    ]
+    return sum(d.isDefined() and "Filtering files" in str(d.get()) for d in descriptions)
+
+
+def test_a_read_lists_its_version_once_and_keeps_it(spark, tmp_path):
+    """``read_table`` fixes the version when it is called and lists its files then: queries
+    over the DataFrame start no listing of their own, a later commit is not in it, deletion
+    vectors apply; a pinned version reads as pinned; a missing table raises as Delta's reader."""
+    from pyspark.errors import AnalysisException
+
+    from oneid.delta_reads import listed_once_is_on
+    from oneid.tables import PINS
+
+    cfg = _table(spark, tmp_path)
+    merge_keys(  # key 4 deleted through a deletion vector
+        spark.createDataFrame([], SCHEMA),
+        spark.createDataFrame([(4,)], "k long"),
+        cfg,
+        "identity.t",
+        ["k"],
+    )
+    frame = read_table(spark, cfg, "identity.t")
+    assert listed_once_is_on()
+    assert _delta_listings(spark, lambda: (frame.count(), frame.where("k > 1").collect())) == 0
+    append(spark.createDataFrame([(7, "seven", None)], SCHEMA), cfg, "identity.t")
+    assert sorted(r.k for r in frame.collect()) == [1, 2, 3, 5]
+    assert sorted(r.k for r in read_table(spark, cfg, "identity.t").collect()) == [1, 2, 3, 5, 7]
+
+    token = PINS.set({"identity.t": 0})
+    try:
+        assert sorted(r.k for r in read_table(spark, cfg, "identity.t").collect()) == [
+            1,
+            2,
+            3,
+            4,
+            5,
+        ]
+    finally:
+        PINS.reset(token)
+    with pytest.raises(AnalysisException):
+        read_table(spark, cfg, "identity.absent")

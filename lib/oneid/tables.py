@@ -34,6 +34,7 @@ from pyspark.sql.types import DataType, MapType
 from oneid.checkpoint import counted
 from oneid.conf import OneIdConfig
 from oneid.delta_log import commit_info, latest_version
+from oneid.delta_reads import read_delta
 from oneid.errors import DataContractError
 from oneid.session import warehouse_root
 
@@ -89,14 +90,12 @@ def table_exists(spark: SparkSession, cfg: OneIdConfig, name: str) -> bool:
 
 def read_table(spark: SparkSession, cfg: OneIdConfig, name: str) -> DataFrame:
     """The current version of a Delta table, or inside a run the version of the last committed
-    run of the stage that writes it (:data:`PINS`)."""
-    reader = spark.read.format("delta")
+    run of the stage that writes it (:data:`PINS`). The version is fixed when this is called,
+    its files listed once (:mod:`oneid.delta_reads`): a later commit is not in the DataFrame."""
     version = PINS.get().get(name)
     if version is not None and version < 0:
         raise DataContractError(f"{name}: no run that writes it has finished yet")
-    if version is not None:
-        reader = reader.option("versionAsOf", version)
-    return reader.load(table_path(cfg, name))
+    return read_delta(spark, table_path(cfg, name), version)
 
 
 def read_version(spark: SparkSession, cfg: OneIdConfig, name: str) -> int:
