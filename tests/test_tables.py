@@ -198,3 +198,9 @@ def test_a_read_lists_its_version_once_and_keeps_it(spark, tmp_path):
         PINS.reset(token)
     with pytest.raises(AnalysisException):
         read_table(spark, cfg, "identity.absent")
+    token = PINS.set({"identity.t": 9})  # no such version: Delta's error, as its reader gives it
+    try:
+        with pytest.raises(AnalysisException, match=r"DELTA_VERSION_NOT_FOUND|version"):
+            read_table(spark, cfg, "identity.t")
+    finally:
+        PINS.reset(token)

@@ -29,18 +29,19 @@ _fallback: list[str] = []
 
 def read_delta(spark: SparkSession, path: str, version: int | None = None) -> DataFrame:
     """Version ``version`` (None: the latest) of the Delta table at ``path``. A missing table or
-    version raises as Delta's reader does."""
+    version raises as Delta's reader does: Delta's reader makes the read that failed again and
+    raises its error as PySpark converts it."""
     if not _fallback:
         try:
             frame = _listed_once(spark, path, version)
         except Py4JJavaError:
-            raise  # Delta's own error (no such version, ...)
+            frame = None  # Delta's own error (no such version, ...): the reader raises it
         except (Py4JError, TypeError) as exc:  # no such method, or no such class
+            frame = None
             _fallback.append(str(exc).splitlines()[0])
             logger.warning("Delta tables are read with Delta's reader: %s", _fallback[0])
-        else:
-            if frame is not None:
-                return frame
+        if frame is not None:
+            return frame
     reader = spark.read.format("delta")
     if version is not None:
         reader = reader.option("versionAsOf", version)
