@@ -11,7 +11,8 @@ made, however often it is used; a later commit to the table is not in it.
 
 Delta's internal Scala API is reached through py4j. If a Delta release no longer has it, reads
 fall back to Delta's reader (logged once); ``tests/test_tables.py`` holds the fast path to the
-pinned Delta version.
+pinned Delta version. What needs only a table's schema asks :func:`delta_schema`, which lists
+no files.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import logging
 
 from py4j.protocol import Py4JError, Py4JJavaError
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
 
 logger = logging.getLogger(__name__)
 
@@ -31,17 +33,25 @@ def read_delta(spark: SparkSession, path: str, version: int | None = None) -> Da
     """Version ``version`` (None: the latest) of the Delta table at ``path``. A missing table or
     version raises as Delta's reader does: Delta's reader makes the read that failed again and
     raises its error as PySpark converts it."""
+    frame = None
     if not _fallback:
         try:
             frame = _listed_once(spark, path, version)
         except Py4JJavaError:
-            frame = None  # Delta's own error (no such version, ...): the reader raises it
+            pass  # Delta's own error (no such version, ...): the reader below raises it
         except (Py4JError, TypeError) as exc:  # no such method, or no such class
-            frame = None
             _fallback.append(str(exc).splitlines()[0])
             logger.warning("Delta tables are read with Delta's reader: %s", _fallback[0])
-        if frame is not None:
-            return frame
+    return frame if frame is not None else _delta_reader(spark, path, version)
+
+
+def delta_schema(spark: SparkSession, path: str, version: int | None = None) -> StructType:
+    """The schema of version ``version`` (None: the latest), from the log: no file listing."""
+    return _delta_reader(spark, path, version).schema
+
+
+def _delta_reader(spark: SparkSession, path: str, version: int | None) -> DataFrame:
+    """Delta's own reader, which lists the files again for each query over it."""
     reader = spark.read.format("delta")
     if version is not None:
         reader = reader.option("versionAsOf", version)
@@ -64,8 +74,3 @@ def _listed_once(spark: SparkSession, path: str, version: int | None) -> DataFra
         snapshot.allFiles().collectAsList()
     ).toList()
     return DataFrame(log.createDataFrame(snapshot, files, False, none), spark)
-
-
-def listed_once_is_on() -> bool:
-    """Whether reads take the file list once (False after a fallback to Delta's reader)."""
-    return not _fallback

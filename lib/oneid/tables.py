@@ -29,12 +29,12 @@ from delta.tables import DeltaTable
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import DataType, MapType
+from pyspark.sql.types import DataType, MapType, StructType
 
 from oneid.checkpoint import counted
 from oneid.conf import OneIdConfig
 from oneid.delta_log import commit_info, latest_version
-from oneid.delta_reads import read_delta
+from oneid.delta_reads import delta_schema, read_delta
 from oneid.errors import DataContractError
 from oneid.session import warehouse_root
 
@@ -92,10 +92,20 @@ def read_table(spark: SparkSession, cfg: OneIdConfig, name: str) -> DataFrame:
     """The current version of a Delta table, or inside a run the version of the last committed
     run of the stage that writes it (:data:`PINS`). The version is fixed when this is called,
     its files listed once (:mod:`oneid.delta_reads`): a later commit is not in the DataFrame."""
+    return read_delta(spark, table_path(cfg, name), _pinned_version(name))
+
+
+def table_schema(spark: SparkSession, cfg: OneIdConfig, name: str) -> StructType:
+    """The schema of the version :func:`read_table` reads, from the log (no file listing)."""
+    return delta_schema(spark, table_path(cfg, name), _pinned_version(name))
+
+
+def _pinned_version(name: str) -> int | None:
+    """The version a run reads ``name`` at (:data:`PINS`), None outside a run (the latest)."""
     version = PINS.get().get(name)
     if version is not None and version < 0:
         raise DataContractError(f"{name}: no run that writes it has finished yet")
-    return read_delta(spark, table_path(cfg, name), version)
+    return version
 
 
 def read_version(spark: SparkSession, cfg: OneIdConfig, name: str) -> int:
@@ -321,7 +331,7 @@ def change_feed(
     checks the range's :func:`commit_operations` first: a full overwrite names every row.)"""
     path = table_path(cfg, name)
     if until <= after:
-        empty = read_table(spark, cfg, name).limit(0)
+        empty = spark.createDataFrame([], table_schema(spark, cfg, name))
         kinds = dict(zip(FEED_COLUMNS, ("string", "long", "timestamp"), strict=True))
         return empty.withColumns({c: F.lit(None).cast(k) for c, k in kinds.items()})
     feed = (

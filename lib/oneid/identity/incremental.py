@@ -43,6 +43,7 @@ from oneid.tables import (
     read_table,
     read_version,
     table_exists,
+    table_schema,
     table_version,
 )
 
@@ -68,7 +69,7 @@ def state_is_current(
         reason = "identity settings changed since the last run"
     elif not all(table_exists(spark, cfg, f"identity.{name}") for name in STATE_TABLES):
         reason = "identity state tables missing"
-    elif "row_hash" not in read_table(spark, cfg, "identity.incidence").columns:
+    elif "row_hash" not in table_schema(spark, cfg, "identity.incidence").fieldNames():
         reason = "identity.incidence written by an older version"
     elif str(table_version(spark, cfg, "identity.incidence")) != last.get("incidence_version"):
         reason = "identity.incidence changed after the last published run"
