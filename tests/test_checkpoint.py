@@ -52,6 +52,15 @@ def test_counted_checkpoints_and_counts_in_one_job_with_a_bounded_estimate(spark
         assert estimated_size(grown) <= LARGEST_ESTIMATE and size == 50
 
 
+def test_checkpoints_keep_their_rows_serialised(spark):
+    """Bytes in memory (then on disk), not an object per row for the collector to trace."""
+    frame = spark.range(100).select((F.col("id") % 7).alias("a"))
+    for done in (materialize(frame), counted(frame)[0]):
+        level = done._jdf.queryExecution().analyzed().rdd().getStorageLevel()
+        assert level.useMemory() and level.useDisk() and not level.deserialized()
+        assert sorted({r.a for r in done.collect()}) == list(range(7))
+
+
 def test_the_library_checkpoints_only_through_materialize():
     library = Path(oneid.__file__).parent
     callers = [

@@ -6,27 +6,36 @@ checkpoints over joins (components rounds, weak merges, closures) therefore mult
 estimate's digits every round: on a 160-node graph the weak merges ran out of a 2 GB heap in
 round 13 multiplying those numbers (SPARK-52163, still open in Spark 4.1). A checkpoint whose
 estimate has left the range of a long is given Spark's default estimate instead.
+
+Checkpoints keep their rows serialised (:data:`STORAGE`): a full identity run at 5M source
+rows holds tens of millions of checkpointed rows, and as row objects on the heap they cost the
+throughput collector 25-54 s a run; serialised, ~9 s (docs/performance.md).
 """
 
 from __future__ import annotations
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql.classic.dataframe import DataFrame as ClassicDataFrame
 
 LARGEST_ESTIMATE = 2**63 - 1
 """Spark's own default estimate (``spark.sql.defaultSizeInBytes``): a long's largest value."""
+STORAGE = StorageLevel(True, True, False, False, 1)
+"""Memory, then disk, serialised: a few byte arrays per block for the collector to trace, not
+an object per row (Scala's ``MEMORY_AND_DISK_SER``; pyspark's own name for it is
+``MEMORY_AND_DISK``)."""
 
 
 def materialize(frame: DataFrame) -> DataFrame:
     """``frame`` computed now into executor storage (``localCheckpoint(eager=True)``)."""
-    return _bounded(frame.localCheckpoint(eager=True))
+    return _bounded(frame.localCheckpoint(eager=True, storageLevel=STORAGE))
 
 
 def counted(frame: DataFrame) -> tuple[DataFrame, int]:
     """``frame`` materialised as :func:`materialize` does, and its row count, in one Spark job:
     the count computes the rows of the lazy checkpoint, which keeps them (an eager checkpoint
     counts them too, but drops the number, so a count after it is a second job)."""
-    done = frame.localCheckpoint(eager=False)
+    done = frame.localCheckpoint(eager=False, storageLevel=STORAGE)
     size = done.count()
     return _bounded(done), size
 

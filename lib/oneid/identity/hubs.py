@@ -42,8 +42,19 @@ def find_hubs(
     change only when one of its records changes.
     ``event_sources``: the sources whose records count once per set of identifiers.
     """
-    stats = node_counts(groups, scope, event_sources)
+    return hubs_among(spark, node_counts(groups, scope, event_sources), nodes, conf, key, scope)
 
+
+def hubs_among(
+    spark: SparkSession,
+    stats: DataFrame,
+    nodes: DataFrame,
+    conf: IdentityConf,
+    key: HashKey,
+    scope: DataFrame | None = None,
+) -> DataFrame:
+    """The hubs (as :func:`find_hubs`) among the nodes of ``stats`` (:func:`node_counts`) and
+    the blocklisted nodes of ``nodes`` (of ``scope``)."""
     limits = conf.hubs.max_records
     record_limit = F.lit(limits.get("default", 200))
     for id_type in conf.hubs.account_types:  # only their own entry (below) cuts an account key

@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from oneid.checkpoint import counted, materialize
 from oneid.conf import OneIdConfig
 from oneid.identity.graph import edges, new_nodes, record_groups, record_nodes
-from oneid.identity.hubs import find_hubs
+from oneid.identity.hubs import hubs_among, node_counts
 from oneid.identity.keys import DICTIONARY_BROADCAST_ROWS, Keys, hinted
 from oneid.identity.outputs import profiles, record_oneids
 from oneid.identity.publish import Write
@@ -143,11 +143,13 @@ def whole_graph_plan(
     key = load_key(cfg.env.secrets)
     events = cfg.pipeline.sources_of("events")
     groups, records = counted(record_groups(rows))
-    hubs = materialize(find_hubs(spark, groups, nodes, conf, key, event_sources=events))
+    counts = materialize(node_counts(groups, event_sources=events))  # one row per node held
+    hubs = materialize(hubs_among(spark, counts, nodes, conf, key))
     hub_ids = Keys.of(hubs.select("node_id"))
     graph_edges = materialize(edges(groups, hub_ids.hint()))
     clock("hubs and edges")
-    vertices = Keys.of(rows.select("node_id").join(hub_ids.hint(), "node_id", "left_anti"))
+    held = counts.select("node_id").join(hub_ids.hint(), "node_id", "left_anti")
+    vertices = Keys(*counted(held))
     clock("vertices")
     return Plan(
         rows=rows,
