@@ -54,7 +54,7 @@ def hubs_among(
     scope: DataFrame | None = None,
 ) -> DataFrame:
     """The hubs (as :func:`find_hubs`) among the nodes of ``stats`` (:func:`node_counts`) and
-    the blocklisted nodes of ``nodes`` (of ``scope``)."""
+    the blocklisted nodes of ``nodes``, only those in ``scope`` when it is given."""
     limits = conf.hubs.max_records
     record_limit = F.lit(limits.get("default", 200))
     for id_type in conf.hubs.account_types:  # only their own entry (below) cuts an account key
