@@ -13,7 +13,7 @@ from oneid.errors import DataContractError, GateFailedError
 from oneid.identity.graph import record_groups
 from oneid.identity.hubs import find_hubs
 from oneid.identity.job import demo_run_id, resolve_identities
-from oneid.identity.outputs import profiles
+from oneid.identity.outputs import profiles, record_oneids
 from oneid.identity.publish import STATE_TABLES
 from oneid.identity.stats import size_figures
 from oneid.standardize.hashing import DEMO_KEY, HashKey, keyed_hash
@@ -456,6 +456,7 @@ def test_profile_best_phone_counts_and_dates(spark):
             ("crm", "r1", 3, "device:idfa", t[2]),
             ("app", "r4", 4, "phone", t[0]),  # OneID 8: two phones seen once each; the newer wins
             ("app", "r5", 5, "phone", t[2]),
+            ("crm", "r1", 6, "phone", t[0]),  # a hub: no OneID, in no profile
         ],
         "source string, record_key string, node_id long, id_type string, event_time timestamp",
     )
@@ -463,7 +464,8 @@ def test_profile_best_phone_counts_and_dates(spark):
         [(1, 7), (2, 7), (3, 7), (4, 8), (5, 8)], "node_id long, oneid long"
     )
     nodes = spark.createDataFrame(
-        [(1, "p1"), (2, "p2"), (3, "d3"), (4, "p4"), (5, "p5")], "node_id long, masked string"
+        [(1, "p1"), (2, "p2"), (3, "d3"), (4, "p4"), (5, "p5"), (6, "p6")],
+        "node_id long, masked string",
     )
     records = spark.createDataFrame(
         [
@@ -480,6 +482,30 @@ def test_profile_best_phone_counts_and_dates(spark):
     assert rows[7].identifier_counts == {"device": 1, "phone": 2}
     assert (rows[7].first_seen, rows[7].last_seen, rows[8].last_seen) == (t[0], t[3], t[2])
     assert (rows[7].sources, rows[7].records) == (["crm", "orders"], 3)
+
+
+def test_a_records_oneid_is_its_highest_priority_identifiers_then_the_smallest_node(spark):
+    """Priority first (a type not in it last), then the smallest node id among equals; a node
+    without a OneID (a hub) is passed over; node ids far beyond 32 bits keep their order."""
+    big = 2**40
+    incidence = spark.createDataFrame(
+        [
+            ("crm", "r1", big + 2, "phone"),  # r1: two phones, the smaller id wins
+            ("crm", "r1", big + 1, "phone"),
+            ("crm", "r1", 3, "device:idfa"),
+            ("crm", "r2", 4, "member_id"),  # r2: the member id is a hub, the phone decides
+            ("crm", "r2", big + 2, "phone"),
+            ("crm", "r3", 3, "device:idfa"),  # r3: only types outside the priority
+            ("crm", "r3", 5, "wx_openid:app"),
+            ("crm", "r4", 4, "member_id"),  # r4: nothing with a OneID
+        ],
+        "source string, record_key string, node_id long, id_type string",
+    )
+    mapping = spark.createDataFrame(
+        [(big + 1, 10), (big + 2, 20), (3, 30), (5, 50)], "node_id long, oneid long"
+    )
+    rows = record_oneids(incidence, mapping, ("member_id", "phone", "wx_openid"))
+    assert {r.record_key: r.oneid for r in rows.collect()} == {"r1": 10, "r2": 20, "r3": 50}
 
 
 def test_a_heavy_buyers_member_id_is_no_hub_and_a_cut_account_key_is_a_warning(spark, tmp_path):

@@ -11,16 +11,20 @@ BEST = ("phone", "email")
 """Types whose best identifier (most records, then most recent) a profile shows, masked."""
 
 
+NODE_BITS = 48
+"""Node ids stay below 2**48 (dense from 1): a record's choice packs (rank, node_id) in a long."""
+
+
 def record_oneids(incidence: DataFrame, mapping: DataFrame, priority: tuple[str, ...]) -> DataFrame:
-    """A record's OneID is that of its highest-priority identifier that has one."""
+    """A record's OneID is that of its highest-priority identifier that has one (the smallest
+    node id among equals)."""
     rank = F.lit(len(priority))
     for index, name in reversed(list(enumerate(priority))):
         rank = F.when(base_type() == name, F.lit(index)).otherwise(rank)
-    ranked = incidence.join(mapping.select("node_id", "oneid"), "node_id").withColumn("_rank", rank)
-    best = ranked.groupBy("source", "record_key").agg(
-        F.min(F.struct("_rank", "node_id", "oneid")).alias("b")
-    )
-    return best.select("source", "record_key", F.col("b.oneid").alias("oneid"))
+    # one long orders (rank, node_id): a hash aggregation, where a struct would need a sort
+    order = F.shiftleft(rank.cast("long"), NODE_BITS) + F.col("node_id")
+    ranked = incidence.join(mapping.select("node_id", "oneid"), "node_id")
+    return ranked.groupBy("source", "record_key").agg(F.min_by("oneid", order).alias("oneid"))
 
 
 def profiles(
@@ -31,13 +35,16 @@ def profiles(
     The best phone / email is the one in most records, then the most recently seen.
     ``incidence`` and ``records`` must hold every record of the OneIDs of ``mapping``.
     """
-    holders = incidence.join(mapping.select("node_id", "oneid"), "node_id").join(
-        nodes.select("node_id", "masked"), "node_id"
-    )
-    per_node = holders.groupBy("oneid", "node_id", "id_type", "masked").agg(
-        F.max("event_time").alias("last_seen"),
-        F.min("event_time").alias("first_seen"),
-        F.count(F.lit(1)).alias("records"),
+    # per node first (folded before the shuffle), then one row per node meets its OneID
+    per_node = (
+        incidence.groupBy("node_id", "id_type")
+        .agg(
+            F.max("event_time").alias("last_seen"),
+            F.min("event_time").alias("first_seen"),
+            F.count(F.lit(1)).alias("records"),
+        )
+        .join(mapping.select("node_id", "oneid"), "node_id")
+        .join(nodes.select("node_id", "masked"), "node_id")
     )
 
     # one pass: per (OneID, type) the count and the best identifier, then one row per OneID

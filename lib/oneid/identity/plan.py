@@ -95,9 +95,11 @@ class Plan:
         )
 
     def outputs(self, recomputed: DataFrame) -> Published:
-        """record_oneid and profiles of every record and OneID."""
-        owners, with_oneid = counted(record_oneids(self.rows, recomputed, self.priority))
-        rows = materialize(profiles(self.rows, recomputed, self.nodes, owners))
+        """record_oneid and profiles of every record and OneID (the mapping sent to every task
+        while it is small enough, not shuffled against all incidence rows)."""
+        lookup = hinted(recomputed, self.vertices.size, DICTIONARY_BROADCAST_ROWS)
+        owners, with_oneid = counted(record_oneids(self.rows, lookup, self.priority))
+        rows = materialize(profiles(self.rows, lookup, self.nodes, owners))
         moved = 0 if self.previous is None else changed_identifiers(self.previous, recomputed)
         return Published(owners, rows, rows, self.changed_records, with_oneid, moved)
 
