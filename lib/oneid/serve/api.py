@@ -112,7 +112,7 @@ def create_app(answers: Answers, keys: KeyRing) -> FastAPI:
     async def profile(
         oneid: OneIdPath,
         who: Who,
-        tags: Annotated[list[str] | None, Query(max_length=200)] = None,
+        tags: Annotated[list[str], Query(max_length=200, default_factory=list)],
         page_size: PageSize = conf.page_size,
     ) -> dict:
         """A OneID's masked profile, tags (``tags=`` selects by name) and audiences; a OneID
