@@ -478,6 +478,7 @@ def test_profile_best_phone_counts_and_dates(spark):
         "source string, record_key string, oneid long",
     )
     rows = {r.oneid: r for r in profiles(incidence, mapping, nodes, records).collect()}
+    assert set(rows) == {7, 8}  # the hub's row joins no profile and makes none
     assert (rows[7].best_phone, rows[7].best_email, rows[8].best_phone) == ("p1", None, "p5")
     assert rows[7].identifier_counts == {"device": 1, "phone": 2}
     assert (rows[7].first_seen, rows[7].last_seen, rows[8].last_seen) == (t[0], t[3], t[2])
@@ -486,7 +487,7 @@ def test_profile_best_phone_counts_and_dates(spark):
 
 def test_a_records_oneid_is_its_highest_priority_identifiers_then_the_smallest_node(spark):
     """Priority first (a type not in it last), then the smallest node id among equals; a node
-    without a OneID (a hub) is passed over; node ids far beyond 32 bits keep their order."""
+    without a OneID (a hub) is passed over; node ids up to 2**48 - 1 keep their order."""
     big = 2**40
     incidence = spark.createDataFrame(
         [
@@ -498,14 +499,18 @@ def test_a_records_oneid_is_its_highest_priority_identifiers_then_the_smallest_n
             ("crm", "r3", 3, "device:idfa"),  # r3: only types outside the priority
             ("crm", "r3", 5, "wx_openid:app"),
             ("crm", "r4", 4, "member_id"),  # r4: nothing with a OneID
+            ("crm", "r5", 2**48 - 1, "member_id"),  # r5: the largest id, first in priority
+            ("crm", "r5", 6, "phone"),
         ],
         "source string, record_key string, node_id long, id_type string",
     )
     mapping = spark.createDataFrame(
-        [(big + 1, 10), (big + 2, 20), (3, 30), (5, 50)], "node_id long, oneid long"
+        [(big + 1, 10), (big + 2, 20), (3, 30), (5, 50), (2**48 - 1, 60), (6, 70)],
+        "node_id long, oneid long",
     )
     rows = record_oneids(incidence, mapping, ("member_id", "phone", "wx_openid"))
-    assert {r.record_key: r.oneid for r in rows.collect()} == {"r1": 10, "r2": 20, "r3": 50}
+    picked = {r.record_key: r.oneid for r in rows.collect()}
+    assert picked == {"r1": 10, "r2": 20, "r3": 50, "r5": 60}
 
 
 def test_a_heavy_buyers_member_id_is_no_hub_and_a_cut_account_key_is_a_warning(spark, tmp_path):

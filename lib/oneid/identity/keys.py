@@ -15,7 +15,9 @@ BROADCAST_ROWS = 1_000_000
 DICTIONARY_BROADCAST_ROWS = 2_000_000
 """Largest node dictionary sent to every task when every silver row looks up its node (rows of
 ~120 bytes: up to ~250 MB built on the driver). At 1.5M nodes and 8.7M silver rows the lookup
-took 12 s broadcast against 46 s with both sides shuffled (docs/performance.md)."""
+took 12 s broadcast against 46 s with both sides shuffled (docs/performance.md). A full run's
+resolved mapping (node_id, oneid: two longs a row) is sent to its output joins under the same
+bound."""
 
 
 @dataclass(frozen=True)
