@@ -13,7 +13,7 @@ from oneid.errors import DataContractError, GateFailedError
 from oneid.identity.graph import record_groups
 from oneid.identity.hubs import find_hubs
 from oneid.identity.job import demo_run_id, resolve_identities
-from oneid.identity.outputs import profiles, record_oneids
+from oneid.identity.outputs import NODE_BITS, profiles, record_oneids
 from oneid.identity.publish import STATE_TABLES
 from oneid.identity.stats import size_figures
 from oneid.standardize.hashing import DEMO_KEY, HashKey, keyed_hash
@@ -464,8 +464,15 @@ def test_profile_best_phone_counts_and_dates(spark):
         [(1, 7), (2, 7), (3, 7), (4, 8), (5, 8)], "node_id long, oneid long"
     )
     nodes = spark.createDataFrame(
-        [(1, "p1"), (2, "p2"), (3, "d3"), (4, "p4"), (5, "p5"), (6, "p6")],
-        "node_id long, masked string",
+        [
+            (1, "phone", "p1"),
+            (2, "phone", "p2"),
+            (3, "device:idfa", "d3"),
+            (4, "phone", "p4"),
+            (5, "phone", "p5"),
+            (6, "phone", "p6"),
+        ],
+        "node_id long, id_type string, masked string",
     )
     records = spark.createDataFrame(
         [
@@ -511,6 +518,22 @@ def test_a_records_oneid_is_its_highest_priority_identifiers_then_the_smallest_n
     rows = record_oneids(incidence, mapping, ("member_id", "phone", "wx_openid"))
     picked = {r.record_key: r.oneid for r in rows.collect()}
     assert picked == {"r1": 10, "r2": 20, "r3": 50, "r5": 60}
+
+
+def test_node_ids_past_the_bound_of_a_records_pick_stop_the_run(spark, tmp_path):
+    """Node ids must stay below 2**NODE_BITS for a record's pick: the run stops before a
+    dictionary numbered past it is written."""
+    cfg = _cfg(tmp_path)
+    _silver(spark, cfg, PERSON_A)
+    resolve_identities(spark, cfg, "r1")
+    nodes = read_table(spark, cfg, "identity.nodes")
+    largest = nodes.agg(F.max("node_id")).first()[0]
+    shift = (1 << NODE_BITS) - 3 - largest  # the largest id becomes 2**48 - 3
+    overwrite(nodes.withColumn("node_id", F.col("node_id") + shift), cfg, "identity.nodes")
+    _silver(spark, cfg, {**PERSON_A, **PERSON_B})  # three new identifiers: past the bound
+    with pytest.raises(ValueError, match="past 2\\*\\*48"):
+        resolve_identities(spark, cfg, "r2")
+    assert read_table(spark, cfg, "identity.nodes").count() == 3  # nothing appended
 
 
 def test_a_heavy_buyers_member_id_is_no_hub_and_a_cut_account_key_is_a_warning(spark, tmp_path):

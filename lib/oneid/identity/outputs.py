@@ -33,18 +33,19 @@ def profiles(
     """One golden row per OneID: counts per type, best masked phone/email, seen, sources.
 
     The best phone / email is the one in most records, then the most recently seen.
-    ``incidence`` and ``records`` must hold every record of the OneIDs of ``mapping``.
+    ``incidence`` and ``records`` must hold every record of the OneIDs of ``mapping``; a
+    node's type comes from ``nodes`` (the dictionary), not from ``incidence``.
     """
     # per node first (folded before the shuffle), then one row per node meets its OneID
     per_node = (
-        incidence.groupBy("node_id", "id_type")
+        incidence.groupBy("node_id")
         .agg(
             F.max("event_time").alias("last_seen"),
             F.min("event_time").alias("first_seen"),
             F.count(F.lit(1)).alias("records"),
         )
         .join(mapping.select("node_id", "oneid"), "node_id")
-        .join(nodes.select("node_id", "masked"), "node_id")
+        .join(nodes.select("node_id", "id_type", "masked"), "node_id")
     )
 
     # one pass: per (OneID, type) the count and the best identifier, then one row per OneID

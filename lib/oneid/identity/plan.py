@@ -22,7 +22,7 @@ from oneid.conf import OneIdConfig
 from oneid.identity.graph import edges, new_nodes, record_groups, record_nodes
 from oneid.identity.hubs import hubs_among, node_counts
 from oneid.identity.keys import DICTIONARY_BROADCAST_ROWS, Keys, hinted
-from oneid.identity.outputs import profiles, record_oneids
+from oneid.identity.outputs import NODE_BITS, profiles, record_oneids
 from oneid.identity.publish import Write
 from oneid.identity.stats import changed_identifiers
 from oneid.standardize.hashing import load_key
@@ -185,6 +185,11 @@ def extend_nodes(
     old = read_table_or_none(spark, cfg, "identity.nodes")
     added, start = new_nodes(silver, old, run_id, rows)
     added, size = counted(added)
+    if start + size >= 1 << NODE_BITS:
+        raise ValueError(
+            f"identity.nodes would number past 2**{NODE_BITS} - 1 (largest id {start + size}): "
+            "a record's OneID is chosen on node ids below that bound"
+        )
     if size:
         append(added, cfg, "identity.nodes")
     return read_table(spark, cfg, "identity.nodes"), start + size
