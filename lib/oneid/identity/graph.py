@@ -40,9 +40,13 @@ def new_nodes(
     ``rows``: the rows of ``identifiers`` when known (when they are few, as the changed records'
     are, they are looked up in the dictionary, not the dictionary shuffled against them).
     """
-    seen = identifiers.groupBy(*NODE_KEY).agg(
-        F.first("masked", ignorenulls=True).alias("masked"),
-        F.min("event_time").alias("first_seen"),
+    # masked is a function of the identifier: grouping by it as well keeps the buffer of the
+    # aggregation over every row fixed-width (a hash aggregation; a string in the buffer makes
+    # it a sort of every row), and the second grouping, over one row per identifier and form,
+    # keeps one form should two ever meet
+    forms = identifiers.groupBy(*NODE_KEY, "masked").agg(F.min("event_time").alias("first_seen"))
+    seen = forms.groupBy(*NODE_KEY).agg(
+        F.max("masked").alias("masked"), F.min("first_seen").alias("first_seen")
     )
     start = 0
     if nodes is not None:
