@@ -177,6 +177,39 @@ def test_no_raw_pii_in_silver_tables_or_their_delta_stats(spark, standardized):
             assert raw not in log_text, (table, raw)
 
 
+def test_one_value_in_two_fields_of_a_record_is_one_row_strong_if_either_field_is(
+    spark, tmp_path, monkeypatch
+):
+    """A record's identifier is one silver row, however many fields and raw forms hold it; it
+    is strong when any field holding it is strong, and keeps the record's batch and time."""
+    monkeypatch.setenv("ONEID_HMAC_KEY", KEY)
+    folder = tmp_path / "leads"
+    folder.mkdir()
+    (folder / "a.csv").write_text(
+        "lead,phone,backup_phone\n"
+        "L1,+86 138-1234-5678,13812345678\n"  # the same phone, strong and weak
+        "L2,,13812345678\n",  # only in the weak field
+        encoding="utf-8",
+    )
+    source = {
+        "format": "csv",
+        "path": str(folder),
+        "record_key": ["lead"],
+        "columns": {name: {"field": name} for name in ("lead", "phone", "backup_phone")},
+        "identifiers": [
+            {"field": "phone", "type": "phone", "strength": "strong"},
+            {"field": "backup_phone", "type": "phone", "strength": "weak"},
+        ],
+    }
+    cfg = config_for(tmp_path, {"sources": {"leads": source}})
+    ingest(spark, cfg, "b1")
+    standardize(spark, cfg)
+    rows = read_table(spark, cfg, "silver.identifiers").collect()
+    got = sorted((r.record_key, r.value_hash, r.masked, r.strength, r.batch_id) for r in rows)
+    phone = (_expected_hash(PHONE), "138****5678")
+    assert got == [("L1", *phone, "strong", "b1"), ("L2", *phone, "weak", "b1")]
+
+
 def test_hmac_key_is_not_in_the_plan_or_conf(spark, cfg, monkeypatch):
     monkeypatch.setenv("ONEID_HMAC_KEY", KEY)
     udf = normalize_and_hash(load_key(cfg.env.secrets), junk_values(cfg))
