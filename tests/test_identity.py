@@ -521,19 +521,33 @@ def test_a_records_oneid_is_its_highest_priority_identifiers_then_the_smallest_n
 
 
 def test_node_ids_past_the_bound_of_a_records_pick_stop_the_run(spark, tmp_path):
-    """Node ids must stay below 2**NODE_BITS for a record's pick: the run stops before a
-    dictionary numbered past it is written."""
+    """Node ids must stay below 2**NODE_BITS for a record's pick: the dictionary is not
+    extended past it (and is extended up to it)."""
+    from oneid.identity.plan import extend_nodes
+
     cfg = _cfg(tmp_path)
-    _silver(spark, cfg, PERSON_A)
-    resolve_identities(spark, cfg, "r1")
-    nodes = read_table(spark, cfg, "identity.nodes")
-    largest = nodes.agg(F.max("node_id")).first()[0]
-    shift = (1 << NODE_BITS) - 3 - largest  # the largest id becomes 2**48 - 3
-    overwrite(nodes.withColumn("node_id", F.col("node_id") + shift), cfg, "identity.nodes")
-    _silver(spark, cfg, {**PERSON_A, **PERSON_B})  # three new identifiers: past the bound
+    largest = (1 << NODE_BITS) - 3
+    overwrite(
+        spark.createDataFrame(
+            [(largest, "phone", "h0", "p0", T0, "r1")],
+            "node_id long, id_type string, value_hash string, masked string, "
+            "first_seen timestamp, first_run string",
+        ),
+        cfg,
+        "identity.nodes",
+    )
+
+    def silver(count: int):
+        rows = [("phone", f"h{i}", f"p{i}", T0) for i in range(1, count + 1)]
+        return spark.createDataFrame(
+            rows, "id_type string, value_hash string, masked string, event_time timestamp"
+        )
+
     with pytest.raises(ValueError, match="past 2\\*\\*48"):
-        resolve_identities(spark, cfg, "r2")
-    assert read_table(spark, cfg, "identity.nodes").count() == 3  # nothing appended
+        extend_nodes(spark, cfg, silver(3), "r2")  # ids up to 2**48: one too many
+    assert read_table(spark, cfg, "identity.nodes").count() == 1  # nothing appended
+    _, bound = extend_nodes(spark, cfg, silver(2), "r3")  # up to 2**48 - 1
+    assert bound == (1 << NODE_BITS) - 1
 
 
 def test_a_heavy_buyers_member_id_is_no_hub_and_a_cut_account_key_is_a_warning(spark, tmp_path):
