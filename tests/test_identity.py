@@ -9,11 +9,11 @@ import zlib
 import pytest
 from pyspark.sql import functions as F
 
-from oneid.errors import DataContractError, GateFailedError
-from oneid.identity.graph import record_groups
+from oneid.errors import DataContractError, GateFailedError, LimitExceededError
+from oneid.identity.graph import NODE_BITS, record_groups
 from oneid.identity.hubs import find_hubs
 from oneid.identity.job import demo_run_id, resolve_identities
-from oneid.identity.outputs import NODE_BITS, profiles, record_oneids
+from oneid.identity.outputs import profiles, record_oneids
 from oneid.identity.publish import STATE_TABLES
 from oneid.identity.stats import size_figures
 from oneid.standardize.hashing import DEMO_KEY, HashKey, keyed_hash
@@ -543,11 +543,15 @@ def test_node_ids_past_the_bound_of_a_records_pick_stop_the_run(spark, tmp_path)
             rows, "id_type string, value_hash string, masked string, event_time timestamp"
         )
 
-    with pytest.raises(ValueError, match="past 2\\*\\*48"):
+    def node_ids() -> set[int]:
+        return {r.node_id for r in read_table(spark, cfg, "identity.nodes").collect()}
+
+    with pytest.raises(LimitExceededError, match="past 2\\*\\*48"):
         extend_nodes(spark, cfg, silver(3), "r2")  # ids up to 2**48: one too many
-    assert read_table(spark, cfg, "identity.nodes").count() == 1  # nothing appended
+    assert node_ids() == {largest}  # nothing appended
     _, bound = extend_nodes(spark, cfg, silver(2), "r3")  # up to 2**48 - 1
     assert bound == (1 << NODE_BITS) - 1
+    assert node_ids() == {largest, largest + 1, largest + 2}
 
 
 def test_a_heavy_buyers_member_id_is_no_hub_and_a_cut_account_key_is_a_warning(spark, tmp_path):

@@ -181,7 +181,7 @@ def test_one_value_in_two_fields_of_a_record_is_one_row_strong_if_either_field_i
     spark, tmp_path, monkeypatch
 ):
     """A record's identifier is one silver row, however many fields and raw forms hold it; it
-    is strong when any field holding it is strong, and keeps the record's batch and time."""
+    is strong when any field holding it is strong, and keeps the record's batch."""
     monkeypatch.setenv("ONEID_HMAC_KEY", KEY)
     folder = tmp_path / "leads"
     folder.mkdir()

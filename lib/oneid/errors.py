@@ -29,6 +29,10 @@ class DataContractError(OneIdError):
     """Input data breaks the contract (e.g. rows read != accepted + quarantined)."""
 
 
+class LimitExceededError(OneIdError):
+    """The data would outgrow a fixed bound of OneID's tables (e.g. the node id space)."""
+
+
 class GateFailedError(OneIdError):
     """A quality gate failed; nothing downstream was published."""
 

@@ -8,6 +8,8 @@ from pyspark.sql import functions as F
 from oneid.identity.keys import BROADCAST_ROWS
 
 NODE_KEY = ["id_type", "value_hash"]
+NODE_BITS = 48
+"""Node ids stay below 2**48 (dense from 1): a record's choice packs (rank, node_id) in a long."""
 RECORD_KEY = ["source", "record_key"]
 INCIDENCE_COLUMNS = (
     "source",

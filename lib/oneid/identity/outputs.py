@@ -5,14 +5,10 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from oneid.identity.graph import base_type
+from oneid.identity.graph import NODE_BITS, base_type
 
 BEST = ("phone", "email")
 """Types whose best identifier (most records, then most recent) a profile shows, masked."""
-
-
-NODE_BITS = 48
-"""Node ids stay below 2**48 (dense from 1): a record's choice packs (rank, node_id) in a long."""
 
 
 def record_oneids(incidence: DataFrame, mapping: DataFrame, priority: tuple[str, ...]) -> DataFrame:

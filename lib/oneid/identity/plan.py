@@ -19,10 +19,11 @@ from pyspark.sql import DataFrame, SparkSession
 
 from oneid.checkpoint import counted, materialize
 from oneid.conf import OneIdConfig
-from oneid.identity.graph import edges, new_nodes, record_groups, record_nodes
+from oneid.errors import LimitExceededError
+from oneid.identity.graph import NODE_BITS, edges, new_nodes, record_groups, record_nodes
 from oneid.identity.hubs import hubs_among, node_counts
 from oneid.identity.keys import DICTIONARY_BROADCAST_ROWS, Keys, hinted
-from oneid.identity.outputs import NODE_BITS, profiles, record_oneids
+from oneid.identity.outputs import profiles, record_oneids
 from oneid.identity.publish import Write
 from oneid.identity.stats import changed_identifiers
 from oneid.standardize.hashing import load_key
@@ -186,7 +187,7 @@ def extend_nodes(
     added, start = new_nodes(silver, old, run_id, rows)
     added, size = counted(added)
     if start + size >= 1 << NODE_BITS:
-        raise ValueError(
+        raise LimitExceededError(
             f"identity.nodes would number past 2**{NODE_BITS} - 1 (largest id {start + size}): "
             "a record's OneID is chosen on node ids below that bound"
         )
