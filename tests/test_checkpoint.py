@@ -7,7 +7,7 @@ from pathlib import Path
 from pyspark.sql import functions as F
 
 import oneid
-from oneid.checkpoint import LARGEST_ESTIMATE, counted, estimated_size, materialize
+from oneid.checkpoint import LARGEST_ESTIMATE, aggregated, counted, estimated_size, materialize
 
 
 def _grown(frame):
@@ -50,6 +50,17 @@ def test_counted_checkpoints_and_counts_in_one_job_with_a_bounded_estimate(spark
     for _ in range(15):
         grown, size = counted(_grown(grown))
         assert estimated_size(grown) <= LARGEST_ESTIMATE and size == 50
+
+
+def test_aggregated_checkpoints_and_aggregates_in_one_job(spark):
+    scheduler = spark.sparkContext._jsc.sc().dagScheduler()
+    frame = spark.range(1000).select((F.col("id") % 5).alias("a"))
+    jobs = scheduler.nextJobId()
+    done, figures = aggregated(frame, F.count(F.lit(1)), F.sort_array(F.collect_set("a")))
+    assert scheduler.nextJobId() - jobs == 1
+    assert (figures[0], figures[1]) == (1000, [0, 1, 2, 3, 4])
+    assert done._jdf.queryExecution().analyzed().rdd().isCheckpointed()
+    assert done.count() == 1000
 
 
 def test_checkpoints_keep_their_rows_serialised(spark):

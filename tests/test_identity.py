@@ -9,8 +9,9 @@ import zlib
 import pytest
 from pyspark.sql import functions as F
 
+from oneid.checkpoint import materialize
 from oneid.errors import DataContractError, GateFailedError, LimitExceededError
-from oneid.identity.graph import NODE_BITS, record_groups
+from oneid.identity.graph import NODE_BITS, edges, record_groups
 from oneid.identity.hubs import find_hubs
 from oneid.identity.job import demo_run_id, resolve_identities
 from oneid.identity.outputs import profiles, record_oneids
@@ -518,6 +519,38 @@ def test_a_records_oneid_is_its_highest_priority_identifiers_then_the_smallest_n
     rows = record_oneids(incidence, mapping, ("member_id", "phone", "wx_openid"))
     picked = {r.record_key: r.oneid for r in rows.collect()}
     assert picked == {"r1": 10, "r2": 20, "r3": 50, "r5": 60}
+
+
+def test_an_edges_sources_span_words_of_bits_in_a_hash_aggregation(spark):
+    """An edge lists the sources of its records, sorted: kept as bits of longs (130 sources span
+    three words), so the pairs are grouped in a hash map, not sorted; a source not given stops
+    the job rather than vanish from the lineage."""
+    sources = [f"s{i:03d}" for i in range(130)]
+    held = [("s129", 1, "strong"), ("s000", 1, "weak"), ("s064", 1, "weak"), ("s005", 3, "weak")]
+    rows = []
+    for source, node, strength in held:  # each record holds node 2 and one other
+        record = f"r-{source}"
+        rows += [
+            (source, record, 2, "phone", strength, T0),
+            (source, record, node, "email", strength, T0),
+        ]
+    incidence = spark.createDataFrame(
+        rows,
+        "source string, record_key string, node_id long, id_type string, strength string, "
+        "event_time timestamp",
+    )
+    groups = materialize(record_groups(incidence))
+    no_hubs = spark.createDataFrame([], "node_id long")
+    graph = edges(groups, no_hubs, sources)
+    plan = graph._jdf.queryExecution().executedPlan().toString()
+    assert "HashAggregate" in plan and "SortAggregate" not in plan and "ObjectHash" not in plan
+    got = {(r.src, r.dst): (r.strength, r.sources, r.records) for r in graph.collect()}
+    assert got == {
+        (1, 2): ("strong", ["s000", "s064", "s129"], 3),
+        (2, 3): ("weak", ["s005"], 1),
+    }
+    with pytest.raises(Exception, match="no bit for source s129"):
+        edges(groups, no_hubs, sources[:-1]).collect()
 
 
 def test_node_ids_past_the_bound_of_a_records_pick_stop_the_run(spark, tmp_path):

@@ -15,7 +15,8 @@ throughput collector 25-54 s a run; serialised, ~9 s (docs/performance.md).
 from __future__ import annotations
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame, Row
+from pyspark.sql import functions as F
 from pyspark.sql.classic.dataframe import DataFrame as ClassicDataFrame
 
 LARGEST_ESTIMATE = 2**63 - 1
@@ -35,9 +36,16 @@ def counted(frame: DataFrame) -> tuple[DataFrame, int]:
     """``frame`` materialised as :func:`materialize` does, and its row count, in one Spark job:
     the count computes the rows of the lazy checkpoint, which keeps them (an eager checkpoint
     counts them too, but drops the number, so a count after it is a second job)."""
+    done, figures = aggregated(frame, F.count(F.lit(1)))
+    return done, int(figures[0])
+
+
+def aggregated(frame: DataFrame, *aggregates: Column) -> tuple[DataFrame, Row]:
+    """``frame`` materialised as :func:`materialize` does, and ``aggregates`` over all its rows
+    (one row), in one Spark job, as :func:`counted` does for a count."""
     done = frame.localCheckpoint(eager=False, storageLevel=STORAGE)
-    size = done.count()
-    return _bounded(done), size
+    (figures,) = done.agg(*aggregates).collect()
+    return _bounded(done), figures
 
 
 def _bounded(done: DataFrame) -> DataFrame:

@@ -93,7 +93,8 @@ def unguarded_record_components(
     """(source, record_key, oneid) from plain connected components: no blocklist, hub rules or
     per-type limits. What identity resolution would give without its guards (for comparison)."""
     incidence = record_nodes(identifiers, nodes)
-    graph = edges(record_groups(incidence), spark.createDataFrame([], "node_id long"))
+    sources = [row.source for row in identifiers.select("source").distinct().collect()]
+    graph = edges(record_groups(incidence), spark.createDataFrame([], "node_id long"), sources)
     vertices = incidence.select(F.col("node_id").alias("id")).distinct()
     labels = connected_components(spark, vertices, graph, conf).components
     return (

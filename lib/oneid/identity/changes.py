@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from oneid.checkpoint import materialize
+from oneid.checkpoint import aggregated, materialize
 from oneid.identity.graph import RECORD_KEY, record_groups, row_hash
 from oneid.identity.keys import Keys
 
@@ -95,6 +95,8 @@ class Change:
     (:func:`~oneid.identity.graph.record_groups`)."""
     previous: DataFrame
     """The previous ``identity.incidence``."""
+    sources: tuple[str, ...]
+    """The sources of the records in ``gathered``."""
 
     def rows_of_nodes(self, ids: DataFrame) -> DataFrame:
         """Current incidence rows of the nodes ``ids`` (distinct node_id, hinted by the caller)."""
@@ -121,5 +123,5 @@ def incremental_change(
         .join(records.hint(), RECORD_KEY, "left_anti")
     )
     kept = previous.join(holders.hint(), RECORD_KEY, "left_semi")
-    gathered = materialize(record_groups(kept.unionByName(rows)))
-    return Change(records, rows, old_rows, touched, gathered, previous)
+    gathered, figures = aggregated(record_groups(kept.unionByName(rows)), F.collect_set("source"))
+    return Change(records, rows, old_rows, touched, gathered, previous, tuple(figures[0]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -92,11 +94,17 @@ def held_nodes(groups: DataFrame) -> DataFrame:
     return groups.select(F.explode(f"{HELD}.node_id").alias("node_id"))
 
 
-def edges(groups: DataFrame, hubs: DataFrame, scope: DataFrame | None = None) -> DataFrame:
+def edges(
+    groups: DataFrame,
+    hubs: DataFrame,
+    sources: Sequence[str],
+    scope: DataFrame | None = None,
+) -> DataFrame:
     """Pairs of non-hub identifiers seen in one record (src < dst), with strength and lineage.
 
-    ``groups``: :func:`record_groups`. An edge is strong when both ends are strong identifiers
-    in at least one record. With ``scope`` (distinct node_id), only pairs with an end in it;
+    ``groups``: :func:`record_groups`; ``sources``: every source of its records (a source not
+    among them stops the job). An edge is strong when both ends are strong identifiers in at
+    least one record. With ``scope`` (distinct node_id), only pairs with an end in it;
     ``groups`` must then hold every record of the scope's nodes.
     """
     # two explodes and a filter rather than the arrays' higher-order functions: Spark 4.1 has no
@@ -115,13 +123,60 @@ def edges(groups: DataFrame, hubs: DataFrame, scope: DataFrame | None = None) ->
             inside = inside | F.coalesce(F.col(f"_in_{end}"), F.lit(False))
         pairs = pairs.where(inside)
     strong = (F.col("a.strength") == "strong") & (F.col("b.strength") == "strong")
-    return pairs.groupBy(F.col("a.node_id").alias("src"), F.col("b.node_id").alias("dst")).agg(
+    names = SourceSet(sources)
+    ends = (F.col("a.node_id").alias("src"), F.col("b.node_id").alias("dst"))
+    by_pair = pairs.groupBy(*ends).agg(
         F.when(F.max(strong.cast("int")) == 1, "strong").otherwise("weak").alias("strength"),
-        F.array_sort(F.collect_set("source")).alias("sources"),
+        *names.aggregates(),
         F.min(F.least("a.event_time", "b.event_time")).alias("first_seen"),
         F.max(F.greatest("a.event_time", "b.event_time")).alias("last_seen"),
         F.count(F.lit(1)).alias("records"),
     )
+    seen = ("first_seen", "last_seen", "records")
+    return by_pair.select("src", "dst", "strength", names.names().alias("sources"), *seen)
+
+
+class SourceSet:
+    """The set of sources a group of rows came from, aggregated as bits of longs.
+
+    A set of strings in an aggregation's buffer (``collect_set``) makes Spark sort every row;
+    longs keep it a hash aggregation. Source ``i`` of ``sources`` (sorted) is bit ``i % 63`` of
+    word ``i // 63``; a row of a source not among them stops the job.
+    """
+
+    WORD = 63
+
+    def __init__(self, sources: Sequence[str]):
+        self.sources = tuple(sorted(set(sources)))
+
+    def aggregates(self, column: str = "source") -> list[Column]:
+        """``bit_or`` of each word over a group's rows (columns ``_sources_<word>``)."""
+        source = F.col(column)
+        known = source.isin(*self.sources) if self.sources else F.lit(False)
+        unknown = F.raise_error(F.concat(F.lit("identity: no bit for source "), source))
+        words = []
+        for word in range(0, len(self.sources), self.WORD):
+            # the first word's default stops a row of a source not among them
+            bit = F.when(known, F.lit(0)).otherwise(unknown) if word == 0 else F.lit(0)
+            for offset, name in enumerate(self.sources[word : word + self.WORD]):
+                bit = F.when(source == name, F.lit(1 << offset)).otherwise(bit)
+            words.append(F.bit_or(bit.cast("long")).alias(f"_sources_{word // self.WORD}"))
+        return words
+
+    def names(self) -> Column:
+        """The sorted names of the sources in the aggregated words."""
+        names = [
+            F.when(
+                F.col(f"_sources_{index // self.WORD}").bitwiseAND(F.lit(1 << index % self.WORD))
+                != 0,
+                F.lit(name),
+            )
+            for index, name in enumerate(self.sources)
+        ]
+        # array_except drops the NULLs and keeps the order (with generated code, where a
+        # higher-order filter would turn it off for the stage)
+        none = F.array(F.lit(None).cast("string"))
+        return F.array_except(F.array(*names).cast("array<string>"), none)
 
 
 def touching(graph_edges: DataFrame, ids: DataFrame) -> DataFrame:

@@ -370,7 +370,7 @@ def incremental_plan(
     kept = read_table(spark, cfg, "identity.hubs").join(touched, "node_id", "left_anti")
     hubs = materialize(kept.unionByName(found))
     hub_ids = Keys.of(hubs.select("node_id"))
-    new_edges = materialize(edges(change.gathered, hub_ids.hint(), touched))
+    new_edges = materialize(edges(change.gathered, hub_ids.hint(), change.sources, touched))
     clock("hubs and edges")
 
     scope = affected_scope(spark, cfg, change, previous_map, hub_ids, new_edges)

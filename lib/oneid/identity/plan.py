@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-from oneid.checkpoint import counted, materialize
+from oneid.checkpoint import aggregated, counted, materialize
 from oneid.conf import OneIdConfig
 from oneid.errors import LimitExceededError
 from oneid.identity.graph import NODE_BITS, edges, new_nodes, record_groups, record_nodes
@@ -145,11 +146,12 @@ def whole_graph_plan(
     conf = cfg.pipeline.identity
     key = load_key(cfg.env.secrets)
     events = cfg.pipeline.sources_of("events")
-    groups, records = counted(record_groups(rows))
+    groups, figures = aggregated(record_groups(rows), F.count(F.lit(1)), F.collect_set("source"))
+    records, sources = int(figures[0]), figures[1]
     counts = materialize(node_counts(groups, event_sources=events))  # one row per node held
     hubs = materialize(hubs_among(spark, counts, nodes, conf, key))
     hub_ids = Keys.of(hubs.select("node_id"))
-    graph_edges = materialize(edges(groups, hub_ids.hint()))
+    graph_edges = materialize(edges(groups, hub_ids.hint(), sources))
     clock("hubs and edges")
     held = counts.select("node_id").join(hub_ids.hint(), "node_id", "left_anti")
     vertices = Keys(*counted(held))
