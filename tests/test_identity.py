@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from oneid.checkpoint import materialize
 from oneid.errors import DataContractError, GateFailedError, LimitExceededError
-from oneid.identity.graph import NODE_BITS, edges, record_groups
+from oneid.identity.graph import NODE_BITS, base_type, edges, record_groups
 from oneid.identity.hubs import find_hubs
 from oneid.identity.job import demo_run_id, resolve_identities
 from oneid.identity.outputs import profiles, record_oneids
@@ -519,6 +519,13 @@ def test_a_records_oneid_is_its_highest_priority_identifiers_then_the_smallest_n
     rows = record_oneids(incidence, mapping, ("member_id", "phone", "wx_openid"))
     picked = {r.record_key: r.oneid for r in rows.collect()}
     assert picked == {"r1": 10, "r2": 20, "r3": 50, "r5": 60}
+
+
+def test_an_identifiers_base_type_is_the_part_before_its_first_colon(spark):
+    values = ["phone", "wx_openid:app", "device:idfa:v2", "member_id:", ":x", "", None]
+    frame = spark.createDataFrame([(v,) for v in values], "id_type string")
+    got = [r.t for r in frame.select(base_type().alias("t")).collect()]
+    assert got == ["phone", "wx_openid", "device", "member_id", "", "", None]
 
 
 def test_an_edges_sources_span_words_of_bits_in_a_hash_aggregation(spark):

@@ -24,9 +24,13 @@ INCIDENCE_COLUMNS = (
 )
 
 
-def base_type(id_type_col: str = "id_type"):
-    """``wx_openid:app`` -> ``wx_openid``; ``device:idfa`` -> ``device``."""
-    return F.split(F.col(id_type_col), ":").getItem(0)
+def base_type(id_type_col: str = "id_type") -> Column:
+    """``wx_openid:app`` -> ``wx_openid``; ``device:idfa`` -> ``device``.
+
+    ``substring_index`` slices the bytes; ``split`` would decode every value to a Java string
+    and split that (it runs on every incidence row and every pair of a record's identifiers).
+    """
+    return F.substring_index(F.col(id_type_col), ":", 1)
 
 
 def row_hash() -> Column:

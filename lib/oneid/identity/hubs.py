@@ -121,7 +121,7 @@ def node_counts(
     records = held.groupBy("node_id", "id_type").agg(
         (F.count_if(F.col("_set").isNull()) + F.countDistinct("_set")).alias("records")
     )
-    member = (F.split("_other.id_type", ":")[0] == "member_id") & (
+    member = (base_type("_other.id_type") == "member_id") & (
         F.col("_other.node_id") != F.col("node_id")
     )
     member_ids = (

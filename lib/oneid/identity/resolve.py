@@ -51,6 +51,7 @@ from pyspark.sql import functions as F
 from oneid.checkpoint import materialize
 from oneid.conf.pipeline import IdentityConf
 from oneid.identity.components import connected_components
+from oneid.identity.graph import base_type
 from oneid.identity.keys import Keys
 
 logger = logging.getLogger(__name__)
@@ -412,7 +413,7 @@ def _positions(ids: np.ndarray, values: np.ndarray, what: str) -> np.ndarray:
 def _on_driver(spark, conf, vertices, inside, nodes, previous, minted) -> Resolution:
     ids = np.sort(vertices.select("node_id").toArrow()["node_id"].to_numpy())
     edges = inside.select("src", "dst", "strength").toArrow()
-    typed = nodes.select("node_id", F.split("id_type", ":").getItem(0).alias("t")).join(
+    typed = nodes.select("node_id", base_type().alias("t")).join(
         vertices.select("node_id"), "node_id", "left_semi"
     )
     types = typed.toArrow()
@@ -488,7 +489,7 @@ def _in_pieces(spark, conf, usable: Keys, inside, nodes, previous, minted) -> Re
     buckets = max(spark.sparkContext.defaultParallelism, math.ceil(usable.size / PIECE_ROWS))
     bucket = F.pmod(F.xxhash64("component"), F.lit(buckets)).alias("bucket")
     piece_of = pieces.components.select(F.col("id").alias("node_id"), bucket)
-    typed = nodes.select("node_id", F.split("id_type", ":").getItem(0).alias("type"))
+    typed = nodes.select("node_id", base_type().alias("type"))
     vertices = usable.frame.join(typed, "node_id", "left").join(piece_of, "node_id")
     edges = inside.join(piece_of.withColumnRenamed("node_id", "src"), "src")
     rows = (
