@@ -156,7 +156,7 @@ class SourceSet:
     def aggregates(self, column: str = "source") -> list[Column]:
         """``bit_or`` of each word over a group's rows (columns ``_sources_<word>``)."""
         source = F.col(column)
-        known = source.isin(*self.sources) if self.sources else F.lit(False)
+        known = source.isin(*self.sources)
         unknown = F.raise_error(F.concat(F.lit("identity: no bit for source "), source))
         words = []
         for word in range(0, len(self.sources), self.WORD):
@@ -169,14 +169,11 @@ class SourceSet:
 
     def names(self) -> Column:
         """The sorted names of the sources in the aggregated words."""
-        names = [
-            F.when(
-                F.col(f"_sources_{index // self.WORD}").bitwiseAND(F.lit(1 << index % self.WORD))
-                != 0,
-                F.lit(name),
-            )
-            for index, name in enumerate(self.sources)
-        ]
+        names = []
+        for index, name in enumerate(self.sources):
+            word, offset = divmod(index, self.WORD)
+            bit = F.col(f"_sources_{word}").bitwiseAND(F.lit(1 << offset))
+            names.append(F.when(bit != 0, F.lit(name)))
         # array_except drops the NULLs and keeps the order (with generated code, where a
         # higher-order filter would turn it off for the stage)
         none = F.array(F.lit(None).cast("string"))
