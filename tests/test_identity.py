@@ -11,8 +11,8 @@ from pyspark.sql import functions as F
 
 from oneid.checkpoint import materialize
 from oneid.errors import DataContractError, GateFailedError, LimitExceededError
-from oneid.identity.graph import NODE_BITS, base_type, edges, record_groups
-from oneid.identity.hubs import find_hubs
+from oneid.identity.graph import NODE_BITS, base_type, edges, record_groups, record_pairs
+from oneid.identity.hubs import find_hubs, node_counts
 from oneid.identity.job import demo_run_id, resolve_identities
 from oneid.identity.outputs import profiles, record_oneids
 from oneid.identity.publish import STATE_TABLES
@@ -126,10 +126,39 @@ def test_event_records_count_once_per_set_of_identifiers(spark, tmp_path):
     ).select("*", F.lit("weak").alias("strength"), F.current_timestamp().alias("event_time"))
     nodes = incidence.select("node_id", "id_type", F.lit("h").alias("value_hash")).distinct()
     groups = record_groups(incidence)
-    hubs = find_hubs(spark, groups, nodes, conf, KEY, event_sources=("app",))
+    pairs = record_pairs(groups, ["app", "orders"])
+    hubs = find_hubs(spark, groups, pairs, nodes, conf, KEY, event_sources=("app",))
     assert [(r.node_id, r.rule, r.records) for r in hubs.collect()] == [(4, "max_records", 30)]
-    counted = find_hubs(spark, groups, nodes, conf, KEY)  # app as if it held orders
+    counted = find_hubs(spark, groups, pairs, nodes, conf, KEY)  # app as if it held orders
     assert sorted((r.node_id, r.records) for r in counted.collect()) == [(1, 30), (4, 30)]
+
+
+def test_a_nodes_member_ids_are_the_distinct_member_ids_it_shares_a_record_with(spark):
+    """Counted on the pairs of a record's nodes: a pair seen in two records counts once, a node
+    held twice by a record once, a node never counts itself; a typed member id is a member id.
+    With a scope, the counts of its nodes are the same."""
+    held = {
+        "r1": [(1, "member_id"), (9, "device:oaid")],
+        "r2": [(1, "member_id"), (9, "device:oaid")],
+        "r3": [(2, "member_id"), (9, "device:oaid"), (9, "device:oaid")],
+        "r4": [(3, "member_id:app"), (2, "member_id"), (7, "phone")],
+    }
+    rows = [("app", r, n, t, "weak", T0) for r, nodes in held.items() for n, t in nodes]
+    incidence = spark.createDataFrame(
+        rows,
+        "source string, record_key string, node_id long, id_type string, strength string, "
+        "event_time timestamp",
+    )
+    groups = record_groups(incidence)
+    counts = node_counts(groups, record_pairs(groups, ["app"]))
+    got = {r.node_id: (r.records, r.member_ids) for r in counts.collect()}
+    assert got == {1: (2, 0), 2: (2, 1), 3: (1, 1), 7: (1, 2), 9: (3, 2)}
+    scope = spark.createDataFrame([(9,), (7,)], "node_id long")
+    scoped = node_counts(groups, record_pairs(groups, ["app"], scope), scope)
+    assert {r.node_id: (r.records, r.member_ids) for r in scoped.collect()} == {
+        7: (1, 2),
+        9: (3, 2),
+    }
 
 
 def test_member_id_rule_and_blocklist(spark, tmp_path):
@@ -548,7 +577,7 @@ def test_an_edges_sources_span_words_of_bits_in_a_hash_aggregation(spark):
     )
     groups = materialize(record_groups(incidence))
     no_hubs = spark.createDataFrame([], "node_id long")
-    graph = edges(groups, no_hubs, sources)
+    graph = edges(record_pairs(groups, sources), no_hubs)
     plan = graph._jdf.queryExecution().executedPlan().toString()
     assert "HashAggregate" in plan and "SortAggregate" not in plan and "ObjectHash" not in plan
     got = {(r.src, r.dst): (r.strength, r.sources, r.records) for r in graph.collect()}
@@ -557,7 +586,7 @@ def test_an_edges_sources_span_words_of_bits_in_a_hash_aggregation(spark):
         (2, 3): ("weak", ["s005"], 1),
     }
     with pytest.raises(Exception, match="no bit for source s129"):
-        edges(groups, no_hubs, sources[:-1]).collect()
+        record_pairs(groups, sources[:-1]).collect()
 
 
 def test_node_ids_past_the_bound_of_a_records_pick_stop_the_run(spark, tmp_path):

@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from oneid.conf import OneIdConfig
 from oneid.conf.pipeline import ComponentsConf
 from oneid.identity.components import connected_components
-from oneid.identity.graph import edges, record_groups, record_nodes
+from oneid.identity.graph import edges, record_groups, record_nodes, record_pairs
 from oneid.identity.outputs import record_oneids
 from oneid.identity.plan import whole_graph_plan
 from oneid.identity.resolve import resolve
@@ -94,7 +94,8 @@ def unguarded_record_components(
     per-type limits. What identity resolution would give without its guards (for comparison)."""
     incidence = record_nodes(identifiers, nodes)
     sources = [row.source for row in identifiers.select("source").distinct().collect()]
-    graph = edges(record_groups(incidence), spark.createDataFrame([], "node_id long"), sources)
+    pairs = record_pairs(record_groups(incidence), sources)
+    graph = edges(pairs, spark.createDataFrame([], "node_id long"))
     vertices = incidence.select(F.col("node_id").alias("id")).distinct()
     labels = connected_components(spark, vertices, graph, conf).components
     return (

@@ -22,6 +22,8 @@ INCIDENCE_COLUMNS = (
     "event_time",
     "row_hash",
 )
+EDGE_SEEN = ("first_seen", "last_seen", "records")
+"""An edge's lineage: when its records first and last held the pair, and how many did."""
 
 
 def base_type(id_type_col: str = "id_type") -> Column:
@@ -98,16 +100,15 @@ def held_nodes(groups: DataFrame) -> DataFrame:
     return groups.select(F.explode(f"{HELD}.node_id").alias("node_id"))
 
 
-def edges(
-    groups: DataFrame,
-    hubs: DataFrame,
-    sources: Sequence[str],
-    scope: DataFrame | None = None,
+def record_pairs(
+    groups: DataFrame, sources: Sequence[str], scope: DataFrame | None = None
 ) -> DataFrame:
-    """Pairs of non-hub identifiers seen in one record (src < dst), with strength and lineage.
+    """Every pair of nodes seen in one record (src < dst), hubs included, aggregated: the ends'
+    types, strength, sources and lineage. Hubs count their member ids on it and the edges are
+    the pairs without a hub end (:func:`edges`): a record's nodes are paired once for both.
 
     ``groups``: :func:`record_groups`; ``sources``: every source of its records (a source not
-    among them stops the job). An edge is strong when both ends are strong identifiers in at
+    among them stops the job). A pair is strong when both ends are strong identifiers in at
     least one record. With ``scope`` (distinct node_id), only pairs with an end in it;
     ``groups`` must then hold every record of the scope's nodes.
     """
@@ -116,9 +117,6 @@ def edges(
     each = groups.select("source", HELD, F.explode(HELD).alias("a"))
     pairs = each.select("source", "a", F.explode(HELD).alias("b"))
     pairs = pairs.where(F.col("a.node_id") < F.col("b.node_id"))
-    for end in ("a", "b"):
-        hub = hubs.select(F.col("node_id").alias(f"_hub_{end}"))
-        pairs = pairs.join(hub, F.col(f"{end}.node_id") == F.col(f"_hub_{end}"), "left_anti")
     if scope is not None:  # a pair is kept when either end is in scope
         inside = F.lit(False)
         for end in ("a", "b"):
@@ -128,7 +126,13 @@ def edges(
         pairs = pairs.where(inside)
     strong = (F.col("a.strength") == "strong") & (F.col("b.strength") == "strong")
     names = SourceSet(sources)
-    ends = (F.col("a.node_id").alias("src"), F.col("b.node_id").alias("dst"))
+    # a node's type is a function of the node: grouped with it, not aggregated
+    ends = (
+        F.col("a.node_id").alias("src"),
+        F.col("b.node_id").alias("dst"),
+        F.col("a.id_type").alias("src_type"),
+        F.col("b.id_type").alias("dst_type"),
+    )
     by_pair = pairs.groupBy(*ends).agg(
         F.when(F.max(strong.cast("int")) == 1, "strong").otherwise("weak").alias("strength"),
         *names.aggregates(),
@@ -136,8 +140,17 @@ def edges(
         F.max(F.greatest("a.event_time", "b.event_time")).alias("last_seen"),
         F.count(F.lit(1)).alias("records"),
     )
-    seen = ("first_seen", "last_seen", "records")
-    return by_pair.select("src", "dst", "strength", names.names().alias("sources"), *seen)
+    return by_pair.select(
+        "src", "dst", "src_type", "dst_type", "strength", names.names().alias("sources"), *EDGE_SEEN
+    )
+
+
+def edges(pairs: DataFrame, hubs: DataFrame) -> DataFrame:
+    """The ``identity.edges`` rows: the pairs of :func:`record_pairs` with no end in ``hubs``
+    (distinct node_id)."""
+    for end in ("src", "dst"):
+        pairs = pairs.join(hubs.withColumnRenamed("node_id", end), end, "left_anti")
+    return pairs.select("src", "dst", "strength", "sources", *EDGE_SEEN)
 
 
 class SourceSet:

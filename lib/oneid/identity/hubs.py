@@ -28,6 +28,7 @@ HUB_COLUMNS = "node_id long, rule string, records long, member_ids long, thresho
 def find_hubs(
     spark: SparkSession,
     groups: DataFrame,
+    pairs: DataFrame,
     nodes: DataFrame,
     conf: IdentityConf,
     key: HashKey,
@@ -36,13 +37,15 @@ def find_hubs(
 ) -> DataFrame:
     """(node_id, rule, records, member_ids, threshold): one row per hub, first rule that fired.
 
-    ``groups``: :func:`~oneid.identity.graph.record_groups`. With ``scope`` (distinct node_id),
-    only the hubs among those nodes; ``groups`` must then hold every record of the scope's
-    nodes. Both counts of a node depend on its own records only, so a node's hub status can
-    change only when one of its records changes.
+    ``groups`` and ``pairs``: :func:`~oneid.identity.graph.record_groups` and
+    :func:`~oneid.identity.graph.record_pairs` of it. With ``scope`` (distinct node_id), only
+    the hubs among those nodes; ``groups`` must then hold every record of the scope's nodes, and
+    ``pairs`` every pair with an end in it. Both counts of a node depend on its own records
+    only, so a node's hub status can change only when one of its records changes.
     ``event_sources``: the sources whose records count once per set of identifiers.
     """
-    return hubs_among(spark, node_counts(groups, scope, event_sources), nodes, conf, key, scope)
+    stats = node_counts(groups, pairs, scope, event_sources)
+    return hubs_among(spark, stats, nodes, conf, key, scope)
 
 
 def hubs_among(
@@ -89,16 +92,18 @@ def hubs_among(
 
 
 def node_counts(
-    groups: DataFrame, scope: DataFrame | None = None, event_sources: Collection[str] = ()
+    groups: DataFrame,
+    pairs: DataFrame,
+    scope: DataFrame | None = None,
+    event_sources: Collection[str] = (),
 ) -> DataFrame:
     """(node_id, id_type, records, member_ids) of every node held in ``groups`` (of ``scope``).
 
-    ``groups``: :func:`~oneid.identity.graph.record_groups`. Each node of a record (once, even
-    if the record holds it twice) takes from it the record's member ids and, for an event
-    source, its set of identifiers (a 64-bit hash of the source and its node ids; a collision
-    can only lower a count). Two aggregations per node, each folded by Spark before its
-    shuffle: the records (an event source's distinct sets in place of its records), and the
-    distinct member ids of the records that hold any.
+    ``groups``: :func:`~oneid.identity.graph.record_groups`; ``pairs``: its
+    :func:`~oneid.identity.graph.record_pairs` (of ``scope``). Each node of a record (once, even
+    if the record holds it twice) counts the record, or for an event source its set of
+    identifiers (a 64-bit hash of the source and its node ids; a collision can only lower a
+    count). A node's member ids are the member-id nodes it is paired with: one pair row each.
     """
     is_event = F.col("source").isin(*sorted(event_sources)) if event_sources else F.lit(False)
     # the record's distinct (node_id, id_type), without the arrays' higher-order functions (no
@@ -108,27 +113,24 @@ def node_counts(
             F.col(f"{HELD}.node_id").alias("node_id"), F.col(f"{HELD}.id_type").alias("id_type")
         )
     )
-    held = (
-        groups.select(
-            nodes.alias("_nodes"),
-            F.when(is_event, F.xxhash64("source", F.sort_array(f"{HELD}.node_id"))).alias("_set"),
-        )
-        .select(F.explode("_nodes").alias("_node"), "_set", "_nodes")
-        .select("_node.node_id", "_node.id_type", "_set", "_nodes")
-    )
+    held = groups.select(
+        F.explode(nodes).alias("_node"),
+        F.when(is_event, F.xxhash64("source", F.sort_array(f"{HELD}.node_id"))).alias("_set"),
+    ).select("_node.node_id", "_node.id_type", "_set")
     if scope is not None:
         held = held.join(scope, "node_id", "left_semi")
     records = held.groupBy("node_id", "id_type").agg(
         (F.count_if(F.col("_set").isNull()) + F.countDistinct("_set")).alias("records")
     )
-    member = (base_type("_other.id_type") == "member_id") & (
-        F.col("_other.node_id") != F.col("node_id")
-    )
+    partners = [
+        pairs.where(base_type(f"{other}_type") == "member_id").select(F.col(end).alias("node_id"))
+        for end, other in (("src", "dst"), ("dst", "src"))
+    ]
     member_ids = (
-        held.select("node_id", F.explode("_nodes").alias("_other"))
-        .where(member)
+        partners[0]
+        .unionByName(partners[1])
         .groupBy("node_id")
-        .agg(F.countDistinct("_other.node_id").alias("member_ids"))
+        .agg(F.count(F.lit(1)).alias("member_ids"))
     )
     return records.join(member_ids, "node_id", "left").fillna(0, ["member_ids"])
 

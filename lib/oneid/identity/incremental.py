@@ -28,7 +28,14 @@ from oneid.identity.changes import (
     incremental_change,
     records_in_feed,
 )
-from oneid.identity.graph import RECORD_KEY, edges, held_nodes, record_nodes, touching
+from oneid.identity.graph import (
+    RECORD_KEY,
+    edges,
+    held_nodes,
+    record_nodes,
+    record_pairs,
+    touching,
+)
 from oneid.identity.hubs import find_hubs
 from oneid.identity.keys import Keys, hinted
 from oneid.identity.outputs import profiles, record_oneids
@@ -366,11 +373,12 @@ def incremental_plan(
     touched = change.touched.hint()
     key = load_key(cfg.env.secrets)
     events = cfg.pipeline.sources_of("events")
-    found = materialize(find_hubs(spark, change.gathered, nodes, conf, key, touched, events))
+    pairs = materialize(record_pairs(change.gathered, change.sources, touched))
+    found = materialize(find_hubs(spark, change.gathered, pairs, nodes, conf, key, touched, events))
     kept = read_table(spark, cfg, "identity.hubs").join(touched, "node_id", "left_anti")
     hubs = materialize(kept.unionByName(found))
     hub_ids = Keys.of(hubs.select("node_id"))
-    new_edges = materialize(edges(change.gathered, hub_ids.hint(), change.sources, touched))
+    new_edges = materialize(edges(pairs, hub_ids.hint()))
     clock("hubs and edges")
 
     scope = affected_scope(spark, cfg, change, previous_map, hub_ids, new_edges)

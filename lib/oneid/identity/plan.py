@@ -21,7 +21,14 @@ from pyspark.sql import functions as F
 from oneid.checkpoint import aggregated, counted, materialize
 from oneid.conf import OneIdConfig
 from oneid.errors import LimitExceededError
-from oneid.identity.graph import NODE_BITS, edges, new_nodes, record_groups, record_nodes
+from oneid.identity.graph import (
+    NODE_BITS,
+    edges,
+    new_nodes,
+    record_groups,
+    record_nodes,
+    record_pairs,
+)
 from oneid.identity.hubs import hubs_among, node_counts
 from oneid.identity.keys import DICTIONARY_BROADCAST_ROWS, Keys, hinted
 from oneid.identity.outputs import profiles, record_oneids
@@ -148,10 +155,11 @@ def whole_graph_plan(
     events = cfg.pipeline.sources_of("events")
     groups, figures = aggregated(record_groups(rows), F.count(F.lit(1)), F.collect_set("source"))
     records, sources = int(figures[0]), figures[1]
-    counts = materialize(node_counts(groups, event_sources=events))  # one row per node held
+    pairs = materialize(record_pairs(groups, sources))
+    counts = materialize(node_counts(groups, pairs, event_sources=events))  # a row a node held
     hubs = materialize(hubs_among(spark, counts, nodes, conf, key))
     hub_ids = Keys.of(hubs.select("node_id"))
-    graph_edges = materialize(edges(groups, hub_ids.hint(), sources))
+    graph_edges = materialize(edges(pairs, hub_ids.hint()))
     clock("hubs and edges")
     held = counts.select("node_id").join(hub_ids.hint(), "node_id", "left_anti")
     vertices = Keys(*counted(held))
