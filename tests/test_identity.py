@@ -11,7 +11,14 @@ from pyspark.sql import functions as F
 
 from oneid.checkpoint import materialize
 from oneid.errors import DataContractError, GateFailedError, LimitExceededError
-from oneid.identity.graph import NODE_BITS, base_type, edges, record_groups, record_pairs
+from oneid.identity.graph import (
+    HELD,
+    NODE_BITS,
+    base_type,
+    edges,
+    record_groups,
+    record_pairs,
+)
 from oneid.identity.hubs import find_hubs, node_counts
 from oneid.identity.job import demo_run_id, resolve_identities
 from oneid.identity.outputs import profiles, record_oneids
@@ -555,6 +562,24 @@ def test_an_identifiers_base_type_is_the_part_before_its_first_colon(spark):
     frame = spark.createDataFrame([(v,) for v in values], "id_type string")
     got = [r.t for r in frame.select(base_type().alias("t")).collect()]
     assert got == ["phone", "wx_openid", "device", "member_id", "", "", None]
+
+
+def test_records_are_grouped_in_one_sort_streamed_into_their_arrays(spark):
+    """The grouping by record sorts the rows once and builds each record's array while reading
+    them in order, not in Spark's object aggregation (a sort before the shuffle and another
+    after it); every row is still held by its record."""
+    rows = [("app", f"r{i % 3}", i, "phone", "weak", T0 + dt.timedelta(days=i)) for i in range(7)]
+    incidence = spark.createDataFrame(
+        rows,
+        "source string, record_key string, node_id long, id_type string, strength string, "
+        "event_time timestamp",
+    )
+    groups = record_groups(incidence)
+    plan = groups._jdf.queryExecution().executedPlan().toString()
+    assert "SortAggregate" in plan and "ObjectHashAggregate" not in plan, plan
+    assert plan.count("Sort [") == 1 and plan.count("Exchange") == 1, plan
+    held = {r.record_key: sorted(h.node_id for h in r[HELD]) for r in groups.collect()}
+    assert held == {"r0": [0, 3, 6], "r1": [1, 4], "r2": [2, 5]}
 
 
 def test_an_edges_sources_span_words_of_bits_in_a_hash_aggregation(spark):

@@ -91,6 +91,9 @@ def build_session(
         "spark.sql.warehouse.dir": _join(warehouse_root(cfg), "_spark_catalog"),
         # Delta tables written by jobs are managed by OneID; keep the retention check on.
         "spark.databricks.delta.retentionDurationCheck.enabled": "true",
+        # an aggregation whose input is already sorted by its keys streams over it instead of
+        # hashing (or, for arrays, sorting it again): identity's grouping by record relies on it
+        "spark.sql.execution.replaceHashWithSortAgg": "true",
         # Chinese exports come as GBK / GB18030 CSV; Spark 4 only allows them behind this flag.
         "spark.sql.legacy.javaCharsets": "true",
         # pyspark's call-site capture for error contexts: 5+ extra JVM round trips and a stack

