@@ -55,3 +55,30 @@ def test_no_input_breaks_the_api(case, api_url):
 API_KEY = "X-API-Key"
 FRAMING_HEADERS = frozenset({"connection", "content-length", "host", "te", "transfer-encoding"})
 """Headers that frame or route an HTTP/1.1 message (RFC 9112), not parameters of the API."""
+
+
+def test_the_most_tags_a_request_may_select_fit_the_servers_request_line(api_url):
+    """The spec bounds ``tags`` (MAX_TAGS names of at most 64 characters) so that any valid GET
+    reaches the API: uvicorn refuses a request line over 16 KB itself, with a plain-text 400.
+    A name no tag can have is the API's own 422."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from oneid.serve.models import MAX_TAGS
+
+    def status(tags: list[str]) -> tuple[int, str]:
+        query = urllib.parse.urlencode([("tags", name) for name in tags])
+        request = urllib.request.Request(
+            f"{api_url}/v1/profiles/1?{query}", headers={API_KEY: KEYS["bench"]}
+        )
+        try:
+            with urllib.request.urlopen(request) as answer:
+                return answer.status, answer.headers["content-type"]
+        except urllib.error.HTTPError as error:
+            return error.code, error.headers["content-type"]
+
+    longest = [f"t{i:03d}".ljust(64, "x") for i in range(MAX_TAGS)]
+    assert status(longest)[0] in (200, 404, 410)
+    assert status(["Not-a-tag"]) == (422, "application/json")
+    assert status(["x" * 65]) == (422, "application/json")

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from oneid.serve.answers import Answers, ApiError
 from oneid.serve.auth import Caller, KeyRing
 from oneid.serve.models import (
+    MAX_TAGS,
     AudiencePage,
     BatchLookupRequest,
     BatchLookupResponse,
@@ -34,6 +35,7 @@ from oneid.serve.models import (
     LookupResponse,
     Profile,
     RetiredResponse,
+    TagName,
 )
 
 logger = logging.getLogger(__name__)
@@ -112,7 +114,7 @@ def create_app(answers: Answers, keys: KeyRing) -> FastAPI:
     async def profile(
         oneid: OneIdPath,
         who: Who,
-        tags: Annotated[list[str], Query(max_length=200, default_factory=list)],
+        tags: Annotated[list[TagName], Query(max_length=MAX_TAGS, default_factory=list)],
         page_size: PageSize = conf.page_size,
     ) -> dict:
         """A OneID's masked profile, tags (``tags=`` selects by name) and audiences; a OneID

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Scalar = str | int | float | bool | None
+MAX_TAGS = 200
+"""Most tag names one request selects."""
+TagName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+"""A tag's name as conf names tags. Bounded so that a GET selecting ``MAX_TAGS`` of them fits
+the HTTP server's request line (16 KB), which refuses a longer one before the API answers."""
 
 
 class _Body(BaseModel):
@@ -32,8 +37,8 @@ class IdentifierIn(_Body):
 
 class LookupRequest(IdentifierIn):
     with_profile: bool = Field(False, description="Also answer the profile (profile:read).")
-    tags: list[str] | None = Field(
-        None, max_length=200, description="Only these tags in the profile (default: all)."
+    tags: list[TagName] | None = Field(
+        None, max_length=MAX_TAGS, description="Only these tags in the profile (default: all)."
     )
 
 
