@@ -34,6 +34,7 @@ from oneid.conf.audiences import (
     TagOp,
     kind_by_first_key,
 )
+from oneid.conf.tags import TAG_NAME
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 TAG_TABLE_COLUMNS = ("key", "provisional", "oneid", "as_of", "batch_id")
@@ -78,7 +79,7 @@ class RealtimeTagConf(_Strict):
 
     @model_validator(mode="after")
     def _shape(self) -> RealtimeTagConf:
-        if not _NAME.match(self.name):
+        if not TAG_NAME.match(self.name):
             raise ValueError(f"realtime tag name {self.name!r} must be lower_snake_case")
         if self.name in TAG_TABLE_COLUMNS:
             raise ValueError(

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 FactTable = Literal["orders", "events", "contacts"]
 AggregateFn = Literal["count", "sum", "min", "max", "avg", "count_distinct", "first", "last"]
 BuilderName = Literal["rfm_score", "rfm_segment", "top_value", "count_by"]
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+TAG_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+"""What a tag's name (batch or realtime) and a tag group's name look like: lower_snake_case."""
 
 
 class _Strict(BaseModel):
@@ -61,7 +62,7 @@ class TagConf(_Strict):
 
     @model_validator(mode="after")
     def _one_way(self) -> TagConf:
-        if not _NAME.match(self.name) or not _NAME.match(self.group):
+        if not TAG_NAME.match(self.name) or not TAG_NAME.match(self.group):
             raise ValueError("tag `name` and `group` must be lower_snake_case")
         ways = [w for w in ("aggregate", "expr", "builder") if getattr(self, w) is not None]
         if len(ways) != 1:

@@ -156,7 +156,7 @@ def whole_graph_plan(
     groups, figures = aggregated(record_groups(rows), F.count(F.lit(1)), F.collect_set("source"))
     records, sources = int(figures[0]), figures[1]
     pairs = materialize(record_pairs(groups, sources))
-    counts = materialize(node_counts(groups, pairs, event_sources=events))  # a row a node held
+    counts = materialize(node_counts(groups, pairs, event_sources=events))  # a row per held node
     hubs = materialize(hubs_among(spark, counts, nodes, conf, key))
     hub_ids = Keys.of(hubs.select("node_id"))
     graph_edges = materialize(edges(pairs, hub_ids.hint()))
