@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,15 +43,20 @@ def small_config(warehouse: Path | str, *extra: str) -> OneIdConfig:
 
 
 @contextmanager
-def shuffle_partitions(spark, partitions: int) -> Iterator[None]:
-    """The session's ``spark.sql.shuffle.partitions`` set to ``partitions`` while the block
-    runs (the tests' default: :data:`SHUFFLE_PARTITIONS`)."""
-    before = spark.conf.get("spark.sql.shuffle.partitions")
-    spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+def session_setting(spark, key: str, value: str) -> Iterator[None]:
+    """The session's Spark SQL setting ``key`` set to ``value`` while the block runs."""
+    before = spark.conf.get(key)
+    spark.conf.set(key, value)
     try:
         yield
     finally:
-        spark.conf.set("spark.sql.shuffle.partitions", before)
+        spark.conf.set(key, before)
+
+
+def shuffle_partitions(spark, partitions: int) -> AbstractContextManager[None]:
+    """The session's ``spark.sql.shuffle.partitions`` set to ``partitions`` while the block
+    runs (the tests' default: :data:`SHUFFLE_PARTITIONS`)."""
+    return session_setting(spark, "spark.sql.shuffle.partitions", str(partitions))
 
 
 def with_demo_data(cfg: OneIdConfig, folder: Path, **pipeline_updates) -> OneIdConfig:

@@ -7,7 +7,15 @@ from pathlib import Path
 from pyspark.sql import functions as F
 
 import oneid
-from oneid.checkpoint import LARGEST_ESTIMATE, aggregated, counted, estimated_size, materialize
+from oneid.checkpoint import (
+    ADAPTIVE,
+    LARGEST_ESTIMATE,
+    aggregated,
+    counted,
+    estimated_size,
+    materialize,
+)
+from tests.support import session_setting
 
 
 def _grown(frame):
@@ -61,6 +69,22 @@ def test_aggregated_checkpoints_and_aggregates_in_one_job(spark):
     assert (figures[0], figures[1]) == (1000, [0, 1, 2, 3, 4])
     assert done._jdf.queryExecution().analyzed().rdd().isCheckpointed()
     assert done.count() == 1000
+
+
+def test_a_partitioned_checkpoint_is_grouped_by_its_keys_without_a_shuffle(spark):
+    """Adaptive execution hides a plan's partitioning from its checkpoint; a partitioned one
+    keeps it, so a grouping by the same keys reads it in place (and the setting is left on)."""
+    frame = spark.range(200).select((F.col("id") % 9).alias("a"), "id").repartition(3, "a")
+    with session_setting(spark, ADAPTIVE, "true"):  # as production runs
+        for partitioned in (False, True):
+            done, figures = aggregated(frame, F.count(F.lit(1)), partitioned=partitioned)
+            assert spark.conf.get(ADAPTIVE) == "true" and figures[0] == 200
+            grouped = done.groupBy("a").agg(F.sum("id").alias("s"))
+            plan = grouped._jdf.queryExecution().executedPlan().toString()
+            assert ("Exchange" in plan) is not partitioned, plan
+            assert sorted(r.s for r in grouped.collect()) == sorted(
+                sum(range(a, 200, 9)) for a in range(9)
+            )
 
 
 def test_checkpoints_keep_their_rows_serialised(spark):

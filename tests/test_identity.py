@@ -9,13 +9,14 @@ import zlib
 import pytest
 from pyspark.sql import functions as F
 
-from oneid.checkpoint import materialize
+from oneid.checkpoint import ADAPTIVE, aggregated, materialize
 from oneid.errors import DataContractError, GateFailedError, LimitExceededError
 from oneid.identity.graph import (
     HELD,
     NODE_BITS,
     base_type,
     edges,
+    held_rows,
     record_groups,
     record_pairs,
 )
@@ -26,7 +27,7 @@ from oneid.identity.publish import STATE_TABLES
 from oneid.identity.stats import size_figures
 from oneid.standardize.hashing import DEMO_KEY, HashKey, keyed_hash
 from oneid.tables import overwrite, read_table, table_path, table_version
-from tests.support import config_for, delta_records
+from tests.support import config_for, delta_records, session_setting, shuffle_partitions
 
 KEY = HashKey(DEMO_KEY, 0)
 T0 = dt.datetime(2025, 1, 1)
@@ -555,6 +556,34 @@ def test_a_records_oneid_is_its_highest_priority_identifiers_then_the_smallest_n
     rows = record_oneids(incidence, mapping, ("member_id", "phone", "wx_openid"))
     picked = {r.record_key: r.oneid for r in rows.collect()}
     assert picked == {"r1": 10, "r2": 20, "r3": 50, "r5": 60}
+
+
+def test_records_pick_their_oneid_from_their_grouped_rows_without_a_shuffle(spark):
+    """A full run picks each record's OneID from the records it grouped, checkpointed with
+    their partitioning: the picks of the incidence rows, with no shuffle, also under adaptive
+    execution (production's)."""
+    rows = [
+        ("app", f"r{i % 4}", i, "phone" if i % 2 else "member_id", "weak", T0) for i in range(10)
+    ]
+    incidence = spark.createDataFrame(
+        rows,
+        "source string, record_key string, node_id long, id_type string, strength string, "
+        "event_time timestamp",
+    )
+    mapping = spark.createDataFrame(  # node 0 has no OneID (a hub); sent to every task
+        [(i, 100 + i // 3) for i in range(1, 10)], "node_id long, oneid long"
+    )
+    priority = ("member_id", "phone")
+    with session_setting(spark, ADAPTIVE, "true"), shuffle_partitions(spark, 2):
+        groups, _ = aggregated(record_groups(incidence), F.count(F.lit(1)), partitioned=True)
+        picked = record_oneids(held_rows(groups), F.broadcast(mapping), priority)  # as a run
+        plan = picked._jdf.queryExecution().executedPlan().toString()
+        assert "Exchange hashpartitioning" not in plan, plan
+        got = {r.record_key: r.oneid for r in picked.collect()}
+    assert got == {"r0": 101, "r1": 100, "r2": 100, "r3": 101}
+    assert got == {
+        r.record_key: r.oneid for r in record_oneids(incidence, mapping, priority).collect()
+    }
 
 
 def test_an_identifiers_base_type_is_the_part_before_its_first_colon(spark):

@@ -10,12 +10,20 @@ estimate has left the range of a long is given Spark's default estimate instead.
 Checkpoints keep their rows serialised (:data:`STORAGE`): a full identity run at 5M source
 rows holds tens of millions of checkpointed rows, and as row objects on the heap they cost the
 throughput collector 25-54 s a run; serialised, ~9 s (docs/performance.md).
+
+A checkpoint can keep the partitioning its plan leaves (``partitioned=True``): a later grouping
+by the same keys then reads it without a shuffle. Adaptive execution hides a plan's partitioning
+from its checkpoint (it may change the partition count), so such a checkpoint is planned
+without it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, Row
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.classic.dataframe import DataFrame as ClassicDataFrame
 
@@ -40,12 +48,36 @@ def counted(frame: DataFrame) -> tuple[DataFrame, int]:
     return done, int(figures[0])
 
 
-def aggregated(frame: DataFrame, *aggregates: Column) -> tuple[DataFrame, Row]:
+def aggregated(
+    frame: DataFrame, *aggregates: Column, partitioned: bool = False
+) -> tuple[DataFrame, Row]:
     """``frame`` materialised as :func:`materialize` does, and ``aggregates`` over all its rows
-    (one row), in one Spark job, as :func:`counted` does for a count."""
-    done = frame.localCheckpoint(eager=False, storageLevel=STORAGE)
+    (one row), in one Spark job, as :func:`counted` does for a count.
+
+    ``partitioned``: the checkpoint keeps the partitioning of ``frame``'s plan (module doc).
+    """
+    planning = nullcontext()
+    if partitioned:
+        planning = _without_adaptive(frame.sparkSession)
+        frame = frame.select("*")  # a new plan: ``frame`` may hold one planned adaptively
+    with planning:  # a checkpoint plans its query when it is made, even a lazy one
+        done = frame.localCheckpoint(eager=False, storageLevel=STORAGE)
     (figures,) = done.agg(*aggregates).collect()
     return _bounded(done), figures
+
+
+ADAPTIVE = "spark.sql.adaptive.enabled"
+
+
+@contextmanager
+def _without_adaptive(spark: SparkSession) -> Iterator[None]:
+    """Queries planned inside are planned without adaptive execution (the setting is restored)."""
+    before = spark.conf.get(ADAPTIVE)
+    spark.conf.set(ADAPTIVE, "false")
+    try:
+        yield
+    finally:
+        spark.conf.set(ADAPTIVE, before)
 
 
 def _bounded(done: DataFrame) -> DataFrame:

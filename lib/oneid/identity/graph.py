@@ -99,6 +99,15 @@ def record_groups(incidence: DataFrame) -> DataFrame:
     return by_record.groupBy(*RECORD_KEY).agg(F.collect_list(rows).alias(HELD))
 
 
+def held_rows(groups: DataFrame) -> DataFrame:
+    """The incidence rows of :func:`record_groups` (its record key and the fields of
+    ``held``), one per row held, in the partitions of ``groups``: a grouping of them by record
+    needs no shuffle when ``groups`` keeps its partitioning (a checkpoint of it made with
+    ``aggregated(..., partitioned=True)``)."""
+    each = groups.select(*RECORD_KEY, F.explode(HELD).alias("_row"))
+    return each.select(*RECORD_KEY, "_row.*")
+
+
 def held_nodes(groups: DataFrame) -> DataFrame:
     """The node_id of every row held in :func:`record_groups` (not distinct)."""
     return groups.select(F.explode(f"{HELD}.node_id").alias("node_id"))

@@ -389,6 +389,7 @@ def incremental_plan(
     clock("affected nodes")
     return IncrementalPlan(
         rows=rows,
+        groups=change.gathered,
         nodes=nodes,
         vertex_nodes=nodes.join(scope.usable.hint(), "node_id", "left_semi"),
         hubs=hubs,

@@ -24,6 +24,7 @@ from oneid.errors import LimitExceededError
 from oneid.identity.graph import (
     NODE_BITS,
     edges,
+    held_rows,
     new_nodes,
     record_groups,
     record_nodes,
@@ -69,6 +70,10 @@ class Plan:
 
     rows: DataFrame
     """The incidence rows the run read: every row (here), the changed records' (incremental)."""
+    groups: DataFrame
+    """Records with their rows (:func:`~oneid.identity.graph.record_groups`) that the run
+    paired: every record (here, partitioned by record: each record's OneID is picked from it
+    without a shuffle), every record holding a touched node (incremental)."""
     nodes: DataFrame
     """The node dictionary."""
     vertex_nodes: DataFrame
@@ -107,7 +112,7 @@ class Plan:
         """record_oneid and profiles of every record and OneID (the mapping sent to every task
         while it is small enough, not shuffled against all incidence rows)."""
         lookup = hinted(recomputed, self.vertices.size, DICTIONARY_BROADCAST_ROWS)
-        owners, with_oneid = counted(record_oneids(self.rows, lookup, self.priority))
+        owners, with_oneid = counted(record_oneids(held_rows(self.groups), lookup, self.priority))
         rows = materialize(profiles(self.rows, lookup, self.nodes, owners))
         moved = 0 if self.previous is None else changed_identifiers(self.previous, recomputed)
         return Published(owners, rows, rows, self.changed_records, with_oneid, moved)
@@ -153,7 +158,9 @@ def whole_graph_plan(
     conf = cfg.pipeline.identity
     key = load_key(cfg.env.secrets)
     events = cfg.pipeline.sources_of("events")
-    groups, figures = aggregated(record_groups(rows), F.count(F.lit(1)), F.collect_set("source"))
+    groups, figures = aggregated(
+        record_groups(rows), F.count(F.lit(1)), F.collect_set("source"), partitioned=True
+    )
     records, sources = int(figures[0]), figures[1]
     pairs = materialize(record_pairs(groups, sources))
     counts = materialize(node_counts(groups, pairs, event_sources=events))  # a row per held node
@@ -166,6 +173,7 @@ def whole_graph_plan(
     clock("vertices")
     return Plan(
         rows=rows,
+        groups=groups,
         nodes=nodes,
         vertex_nodes=nodes,
         hubs=hubs,
