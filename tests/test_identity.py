@@ -596,7 +596,7 @@ def test_an_identifiers_base_type_is_the_part_before_its_first_colon(spark):
 def test_records_are_grouped_in_one_sort_streamed_into_their_arrays(spark):
     """The grouping by record sorts the rows once and builds each record's array while reading
     them in order, not in Spark's object aggregation (a sort before the shuffle and another
-    after it); every row is still held by its record."""
+    after it); every row is still held by its record, whole."""
     rows = [("app", f"r{i % 3}", i, "phone", "weak", T0 + dt.timedelta(days=i)) for i in range(7)]
     incidence = spark.createDataFrame(
         rows,
@@ -609,6 +609,8 @@ def test_records_are_grouped_in_one_sort_streamed_into_their_arrays(spark):
     assert plan.count("Sort [") == 1 and plan.count("Exchange") == 1, plan
     held = {r.record_key: sorted(h.node_id for h in r[HELD]) for r in groups.collect()}
     assert held == {"r0": [0, 3, 6], "r1": [1, 4], "r2": [2, 5]}
+    # every column comes back: a full run keeps its incidence rows only as grouped
+    assert sorted(held_rows(groups).collect()) == sorted(incidence.collect())
 
 
 def test_an_edges_sources_span_words_of_bits_in_a_hash_aggregation(spark):

@@ -69,7 +69,8 @@ class Plan:
     """A full rebuild: everything is recomputed and every table is rewritten."""
 
     rows: DataFrame
-    """The incidence rows the run read: every row (here), the changed records' (incremental)."""
+    """The incidence rows the run read: every row (here, as grouped in ``groups``), the changed
+    records' (incremental)."""
     groups: DataFrame
     """Records with their rows (:func:`~oneid.identity.graph.record_groups`) that the run
     paired: every record (here, partitioned by record: each record's OneID is picked from it
@@ -140,7 +141,8 @@ def full_plan(
     """Every silver row, every hub and edge; the previous mapping is all there is to keep."""
     nodes, largest = extend_nodes(spark, cfg, identifiers, run_id)
     dictionary = hinted(nodes, largest, DICTIONARY_BROADCAST_ROWS)
-    rows = materialize(record_nodes(identifiers, dictionary))
+    # looked up as they are grouped by record (the next phase), not kept apart
+    rows = record_nodes(identifiers, dictionary)
     clock("changed records and nodes")
     previous = None if previous_map is None else previous_map.select("node_id", "oneid")
     return whole_graph_plan(spark, cfg, rows, nodes, previous, clock)
@@ -154,7 +156,8 @@ def whole_graph_plan(
     previous: DataFrame | None,
     clock: Clock,
 ) -> Plan:
-    """The plan over every incidence row in ``rows`` (nodes of ``nodes``): writes nothing."""
+    """The plan over every incidence row in ``rows`` (nodes of ``nodes``): writes nothing.
+    ``rows`` is read once, as it is grouped by record; the plan's rows are the grouped ones."""
     conf = cfg.pipeline.identity
     key = load_key(cfg.env.secrets)
     events = cfg.pipeline.sources_of("events")
@@ -172,7 +175,7 @@ def whole_graph_plan(
     vertices = Keys(*counted(held))
     clock("vertices")
     return Plan(
-        rows=rows,
+        rows=held_rows(groups),
         groups=groups,
         nodes=nodes,
         vertex_nodes=nodes,
