@@ -389,7 +389,6 @@ def incremental_plan(
     clock("affected nodes")
     return IncrementalPlan(
         rows=rows,
-        groups=change.gathered,
         nodes=nodes,
         vertex_nodes=nodes.join(scope.usable.hint(), "node_id", "left_semi"),
         hubs=hubs,

@@ -69,12 +69,9 @@ class Plan:
     """A full rebuild: everything is recomputed and every table is rewritten."""
 
     rows: DataFrame
-    """The incidence rows the run read: every row (here, as grouped in ``groups``), the changed
-    records' (incremental)."""
-    groups: DataFrame
-    """Records with their rows (:func:`~oneid.identity.graph.record_groups`) that the run
-    paired: every record (here, partitioned by record: each record's OneID is picked from it
-    without a shuffle), every record holding a touched node (incremental)."""
+    """The incidence rows the run read: every row (here, the records' grouped rows exploded
+    back, partitioned by record: each record's OneID is picked from them without a shuffle),
+    the changed records' (incremental)."""
     nodes: DataFrame
     """The node dictionary."""
     vertex_nodes: DataFrame
@@ -113,7 +110,7 @@ class Plan:
         """record_oneid and profiles of every record and OneID (the mapping sent to every task
         while it is small enough, not shuffled against all incidence rows)."""
         lookup = hinted(recomputed, self.vertices.size, DICTIONARY_BROADCAST_ROWS)
-        owners, with_oneid = counted(record_oneids(held_rows(self.groups), lookup, self.priority))
+        owners, with_oneid = counted(record_oneids(self.rows, lookup, self.priority))
         rows = materialize(profiles(self.rows, lookup, self.nodes, owners))
         moved = 0 if self.previous is None else changed_identifiers(self.previous, recomputed)
         return Published(owners, rows, rows, self.changed_records, with_oneid, moved)
@@ -176,7 +173,6 @@ def whole_graph_plan(
     clock("vertices")
     return Plan(
         rows=held_rows(groups),
-        groups=groups,
         nodes=nodes,
         vertex_nodes=nodes,
         hubs=hubs,
