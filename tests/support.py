@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Collection
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from oneid.conf import OneIdConfig, load_config
 from oneid.conf.pipeline import SMALL_DATA_SPARK
+from oneid.spark_settings import session_settings
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
@@ -42,21 +43,10 @@ def small_config(warehouse: Path | str, *extra: str) -> OneIdConfig:
     return cfg.model_copy(update={"env": cfg.env.model_copy(update={"spark": spark})})
 
 
-@contextmanager
-def session_setting(spark, key: str, value: str) -> Iterator[None]:
-    """The session's Spark SQL setting ``key`` set to ``value`` while the block runs."""
-    before = spark.conf.get(key)
-    spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        spark.conf.set(key, before)
-
-
 def shuffle_partitions(spark, partitions: int) -> AbstractContextManager[None]:
     """The session's ``spark.sql.shuffle.partitions`` set to ``partitions`` while the block
     runs (the tests' default: :data:`SHUFFLE_PARTITIONS`)."""
-    return session_setting(spark, "spark.sql.shuffle.partitions", str(partitions))
+    return session_settings(spark, {"spark.sql.shuffle.partitions": str(partitions)})
 
 
 def with_demo_data(cfg: OneIdConfig, folder: Path, **pipeline_updates) -> OneIdConfig:

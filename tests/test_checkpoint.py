@@ -15,7 +15,7 @@ from oneid.checkpoint import (
     estimated_size,
     materialize,
 )
-from tests.support import session_setting
+from oneid.spark_settings import session_settings
 
 
 def _grown(frame):
@@ -75,7 +75,7 @@ def test_a_partitioned_checkpoint_is_grouped_by_its_keys_without_a_shuffle(spark
     """Adaptive execution hides a plan's partitioning from its checkpoint; a partitioned one
     keeps it, so a grouping by the same keys reads it in place (and the setting is left on)."""
     frame = spark.range(200).select((F.col("id") % 9).alias("a"), "id").repartition(3, "a")
-    with session_setting(spark, ADAPTIVE, "true"):  # as production runs
+    with session_settings(spark, {ADAPTIVE: "true"}):  # as production runs
         for partitioned in (False, True):
             done, figures = aggregated(frame, F.count(F.lit(1)), partitioned=partitioned)
             assert spark.conf.get(ADAPTIVE) == "true" and figures[0] == 200

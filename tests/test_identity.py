@@ -25,9 +25,10 @@ from oneid.identity.job import demo_run_id, resolve_identities
 from oneid.identity.outputs import profiles, record_oneids
 from oneid.identity.publish import STATE_TABLES
 from oneid.identity.stats import size_figures
+from oneid.spark_settings import session_settings
 from oneid.standardize.hashing import DEMO_KEY, HashKey, keyed_hash
 from oneid.tables import overwrite, read_table, table_path, table_version
-from tests.support import config_for, delta_records, session_setting, shuffle_partitions
+from tests.support import config_for, delta_records, shuffle_partitions
 
 KEY = HashKey(DEMO_KEY, 0)
 T0 = dt.datetime(2025, 1, 1)
@@ -574,7 +575,7 @@ def test_records_pick_their_oneid_from_their_grouped_rows_without_a_shuffle(spar
         [(i, 100 + i // 3) for i in range(1, 10)], "node_id long, oneid long"
     )
     priority = ("member_id", "phone")
-    with session_setting(spark, ADAPTIVE, "true"), shuffle_partitions(spark, 2):
+    with session_settings(spark, {ADAPTIVE: "true"}), shuffle_partitions(spark, 2):
         groups, _ = aggregated(record_groups(incidence), F.count(F.lit(1)), partitioned=True)
         picked = record_oneids(held_rows(groups), F.broadcast(mapping), priority)  # as a run
         plan = picked._jdf.queryExecution().executedPlan().toString()

@@ -220,6 +220,8 @@ def test_conf_rejects_unknown_realtime_tags_and_bad_windows():
         conf(tags=[{"name": "t", "kind": "count", "window": "ten minutes"}])
     with pytest.raises(ValueError, match="'oneid' is a column of realtime\\.tags"):
         conf(tags=[{"name": "oneid", "kind": "count", "window": "1d"}])
+    with pytest.raises(ValueError, match="at most 64 characters"):
+        conf(tags=[{"name": "t" * 65, "kind": "count", "window": "1d"}])
     # the names the check refuses are those of the table's other columns
     from oneid.realtime.job import tags_schema
 

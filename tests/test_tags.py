@@ -287,7 +287,7 @@ def test_missing_fact_table_is_a_clear_error(spark, registry):
         compute_tags(spark.range(1, 3).toDF("oneid"), {}, registry, AS_OF)
 
 
-def test_tag_declared_twice_or_on_a_reserved_name_is_rejected():
+def test_tag_declared_twice_on_a_reserved_or_too_long_name_is_rejected():
     tag = {"name": "x", "group": "g", "description": "-", "type": "int", "expr": "1"}
     with pytest.raises(ValueError, match="declared twice"):
         TagsConf(definitions=[tag, tag])
@@ -295,6 +295,10 @@ def test_tag_declared_twice_or_on_a_reserved_name_is_rejected():
         TagsConf(definitions=[{**tag, "name": "dt"}])
     with pytest.raises(ValueError, match="exactly one of"):
         TagConf(**{**tag, "builder": "count_by"})
+    # a name the API could not select (it bounds names to fit its request line) is refused here
+    assert TagConf(**{**tag, "name": "x" * 64}).name == "x" * 64
+    with pytest.raises(ValueError, match="at most 64 characters"):
+        TagConf(**{**tag, "name": "x" * 65})
 
 
 # --- the job: tables, idempotence, backfill, one read per fact table --------------------------

@@ -19,14 +19,16 @@ without it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, Row, SparkSession
+from pyspark.sql import Column, DataFrame, Row
 from pyspark.sql import functions as F
 from pyspark.sql.classic.dataframe import DataFrame as ClassicDataFrame
 
+from oneid.spark_settings import session_settings
+
+ADAPTIVE = "spark.sql.adaptive.enabled"
 LARGEST_ESTIMATE = 2**63 - 1
 """Spark's own default estimate (``spark.sql.defaultSizeInBytes``): a long's largest value."""
 STORAGE = StorageLevel(True, True, False, False, 1)
@@ -58,26 +60,12 @@ def aggregated(
     """
     planning = nullcontext()
     if partitioned:
-        planning = _without_adaptive(frame.sparkSession)
+        planning = session_settings(frame.sparkSession, {ADAPTIVE: "false"})
         frame = frame.select("*")  # a new plan: ``frame`` may hold one planned adaptively
     with planning:  # a checkpoint plans its query when it is made, even a lazy one
         done = frame.localCheckpoint(eager=False, storageLevel=STORAGE)
     (figures,) = done.agg(*aggregates).collect()
     return _bounded(done), figures
-
-
-ADAPTIVE = "spark.sql.adaptive.enabled"
-
-
-@contextmanager
-def _without_adaptive(spark: SparkSession) -> Iterator[None]:
-    """Queries planned inside are planned without adaptive execution (the setting is restored)."""
-    before = spark.conf.get(ADAPTIVE)
-    spark.conf.set(ADAPTIVE, "false")
-    try:
-        yield
-    finally:
-        spark.conf.set(ADAPTIVE, before)
 
 
 def _bounded(done: DataFrame) -> DataFrame:

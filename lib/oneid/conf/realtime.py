@@ -34,7 +34,7 @@ from oneid.conf.audiences import (
     TagOp,
     kind_by_first_key,
 )
-from oneid.conf.tags import TAG_NAME
+from oneid.conf.tags import TAG_NAME_LENGTH, is_tag_name
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 TAG_TABLE_COLUMNS = ("key", "provisional", "oneid", "as_of", "batch_id")
@@ -79,8 +79,11 @@ class RealtimeTagConf(_Strict):
 
     @model_validator(mode="after")
     def _shape(self) -> RealtimeTagConf:
-        if not TAG_NAME.match(self.name):
-            raise ValueError(f"realtime tag name {self.name!r} must be lower_snake_case")
+        if not is_tag_name(self.name):
+            raise ValueError(
+                f"realtime tag name {self.name!r} must be lower_snake_case of at most "
+                f"{TAG_NAME_LENGTH} characters"
+            )
         if self.name in TAG_TABLE_COLUMNS:
             raise ValueError(
                 f"realtime tag name {self.name!r} is a column of realtime.tags "

@@ -18,6 +18,15 @@ AggregateFn = Literal["count", "sum", "min", "max", "avg", "count_distinct", "fi
 BuilderName = Literal["rfm_score", "rfm_segment", "top_value", "count_by"]
 TAG_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 """What a tag's name (batch or realtime) and a tag group's name look like: lower_snake_case."""
+TAG_NAME_LENGTH = 64
+"""The longest such name: the API selects up to 200 tags by name in one GET, which must fit
+the HTTP server's request line (``oneid.serve.models.TagName``)."""
+
+
+def is_tag_name(name: str) -> bool:
+    """Whether ``name`` is a valid tag or tag group name (:data:`TAG_NAME`, at most
+    :data:`TAG_NAME_LENGTH` characters)."""
+    return len(name) <= TAG_NAME_LENGTH and TAG_NAME.match(name) is not None
 
 
 class _Strict(BaseModel):
@@ -62,8 +71,11 @@ class TagConf(_Strict):
 
     @model_validator(mode="after")
     def _one_way(self) -> TagConf:
-        if not TAG_NAME.match(self.name) or not TAG_NAME.match(self.group):
-            raise ValueError("tag `name` and `group` must be lower_snake_case")
+        if not is_tag_name(self.name) or not is_tag_name(self.group):
+            raise ValueError(
+                f"tag `name` and `group` must be lower_snake_case of at most {TAG_NAME_LENGTH} "
+                "characters"
+            )
         ways = [w for w in ("aggregate", "expr", "builder") if getattr(self, w) is not None]
         if len(ways) != 1:
             raise ValueError(f"tag {self.name!r}: give exactly one of aggregate, expr, builder")

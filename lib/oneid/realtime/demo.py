@@ -32,6 +32,7 @@ from oneid.realtime.events import SHANGHAI
 from oneid.realtime.job import RealtimeRun, start_realtime
 from oneid.realtime.receiver import Received, WebhookReceiver
 from oneid.session import warehouse_root
+from oneid.spark_settings import session_settings
 from oneid.tables import table_path
 
 logger = logging.getLogger(__name__)
@@ -105,9 +106,9 @@ def demo_realtime(spark: SparkSession, cfg: OneIdConfig) -> Replayed:
     replay = replay_events(cfg, folder.name)
     first = sum(1 for key, _ in replay if key == replay[0][0])
     signed = _demo_config(cfg)
-    before = {k: spark.conf.get(k, None) for k in SESSION}
     try:
         with (
+            session_settings(spark, SESSION),
             LocalBroker(cfg, folder / "broker") as broker,
             WebhookReceiver(load_secret(signed.pipeline.realtime.webhook)) as receiver,
         ):
@@ -120,8 +121,6 @@ def demo_realtime(spark: SparkSession, cfg: OneIdConfig) -> Replayed:
                 trigger_seconds=signed.pipeline.realtime.trigger_seconds,
             )
             broker.create_topics(TOPIC)
-            for key, value in SESSION.items():
-                spark.conf.set(key, value)
             run = start_realtime(spark, demo_cfg)
             try:
                 started = time.monotonic()
@@ -137,11 +136,6 @@ def demo_realtime(spark: SparkSession, cfg: OneIdConfig) -> Replayed:
             received = receiver.received
         statuses = _trigger_statuses(demo_cfg, folder.name)
     finally:
-        for key, value in before.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
         shutil.rmtree(folder, ignore_errors=True)
         if folder.parent.is_dir() and not any(folder.parent.iterdir()):
             folder.parent.rmdir()

@@ -6,13 +6,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from oneid.conf.tags import TAG_NAME
+from oneid.conf.tags import TAG_NAME, TAG_NAME_LENGTH
 
 Scalar = str | int | float | bool | None
 MAX_TAGS = 200
 """Most tag names one request selects."""
-TagName = Annotated[str, StringConstraints(pattern=TAG_NAME.pattern, max_length=64)]
-"""A tag's name as conf names tags (``TAG_NAME``). Bounded so that a GET selecting
+TagName = Annotated[str, StringConstraints(pattern=TAG_NAME.pattern, max_length=TAG_NAME_LENGTH)]
+"""A tag's name as conf names tags (``oneid.conf.tags.is_tag_name``): a GET selecting
 ``MAX_TAGS`` of them fits the HTTP server's request line (16 KB), which refuses a longer one
 before the API answers."""
 
